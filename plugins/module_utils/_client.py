@@ -1,0 +1,176 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The one libvirt connection wrapper of vmmigration.libvirt.
+
+This module is private to the collection (leading underscore): its interface may change in any
+release. It owns opening connections by URI, the shared connection options, the single error type
+(:class:`LibvirtClientError`) every libvirt failure is turned into, and retries for errors that are
+known to be transient (never for invalid-operation errors).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import random
+import time
+import traceback
+import xml.etree.ElementTree as ET
+
+LIBVIRT_IMPORT_ERROR = None
+try:
+    import libvirt
+except ImportError:
+    libvirt = None
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+
+INSTALL_HINT = (
+    "the libvirt Python binding (libvirt-python) is not importable by the Python that runs this module "
+    "on the host: install it there (Debian/Ubuntu: apt-get install python3-libvirt; or pip install "
+    "libvirt-python with libvirt-dev and pkg-config present) or point ansible_python_interpreter at a "
+    "Python that has it"
+)
+
+# Options every module that talks to libvirt accepts; documented once in the
+# vmmigration.libvirt.connection doc fragment.
+CONNECTION_ARGSPEC = dict(
+    uri=dict(type='str', default='qemu:///system'),
+    connect_retries=dict(type='int', default=2),
+    connect_retry_delay=dict(type='float', default=0.5),
+)
+
+# libvirt error codes that say "try again": the daemon or the network hiccuped.
+_TRANSIENT_CODES = (
+    'VIR_ERR_SYSTEM_ERROR',
+    'VIR_ERR_RPC',
+    'VIR_ERR_NO_CONNECT',
+    'VIR_ERR_AUTH_UNAVAILABLE',
+    'VIR_ERR_AGENT_UNRESPONSIVE',
+    'VIR_ERR_OPERATION_TIMEOUT',
+)
+
+
+class LibvirtClientError(Exception):
+    """Every libvirt failure of this collection, with a readable message and libvirt's code."""
+
+    def __init__(self, msg, code=None, transient=False):
+        super(LibvirtClientError, self).__init__(msg)
+        self.msg = msg
+        self.code = code
+        self.transient = transient
+
+
+def _silence_libvirt_stderr():
+    if libvirt is not None:
+        libvirt.registerErrorHandler(lambda ctx, err: None, None)
+
+
+def is_transient(code):
+    """True for libvirt error codes worth a retry (connection and timeout trouble)."""
+    if libvirt is None or code is None:
+        return False
+    return code in [getattr(libvirt, name) for name in _TRANSIENT_CODES if hasattr(libvirt, name)]
+
+
+def backoff_delays(retries, delay, jitter=0.25, rand=random.random):
+    """Delays before each retry: exponential from DELAY, each stretched by up to JITTER."""
+    return [delay * (2 ** i) * (1 + jitter * rand()) for i in range(max(0, retries))]
+
+
+def wrap_error(exc, what):
+    """Turn a libvirt.libvirtError into a LibvirtClientError that says what was being done."""
+    code = exc.get_error_code() if hasattr(exc, 'get_error_code') else None
+    text = exc.get_error_message() if hasattr(exc, 'get_error_message') else None
+    return LibvirtClientError('%s: %s' % (what, text or str(exc)), code=code, transient=is_transient(code))
+
+
+class LibvirtClient:
+    """One connection to one libvirt URI, opened lazily once and reused by every call."""
+
+    def __init__(self, uri='qemu:///system', retries=2, retry_delay=0.5, sleep=time.sleep):
+        if libvirt is None:
+            raise LibvirtClientError(INSTALL_HINT)
+        if not uri or not isinstance(uri, str) or '://' not in uri and uri not in ('test:///default',):
+            raise LibvirtClientError("malformed libvirt URI %r: expected e.g. qemu:///system or "
+                                     "qemu+tcp://host/system" % (uri,))
+        if retries < 0 or retry_delay < 0:
+            raise LibvirtClientError('connect_retries and connect_retry_delay must not be negative')
+        self.uri = uri
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self._sleep = sleep
+        self._conn = None
+        _silence_libvirt_stderr()
+
+    @property
+    def conn(self):
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self):
+        last = None
+        delays = backoff_delays(self.retries, self.retry_delay)
+        for attempt in range(len(delays) + 1):
+            try:
+                return libvirt.open(self.uri)
+            except libvirt.libvirtError as e:
+                last = wrap_error(e, 'cannot connect to libvirt at %s' % self.uri)
+                if not last.transient or attempt == len(delays):
+                    break
+                self._sleep(delays[attempt])
+        raise last
+
+    def call(self, what, fn, *args, **kwargs):
+        """Run one libvirt call; a libvirt error becomes a LibvirtClientError saying WHAT failed."""
+        try:
+            return fn(*args, **kwargs)
+        except libvirt.libvirtError as e:
+            raise wrap_error(e, what)
+
+    def close(self):
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except libvirt.libvirtError:
+                pass
+            self._conn = None
+
+    # Small helpers shared by the modules -------------------------------------------------
+    def capabilities(self):
+        return ET.fromstring(self.call('cannot read capabilities of %s' % self.uri, self.conn.getCapabilities))
+
+    def host_uuid(self):
+        node = self.capabilities().find('./host/uuid')
+        return node.text if node is not None else None
+
+    def lookup(self, name):
+        """The domain called NAME, or None when this host has no such domain."""
+        try:
+            return self.conn.lookupByName(name)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise wrap_error(e, 'cannot look up domain %s on %s' % (name, self.uri))
+
+
+class ClientCache:
+    """Connections opened once per URI per task, and closed together."""
+
+    def __init__(self, retries=2, retry_delay=0.5):
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self._clients = {}
+
+    def get(self, uri):
+        if uri not in self._clients:
+            self._clients[uri] = LibvirtClient(uri, retries=self.retries, retry_delay=self.retry_delay)
+        return self._clients[uri]
+
+    def close(self):
+        for c in self._clients.values():
+            c.close()
+        self._clients = {}

@@ -1,0 +1,191 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+DOCUMENTATION = r'''
+---
+module: host_info
+short_description: Facts of a libvirt hypervisor and its domains, for migration planning
+version_added: 0.1.0
+description:
+  - Reads a hypervisor's facts through libvirt - hostname, host UUID, libvirt and hypervisor
+    versions, the domain types it can run (V(kvm), V(qemu)), machine types, host CPU model and
+    features, memory total and free, bridges, networks and storage pools.
+  - For each domain (all, or those named in O(domains)) - state, memory, vCPUs, CPU definition,
+    machine type, disks (type, source, format, cache mode, sizes), interfaces (MAC, bridge or
+    network, model, known addresses) and every device that keeps it from live-migrating.
+  - Read-only; changes nothing.
+author:
+  - vmmigration.libvirt developers (@vmmigration)
+extends_documentation_fragment:
+  - vmmigration.libvirt.connection
+  - vmmigration.libvirt.attributes
+  - vmmigration.libvirt.attributes.info_module
+options:
+  domains:
+    description:
+      - Names of the domains to describe. Each must exist, or the module fails naming those that do not.
+      - Omitted or empty - every domain of the host, running or not.
+    type: list
+    elements: str
+    default: []
+  include_domains:
+    description:
+      - Set to V(false) for the host facts alone.
+    type: bool
+    default: true
+'''
+
+EXAMPLES = r'''
+- name: Facts of the hypervisor this play runs on
+  vmmigration.libvirt.host_info:
+  register: hv
+
+- name: Show which domains cannot live-migrate, and why
+  ansible.builtin.debug:
+    msg: "{{ item.name }}: {{ item.blockers | map(attribute='reason') | join(', ') }}"
+  loop: "{{ hv.domains | selectattr('blockers') }}"
+  loop_control:
+    label: "{{ item.name }}"
+
+- name: One domain, from the controller, over TCP
+  vmmigration.libvirt.host_info:
+    uri: qemu+tcp://hv2.example.com/system
+    domains: [web01]
+  delegate_to: localhost
+'''
+
+RETURN = r'''
+host:
+  description: The hypervisor's facts.
+  returned: always
+  type: dict
+  contains:
+    hostname: {description: Host name libvirt reports., type: str, returned: always, sample: hv1}
+    uri: {description: The URI the facts were read through., type: str, returned: always, sample: qemu:///system}
+    uuid:
+      description: The host UUID libvirt uses to tell hosts apart (migration refuses equal UUIDs).
+      type: str
+      returned: always
+      sample: 4280eb16-4781-55d0-8b47-05a610cd1c1b
+    driver: {description: libvirt driver name., type: str, returned: always, sample: QEMU}
+    libvirt_version: {description: libvirt version., type: str, returned: always, sample: 9.0.0}
+    hypervisor_version: {description: Hypervisor (QEMU) version., type: str, returned: always, sample: 7.2.0}
+    domain_types:
+      description: Domain types the host can run.
+      type: list
+      elements: str
+      returned: always
+      sample: [kvm, qemu]
+    machine_types:
+      description: Machine types per guest architecture.
+      type: dict
+      returned: always
+      sample: {x86_64: [pc, pc-i440fx-7.2, q35]}
+    cpu_arch: {description: Host CPU architecture., type: str, returned: always, sample: x86_64}
+    cpu_model: {description: Host CPU model as libvirt names it., type: str, returned: always, sample: Skylake-Client-IBRS}
+    cpu_vendor: {description: Host CPU vendor., type: str, returned: always, sample: Intel}
+    cpu_features:
+      description: Host CPU features beyond the model.
+      type: list
+      elements: str
+      returned: always
+    cpus: {description: Logical CPUs., type: int, returned: always, sample: 16}
+    memory_total: {description: Host memory in bytes., type: int, returned: always, sample: 68719476736}
+    memory_free: {description: Free host memory in bytes., type: int, returned: always, sample: 34359738368}
+    bridges:
+      description: Linux bridges on the host.
+      type: list
+      elements: str
+      returned: always
+      sample: [br0, br1]
+    networks:
+      description: libvirt networks with their bridge and state.
+      type: list
+      elements: dict
+      returned: always
+    storage_pools:
+      description: Storage pools - name, type, active, path, capacity, allocation, available (bytes).
+      type: list
+      elements: dict
+      returned: always
+domains:
+  description: One entry per domain; empty when O(include_domains=false).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name: {description: Domain name., type: str, returned: always, sample: web01}
+    uuid: {description: Domain UUID., type: str, returned: always}
+    domain_type: {description: V(kvm) or V(qemu) (treated alike)., type: str, returned: always, sample: kvm}
+    state: {description: Domain state., type: str, returned: always, sample: running}
+    persistent: {description: Whether the domain has a persistent definition., type: bool, returned: always}
+    active: {description: Whether the domain runs., type: bool, returned: always}
+    memory_kib: {description: Maximum memory in KiB., type: int, returned: always, sample: 4194304}
+    vcpus: {description: vCPUs., type: int, returned: always, sample: 2}
+    machine: {description: Machine type., type: str, returned: always, sample: pc-q35-7.2}
+    cpu:
+      description: CPU definition - mode, match, model, fallback, vendor and features.
+      type: dict
+      returned: always
+    disks:
+      description: Disks - type, device, target, source, protocol, hosts, format, cache, capacity, allocation, physical.
+      type: list
+      elements: dict
+      returned: always
+    interfaces:
+      description: Interfaces - type, mac, bridge, network, model, addresses.
+      type: list
+      elements: dict
+      returned: always
+    blockers:
+      description: Devices that keep the domain from live-migrating, each with a reason.
+      type: list
+      elements: dict
+      returned: always
+      sample: [{device: hostdev, reason: host device passthrough (pci) is bound to this host}]
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+    CONNECTION_ARGSPEC,
+    INSTALL_HINT,
+    LIBVIRT_IMPORT_ERROR,
+    LibvirtClient,
+    LibvirtClientError,
+)
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._facts import gather
+
+
+def main():
+    argument_spec = dict(
+        domains=dict(type='list', elements='str', default=[]),
+        include_domains=dict(type='bool', default=True),
+    )
+    argument_spec.update(CONNECTION_ARGSPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if LIBVIRT_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib('libvirt-python') + '; ' + INSTALL_HINT,
+                         exception=LIBVIRT_IMPORT_ERROR)
+    client = None
+    try:
+        client = LibvirtClient(module.params['uri'], retries=module.params['connect_retries'],
+                               retry_delay=module.params['connect_retry_delay'])
+        facts = gather(client, domains=module.params['domains'], include_domains=module.params['include_domains'])
+    except LibvirtClientError as e:
+        module.fail_json(msg=e.msg)
+    finally:
+        if client is not None:
+            client.close()
+    module.exit_json(changed=False, **facts)
+
+
+if __name__ == '__main__':
+    main()

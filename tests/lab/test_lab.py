@@ -1,0 +1,164 @@
+"""Lab smoke tests: the lab itself, and a real live migration between two lab hypervisors.
+
+Needs root and the packages from tests/lab/setup.sh. Brings the lab up once for the module and tears
+it down at the end, asserting nothing is left behind.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
+
+LAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab")
+FIGURES = {}
+
+
+def lab_cmd(*args, user=None, env=None):
+    cmd = [LAB] + list(args)
+    if user:
+        cmd = ["setpriv", "--reuid=%s" % user, "--regid=%s" % user, "--clear-groups"] + cmd
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    assert not L.load_state(), "a lab is already up: run 'tests/lab/lab down' first"
+    t0 = time.monotonic()
+    st = L.up(3)
+    FIGURES["lab_up_s"] = round(time.monotonic() - t0, 2)
+    yield st
+    L.down()
+    assert L.leftovers() == []
+    print("\nLAB FIGURES " + json.dumps(FIGURES, sort_keys=True))
+
+
+def test_up_refuses_a_running_lab(lab):
+    p = lab_cmd("up")
+    assert p.returncode == 1
+    assert "already up" in p.stderr
+
+
+def test_up_refuses_non_root(lab):
+    p = lab_cmd("up", user="65534")
+    assert p.returncode == 1
+    assert "needs root" in p.stderr
+
+
+def test_up_refuses_missing_packages(lab):
+    env = dict(os.environ, PATH="/nonexistent")
+    p = subprocess.run([L.VENV_PY, os.path.join(L.HERE, "vmmlab.py"), "up"], capture_output=True, text=True,
+                       env=env, timeout=60, check=False)
+    assert p.returncode == 1
+    assert "missing tools" in p.stderr and "setup.sh" in p.stderr
+
+
+def test_no_route_out_of_the_machine(lab):
+    L.check_routes(["sw", "ctl", "cli", "sto"] + lab["hosts"])
+    for ns in ["ctl", "cli", "sto"] + lab["hosts"]:
+        for fam in ("-4", "-6"):
+            p = L.run(["ip", "-n", L.NS + ns, fam, "route", "show", "default"])
+            assert p.stdout.strip() == "", (ns, p.stdout)
+
+
+def test_check_routes_catches_a_leak(lab):
+    """The guard itself must fail when a namespace learns a route outside the lab prefixes."""
+    L.run(["ip", "-n", L.NS + "cli", "route", "add", "203.0.113.0/24", "dev", "eth0"])
+    try:
+        with pytest.raises(L.LabError, match="outside the lab prefixes"):
+            L.check_routes(["cli"])
+    finally:
+        L.run(["ip", "-n", L.NS + "cli", "route", "del", "203.0.113.0/24", "dev", "eth0"])
+
+
+def test_hosts_are_distinct_hypervisors_reached_over_ssh(lab):
+    uuids = set()
+    for h in lab["hosts"]:
+        caps = L.virsh(h, "capabilities").stdout
+        uuid = caps.split("<uuid>")[1].split("</uuid>")[0]
+        uuids.add(uuid)
+        assert uuid == L.host_uuid(h)
+        p = L.run(L.ns_exec("ctl", ["ssh", "-i", L.state_path("ssh", "id_lab"), "-o", "BatchMode=yes",
+                                    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                                    "-o", "LogLevel=ERROR", "root@%s" % L.host_ip(h),
+                                    "hostname; virsh -c qemu:///system capabilities | grep -c '<uuid>%s</uuid>'"
+                                    % L.host_uuid(h)]))
+        assert p.stdout.split() == [h, "1"]
+    assert len(uuids) == len(lab["hosts"])
+
+
+def test_heterogeneity(lab):
+    """The last host lacks the second guest bridge and has another storage pool layout."""
+    first, last = lab["hosts"][0], lab["hosts"][-1]
+    assert L.run(["ip", "-n", L.NS + first, "link", "show", "br1"], check=False).returncode == 0
+    assert L.run(["ip", "-n", L.NS + last, "link", "show", "br1"], check=False).returncode != 0
+    assert set(L.virsh(first, "pool-list", "--name").stdout.split()) == {"local", "shared"}
+    assert set(L.virsh(last, "pool-list", "--name").stdout.split()) == {"images"}
+
+
+def test_storage_kinds(lab):
+    """Same path on two hosts: the shared directory is one directory, the local one is not."""
+    h1, h2 = lab["hosts"][:2]
+    marker = "marker-%d" % os.getpid()
+    for mnt, shared in ((L.MNT_SHARED, True), (L.MNT_LOCAL, False)):
+        path = os.path.join(mnt, marker)
+        L.run(L.host_enter(h1) + ["touch", path])
+        seen = L.run(L.host_enter(h2) + ["test", "-e", path], check=False).returncode == 0
+        L.run(L.host_enter(h1) + ["rm", "-f", path])
+        assert seen == shared, mnt
+
+
+def test_live_migration_with_client_probe(lab):
+    src, dst = lab["hosts"][0], lab["hosts"][1]
+    t0 = time.monotonic()
+    g = L.define_guest("smoke1", src, memory_mib=256, mem_workload_mib=32, mem_rate=16, disk="nbd", disk_ms=50)
+    before = L.wait_guest(g["ip"], timeout=60)
+    FIGURES["guest_boot_s"] = round(time.monotonic() - t0, 2)
+    time.sleep(1.0)
+    with L.Blackout(g["ip"], hz=100) as probe:
+        t1 = time.monotonic()
+        L.run(["virsh", "-c", L.uri(src), "migrate", "--live", "--p2p", "--persistent", "--undefinesource",
+               "smoke1", L.tcp_uri(dst)], timeout=120)
+        wall = time.monotonic() - t1
+    job = L.virsh(dst, "domjobinfo", "--completed", "smoke1").stdout
+    downtime = int([l for l in job.splitlines() if l.startswith("Total downtime:")][0].split()[2])
+    time.sleep(1.5)
+    after = L.guest_status(g["ip"])
+    FIGURES.update(migration_wall_s=round(wall, 2), libvirt_downtime_ms=downtime,
+                   client_max_gap_ms=probe.result["max_gap_ms"], client_lost=probe.result["lost"],
+                   client_sent=probe.result["sent"])
+    # The guest runs on the destination only, is the same boot, and kept working.
+    assert L.virsh(dst, "domstate", "smoke1").stdout.strip() == "running"
+    assert "smoke1" not in L.virsh(src, "list", "--all", "--name").stdout.split()
+    assert after is not None, "guest does not answer after the migration"
+    assert after["boot_id"] == before["boot_id"]
+    assert after["disk_seq"] > before["disk_seq"]
+    assert after["disk_gaps"] == 0 and after["disk_errors"] == 0
+    assert after["mem_passes"] > before["mem_passes"]
+    assert after["mem_bad_words"] == 0
+    assert probe.result["received"] > 0 and probe.result["max_gap_ms"] < 5000
+    # The disk on the storage server holds every record, in order, up to what the guest reported.
+    L.virsh(dst, "destroy", "smoke1")
+    last, gaps = L.disk_records(g["image"])
+    assert gaps == 0 and last >= after["disk_seq"]
+
+
+def test_down_leaves_nothing_and_is_idempotent(lab):
+    # Last in this file on purpose: it takes the lab down (the fixture's own down is then a no-op).
+    guest_pids = [int(open(p).read()) for p in
+                  [L.state_path("hosts", h, "run-libvirt", "qemu", "smoke1.pid") for h in lab["hosts"]]
+                  if os.path.exists(p)]
+    t0 = time.monotonic()
+    p = lab_cmd("down")
+    FIGURES["lab_down_s"] = round(time.monotonic() - t0, 2)
+    assert p.returncode == 0, p.stderr
+    assert L.leftovers() == []
+    assert not [ns for ns in L.list_netns() if ns.startswith(L.NS)]
+    assert all(L._comm(pid) is None or L._zombie(pid) for pid in guest_pids)  # pylint: disable=protected-access
+    p = lab_cmd("down")
+    assert p.returncode == 0, p.stderr
+    assert "nothing left" in p.stderr

@@ -1,0 +1,925 @@
+"""The vmmigration.libvirt lab: several libvirt/KVM "hypervisor hosts" on one machine.
+
+Each host is a network namespace plus a persistent mount + UTS namespace with its own libvirtd
+(listening on its lab address) and its own sshd, reached by Ansible over SSH as root with a lab key.
+A switch namespace joins the hosts' bridges into one L2 segment; a controller namespace runs
+ansible-playbook, a client namespace probes guests, a storage namespace serves NBD exports.
+
+Addresses: 198.18.0.0/24 and 2001:db8:18::/64 (segment "lan", bridge br0 on every host),
+198.18.1.0/24 (segment "net2", bridge br1 on every host but the last). No namespace has a route out
+of the machine: ``up`` checks every routing table and refuses to go on otherwise.
+
+Storage: (a) NBD network disks from the storage namespace (shared, libvirt knows it);
+(b) one directory mounted at the same path on every host (shared, but libvirt cannot tell);
+(c) a per-host local directory at the same path on every host (NOT shared: the trap).
+
+The last host differs on purpose: no br1 bridge and a different storage pool layout.
+
+Everything lives under VMMLAB_ROOT (default /var/tmp/vmmlab). ``down`` ends only processes the lab
+started, by PID, unmounts, deletes the namespaces and the state, and is idempotent.
+
+Usage: lab up [--hosts N] | down | status | inventory | ssh HOST [CMD...] | virsh HOST ARGS...
+       | guest define|start|status ... (see --help)
+"""
+import argparse
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
+ROOT = os.environ.get("VMMLAB_ROOT", "/var/tmp/vmmlab")
+CACHE = os.environ.get("VMMLAB_CACHE", os.path.join(TOP, ".lab-cache"))
+VENV_PY = os.path.join(TOP, ".venv", "bin", "python")
+NS = "vmmlab-"
+
+LAN4 = ipaddress.ip_network("198.18.0.0/24")
+NET2_4 = ipaddress.ip_network("198.18.1.0/24")
+LAN6 = ipaddress.ip_network("2001:db8:18::/64")
+ALLOWED = [ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("2001:db8::/32"),
+           ipaddress.ip_network("fe80::/64"), ipaddress.ip_network("ff00::/8")]
+CTL_IP, CLI_IP, STO_IP = "198.18.0.2", "198.18.0.3", "198.18.0.4"
+STATUS_PORT = 7777
+NBD_BASE_PORT = 10809
+
+# Mount points seen inside every host (they exist, empty, in the root namespace too).
+MNT_SHARED = os.path.join(ROOT, "mnt", "shared")
+MNT_LOCAL = os.path.join(ROOT, "mnt", "local")
+BIND_DIRS = ["/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"]
+BIND_FILES = ["/etc/hosts", "/etc/resolv.conf"]
+REQUIRED_TOOLS = ["ip", "nsenter", "unshare", "libvirtd", "virsh", "qemu-system-x86_64", "qemu-img",
+                  "qemu-nbd", "/usr/sbin/sshd", "ssh", "ssh-keygen", "bridge"]
+
+
+class LabError(Exception):
+    pass
+
+
+def log(msg):
+    print("[lab %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+def run(cmd, check=True, capture=True, input=None, timeout=120):
+    p = subprocess.run(cmd, capture_output=capture, text=True, input=input, timeout=timeout, check=False)
+    if check and p.returncode != 0:
+        err = (p.stderr or "").strip()
+        raise LabError("command failed (%d): %s\n%s" % (p.returncode, " ".join(cmd), err))
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Topology
+# ---------------------------------------------------------------------------------------------
+def host_names(n):
+    return ["h%d" % i for i in range(1, n + 1)]
+
+
+def host_ip(name):
+    return str(LAN4.network_address + 10 + int(name[1:]))
+
+
+def host_ip6(name):
+    return str(LAN6.network_address + 0x10 + int(name[1:]))
+
+
+def host_net2_ip(name):
+    return str(NET2_4.network_address + 10 + int(name[1:]))
+
+
+def host_uuid(name):
+    return str(uuid.uuid5(uuid.NAMESPACE_DNS, "vmmlab-host-%s" % name))
+
+
+def state_path(*parts):
+    return os.path.join(ROOT, *parts)
+
+
+def load_state():
+    try:
+        with open(state_path("state.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def save_state(st):
+    tmp = state_path("state.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(st, f, indent=1)
+    os.replace(tmp, state_path("state.json"))
+
+
+def hosts():
+    st = load_state()
+    if not st:
+        raise LabError("the lab is not up (run: tests/lab/lab up)")
+    return st["hosts"]
+
+
+def netns_path(ns):
+    return "/run/netns/%s%s" % (NS, ns)
+
+
+def host_enter(name):
+    """The nsenter prefix that runs a command inside host NAME (net + mount + UTS)."""
+    return ["nsenter", "--net=%s" % netns_path(name), "--mount=%s" % state_path("ns", name + ".mnt"),
+            "--uts=%s" % state_path("ns", name + ".uts")]
+
+
+def ns_exec(ns, cmd):
+    return ["ip", "netns", "exec", NS + ns] + list(cmd)
+
+
+def uri(name):
+    """The root namespace reaches a host's libvirtd over its unix socket: no network involved."""
+    return "qemu+unix:///system?socket=%s" % state_path("hosts", name, "run-libvirt", "libvirt-sock")
+
+
+def tcp_uri(name):
+    return "qemu+tcp://%s/system" % host_ip(name)
+
+
+def virsh(name, *args, check=True, timeout=120):
+    return run(["virsh", "-q", "-c", uri(name)] + list(args), check=check, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bringing it up
+# ---------------------------------------------------------------------------------------------
+def preflight():
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network and mount namespaces, libvirtd, sshd)")
+    missing = [t for t in REQUIRED_TOOLS if not shutil.which(t)]
+    if missing:
+        raise LabError("missing tools: %s; run tests/lab/setup.sh first" % ", ".join(missing))
+    for f in ("vmlinux", "initramfs.cpio"):
+        if not os.path.exists(os.path.join(CACHE, "guest", f)):
+            raise LabError("guest %s not built; run tests/lab/setup.sh first" % f)
+    if load_state() or any(l.startswith(NS) for l in list_netns()):
+        raise LabError("the lab is already up (or half up): run 'tests/lab/lab down' first")
+
+
+def list_netns():
+    p = run(["ip", "netns", "list"], check=False)
+    return [l.split()[0] for l in p.stdout.splitlines() if l.strip()]
+
+
+def add_ns(ns):
+    run(["ip", "netns", "add", NS + ns])
+    run(["ip", "-n", NS + ns, "link", "set", "lo", "up"])
+    # IPv6 DAD would delay addresses; the lab assigns unique ones.
+    run(ns_exec(ns, ["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
+                     "net.ipv6.conf.default.accept_dad=0", "net.ipv4.ip_forward=0"]))
+
+
+def add_bridge(ns, br):
+    run(["ip", "-n", NS + ns, "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
+    run(["ip", "-n", NS + ns, "link", "set", br, "up"])
+
+
+def veth(ns_a, name_a, ns_b, name_b):
+    """A veth created directly inside two namespaces: it never exists in the root namespace."""
+    run(["ip", "link", "add", name_a, "netns", NS + ns_a, "type", "veth", "peer", "name", name_b,
+         "netns", NS + ns_b])
+    run(["ip", "-n", NS + ns_a, "link", "set", name_a, "up"])
+    run(["ip", "-n", NS + ns_b, "link", "set", name_b, "up"])
+
+
+def addr(ns, dev, cidr):
+    run(["ip", "-n", NS + ns, "addr", "add", cidr, "dev", dev] + (["nodad"] if ":" in cidr else []))
+
+
+def build_network(names):
+    for ns in ["sw", "ctl", "cli", "sto"] + names:
+        add_ns(ns)
+    add_bridge("sw", "br0")
+    add_bridge("sw", "br1")
+    for h in names:
+        add_bridge(h, "br0")
+        veth(h, "up0", "sw", h)
+        run(["ip", "-n", NS + h, "link", "set", "up0", "master", "br0"])
+        run(["ip", "-n", NS + "sw", "link", "set", h, "master", "br0"])
+        addr(h, "br0", "%s/24" % host_ip(h))
+        addr(h, "br0", "%s/64" % host_ip6(h))
+        if h != names[-1] or len(names) == 1:
+            add_bridge(h, "br1")
+            veth(h, "up1", "sw", h + "n2")
+            run(["ip", "-n", NS + h, "link", "set", "up1", "master", "br1"])
+            run(["ip", "-n", NS + "sw", "link", "set", h + "n2", "master", "br1"])
+            addr(h, "br1", "%s/24" % host_net2_ip(h))
+    for ns, ip4 in (("ctl", CTL_IP), ("cli", CLI_IP), ("sto", STO_IP)):
+        veth(ns, "eth0", "sw", ns)
+        run(["ip", "-n", NS + "sw", "link", "set", ns, "master", "br0"])
+        addr(ns, "eth0", "%s/24" % ip4)
+        addr(ns, "eth0", "%s/64" % (LAN6.network_address + int(ip4.rsplit(".", 1)[1])))
+
+
+def check_routes(namespaces):
+    """Every route of every lab namespace must stay inside the lab prefixes; no default route."""
+    bad = []
+    for ns in namespaces:
+        for fam in ("-4", "-6"):
+            p = run(["ip", "-n", NS + ns, "-j", fam, "route", "show", "table", "all"])
+            for r in json.loads(p.stdout or "[]"):
+                dst = r.get("dst", "")
+                if r.get("type") in ("local", "broadcast", "multicast", "anycast") or dst in ("", None):
+                    if r.get("type") in (None, "unicast") and dst in ("", None):
+                        bad.append("%s: %s" % (ns, r))
+                    continue
+                if dst == "default":
+                    bad.append("%s: default route %s" % (ns, r))
+                    continue
+                net = ipaddress.ip_network(dst if "/" in dst else dst + ("/128" if ":" in dst else "/32"),
+                                           strict=False)
+                if not any(net.version == a.version and net.subnet_of(a) for a in ALLOWED):
+                    bad.append("%s: route outside the lab prefixes: %s" % (ns, dst))
+    if bad:
+        raise LabError("routing check failed, refusing to go on:\n  " + "\n  ".join(bad))
+
+
+LIBVIRTD_CONF = """# vmmlab host {name}: lab only (no authentication on TCP)
+listen_tls = 0
+listen_tcp = 1
+listen_addr = "{ip}"
+auth_tcp = "none"
+auth_unix_rw = "none"
+auth_unix_ro = "none"
+unix_sock_group = "root"
+host_uuid = "{uuid}"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+keepalive_interval = 5
+keepalive_count = 5
+max_clients = 200
+max_workers = 40
+"""
+
+QEMU_CONF = """# vmmlab host {name}
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+namespaces = [ ]
+stdio_handler = "file"
+migration_address = "{ip}"
+migration_host = "{ip}"
+"""
+
+SSHD_CONFIG = """# vmmlab host {name}
+ListenAddress {ip}
+Port 22
+HostKey {dir}/ssh_host_ed25519_key
+PidFile {dir}/sshd.pid
+AuthorizedKeysFile {root}/ssh/id_lab.pub
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+PrintMotd no
+AcceptEnv LANG LC_*
+Subsystem sftp internal-sftp
+MaxStartups 100:30:200
+MaxSessions 50
+"""
+
+
+def host_files(name, names):
+    d = state_path("hosts", name)
+    for sub in ("etc-libvirt", "run-libvirt", "var-lib-libvirt", "cache-libvirt", "log-libvirt", "local",
+                "ns-tmp"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    shutil.copytree("/etc/libvirt", os.path.join(d, "etc-libvirt"), dirs_exist_ok=True, symlinks=True)
+    auto = os.path.join(d, "etc-libvirt", "qemu", "networks", "autostart")
+    if os.path.isdir(auto):
+        for f in os.listdir(auto):
+            os.unlink(os.path.join(auto, f))
+    for sub in ("images", "qemu", "boot"):
+        os.makedirs(os.path.join(d, "var-lib-libvirt", sub), exist_ok=True)
+    os.makedirs(os.path.join(d, "log-libvirt", "qemu"), exist_ok=True)
+    ip = host_ip(name)
+    with open(os.path.join(d, "etc-libvirt", "libvirtd.conf"), "w") as f:
+        f.write(LIBVIRTD_CONF.format(name=name, ip=ip, uuid=host_uuid(name)))
+    with open(os.path.join(d, "etc-libvirt", "qemu.conf"), "w") as f:
+        f.write(QEMU_CONF.format(name=name, ip=ip))
+    with open(os.path.join(d, "hosts"), "w") as f:
+        f.write("127.0.0.1 localhost\n::1 localhost\n")
+        for h in names:
+            f.write("%s %s %s.vmmlab\n" % (host_ip(h), h, h))
+        f.write("%s ctl\n%s client\n%s storage\n" % (CTL_IP, CLI_IP, STO_IP))
+    with open(os.path.join(d, "resolv.conf"), "w") as f:
+        f.write("# vmmlab: no name servers\n")
+    with open(os.path.join(d, "sshd_config"), "w") as f:
+        f.write(SSHD_CONFIG.format(name=name, ip=ip, dir=d, root=ROOT))
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(d, "ssh_host_ed25519_key")])
+
+
+def make_host_namespace(name):
+    d = state_path("hosts", name)
+    mnt, uts = state_path("ns", name + ".mnt"), state_path("ns", name + ".uts")
+    for f in (mnt, uts):
+        open(f, "w").close()
+    binds = [(os.path.join(d, src), dst) for src, dst in zip(
+        ["etc-libvirt", "run-libvirt", "var-lib-libvirt", "cache-libvirt", "log-libvirt"], BIND_DIRS)]
+    binds += [(os.path.join(d, "hosts"), "/etc/hosts"), (os.path.join(d, "resolv.conf"), "/etc/resolv.conf"),
+              (state_path("shared"), MNT_SHARED), (os.path.join(d, "local"), MNT_LOCAL)]
+    script = ["set -e", "hostname %s" % name]
+    script += ["mount --bind '%s' '%s'" % b for b in binds]
+    # A fresh sysfs shows this network namespace's devices (libvirt reads bridges and taps there);
+    # keep the cgroup mounts reachable under it.
+    tmp = os.path.join(d, "ns-tmp")
+    script += ["if mountpoint -q /sys/fs/cgroup; then mount --move /sys/fs/cgroup '%s'; moved=1; fi" % tmp,
+               "mount -t sysfs sysfs /sys",
+               "if [ -n \"${moved:-}\" ]; then mount --move '%s' /sys/fs/cgroup; fi" % tmp]
+    run(["nsenter", "--net=%s" % netns_path(name), "unshare", "--mount=%s" % mnt, "--uts=%s" % uts,
+         "--propagation", "private", "sh", "-c", "\n".join(script)])
+
+
+def start_libvirtd(name):
+    d = state_path("hosts", name)
+    # The config path names the lab root so that a stray libvirtd is recognisable as the lab's.
+    run(host_enter(name) + ["libvirtd", "--daemon", "--listen", "--config",
+                            os.path.join(d, "etc-libvirt", "libvirtd.conf"),
+                            "--pid-file", "/run/libvirt/vmmlab-libvirtd.pid"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if virsh(name, "version", check=False, timeout=10).returncode == 0:
+            with open(os.path.join(d, "run-libvirt", "vmmlab-libvirtd.pid")) as f:
+                return int(f.read().strip())
+        time.sleep(0.1)
+    raise LabError("libvirtd on %s did not answer within 30 s (see %s)" % (
+        name, os.path.join(d, "log-libvirt", "libvirtd.log")))
+
+
+def start_sshd(name):
+    d = state_path("hosts", name)
+    run(host_enter(name) + ["/usr/sbin/sshd", "-f", os.path.join(d, "sshd_config")])
+    deadline = time.monotonic() + 10
+    pidfile = os.path.join(d, "sshd.pid")
+    while time.monotonic() < deadline:
+        if os.path.exists(pidfile):
+            return int(open(pidfile).read().strip())
+        time.sleep(0.05)
+    raise LabError("sshd on %s did not start" % name)
+
+
+def define_pools(name, last):
+    """Storage pools; the last host's layout differs (other pool name and path, no 'shared' pool)."""
+    if last:
+        pools = [("images", MNT_LOCAL)]
+    else:
+        pools = [("local", MNT_LOCAL), ("shared", MNT_SHARED)]
+    for pool, path in pools:
+        virsh(name, "pool-define-as", pool, "dir", "--target", path)
+        virsh(name, "pool-start", pool)
+        virsh(name, "pool-autostart", pool)
+
+
+def write_inventory(names):
+    inv = {"all": {
+        "vars": {
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": state_path("ssh", "id_lab"),
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+                                       "-o LogLevel=ERROR -o ConnectTimeout=5",
+            "ansible_python_interpreter": VENV_PY,
+            "vmmlab_client_ip": CLI_IP,
+        },
+        "children": {"hypervisors": {"hosts": {}}},
+    }}
+    for h in names:
+        inv["all"]["children"]["hypervisors"]["hosts"][h] = {
+            "ansible_host": host_ip(h),
+            "libvirt_uri": "qemu:///system",
+            "libvirt_migration_uri": tcp_uri(h),
+            "lab_host_uuid": host_uuid(h),
+        }
+    path = state_path("inventory.json")
+    with open(path, "w") as f:
+        json.dump(inv, f, indent=1)
+    return path
+
+
+def parallel(fn, items):
+    errors, results = [], {}
+
+    def work(item):
+        try:
+            results[item] = fn(item)
+        except Exception as e:  # pylint: disable=broad-except
+            errors.append("%s: %s" % (item, e))
+    threads = [threading.Thread(target=work, args=(i,)) for i in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise LabError("; ".join(errors))
+    return results
+
+
+def up(n_hosts=3, warm=True):
+    preflight()
+    if n_hosts < 2 or n_hosts > 9:
+        raise LabError("--hosts must be between 2 and 9")
+    t0 = time.monotonic()
+    names = host_names(n_hosts)
+    for d in ("ns", "hosts", "shared", "storage", "pids", "ssh", "mnt/shared", "mnt/local", "guests"):
+        os.makedirs(state_path(d), exist_ok=True)
+    st = {"hosts": names, "started": time.time(), "pids": {}, "root": ROOT, "guests": {}}
+    save_state(st)
+    try:
+        # Persistent namespace files need a private mount to live on.
+        run(["mount", "--bind", state_path("ns"), state_path("ns")])
+        run(["mount", "--make-private", state_path("ns")])
+        build_network(names)
+        check_routes(["sw", "ctl", "cli", "sto"] + names)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vmmlab", "-f", state_path("ssh", "id_lab")])
+        # Mount points (and sshd's privilege-separation directory) the packages may not have made
+        # on a machine where their services never ran; removed again by 'down' when still empty.
+        st["made_dirs"] = []
+        for d in BIND_DIRS + ["/run/sshd"]:
+            if not os.path.isdir(d):
+                os.makedirs(d, mode=0o755)
+                st["made_dirs"].append(d)
+        save_state(st)
+        for h in names:
+            host_files(h, names)
+            make_host_namespace(h)
+        pids = parallel(start_libvirtd, names)
+        for h in names:
+            st["pids"]["%s-libvirtd" % h] = pids[h]
+        save_state(st)
+        for h in names:
+            st["pids"]["%s-sshd" % h] = start_sshd(h)
+        save_state(st)
+        for h in names:
+            define_pools(h, h == names[-1])
+        st["inventory"] = write_inventory(names)
+        if warm:
+            # The lazy QEMU capability probe takes seconds under TCG: pay it now, not in a migration.
+            parallel(lambda h: virsh(h, "domcapabilities", "--virttype", "qemu"), names)
+        st["up_seconds"] = round(time.monotonic() - t0, 2)
+        save_state(st)
+    except BaseException as e:
+        log("lab up failed (%s); tearing down what was built" % e)
+        try:
+            down(quiet=True)
+        except LabError as e2:
+            log(str(e2))
+        raise
+    log("lab up: %d hosts in %.1f s; inventory %s" % (n_hosts, st["up_seconds"], st["inventory"]))
+    return st
+
+
+# ---------------------------------------------------------------------------------------------
+# Tearing it down
+# ---------------------------------------------------------------------------------------------
+def _comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def kill_pid(pid, expect, timeout=10.0):
+    """End one process the lab started, by PID, only if it still is what the lab started."""
+    comm = _comm(pid)
+    if comm is None or not any(comm.startswith(e) for e in expect):
+        return False
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if _comm(pid) is None or _zombie(pid):
+                return True
+            time.sleep(0.05)
+    return _comm(pid) is None
+
+
+def _zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def lab_mounts():
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4]
+            if mp == ROOT or mp.startswith(ROOT + "/"):
+                out.append(mp)
+    return out
+
+
+def down(quiet=False):
+    st = load_state() or {}
+    names = st.get("hosts") or sorted(
+        d for d in (os.listdir(state_path("hosts")) if os.path.isdir(state_path("hosts")) else []))
+    # 1. Guests: ask each libvirtd to destroy its running domains (it ends their QEMU).
+    for h in names:
+        sock = state_path("hosts", h, "run-libvirt", "libvirt-sock")
+        if os.path.exists(sock):
+            p = virsh(h, "list", "--name", check=False, timeout=20)
+            for dom in (p.stdout or "").split():
+                virsh(h, "destroy", dom, check=False, timeout=60)
+    # 2. Daemons the lab started, by PID.
+    for h in names:
+        run_dir = state_path("hosts", h, "run-libvirt")
+        qemu_dir = os.path.join(run_dir, "qemu")
+        if os.path.isdir(qemu_dir):
+            for f in os.listdir(qemu_dir):
+                if f.endswith(".pid") and f != "driver.pid":
+                    pid = _read_pid(os.path.join(qemu_dir, f))
+                    if pid:
+                        kill_pid(pid, ["qemu-system"])
+        pid = _read_pid(os.path.join(run_dir, "vmmlab-libvirtd.pid"))
+        if pid:
+            kill_pid(pid, ["libvirtd"])
+        pid = _read_pid(state_path("hosts", h, "sshd.pid"))
+        if pid:
+            kill_pid(pid, ["sshd"])
+    if os.path.isdir(state_path("pids")):
+        for f in os.listdir(state_path("pids")):
+            pid = _read_pid(state_path("pids", f))
+            if pid:
+                kill_pid(pid, ["qemu-nbd", "qemu-storage-d"])
+    # 3. Anything else still running inside a lab network namespace (a probe, an ssh session).
+    for ns in list_netns():
+        if ns.startswith(NS):
+            p = run(["ip", "netns", "pids", ns], check=False)
+            for pid in (p.stdout or "").split():
+                if pid.isdigit() and int(pid) != os.getpid():
+                    kill_pid(int(pid), [""], timeout=3)
+    # 4. Mounts (namespace files last), namespaces, state.
+    for mp in sorted(lab_mounts(), key=len, reverse=True):
+        run(["umount", "-l", mp], check=False)
+    for ns in list_netns():
+        if ns.startswith(NS):
+            run(["ip", "netns", "del", ns], check=False)
+    for d in reversed(st.get("made_dirs", [])):
+        if os.path.isdir(d) and not os.listdir(d):
+            os.rmdir(d)
+    left = leftovers(include_state=False)
+    if not left and os.path.isdir(ROOT):
+        shutil.rmtree(ROOT, ignore_errors=True)
+    left = leftovers()
+    if left:
+        raise LabError("lab down left something behind:\n  " + "\n  ".join(left))
+    if not quiet:
+        log("lab down: nothing left")
+
+
+def leftovers(include_state=True):
+    """What a lab leaves on the machine: namespaces, mounts, state, lab processes."""
+    left = ["network namespace %s" % ns for ns in list_netns() if ns.startswith(NS)]
+    left += ["mount %s" % m for m in lab_mounts()]
+    if include_state and os.path.exists(ROOT):
+        left.append("state directory %s" % ROOT)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if _zombie(int(pid)):
+            continue
+        if (ROOT in cmd or "vmm.name=" in cmd) and any(
+                k in cmd for k in ("libvirtd", "qemu-system", "sshd", "qemu-nbd")):
+            left.append("process %s: %s" % (pid, cmd[:120]))
+    return left
+
+
+# ---------------------------------------------------------------------------------------------
+# Guests
+# ---------------------------------------------------------------------------------------------
+DISK_MIB = 64
+
+
+def guest_index(st, name):
+    g = st["guests"].get(name)
+    if g:
+        return g["index"]
+    used = {g["index"] for g in st["guests"].values()}
+    i = 1
+    while i in used:
+        i += 1
+    return i
+
+
+def guest_ip(index):
+    return str(LAN4.network_address + 100 + index)
+
+
+def guest_ip6(index):
+    return str(LAN6.network_address + 0x100 + index)
+
+
+def guest_mac(index):
+    return "52:54:00:18:%02x:%02x" % (index // 256, index % 256)
+
+
+def start_nbd(name, image, port):
+    pidfile = state_path("pids", "nbd-%s.pid" % name)
+    run(ns_exec("sto", ["qemu-nbd", "--fork", "--persistent", "--shared=16", "-f", "raw", "--cache=none",
+                        "-x", name, "-b", STO_IP, "-p", str(port), "--pid-file", pidfile, image]))
+    return _read_pid(pidfile)
+
+
+def domain_xml(name, index, memory_mib, disk_xml, cmdline, domain_type="qemu", network="br0"):
+    guest = os.path.join(CACHE, "guest")
+    return """<domain type='{type}'>
+  <name>{name}</name>
+  <uuid>{uuid}</uuid>
+  <memory unit='MiB'>{mem}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{guest}/vmlinux</kernel>
+    <initrd>{guest}/initramfs.cpio</initrd>
+    <cmdline>{cmdline}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    {disk}
+    <interface type='bridge'>
+      <mac address='{mac}'/>
+      <source bridge='{network}'/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='file'>
+      <source path='/var/log/libvirt/qemu/{name}.console.log' append='on'/>
+    </serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+""".format(type=domain_type, name=name, uuid=uuid.uuid5(uuid.NAMESPACE_DNS, "vmmlab-guest-" + name),
+           mem=memory_mib, guest=guest, cmdline=cmdline, disk=disk_xml, mac=guest_mac(index),
+           network=network)
+
+
+def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, disk="nbd",
+                 disk_ms=100, start=True, domain_type="qemu", network="br0"):
+    """Define (and start) a lab guest on HOST. disk: nbd | shared | local | none."""
+    st = load_state()
+    if not st:
+        raise LabError("the lab is not up")
+    if host not in st["hosts"]:
+        raise LabError("unknown host %s" % host)
+    index = guest_index(st, name)
+    disk_xml, image, nbd = "", None, None
+    if disk == "nbd":
+        image = state_path("storage", name + ".raw")
+        run(["qemu-img", "create", "-q", "-f", "raw", image, "%dM" % DISK_MIB])
+        port = NBD_BASE_PORT + index
+        nbd = {"port": port, "pid": start_nbd(name, image, port)}
+        disk_xml = """<disk type='network' device='disk'>
+      <driver name='qemu' type='raw' cache='none'/>
+      <source protocol='nbd' name='{name}'><host name='{ip}' port='{port}'/></source>
+      <target dev='vda' bus='virtio'/>
+    </disk>""".format(name=name, ip=STO_IP, port=port)
+    elif disk in ("shared", "local"):
+        base = state_path("shared") if disk == "shared" else state_path("hosts", host, "local")
+        image = os.path.join(base, name + ".qcow2")
+        run(["qemu-img", "create", "-q", "-f", "qcow2", image, "%dM" % DISK_MIB])
+        path = os.path.join(MNT_SHARED if disk == "shared" else MNT_LOCAL, name + ".qcow2")
+        disk_xml = """<disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2' cache='none'/>
+      <source file='{path}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>""".format(path=path)
+    elif disk != "none":
+        raise LabError("disk must be nbd, shared, local or none")
+    cmd = ["console=ttyS0", "quiet", "panic=-1", "vmm.name=%s" % name, "vmm.ip=%s/24" % guest_ip(index),
+           "vmm.ip6=%s/64" % guest_ip6(index), "vmm.mem=%d" % mem_workload_mib, "vmm.memrate=%s" % mem_rate]
+    if disk != "none":
+        cmd += ["vmm.disk=vda", "vmm.diskms=%d" % disk_ms]
+    xml = domain_xml(name, index, memory_mib, disk_xml, " ".join(cmd), domain_type, network)
+    xml_path = state_path("guests", name + ".xml")
+    with open(xml_path, "w") as f:
+        f.write(xml)
+    virsh(host, "define", xml_path)
+    g = {"index": index, "host": host, "ip": guest_ip(index), "ip6": guest_ip6(index), "mac": guest_mac(index),
+         "disk": disk, "image": image, "nbd": nbd, "memory_mib": memory_mib,
+         "mem_workload_mib": mem_workload_mib, "mem_rate": mem_rate}
+    st["guests"][name] = g
+    if nbd:
+        st["pids"]["nbd-" + name] = nbd["pid"]
+    save_state(st)
+    if start:
+        virsh(host, "start", name)
+    return g
+
+
+# ---------------------------------------------------------------------------------------------
+# Probes (always run inside the client namespace)
+# ---------------------------------------------------------------------------------------------
+def probe_cmd(*args):
+    return ns_exec("cli", [VENV_PY if os.path.exists(VENV_PY) else sys.executable,
+                           os.path.join(HERE, "probe.py")] + list(args))
+
+
+def guest_status(ip, timeout=2.0):
+    p = run(probe_cmd("status", ip, "--timeout", str(timeout)), check=False)
+    if p.returncode != 0:
+        return None
+    return json.loads(p.stdout)
+
+
+def wait_guest(ip, timeout=60.0):
+    p = run(probe_cmd("wait", ip, "--timeout", str(timeout)), check=False, timeout=timeout + 10)
+    if p.returncode != 0:
+        raise LabError("guest %s did not answer within %.0f s: %s" % (ip, timeout, p.stderr.strip()))
+    return json.loads(p.stdout)
+
+
+class Blackout:
+    """Ping a guest from the client namespace at HZ while a block runs; .result has the figures."""
+
+    def __init__(self, ip, hz=100):
+        self.ip, self.hz, self.result = ip, hz, None
+        self.proc = None
+        self.out = None
+
+    def __enter__(self):
+        self.out = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(probe_cmd("ping", self.ip, "--hz", str(self.hz)), stdout=self.out,
+                                     stderr=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(0.5)
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.seek(0)
+        text = self.out.read()
+        self.out.close()
+        try:
+            self.result = json.loads(text)
+        except ValueError:
+            self.result = {"error": "probe printed no result: %s %s" % (text, self.proc.stderr.read())}
+        return False
+
+
+def disk_records(image, fmt="raw"):
+    """Read a guest disk's counter records from the image file: (last seq, gaps)."""
+    path = image
+    tmp = None
+    if fmt == "qcow2":
+        tmp = image + ".check.raw"
+        run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", image, tmp])
+        path = tmp
+    import struct
+    magic = 0x31434C42414C4D56
+    last = gaps = 0
+    try:
+        with open(path, "rb") as f:
+            while True:
+                rec = f.read(512)
+                if len(rec) < 24:
+                    break
+                m, seq, chk = struct.unpack("<QQQ", rec[:24])
+                if m != magic or chk != ((seq * 0xD6E8FEB86659FD93) & 0xFFFFFFFFFFFFFFFF) ^ magic:
+                    break
+                if seq != last + 1:
+                    gaps += 1
+                last = seq
+    finally:
+        if tmp:
+            os.unlink(tmp)
+    return last, gaps
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+def status():
+    st = load_state()
+    if not st:
+        print("lab: down")
+        left = leftovers()
+        for l in left:
+            print("  leftover: %s" % l)
+        return 1 if left else 0
+    print("lab: up (%d hosts, root %s, up in %ss)" % (len(st["hosts"]), ROOT, st.get("up_seconds")))
+    print("inventory: %s" % st.get("inventory"))
+    for h in st["hosts"]:
+        lv = _read_pid(state_path("hosts", h, "run-libvirt", "vmmlab-libvirtd.pid"))
+        sd = _read_pid(state_path("hosts", h, "sshd.pid"))
+        p = virsh(h, "list", "--all", check=False, timeout=10)
+        doms = " ".join("%s(%s)" % (l.split()[1], " ".join(l.split()[2:])) for l in p.stdout.splitlines()
+                        if l.strip()) if p.returncode == 0 else "libvirtd not answering"
+        print("  %s %s libvirtd=%s%s sshd=%s%s uuid=%s domains: %s" % (
+            h, host_ip(h), lv, "" if lv and _comm(lv) else "(dead)", sd, "" if sd and _comm(sd) else "(dead)",
+            host_uuid(h), doms or "-"))
+    for name, g in sorted(st["guests"].items()):
+        print("  guest %s ip=%s disk=%s defined on %s" % (name, g["ip"], g["disk"], g["host"]))
+    check_routes(["sw", "ctl", "cli", "sto"] + st["hosts"])
+    print("routes: only lab prefixes, no default route")
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="lab", description=__doc__.split("\n\n", maxsplit=1)[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("up", help="bring the lab up")
+    p.add_argument("--hosts", type=int, default=3)
+    p.add_argument("--no-warm", action="store_true", help="skip the QEMU capability warm-up")
+    sub.add_parser("down", help="tear the lab down (idempotent)")
+    sub.add_parser("status", help="what is up")
+    sub.add_parser("inventory", help="print the Ansible inventory path")
+    p = sub.add_parser("ssh", help="ssh to a host from the controller namespace")
+    p.add_argument("host")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p = sub.add_parser("virsh", help="virsh against a host's libvirtd (unix socket)")
+    p.add_argument("host")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p = sub.add_parser("exec", help="run a command in a lab namespace (ctl, cli, sto, sw, hN)")
+    p.add_argument("ns")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p = sub.add_parser("guest", help="define and start a guest")
+    p.add_argument("name")
+    p.add_argument("--host", default="h1")
+    p.add_argument("--memory", type=int, default=256, help="guest RAM, MiB")
+    p.add_argument("--mem-workload", type=int, default=0, help="MiB the memory writer rewrites per pass")
+    p.add_argument("--mem-rate", type=float, default=0, help="memory writer pace, MiB/s (0: flat out)")
+    p.add_argument("--disk", default="nbd", choices=["nbd", "shared", "local", "none"])
+    p.add_argument("--no-start", action="store_true")
+    p = sub.add_parser("guest-status", help="a guest's status, asked from the client namespace")
+    p.add_argument("name")
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd == "up":
+            up(a.hosts, warm=not a.no_warm)
+        elif a.cmd == "down":
+            down()
+        elif a.cmd == "status":
+            return status()
+        elif a.cmd == "inventory":
+            hosts()
+            print(state_path("inventory.json"))
+        elif a.cmd == "ssh":
+            hosts()
+            cmd = ns_exec("ctl", ["ssh", "-i", state_path("ssh", "id_lab"), "-o", "StrictHostKeyChecking=no",
+                                  "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                                  "root@%s" % host_ip(a.host)] + a.command)
+            return subprocess.call(cmd)
+        elif a.cmd == "virsh":
+            hosts()
+            return subprocess.call(["virsh", "-c", uri(a.host)] + a.args)
+        elif a.cmd == "exec":
+            hosts()
+            if a.ns.startswith("h") and a.ns[1:].isdigit():
+                return subprocess.call(host_enter(a.ns) + a.command)
+            return subprocess.call(ns_exec(a.ns, a.command))
+        elif a.cmd == "guest":
+            g = define_guest(a.name, a.host, a.memory, a.mem_workload, a.mem_rate, a.disk, start=not a.no_start)
+            if not a.no_start:
+                g["status"] = wait_guest(g["ip"])
+            print(json.dumps(g, indent=1))
+        elif a.cmd == "guest-status":
+            g = load_state()["guests"][a.name]
+            print(json.dumps(guest_status(g["ip"]), indent=1))
+    except LabError as e:
+        print("lab: %s" % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

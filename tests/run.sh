@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: setup, then ansible-test sanity, unit tests,
+# ansible-lint (production profile) and the lab tests against real libvirtd and QEMU.
+# Any stage that fails, or a pytest run that collects no test (exit 5), fails the suite.
+set -euo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$top"
+bash tests/lab/setup.sh
+export PATH="$top/.venv/bin:$PATH"
+t0=$(date +%s)
+stage() { printf '\n=== %s (%(%H:%M:%S)T)\n' "$*" -1; }
+
+# Leave no lab behind, whatever happens below.
+trap 'tests/lab/lab down >/dev/null 2>&1 || true' EXIT
+if [ -n "$(ip netns list | grep '^vmmlab-' || true)" ] || [ -e /var/tmp/vmmlab ]; then
+    echo "a lab from an earlier run is still up: taking it down first"
+    tests/lab/lab down
+fi
+
+stage "ansible-test sanity"
+bash tests/sanity.sh
+
+stage "unit tests"
+python -m pytest -q -p no:cacheprovider tests/unit
+
+stage "ansible-lint (production profile)"
+bash tests/lint.sh
+
+stage "lab tests (real libvirtd + QEMU)"
+python -m pytest -q -s -p no:cacheprovider tests/lab
+
+stage "done in $(( $(date +%s) - t0 )) s"
