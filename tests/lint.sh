@@ -4,4 +4,10 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$top/.venv/bin:$PATH"
 cd "$top"
+# Let ansible-lint resolve this collection's own modules: a collections path holding this checkout.
+colls=$(mktemp -d /tmp/vmm-lint.XXXXXX)
+trap 'rm -rf "$colls"' EXIT
+mkdir -p "$colls/ansible_collections/vmmigration"
+ln -s "$top" "$colls/ansible_collections/vmmigration/libvirt"
+export ANSIBLE_COLLECTIONS_PATH="$colls"
 NO_COLOR=1 ansible-lint --profile production --offline --nocolor "$@"

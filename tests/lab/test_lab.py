@@ -1,9 +1,8 @@
 """Lab smoke tests: the lab itself, and a real live migration between two lab hypervisors.
 
-Needs root and the packages from tests/lab/setup.sh. Brings the lab up once for the module and tears
-it down at the end, asserting nothing is left behind.
+Needs root and the packages from tests/lab/setup.sh. The lab comes from the session fixture in
+conftest.py; test_zz_down.py takes it down at the end and asserts nothing is left behind.
 """
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
 
 LAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab")
-FIGURES = {}
 
 
 def lab_cmd(*args, user=None, env=None):
@@ -23,18 +21,6 @@ def lab_cmd(*args, user=None, env=None):
     if user:
         cmd = ["setpriv", "--reuid=%s" % user, "--regid=%s" % user, "--clear-groups"] + cmd
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
-
-
-@pytest.fixture(scope="module")
-def lab():
-    assert not L.load_state(), "a lab is already up: run 'tests/lab/lab down' first"
-    t0 = time.monotonic()
-    st = L.up(3)
-    FIGURES["lab_up_s"] = round(time.monotonic() - t0, 2)
-    yield st
-    L.down()
-    assert L.leftovers() == []
-    print("\nLAB FIGURES " + json.dumps(FIGURES, sort_keys=True))
 
 
 def test_up_refuses_a_running_lab(lab):
@@ -112,12 +98,12 @@ def test_storage_kinds(lab):
         assert seen == shared, mnt
 
 
-def test_live_migration_with_client_probe(lab):
+def test_live_migration_with_client_probe(lab, figures):
     src, dst = lab["hosts"][0], lab["hosts"][1]
     t0 = time.monotonic()
     g = L.define_guest("smoke1", src, memory_mib=256, mem_workload_mib=32, mem_rate=16, disk="nbd", disk_ms=50)
     before = L.wait_guest(g["ip"], timeout=60)
-    FIGURES["guest_boot_s"] = round(time.monotonic() - t0, 2)
+    figures["guest_boot_s"] = round(time.monotonic() - t0, 2)
     time.sleep(1.0)
     with L.Blackout(g["ip"], hz=100) as probe:
         t1 = time.monotonic()
@@ -128,7 +114,7 @@ def test_live_migration_with_client_probe(lab):
     downtime = int([l for l in job.splitlines() if l.startswith("Total downtime:")][0].split()[2])
     time.sleep(1.5)
     after = L.guest_status(g["ip"])
-    FIGURES.update(migration_wall_s=round(wall, 2), libvirt_downtime_ms=downtime,
+    figures.update(migration_wall_s=round(wall, 2), libvirt_downtime_ms=downtime,
                    client_max_gap_ms=probe.result["max_gap_ms"], client_lost=probe.result["lost"],
                    client_sent=probe.result["sent"])
     # The guest runs on the destination only, is the same boot, and kept working.
@@ -145,20 +131,3 @@ def test_live_migration_with_client_probe(lab):
     L.virsh(dst, "destroy", "smoke1")
     last, gaps = L.disk_records(g["image"])
     assert gaps == 0 and last >= after["disk_seq"]
-
-
-def test_down_leaves_nothing_and_is_idempotent(lab):
-    # Last in this file on purpose: it takes the lab down (the fixture's own down is then a no-op).
-    guest_pids = [int(open(p).read()) for p in
-                  [L.state_path("hosts", h, "run-libvirt", "qemu", "smoke1.pid") for h in lab["hosts"]]
-                  if os.path.exists(p)]
-    t0 = time.monotonic()
-    p = lab_cmd("down")
-    FIGURES["lab_down_s"] = round(time.monotonic() - t0, 2)
-    assert p.returncode == 0, p.stderr
-    assert L.leftovers() == []
-    assert not [ns for ns in L.list_netns() if ns.startswith(L.NS)]
-    assert all(L._comm(pid) is None or L._zombie(pid) for pid in guest_pids)  # pylint: disable=protected-access
-    p = lab_cmd("down")
-    assert p.returncode == 0, p.stderr
-    assert "nothing left" in p.stderr

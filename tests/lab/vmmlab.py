@@ -67,8 +67,9 @@ def log(msg):
     print("[lab %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
 
-def run(cmd, check=True, capture=True, input=None, timeout=120):
-    p = subprocess.run(cmd, capture_output=capture, text=True, input=input, timeout=timeout, check=False)
+def run(cmd, check=True, capture=True, input=None, timeout=120, env=None):
+    p = subprocess.run(cmd, capture_output=capture, text=True, input=input, timeout=timeout, check=False,
+                       env=env)
     if check and p.returncode != 0:
         err = (p.stderr or "").strip()
         raise LabError("command failed (%d): %s\n%s" % (p.returncode, " ".join(cmd), err))
@@ -653,7 +654,7 @@ def start_nbd(name, image, port):
     return _read_pid(pidfile)
 
 
-def domain_xml(name, index, memory_mib, disk_xml, cmdline, domain_type="qemu", network="br0"):
+def domain_xml(name, index, memory_mib, disk_xml, cmdline, domain_type="qemu", network="br0", extra=""):
     guest = os.path.join(CACHE, "guest")
     return """<domain type='{type}'>
   <name>{name}</name>
@@ -681,16 +682,18 @@ def domain_xml(name, index, memory_mib, disk_xml, cmdline, domain_type="qemu", n
       <source path='/var/log/libvirt/qemu/{name}.console.log' append='on'/>
     </serial>
     <memballoon model='none'/>
+    {extra}
   </devices>
 </domain>
 """.format(type=domain_type, name=name, uuid=uuid.uuid5(uuid.NAMESPACE_DNS, "vmmlab-guest-" + name),
            mem=memory_mib, guest=guest, cmdline=cmdline, disk=disk_xml, mac=guest_mac(index),
-           network=network)
+           network=network, extra=extra)
 
 
 def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, disk="nbd",
-                 disk_ms=100, start=True, domain_type="qemu", network="br0"):
-    """Define (and start) a lab guest on HOST. disk: nbd | shared | local | none."""
+                 disk_ms=100, start=True, domain_type="qemu", network="br0", extra_devices=""):
+    """Define (and start) a lab guest on HOST. disk: nbd | shared | local | none.
+    extra_devices: more <devices> XML (a hostdev, say, to make the guest unmigratable)."""
     st = load_state()
     if not st:
         raise LabError("the lab is not up")
@@ -724,7 +727,7 @@ def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, dis
            "vmm.ip6=%s/64" % guest_ip6(index), "vmm.mem=%d" % mem_workload_mib, "vmm.memrate=%s" % mem_rate]
     if disk != "none":
         cmd += ["vmm.disk=vda", "vmm.diskms=%d" % disk_ms]
-    xml = domain_xml(name, index, memory_mib, disk_xml, " ".join(cmd), domain_type, network)
+    xml = domain_xml(name, index, memory_mib, disk_xml, " ".join(cmd), domain_type, network, extra_devices)
     xml_path = state_path("guests", name + ".xml")
     with open(xml_path, "w") as f:
         f.write(xml)
@@ -823,6 +826,52 @@ def disk_records(image, fmt="raw"):
         if tmp:
             os.unlink(tmp)
     return last, gaps
+
+
+# ---------------------------------------------------------------------------------------------
+# Ansible, run from the controller namespace against the lab inventory
+# ---------------------------------------------------------------------------------------------
+def collections_path():
+    """A collections path holding this checkout as ansible_collections/vmmigration/libvirt."""
+    root = state_path("collections")
+    link = os.path.join(root, "ansible_collections", "vmmigration", "libvirt")
+    if not os.path.islink(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(TOP, link)
+    return root
+
+
+def ansible_env():
+    env = dict(os.environ)
+    for d in ("tmp", "cp"):
+        os.makedirs(state_path("ansible", d), exist_ok=True)
+    env.update({
+        "PATH": os.path.join(TOP, ".venv", "bin") + os.pathsep + env.get("PATH", ""),
+        "ANSIBLE_CONFIG": os.path.join(TOP, "tests", "lab", "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": collections_path(),
+        "ANSIBLE_LOCAL_TEMP": state_path("ansible", "tmp"),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": state_path("ansible", "cp"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    })
+    return env
+
+
+def playbook(path, extra_vars=None, limit=None, check=False, timeout=900, args=()):
+    """Run ansible-playbook inside the controller namespace; returns the CompletedProcess."""
+    env = ansible_env()
+    cmd = [os.path.join(TOP, ".venv", "bin", "ansible-playbook"), "-i", state_path("inventory.json"), path]
+    if extra_vars:
+        fd, vars_file = tempfile.mkstemp(prefix="vars-", suffix=".json", dir=state_path("ansible", "tmp"))
+        with os.fdopen(fd, "w") as f:
+            json.dump(extra_vars, f)
+        cmd += ["-e", "@" + vars_file]
+    if limit:
+        cmd += ["--limit", limit]
+    if check:
+        cmd += ["--check"]
+    cmd += list(args)
+    return run(ns_exec("ctl", cmd), check=False, timeout=timeout, env=env)
 
 
 # ---------------------------------------------------------------------------------------------
