@@ -32,3 +32,40 @@ def test_host_info(lab):
     finally:
         remove_guest(h1, "hi_running")
         remove_guest(h1, "hi_blocked")
+
+
+def test_shared_storage(lab):
+    h1 = lab["hosts"][0]
+    names = ["ss_nbd", "ss_shared", "ss_local"]
+    for name, disk in zip(names, ["nbd", "shared", "local"]):
+        L.define_guest(name, h1, disk=disk, start=False)
+    try:
+        run_target("shared_storage", target_hosts=h1)
+    finally:
+        for name in names:
+            remove_guest(h1, name)
+    # no transient probe pool left on any host
+    for h in lab["hosts"]:
+        assert not [p for p in L.virsh(h, "pool-list", "--all", "--name").stdout.split() if p.startswith("vmm-probe")]
+
+
+AVX512_CPU = ("<cpu mode='custom' match='exact'><model fallback='forbid'>qemu64</model>"
+              "<feature policy='require' name='avx512f'/></cpu>")
+
+
+def test_migration_check(lab):
+    h1 = lab["hosts"][0]
+    guests = [("mc_live", dict(disk="nbd")),
+              ("mc_local", dict(disk="local")),
+              ("mc_cpu", dict(disk="none", start=False, cpu_xml=AVX512_CPU)),
+              ("mc_net2", dict(disk="none", start=False, network="br1")),
+              ("mc_hostdev", dict(disk="none", start=False, extra_devices=PCI_HOSTDEV))]
+    try:
+        for name, kw in guests:
+            g = L.define_guest(name, h1, **kw)
+            if kw.get("start", True):
+                L.wait_guest(g["ip"])
+        run_target("migration_check", target_hosts=h1)
+    finally:
+        for name, _kw in guests:
+            remove_guest(h1, name)

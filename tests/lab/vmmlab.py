@@ -654,7 +654,7 @@ def start_nbd(name, image, port):
     return _read_pid(pidfile)
 
 
-def domain_xml(name, index, memory_mib, disk_xml, cmdline, domain_type="qemu", network="br0", extra=""):
+def domain_xml(name, index, memory_mib, disk_xml, cmdline, domain_type="qemu", network="br0", extra="", cpu=""):
     guest = os.path.join(CACHE, "guest")
     return """<domain type='{type}'>
   <name>{name}</name>
@@ -668,6 +668,7 @@ def domain_xml(name, index, memory_mib, disk_xml, cmdline, domain_type="qemu", n
     <cmdline>{cmdline}</cmdline>
   </os>
   <features><acpi/></features>
+  {cpu}
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>restart</on_reboot>
   <on_crash>destroy</on_crash>
@@ -687,11 +688,11 @@ def domain_xml(name, index, memory_mib, disk_xml, cmdline, domain_type="qemu", n
 </domain>
 """.format(type=domain_type, name=name, uuid=uuid.uuid5(uuid.NAMESPACE_DNS, "vmmlab-guest-" + name),
            mem=memory_mib, guest=guest, cmdline=cmdline, disk=disk_xml, mac=guest_mac(index),
-           network=network, extra=extra)
+           network=network, extra=extra, cpu=cpu)
 
 
 def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, disk="nbd",
-                 disk_ms=100, start=True, domain_type="qemu", network="br0", extra_devices=""):
+                 disk_ms=100, start=True, domain_type="qemu", network="br0", extra_devices="", cpu_xml=""):
     """Define (and start) a lab guest on HOST. disk: nbd | shared | local | none.
     extra_devices: more <devices> XML (a hostdev, say, to make the guest unmigratable)."""
     st = load_state()
@@ -727,7 +728,8 @@ def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, dis
            "vmm.ip6=%s/64" % guest_ip6(index), "vmm.mem=%d" % mem_workload_mib, "vmm.memrate=%s" % mem_rate]
     if disk != "none":
         cmd += ["vmm.disk=vda", "vmm.diskms=%d" % disk_ms]
-    xml = domain_xml(name, index, memory_mib, disk_xml, " ".join(cmd), domain_type, network, extra_devices)
+    xml = domain_xml(name, index, memory_mib, disk_xml, " ".join(cmd), domain_type, network, extra_devices,
+                     cpu_xml)
     xml_path = state_path("guests", name + ".xml")
     with open(xml_path, "w") as f:
         f.write(xml)

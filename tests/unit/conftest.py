@@ -1,4 +1,5 @@
 """Make the collection importable as ansible_collections.vmmigration.libvirt for plain pytest runs."""
+import hashlib
 import os
 import sys
 import tempfile
@@ -11,7 +12,7 @@ def _collection_root():
     parts = here.split(os.sep)
     if len(parts) >= 3 and parts[-3] == "ansible_collections":
         return os.sep.join(parts[:-3])
-    root = os.path.join(tempfile.gettempdir(), "vmm-collection-path")
+    root = os.path.join(tempfile.gettempdir(), "vmm-collection-path-%s" % hashlib.sha1(here.encode()).hexdigest()[:10])
     link = os.path.join(root, "ansible_collections", "vmmigration", "libvirt")
     os.makedirs(os.path.dirname(link), exist_ok=True)
     if os.path.realpath(link) != here:
