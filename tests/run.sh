@@ -29,4 +29,7 @@ bash tests/lint.sh
 stage "lab tests (real libvirtd + QEMU)"
 python -m pytest -q -s -p no:cacheprovider tests/lab
 
+stage "benchmarks (figures, not pass/fail)"
+for b in tests/benchmarks/bench_*.py; do python "$b"; done
+
 stage "done in $(( $(date +%s) - t0 )) s"

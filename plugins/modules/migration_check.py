@@ -139,6 +139,11 @@ verdict:
   returned: always
   type: str
   sample: warn
+elapsed_s:
+  description: Seconds the checks took, connections included.
+  returned: always
+  type: float
+  sample: 0.21
 source:
   description: Source host facts (as M(vmmigration.libvirt.host_info) returns them, without domains).
   returned: always
@@ -148,6 +153,8 @@ destination:
   returned: always
   type: dict
 '''
+
+import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -183,6 +190,7 @@ def main():
     if p['memory_reserve_mib'] < 0 or p['planned_memory_mib'] < 0:
         module.fail_json(msg='memory_reserve_mib and planned_memory_mib must not be negative')
     cache = ClientCache(p['connect_retries'], p['connect_retry_delay'])
+    started = time.monotonic()
     try:
         src = cache.get(p['uri'])
         dst = cache.get(p['dest_uri'])
@@ -195,7 +203,7 @@ def main():
     finally:
         cache.close()
     worst = overall([{'status': d['verdict']} for d in report['domains']])
-    result = dict(changed=False, verdict=worst, **report)
+    result = dict(changed=False, verdict=worst, elapsed_s=round(time.monotonic() - started, 3), **report)
     bad = [d for d in report['domains'] if d['verdict'] == FAIL or (p['fail_on'] == 'warn' and d['verdict'] == WARN)]
     if p['fail_on'] != 'never' and bad:
         reasons = ['%s: %s' % (d['name'], '; '.join(c['reason'] for c in d['checks'] if c['status'] != 'pass'))
