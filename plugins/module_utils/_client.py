@@ -90,7 +90,7 @@ def wrap_error(exc, what):
 class LibvirtClient:
     """One connection to one libvirt URI, opened lazily once and reused by every call."""
 
-    def __init__(self, uri='qemu:///system', retries=2, retry_delay=0.5, sleep=time.sleep):
+    def __init__(self, uri='qemu:///system', retries=2, retry_delay=0.5, sleep=time.sleep, keepalive=(5, 3)):
         if libvirt is None:
             raise LibvirtClientError(INSTALL_HINT)
         if not uri or not isinstance(uri, str) or '://' not in uri and uri not in ('test:///default',):
@@ -102,6 +102,7 @@ class LibvirtClient:
         self.retries = retries
         self.retry_delay = retry_delay
         self._sleep = sleep
+        self.keepalive = keepalive
         self._conn = None
         _silence_libvirt_stderr()
 
@@ -116,7 +117,15 @@ class LibvirtClient:
         delays = backoff_delays(self.retries, self.retry_delay)
         for attempt in range(len(delays) + 1):
             try:
-                return libvirt.open(self.uri)
+                conn = libvirt.open(self.uri)
+                if self.keepalive:
+                    try:
+                        # needs a running libvirt event loop (see _migration.start_event_loop); without
+                        # one libvirt refuses and calls simply have no keepalive
+                        conn.setKeepAlive(self.keepalive[0], self.keepalive[1])
+                    except libvirt.libvirtError:
+                        pass
+                return conn
             except libvirt.libvirtError as e:
                 last = wrap_error(e, 'cannot connect to libvirt at %s' % self.uri)
                 if not last.transient or attempt == len(delays):

@@ -354,9 +354,9 @@ def start_libvirtd(name):
                             "--pid-file", "/run/libvirt/vmmlab-libvirtd.pid"])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if virsh(name, "version", check=False, timeout=10).returncode == 0:
-            with open(os.path.join(d, "run-libvirt", "vmmlab-libvirtd.pid")) as f:
-                return int(f.read().strip())
+        pid = _read_pid(os.path.join(d, "run-libvirt", "vmmlab-libvirtd.pid"))
+        if pid and virsh(name, "version", check=False, timeout=10).returncode == 0:
+            return pid
         time.sleep(0.1)
     raise LabError("libvirtd on %s did not answer within 30 s (see %s)" % (
         name, os.path.join(d, "log-libvirt", "libvirtd.log")))
@@ -368,8 +368,9 @@ def start_sshd(name):
     deadline = time.monotonic() + 10
     pidfile = os.path.join(d, "sshd.pid")
     while time.monotonic() < deadline:
-        if os.path.exists(pidfile):
-            return int(open(pidfile).read().strip())
+        pid = _read_pid(pidfile)  # the file can exist before sshd has written its PID
+        if pid:
+            return pid
         time.sleep(0.05)
     raise LabError("sshd on %s did not start" % name)
 
@@ -744,6 +745,13 @@ def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, dis
     if start:
         virsh(host, "start", name)
     return g
+
+
+def set_guest_host(name, host):
+    """Record where a guest runs now (after a migration)."""
+    st = load_state()
+    st["guests"][name]["host"] = host
+    save_state(st)
 
 
 # ---------------------------------------------------------------------------------------------

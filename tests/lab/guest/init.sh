@@ -36,7 +36,10 @@ echo "name=$name" > /run/status/guest
 ip link set lo up
 ip link set eth0 up
 [ -n "$ip" ] && ip addr add "$ip" dev eth0
-[ -n "$ip6" ] && ip -6 addr add "$ip6" dev eth0 nodad
+if [ -n "$ip6" ]; then
+    echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_dad
+    ip -6 addr add "$ip6" dev eth0
+fi
 labguest powerwatch &
 labguest serve 7777 /run/status &
 [ "$mem" != 0 ] && labguest mem "$mem" "$memrate" /run/status/mem &

@@ -1,0 +1,457 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Runs one live migration: plan, start, poll the job at several Hz, apply the _strategy decisions,
+commit (destination confirmed running before the source definition goes) or roll back (the guest
+keeps running on the source, nothing left on the destination). The only place that calls libvirt's
+migrate, abort and post-copy switch.
+
+This module is private to vmmigration.libvirt (leading underscore): its interface may change in
+any release.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import json
+import os
+import threading
+import time
+
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _strategy as S
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, relevant_disks
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
+
+_EVENTS = {'started': False}
+
+
+def start_event_loop():
+    """libvirt's default event loop in a daemon thread (for job-completed events and keepalive).
+
+    Must run before the first connection is opened; safe to call more than once.
+    """
+    if _EVENTS['started'] or libvirt is None:
+        return
+    libvirt.virEventRegisterDefaultImpl()
+
+    def loop():
+        while True:
+            libvirt.virEventRunDefaultImpl()
+    t = threading.Thread(target=loop, name='libvirt-events')
+    t.daemon = True
+    t.start()
+    _EVENTS['started'] = True
+
+
+class MigrationError(LibvirtClientError):
+    """A migration that did not happen (or failed and was rolled back); RESULT says what was done."""
+
+    def __init__(self, msg, result=None):
+        super(MigrationError, self).__init__(msg)
+        self.result = result or {}
+
+
+def measure_dirty_rate(client, dom, seconds=1, clock=time.monotonic, sleep=time.sleep):
+    """The guest's dirty rate in bytes/s, measured by QEMU through libvirt; None if unsupported."""
+    if not hasattr(dom, 'startDirtyRateCalc'):
+        return None
+    try:
+        dom.startDirtyRateCalc(int(seconds), 0)
+        deadline = clock() + seconds + 5
+        while clock() < deadline:
+            stats = client.conn.domainListGetStats([dom], libvirt.VIR_DOMAIN_STATS_DIRTYRATE, 0)[0][1]
+            if stats.get('dirtyrate.calc_status') == 2:
+                return int(stats.get('dirtyrate.megabytes_per_second', 0)) * S.MIB
+            sleep(0.1)
+    except libvirt.libvirtError:
+        return None
+    return None
+
+
+def _write_status(path, data):
+    if not path:
+        return
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(data, f)
+    os.rename(tmp, path)
+
+
+def _state_name(dom):
+    try:
+        state = dom.state()[0]
+    except libvirt.libvirtError:
+        return 'gone'
+    return {1: 'running', 3: 'paused', 5: 'shutoff'}.get(state, str(state))
+
+
+def _host(client):
+    facts = {'uri': client.uri}
+    try:
+        facts['hostname'] = client.conn.getHostname()
+        facts['uuid'] = client.host_uuid()
+    except libvirt.libvirtError:
+        pass
+    return facts
+
+
+class LiveMigration:
+    """One live migration of one domain; construct, then call run(check_mode)."""
+
+    def __init__(self, src, dst, name, opts, clock=time.monotonic, sleep=time.sleep):
+        self.src, self.dst, self.name, self.o = src, dst, name, opts
+        self.clock, self.sleep = clock, sleep
+        self.t0 = None
+        self.decisions = []
+        self.history = []
+        self.events = []
+        self.result = {'domain': name, 'changed': False}
+
+    # -- helpers ------------------------------------------------------------------------------
+    def note(self, action, reason, arg=None):
+        t = round(self.clock() - self.t0, 3) if self.t0 is not None else 0.0
+        self.decisions.append({'t': t, 'action': action, 'argument': arg, 'reason': reason})
+
+    def _domain_on_destination(self, uuid):
+        try:
+            return self.dst.conn.lookupByUUIDString(uuid)
+        except libvirt.libvirtError:
+            return None
+
+    # -- phases -------------------------------------------------------------------------------
+    def precheck(self, dom):
+        o = self.o
+        report = check_domains(self.src, self.dst, [self.name], reserve_mib=o['memory_reserve_mib'],
+                               allow_storage_copy=o['copy_storage'] != 'none', probe_storage=True)
+        self.result['checks'] = report['domains'][0]['checks']
+        dom_report = report['domains'][0]
+        bad = [c for c in dom_report['checks'] if c['status'] == FAIL]
+        if bad:
+            raise MigrationError('cannot live-migrate %s: %s' % (self.name, '; '.join(c['reason'] for c in bad)),
+                                 self.result)
+        return report, dom_report
+
+    def storage_plan(self, facts_disks, storage):
+        shared, copy = [], []
+        for d in relevant_disks(facts_disks):
+            if d.get('readonly') and not d.get('source'):
+                continue
+            (shared if (storage.get(d['target']) or {}).get('verdict') == 'shared' else copy).append(d)
+        mode = self.o['copy_storage']
+        if copy and mode == 'none':
+            raise MigrationError('disks %s are not proven shared and copy_storage=none'
+                                 % ', '.join(d['target'] for d in copy), self.result)
+        # libvirt only knows NFS, cluster filesystems and network disks as shared: file disks that
+        # the marker probe proved shared need its "unsafe" override, and only those do.
+        return {'shared': [d['target'] for d in shared], 'copied': [d['target'] for d in copy],
+                'copy_mode': ('incremental' if mode == 'incremental' else 'all') if copy else None,
+                'unsafe_override_for': [d['target'] for d in shared if d['type'] != 'network']}
+
+    def flags_and_params(self, plan, storage):
+        o = self.o
+        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_ABORT_ON_ERROR
+        if o['p2p']:
+            flags |= libvirt.VIR_MIGRATE_PEER2PEER
+        if o['persistent']:
+            flags |= libvirt.VIR_MIGRATE_PERSIST_DEST
+        if plan['flags']['postcopy']:
+            flags |= libvirt.VIR_MIGRATE_POSTCOPY
+        if plan['flags']['auto_converge']:
+            flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
+        if storage['unsafe_override_for']:
+            flags |= libvirt.VIR_MIGRATE_UNSAFE
+        if o['tls']:
+            flags |= libvirt.VIR_MIGRATE_TLS
+        params = {}
+        if storage['copied']:
+            flags |= (libvirt.VIR_MIGRATE_NON_SHARED_INC if storage['copy_mode'] == 'incremental'
+                      else libvirt.VIR_MIGRATE_NON_SHARED_DISK)
+            params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = storage['copied']
+        if o['bandwidth_mibps']:
+            params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(o['bandwidth_mibps'])
+        if o['migration_uri']:
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = o['migration_uri']
+        if o['parallel_connections']:
+            flags |= libvirt.VIR_MIGRATE_PARALLEL
+            params[libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] = int(o['parallel_connections'])
+        if o['compression']:
+            flags |= libvirt.VIR_MIGRATE_COMPRESSED
+            params[libvirt.VIR_MIGRATE_PARAM_COMPRESSION] = o['compression']
+        return flags, params
+
+    def run(self, check_mode=False):
+        o = self.o
+        src, dst = self.src, self.dst
+        self.result['source'] = _host(src)
+        dom = src.lookup(self.name)
+        if dom is None:
+            there = dst.lookup(self.name)
+            if there is not None and there.isActive():
+                self.result.update(state='already_there', destination=_host(dst),
+                                   msg='%s is not on the source and runs on the destination' % self.name)
+                return self.result
+            raise MigrationError('no domain named %s on %s' % (self.name, src.uri), self.result)
+        if not dom.isActive():
+            there = self._domain_on_destination(dom.UUIDString())
+            if there is not None and there.isActive():
+                self.result.update(state='already_there', destination=_host(dst),
+                                   msg='%s runs on the destination; the source keeps an inactive definition'
+                                   % self.name)
+                return self.result
+            raise MigrationError('%s is not running: live migration needs a running domain (a stopped one moves '
+                                 'with vmmigration.libvirt.cold_migrate)' % self.name, self.result)
+        report, dom_report = self.precheck(dom)
+        self.result['destination'] = report['destination'] and {
+            'uri': dst.uri, 'hostname': report['destination']['hostname'], 'uuid': report['destination']['uuid']}
+        facts_disks = self._facts_disks(dom)
+        storage = self.storage_plan(facts_disks, dom_report['storage'])
+        self.result['storage'] = storage
+        ram = dom.info()[1] * 1024
+        dirty = measure_dirty_rate(src, dom, o['dirty_rate_sample_s'], self.clock, self.sleep) \
+            if o['dirty_rate_sample_s'] else None
+        rate = (o['bandwidth_mibps'] or o['expected_bandwidth_mibps'] or 0) * S.MIB
+        prediction = S.predict_precopy(ram, rate, dirty, o['max_downtime_ms'])
+        deadline = S.completion_deadline(ram, o['timeout_per_gib_s'], o['min_timeout_s'])
+        try:
+            plan = S.choose_plan(prediction, o['completion'], o['allow_postcopy'], o['final_action'], deadline)
+        except ValueError as e:
+            raise MigrationError(str(e), self.result)
+        plan['dirty_rate_mibps'] = round(dirty / float(S.MIB), 1) if dirty is not None else None
+        plan['ram_mib'] = ram // S.MIB
+        plan['deadline_s'] = round(deadline, 1)
+        plan['max_downtime_ms'] = o['max_downtime_ms']
+        if prediction.get('converges') and prediction.get('total_s') is not None:
+            plan['predicted_total_s'] = prediction['total_s']
+            plan['predicted_downtime_ms'] = prediction['downtime_ms']
+        elif plan['strategy'] in ('postcopy', 'hybrid') and rate:
+            plan['predicted_total_s'] = S.predict_postcopy(ram, rate)['total_s']
+        self.result['plan'] = plan
+        self.result['changed'] = True
+        if check_mode:
+            self.result['state'] = 'planned'
+            return self.result
+        return self.migrate(dom, plan, storage, ram, deadline)
+
+    def _facts_disks(self, dom):
+        from ansible_collections.vmmigration.libvirt.plugins.module_utils._domain import parse_domain  # pylint: disable=import-outside-toplevel
+        return parse_domain(dom.XMLDesc(0))['disks']
+
+    def migrate(self, dom, plan, storage, ram, deadline):
+        o = self.o
+        flags, params = self.flags_and_params(plan, storage)
+        ramp = S.downtime_steps(o['max_downtime_ms'], o['downtime_steps'],
+                                o['downtime_step_delay_s'] if o['downtime_step_delay_s'] is not None
+                                else max(0.5, o['downtime_step_delay_s_per_gib'] * float(ram) / S.GIB),
+                                start_ms=min(o['max_downtime_ms'], 50))
+        cfg = {'plan': plan, 'ramp': ramp, 'deadline_s': deadline, 'hard_timeout_s': o['hard_timeout_s'],
+               'stall_iterations': o['stall_iterations'], 'stall_window_s': o['dead_link_s']}
+        state = {'elapsed_s': 0.0, 'iteration': 0, 'history': self.history, 'downtime_ms': 0,
+                 'postcopy': False, 'final_taken': None, 'paused': False}
+        uuid = dom.UUIDString()
+        if self.src.conn is not None and _EVENTS['started']:
+            try:
+                self.src.conn.domainEventRegisterAny(
+                    dom, libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
+                    lambda conn, d, stats, opaque: self.events.append(stats), None)
+            except libvirt.libvirtError:
+                pass
+        outcome = {}
+
+        def worker():
+            try:
+                if o['p2p']:
+                    dom.migrateToURI3(o['dest_uri'], params, flags)
+                else:
+                    dom.migrate3(self.dst.conn, params, flags)
+                outcome['ok'] = True
+            except libvirt.libvirtError as e:
+                outcome['error'] = e.get_error_message()
+            except Exception as e:  # pylint: disable=broad-except
+                outcome['error'] = str(e)
+        self.t0 = self.clock()
+        self.note('start', 'flags %s' % self._flag_names(flags), plan['strategy'])
+        thread = threading.Thread(target=worker, name='migrate-%s' % self.name)
+        thread.daemon = True
+        thread.start()
+        last = {}
+        while thread.is_alive():
+            state['elapsed_s'] = self.clock() - self.t0
+            try:
+                stats = dom.jobStats(0)
+            except libvirt.libvirtError:
+                stats = {}
+            if stats.get('type') in (libvirt.VIR_DOMAIN_JOB_BOUNDED, libvirt.VIR_DOMAIN_JOB_UNBOUNDED):
+                last = stats
+                state['iteration'] = stats.get('memory_iteration')
+                self.history.append((round(state['elapsed_s'], 3), stats.get('memory_iteration'),
+                                     stats.get('memory_remaining', stats.get('data_remaining', 0)),
+                                     stats.get('data_processed')))
+                action, arg, reason = S.decide(state, cfg)
+                self.apply(dom, action, arg, reason, state)
+            _write_status(o['status_file'], {
+                'domain': self.name, 'phase': 'postcopy' if state['postcopy'] else 'migrating',
+                'elapsed_s': round(state['elapsed_s'], 2), 'percent': S.progress_percent(last),
+                'iteration': last.get('memory_iteration'), 'data_remaining': last.get('data_remaining'),
+                'data_processed': last.get('data_processed'), 'data_total': last.get('data_total'),
+                'memory_bps': last.get('memory_bps'), 'downtime_ms': state['downtime_ms'],
+                'decisions': self.decisions[-5:]})
+            thread.join(o['poll_interval'])
+        wall = self.clock() - self.t0
+        self.result['decisions'] = self.decisions
+        self.result['total_time_s'] = round(wall, 3)
+        self.result['postcopy'] = state['postcopy']
+        self.result['paused'] = state['paused']
+        if 'ok' not in outcome:
+            return self.rollback(dom, uuid, outcome.get('error') or 'migration failed', state)
+        return self.commit(dom, uuid, state, last)
+
+    def apply(self, dom, action, arg, reason, state):
+        if action == 'wait':
+            return
+        try:
+            if action == 'set_downtime':
+                dom.migrateSetMaxDowntime(int(arg), 0)
+                state['downtime_ms'] = int(arg)
+            elif action == 'postcopy':
+                state['postcopy'] = True
+                state['final_taken'] = 'postcopy'
+                dom.migrateStartPostCopy(0)
+            elif action == 'pause':
+                state['final_taken'] = 'pause'
+                dom.suspend()
+                state['paused'] = True
+            elif action == 'abort':
+                state['final_taken'] = 'abort'
+                dom.abortJob()
+            self.note(action, reason, arg)
+        except libvirt.libvirtError as e:
+            # a switch racing the end of the migration is harmless; anything else is reported
+            self.note(action, '%s (libvirt: %s)' % (reason, e.get_error_message()), arg)
+
+    def completed_stats(self, dom):
+        for attempt in range(20):
+            if self.events:
+                return dict(self.events[-1])
+            try:
+                stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+                if stats.get('type') == libvirt.VIR_DOMAIN_JOB_COMPLETED:
+                    return stats
+            except libvirt.libvirtError:
+                pass
+            if attempt < 19:
+                self.sleep(0.05)
+        return {}
+
+    def commit(self, dom, uuid, state, last):
+        """Destination confirmed running before the source definition is removed."""
+        o = self.o
+        stats = self.completed_stats(dom)
+        there = None
+        deadline = self.clock() + 15
+        while self.clock() < deadline:
+            there = self._domain_on_destination(uuid)
+            if there is not None and _state_name(there) in ('running', 'paused'):
+                break
+            self.sleep(0.1)
+        dst_state = _state_name(there) if there is not None else 'gone'
+        if dst_state == 'paused' and state['paused']:
+            there.resume()
+            self.note('resume', 'the guest was paused to finish: resumed on the destination')
+            dst_state = _state_name(there)
+        self.result['stats'] = S.summarize(stats or last)
+        self._figures(stats or last)
+        if dst_state != 'running':
+            self.result['state'] = 'destination_not_running'
+            raise MigrationError('%s migrated but is %s on the destination; the source definition was kept'
+                                 % (self.name, dst_state), self.result)
+        self.note('committed', 'destination runs %s' % self.name)
+        if o['undefine_source']:
+            try:
+                if dom.isPersistent() and not dom.isActive():
+                    dom.undefineFlags(getattr(libvirt, 'VIR_DOMAIN_UNDEFINE_KEEP_NVRAM', 0))
+                    self.note('undefine_source', 'source definition removed after the commit')
+            except libvirt.libvirtError as e:
+                self.note('undefine_source', 'could not remove the source definition: %s' % e.get_error_message())
+        self.result['state'] = 'migrated'
+        _write_status(o['status_file'], {'domain': self.name, 'phase': 'done', 'result': self._short()})
+        return self.result
+
+    def rollback(self, dom, uuid, error, state):
+        """The guest keeps running on the source; nothing is left on the destination."""
+        self.note('failed', error)
+        self.result['stats'] = S.summarize(self.completed_stats(dom) if not state['postcopy'] else {})
+        src_state = _state_name(dom)
+        if state['postcopy']:
+            self.result['state'] = 'postcopy_failed'
+            recovered = self._recover_postcopy(dom)
+            msg = ('post-copy migration of %s failed (%s); %s' % (
+                self.name, error, recovered))
+            raise MigrationError(msg, self.result)
+        if src_state == 'paused':
+            try:
+                dom.resume()
+                self.note('resume', 'source guest resumed after the failed migration')
+            except libvirt.libvirtError as e:
+                self.note('resume', 'could not resume the source guest: %s' % e.get_error_message())
+        src_state = _state_name(dom)
+        there = self._domain_on_destination(uuid)
+        cleaned = None
+        if there is not None and src_state == 'running':
+            try:
+                if there.isActive():
+                    there.destroy()
+                if there.isPersistent():
+                    there.undefine()
+                cleaned = 'removed the half-migrated copy from the destination'
+            except libvirt.libvirtError as e:
+                cleaned = 'could not remove the half-migrated copy from the destination: %s' % e.get_error_message()
+            self.note('cleanup', cleaned)
+        self.result['state'] = 'rolled_back' if src_state == 'running' else 'source_%s' % src_state
+        self.result['changed'] = src_state != 'running'
+        raise MigrationError('live migration of %s failed: %s; the guest is %s on the source%s' % (
+            self.name, error, src_state, '' if not cleaned else '; ' + cleaned), self.result)
+
+    def _recover_postcopy(self, dom):
+        flag = getattr(libvirt, 'VIR_MIGRATE_POSTCOPY_RESUME', None)
+        if flag is None:
+            return 'this libvirt cannot resume a failed post-copy migration: the guest state is split between ' \
+                   'the hosts, fix the network and resume it with virsh migrate --postcopy-resume'
+        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_POSTCOPY | flag | libvirt.VIR_MIGRATE_PERSIST_DEST
+        if self.o['p2p']:
+            flags |= libvirt.VIR_MIGRATE_PEER2PEER
+        for attempt in range(self.o['postcopy_recovery_attempts']):
+            try:
+                dom.migrateToURI3(self.o['dest_uri'], {}, flags)
+                self.note('postcopy_resume', 'post-copy recovery %d succeeded' % (attempt + 1))
+                self.result['state'] = 'migrated_after_recovery'
+                return 'recovered: the guest runs on the destination'
+            except libvirt.libvirtError as e:
+                self.note('postcopy_resume', 'post-copy recovery %d failed: %s' % (attempt + 1, e.get_error_message()))
+                self.sleep(2)
+        return 'recovery failed: the guest is paused with its memory split between both hosts; do not destroy ' \
+               'either side; restore the network and run virsh migrate --postcopy-resume'
+
+    def _figures(self, stats):
+        self.result['downtime_ms'] = stats.get('downtime')
+        self.result['bytes_transferred'] = stats.get('data_processed')
+        self.result['iterations'] = stats.get('memory_iteration')
+        self.result['postcopy_requests'] = stats.get('memory_postcopy_requests')
+        bps = stats.get('memory_bps')
+        self.result['bandwidth_mibps'] = round(bps / float(S.MIB), 1) if bps else None
+        self.result['dirty_rate_mibps'] = (self.result.get('plan') or {}).get('dirty_rate_mibps')
+
+    def _short(self):
+        return {k: self.result.get(k) for k in ('total_time_s', 'downtime_ms', 'bytes_transferred', 'iterations',
+                                                'postcopy', 'paused')}
+
+    @staticmethod
+    def _flag_names(flags):
+        names = [n[len('VIR_MIGRATE_'):].lower() for n in dir(libvirt)
+                 if n.startswith('VIR_MIGRATE_') and not n.startswith('VIR_MIGRATE_PARAM')
+                 and isinstance(getattr(libvirt, n), int) and getattr(libvirt, n)
+                 and getattr(libvirt, n) & (getattr(libvirt, n) - 1) == 0 and flags & getattr(libvirt, n)]
+        return ','.join(sorted(names))

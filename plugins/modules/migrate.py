@@ -1,0 +1,372 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+DOCUMENTATION = r'''
+---
+module: migrate
+short_description: Live-migrate a running domain to another hypervisor, and make sure it finishes
+version_added: 0.1.0
+description:
+  - Live-migrates one running domain from the source hypervisor (O(uri)) to a destination
+    (O(dest_uri)), peer-to-peer by default (the source libvirtd talks to the destination).
+  - Before anything changes it runs every check of M(vmmigration.libvirt.migration_check) and
+    proves shared storage (M(vmmigration.libvirt.shared_storage)); any failing check stops it.
+    Disks not proven shared are copied during the migration (O(copy_storage)); libvirt's
+    unsafe-migration override is passed only for file disks proven shared.
+  - "B(Completion strategy): before starting, the guest's dirty rate is measured and pre-copy
+    convergence predicted (lambda = dirty rate / bandwidth). O(completion=auto) picks pre-copy when
+    it converges, one pre-copy pass then post-copy (hybrid) when it does not and O(allow_postcopy)
+    is set, and auto-converge otherwise. While running, job statistics are polled several times a
+    second; the allowed downtime is raised in steps up to O(max_downtime_ms); when the migration
+    stalls at the largest downtime or passes its deadline (O(timeout_per_gib_s) per GiB of RAM),
+    O(final_action) is taken - switch to post-copy, throttle (auto-converge), pause the guest to
+    finish, or abort."
+  - "B(Never lose a VM): any failure before the switch-over leaves the guest running on the source
+    exactly as it was and removes what was left on the destination. Post-copy is used only when
+    O(allow_postcopy=true) - if the network fails during post-copy the guest is lost - and is never
+    aborted; a failed post-copy is recovered (libvirt's post-copy resume) or reported plainly.
+    The source definition is removed only after the destination is confirmed running."
+  - Idempotent - a domain already running on the destination and gone from the source (or only
+    defined, inactive, on the source) is reported V(already_there), unchanged.
+  - Check mode runs the checks and returns the plan with its predicted time and downtime.
+author:
+  - vmmigration.libvirt developers (@vmmigration)
+extends_documentation_fragment:
+  - vmmigration.libvirt.connection
+  - vmmigration.libvirt.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Runs the checks and the dirty-rate measurement and returns the plan; nothing moves.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  domain:
+    description: Name of the running domain on the source.
+    type: str
+    required: true
+  dest_uri:
+    description:
+      - libvirt URI of the destination. With O(p2p=true) (default) the B(source libvirtd) opens it, so
+        it must be reachable from the source host (for example V(qemu+tcp://hv2/system) or
+        V(qemu+tls://hv2/system)); otherwise the module opens it.
+    type: str
+    required: true
+  migration_uri:
+    description:
+      - Where the migration stream goes (for example V(tcp://10.0.0.2) for a dedicated migration
+        network). Default - chosen by libvirt from the destination's configuration.
+    type: str
+  p2p:
+    description: Peer-to-peer migration (the source libvirtd drives it). With V(false), the module connects to both.
+    type: bool
+    default: true
+  persistent:
+    description: Define the domain persistently on the destination.
+    type: bool
+    default: true
+  undefine_source:
+    description: Remove the source definition once the destination is confirmed running (NVRAM is kept).
+    type: bool
+    default: true
+  bandwidth_mibps:
+    description: Bandwidth cap for the migration stream in MiB/s. Default - no cap.
+    type: int
+  expected_bandwidth_mibps:
+    description:
+      - Link speed in MiB/s used to predict convergence when no O(bandwidth_mibps) cap is set.
+        Without either, the plan is decided on progress alone.
+    type: int
+  max_downtime_ms:
+    description: Largest pause of the guest allowed at switch-over; the allowed downtime ramps up to it.
+    type: int
+    default: 300
+  downtime_steps:
+    description: Steps of the downtime ramp.
+    type: int
+    default: 5
+  downtime_step_delay_s:
+    description: Seconds between downtime steps. Default - O(downtime_step_delay_s_per_gib) times the RAM in GiB.
+    type: float
+  downtime_step_delay_s_per_gib:
+    description: Seconds between downtime steps per GiB of guest RAM (at least 0.5 s).
+    type: float
+    default: 8.0
+  parallel_connections:
+    description: Parallel migration connections (multifd). Default - one.
+    type: int
+  compression:
+    description: Compression method for the migration stream (for example V(zstd), V(xbzrle)). Default - none.
+    type: str
+  tls:
+    description: Encrypt the migration stream with TLS (libvirt's migrate_tls configuration is required).
+    type: bool
+    default: false
+  copy_storage:
+    description:
+      - What to do with disks not proven shared. V(auto) and V(all) copy them in full during the migration
+        (the destination pool must cover their directory), V(incremental) copies only what differs from a
+        backing image the destination already has, V(none) refuses to migrate if any disk is not proven shared.
+    type: str
+    choices: [auto, all, incremental, none]
+    default: auto
+  completion:
+    description:
+      - V(auto) - choose from the prediction (see above). V(precopy), V(hybrid) (one pre-copy pass then
+        post-copy), V(postcopy) (switch as soon as the first pass is done) and V(converge) (auto-converge
+        from the start) force a strategy. V(hybrid) and V(postcopy) need O(allow_postcopy=true).
+    type: str
+    choices: [auto, precopy, hybrid, postcopy, converge]
+    default: auto
+  allow_postcopy:
+    description: Allow post-copy. If the network fails during post-copy the guest is lost; it always finishes otherwise.
+    type: bool
+    default: false
+  final_action:
+    description:
+      - What to do when pre-copy stalls at the largest allowed downtime or passes its deadline.
+        V(auto) - V(postcopy) when allowed, else V(converge). V(converge) relies on auto-converge
+        (enabled from the start) and pauses the guest if the deadline passes anyway. V(pause) suspends
+        the guest so the rest is copied (a longer pause, never a lost guest). V(abort) gives up and
+        leaves the guest on the source.
+    type: str
+    choices: [auto, postcopy, converge, pause, abort]
+    default: auto
+  timeout_per_gib_s:
+    description: Completion deadline in seconds per GiB of guest RAM, before the final action.
+    type: float
+    default: 150
+  min_timeout_s:
+    description: The completion deadline is never shorter than this.
+    type: float
+    default: 30
+  hard_timeout_s:
+    description: Abort a pre-copy migration still running after this many seconds (never a post-copy one). Default - none.
+    type: float
+  stall_iterations:
+    description:
+      - Pre-copy has stalled when the dirty memory of this many passes in a row has not shrunk (by 5%)
+        below the best earlier pass.
+    type: int
+    default: 2
+  dead_link_s:
+    description:
+      - No byte transferred for this many seconds means the migration link is dead - the migration is
+        aborted while the source still holds the whole guest (never switched to post-copy or paused).
+    type: float
+    default: 5
+  poll_interval:
+    description: Seconds between job statistics reads.
+    type: float
+    default: 0.25
+  dirty_rate_sample_s:
+    description: Seconds over which the dirty rate is measured before starting; V(0) skips the measurement.
+    type: int
+    default: 1
+  memory_reserve_mib:
+    description: Memory to keep free on the destination, for the memory check.
+    type: int
+    default: 256
+  postcopy_recovery_attempts:
+    description: How often to try resuming a failed post-copy migration.
+    type: int
+    default: 3
+  status_file:
+    description:
+      - A file on the host running the module that is rewritten with the migration's progress (JSON) at
+        every poll, so a long migration can be watched while it runs (also see
+        M(vmmigration.libvirt.migration_job_info)).
+    type: path
+'''
+
+EXAMPLES = r'''
+- name: Live-migrate web01 to hv2, letting the module pick the strategy
+  vmmigration.libvirt.migrate:
+    domain: web01
+    dest_uri: qemu+tcp://hv2.example.com/system
+    max_downtime_ms: 300
+  register: moved
+
+- name: A busy database over a capped link, allowing post-copy, watched while it runs
+  vmmigration.libvirt.migrate:
+    domain: db01
+    dest_uri: qemu+tls://hv3.example.com/system
+    migration_uri: tcp://10.10.0.3
+    bandwidth_mibps: 1000
+    allow_postcopy: true
+    status_file: /run/vmmigration-db01.json
+  async: 3600
+  poll: 0
+  register: job
+
+- name: Show what happened
+  ansible.builtin.debug:
+    msg: "{{ moved.plan.strategy }}: {{ moved.total_time_s }} s, downtime {{ moved.downtime_ms }} ms"
+'''
+
+RETURN = r'''
+state:
+  description: V(migrated), V(migrated_after_recovery), V(already_there) or V(planned) (check mode).
+  returned: always
+  type: str
+  sample: migrated
+plan:
+  description: The chosen strategy, final action, flags, reason, prediction, measured dirty rate, deadline.
+  returned: when the domain was not already there
+  type: dict
+  sample:
+    strategy: hybrid
+    final_action: postcopy
+    reason: "predicted not to converge (...): one pre-copy pass, then post-copy"
+    dirty_rate_mibps: 72.0
+    predicted_total_s: 16.0
+decisions:
+  description: Every decision of the monitor loop with its time (seconds from the start).
+  returned: when a migration ran
+  type: list
+  elements: dict
+  sample: [{t: 0.0, action: start, reason: "flags live,peer2peer", argument: precopy}]
+total_time_s: {description: Wall time of the migration job., type: float, returned: when a migration ran, sample: 3.2}
+downtime_ms: {description: The guest's pause at switch-over as libvirt measured it., type: int, returned: when a migration ran}
+bytes_transferred: {description: Bytes sent., type: int, returned: when a migration ran}
+iterations: {description: Pre-copy iterations., type: int, returned: when a migration ran}
+postcopy: {description: Whether the migration switched to post-copy., type: bool, returned: when a migration ran}
+postcopy_requests: {description: Pages the destination requested during post-copy., type: int, returned: when a migration ran}
+paused: {description: Whether the guest was paused to finish., type: bool, returned: when a migration ran}
+bandwidth_mibps: {description: Average memory transfer rate., type: float, returned: when a migration ran}
+dirty_rate_mibps: {description: Dirty rate measured before starting., type: float, returned: when a migration ran}
+stats:
+  description: libvirt's completed job statistics.
+  returned: when a migration ran
+  type: dict
+storage:
+  description: Disks shared, disks copied, and the disks the unsafe override was passed for.
+  returned: when the domain was not already there
+  type: dict
+checks:
+  description: The pre-migration checks (as M(vmmigration.libvirt.migration_check) returns them).
+  returned: when the domain was not already there
+  type: list
+  elements: dict
+source:
+  description: Source host (uri, hostname, uuid).
+  returned: always
+  type: dict
+destination:
+  description: Destination host (uri, hostname, uuid).
+  returned: when it was reached
+  type: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+    CONNECTION_ARGSPEC,
+    INSTALL_HINT,
+    LIBVIRT_IMPORT_ERROR,
+    ClientCache,
+    LibvirtClientError,
+)
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (
+    LiveMigration,
+    MigrationError,
+    start_event_loop,
+)
+
+POSITIVE = ('bandwidth_mibps', 'expected_bandwidth_mibps', 'max_downtime_ms', 'downtime_steps', 'parallel_connections',
+            'timeout_per_gib_s', 'min_timeout_s', 'hard_timeout_s', 'stall_iterations', 'dead_link_s',
+            'poll_interval')
+NOT_NEGATIVE = ('downtime_step_delay_s', 'downtime_step_delay_s_per_gib', 'dirty_rate_sample_s', 'memory_reserve_mib',
+                'postcopy_recovery_attempts')
+
+
+def argument_spec():
+    spec = dict(
+        domain=dict(type='str', required=True),
+        dest_uri=dict(type='str', required=True),
+        migration_uri=dict(type='str'),
+        p2p=dict(type='bool', default=True),
+        persistent=dict(type='bool', default=True),
+        undefine_source=dict(type='bool', default=True),
+        bandwidth_mibps=dict(type='int'),
+        expected_bandwidth_mibps=dict(type='int'),
+        max_downtime_ms=dict(type='int', default=300),
+        downtime_steps=dict(type='int', default=5),
+        downtime_step_delay_s=dict(type='float'),
+        downtime_step_delay_s_per_gib=dict(type='float', default=8.0),
+        parallel_connections=dict(type='int'),
+        compression=dict(type='str'),
+        tls=dict(type='bool', default=False),
+        copy_storage=dict(type='str', choices=['auto', 'all', 'incremental', 'none'], default='auto'),
+        completion=dict(type='str', choices=['auto', 'precopy', 'hybrid', 'postcopy', 'converge'], default='auto'),
+        allow_postcopy=dict(type='bool', default=False),
+        final_action=dict(type='str', choices=['auto', 'postcopy', 'converge', 'pause', 'abort'], default='auto'),
+        timeout_per_gib_s=dict(type='float', default=150),
+        min_timeout_s=dict(type='float', default=30),
+        hard_timeout_s=dict(type='float'),
+        stall_iterations=dict(type='int', default=2),
+        dead_link_s=dict(type='float', default=5),
+        poll_interval=dict(type='float', default=0.25),
+        dirty_rate_sample_s=dict(type='int', default=1),
+        memory_reserve_mib=dict(type='int', default=256),
+        postcopy_recovery_attempts=dict(type='int', default=3),
+        status_file=dict(type='path'),
+    )
+    spec.update(CONNECTION_ARGSPEC)
+    return spec
+
+
+def validate(params):
+    """Bad input is refused before anything happens: a list of problems."""
+    problems = ['%s must be greater than 0 (got %s)' % (k, params[k]) for k in POSITIVE
+                if params.get(k) is not None and params[k] <= 0]
+    problems += ['%s must not be negative (got %s)' % (k, params[k]) for k in NOT_NEGATIVE
+                 if params.get(k) is not None and params[k] < 0]
+    if params['completion'] in ('postcopy', 'hybrid') and not params['allow_postcopy']:
+        problems.append('completion=%s needs allow_postcopy=true: if the network fails during post-copy the '
+                        'guest is lost' % params['completion'])
+    if params['final_action'] == 'postcopy' and not params['allow_postcopy']:
+        problems.append('final_action=postcopy needs allow_postcopy=true')
+    if params['migration_uri'] and '://' not in params['migration_uri']:
+        problems.append('migration_uri must look like tcp://host[:port] (got %s)' % params['migration_uri'])
+    return problems
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    p = module.params
+    if LIBVIRT_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib('libvirt-python') + '; ' + INSTALL_HINT,
+                         exception=LIBVIRT_IMPORT_ERROR)
+    problems = validate(p)
+    if problems:
+        module.fail_json(msg='; '.join(problems))
+    start_event_loop()
+    cache = ClientCache(p['connect_retries'], p['connect_retry_delay'])
+    result = {}
+    try:
+        src = cache.get(p['uri'])
+        dst = cache.get(p['dest_uri'])
+        src.host_uuid()
+        result = LiveMigration(src, dst, p['domain'], p).run(check_mode=module.check_mode)
+    except MigrationError as e:
+        module.fail_json(msg=e.msg, **e.result)
+    except LibvirtClientError as e:
+        module.fail_json(msg=e.msg)
+    finally:
+        cache.close()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

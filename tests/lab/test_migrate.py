@@ -1,0 +1,126 @@
+"""Live migration through the migrate module, in the lab, with the client probing the guest.
+
+Every successful migration also asserts the guest's memory verifier saw no bad word, its disk
+counter kept counting with no gap, it is the same boot, and it runs on exactly one host.
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
+from test_integration import run_target  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def where(lab, name):
+    """{host: state} for every host that knows the domain."""
+    out = {}
+    for h in lab["hosts"]:
+        p = L.virsh(h, "domstate", name, check=False)
+        if p.returncode == 0:
+            out[h] = p.stdout.strip()
+    return out
+
+
+def console(name):
+    logs = []
+    for path in sorted(__import__("glob").glob(L.state_path("hosts", "*", "log-libvirt", "qemu", name + ".console.log"))):
+        with open(path, errors="replace") as f:
+            logs.append("--- %s\n%s" % (path, f.read()[-6000:]))
+    return "\n".join(logs)
+
+
+def integrity(before, after, name=""):
+    assert after is not None, "the guest does not answer\n" + console(name)
+    assert after["boot_id"] == before["boot_id"], "the guest rebooted\n" + console(name)
+    assert after.get("mem_bad_words", 0) == 0, "memory verifier found bad words: %s" % after
+    if "disk_seq" in before:
+        assert after["disk_seq"] > before["disk_seq"] and after["disk_gaps"] == 0 and after["disk_errors"] == 0
+    if "mem_passes" in before and before.get("mem_mib"):
+        assert after["mem_passes"] > before["mem_passes"]
+
+
+def migrate_with_probe(lab, figures, label, name, dest, **target_vars):
+    g = L.load_state()["guests"][name]
+    before = L.guest_status(g["ip"])
+    with L.Blackout(g["ip"]) as probe:
+        run_target("migrate", target_hosts=g["host"], mig_domain=name, mig_dest=dest, **target_vars)
+    time.sleep(1.0)
+    after = L.guest_status(g["ip"])
+    integrity(before, after, name)
+    assert where(lab, name) == {dest: "running"}
+    with open(L.state_path("result-%s.json" % name)) as f:
+        result = json.load(f)
+    figures[label] = {"total_s": result["total_time_s"], "downtime_ms": result["downtime_ms"],
+                      "client_max_gap_ms": probe.result["max_gap_ms"], "strategy": result["plan"]["strategy"],
+                      "postcopy": result["postcopy"], "iterations": result["iterations"],
+                      "dirty_rate_mibps": result["dirty_rate_mibps"]}
+    L.set_guest_host(name, dest)
+    return result, probe.result
+
+
+def test_idle_guest_on_network_disk(lab, figures):
+    L.define_guest("mig_idle", "h1", disk="nbd")
+    L.wait_guest(L.load_state()["guests"]["mig_idle"]["ip"])
+    result, probe = migrate_with_probe(lab, figures, "idle_nbd", "mig_idle", "h2",
+                                       mig_expect_strategy="precopy", mig_expect_postcopy=False)
+    assert result["storage"]["shared"] == ["vda"] and result["storage"]["unsafe_override_for"] == []
+    assert probe["received"] > 0
+    L.virsh("h2", "destroy", "mig_idle")
+
+
+def test_local_disk_is_copied(lab, figures):
+    g = L.define_guest("mig_local", "h1", disk="local", mem_workload_mib=16, mem_rate=8)
+    L.wait_guest(g["ip"])
+    migrate_with_probe(lab, figures, "local_disk_copy", "mig_local", "h2", mig_expect_strategy="precopy",
+                       mig_expect_postcopy=False, mig_expect_copied=["vda"])
+    L.virsh("h2", "destroy", "mig_local")
+    # the destination image holds every record up to the end
+    last, gaps = L.disk_records(os.path.join(L.state_path("hosts", "h2", "local"), "mig_local.qcow2"), "qcow2")
+    assert gaps == 0 and last > 0
+
+
+def test_shared_directory_passes_unsafe_only_for_proven_disk(lab, figures):
+    g = L.define_guest("mig_shdir", "h2", disk="shared")
+    L.wait_guest(g["ip"])
+    result, _probe = migrate_with_probe(lab, figures, "shared_dir", "mig_shdir", "h1",
+                                        mig_expect_strategy="precopy", mig_expect_postcopy=False)
+    assert result["storage"]["unsafe_override_for"] == ["vda"] and result["storage"]["copied"] == []
+    L.virsh("h1", "destroy", "mig_shdir")
+
+
+def test_busy_guest_under_cap_with_postcopy(lab, figures):
+    g = L.define_guest("mig_busy_pc", "h1", disk="nbd", mem_workload_mib=64, mem_rate=0)
+    L.wait_guest(g["ip"])
+    time.sleep(1)
+    result, _probe = migrate_with_probe(lab, figures, "busy_capped_postcopy", "mig_busy_pc", "h2",
+                                        mig_bandwidth=32, mig_allow_postcopy=True,
+                                        mig_expect_strategy="hybrid", mig_expect_postcopy=True)
+    assert result["plan"]["prediction"]["converges"] is False
+    assert "postcopy" in [d["action"] for d in result["decisions"]]
+    L.virsh("h2", "destroy", "mig_busy_pc")
+
+
+def test_busy_guest_under_cap_without_postcopy(lab, figures):
+    g = L.define_guest("mig_busy_ac", "h1", disk="nbd", mem_workload_mib=64, mem_rate=0)
+    L.wait_guest(g["ip"])
+    time.sleep(1)
+    result, _probe = migrate_with_probe(lab, figures, "busy_capped_autoconverge", "mig_busy_ac", "h2",
+                                        mig_bandwidth=32, mig_expect_strategy="converge", mig_expect_postcopy=False)
+    assert result["plan"]["flags"]["auto_converge"] is True
+    L.virsh("h2", "destroy", "mig_busy_ac")
+
+
+def test_bad_input_changes_nothing(lab):
+    run_ = L.define_guest("me_run", "h1", disk="nbd")
+    L.define_guest("me_off", "h1", disk="none", start=False)
+    L.wait_guest(run_["ip"])
+    try:
+        run_target("migrate_errors", target_hosts="h1")
+        assert where(lab, "me_run") == {"h1": "running"}
+        assert where(lab, "me_off") == {"h1": "shut off"}
+    finally:
+        for n in ("me_run", "me_off"):
+            L.virsh("h1", "destroy", n, check=False)
+            L.virsh("h1", "undefine", n, check=False)
