@@ -747,6 +747,32 @@ def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, dis
     return g
 
 
+def kill_libvirtd(host):
+    """Fault injection: SIGKILL a host's libvirtd (by its PID); its QEMU processes keep running."""
+    pid = _read_pid(state_path("hosts", host, "run-libvirt", "vmmlab-libvirtd.pid"))
+    if pid and _comm(pid) == "libvirtd":
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _comm(pid) and not _zombie(pid):
+            time.sleep(0.05)
+    return pid
+
+
+def restart_libvirtd(host):
+    """Start a host's libvirtd again (after kill_libvirtd); it reconnects to its running guests."""
+    pidfile = state_path("hosts", host, "run-libvirt", "vmmlab-libvirtd.pid")
+    if os.path.exists(pidfile):
+        os.unlink(pidfile)
+    st = load_state()
+    st["pids"]["%s-libvirtd" % host] = start_libvirtd(host)
+    save_state(st)
+
+
+def set_link(host, up):
+    """Fault injection: cut (or restore) a host's uplink at the switch."""
+    run(["ip", "-n", NS + "sw", "link", "set", host, "up" if up else "down"])
+
+
 def set_guest_host(name, host):
     """Record where a guest runs now (after a migration)."""
     st = load_state()
