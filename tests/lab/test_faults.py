@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
-from test_integration import run_target, TARGETS  # noqa: E402  pylint: disable=wrong-import-position
+from test_integration import TARGETS  # noqa: E402  pylint: disable=wrong-import-position
 from test_migrate import integrity, migrate_with_probe, where  # noqa: E402  pylint: disable=wrong-import-position
 
 
