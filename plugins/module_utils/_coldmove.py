@@ -1,0 +1,409 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Cold migration: shut down, copy what is not shared through libvirt volume streams (sparse,
+verified by SHA-256), move NVRAM and TPM state, define on the destination (paths rewritten where
+the destination's layout differs), start there, and only then remove the source.
+
+Any failure before the commit point (the guest defined, and running if it ran, on the
+destination) removes what was created on the destination and restarts the guest on the source.
+No trust between the hypervisors is needed: everything goes through the two libvirt connections.
+
+This module is private to vmmigration.libvirt (leading underscore): its interface may change in
+any release.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import hashlib
+import os
+import tempfile
+import time
+import uuid as uuidlib
+import xml.etree.ElementTree as ET
+
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import ALL, FAIL, relevant_disks
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._domain import parse_domain
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import MARKER_PREFIX
+
+CHUNK = 1024 * 1024
+ZEROS = b'\0' * CHUNK
+
+
+class ColdMigrationError(LibvirtClientError):
+    def __init__(self, msg, result=None):
+        super(ColdMigrationError, self).__init__(msg)
+        self.result = result or {}
+
+
+def _pool_path(pool):
+    return ET.fromstring(pool.XMLDesc(0)).findtext('./target/path')
+
+
+def pool_for_dir(client, path, create=True, build=False):
+    """(pool, transient?) for an active pool whose target is PATH; a transient one if allowed
+    (BUILD: make the directory if it is missing)."""
+    for pool in client.conn.listAllStoragePools(0):
+        try:
+            if pool.isActive() and os.path.normpath(_pool_path(pool) or '') == os.path.normpath(path):
+                pool.refresh(0)
+                return pool, False
+        except libvirt.libvirtError:
+            continue
+    if not create:
+        return None, False
+    xml = ("<pool type='dir'><name>%s%s</name><target><path>%s</path></target></pool>"
+           % (MARKER_PREFIX, uuidlib.uuid4().hex[:12], path))
+    flags = getattr(libvirt, 'VIR_STORAGE_POOL_CREATE_WITH_BUILD', 0) if build else 0
+    return client.conn.storagePoolCreateXML(xml, flags), True
+
+
+def hash_zeros(digest, length):
+    while length > 0:
+        n = min(length, CHUNK)
+        digest.update(ZEROS[:n])
+        length -= n
+
+
+def download(vol, conn, fd=None):
+    """Stream a volume out (sparse); write it to FD (holes seeked over) if given; return its SHA-256
+    over the logical content (holes hash as zeros) and the length."""
+    digest = hashlib.sha256()
+    state = {'len': 0}
+
+    def on_data(stream, data, opaque):  # pylint: disable=unused-argument
+        digest.update(data)
+        state['len'] += len(data)
+        if fd is not None:
+            return os.write(fd, data)
+        return len(data)
+
+    def on_hole(stream, length, opaque):  # pylint: disable=unused-argument
+        hash_zeros(digest, length)
+        state['len'] += length
+        if fd is not None:
+            os.lseek(fd, length, os.SEEK_CUR)
+        return 0
+
+    stream = conn.newStream(0)
+    vol.download(stream, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
+    try:
+        stream.sparseRecvAll(on_data, on_hole, None)
+        stream.finish()
+    except libvirt.libvirtError:
+        try:
+            stream.abort()
+        except libvirt.libvirtError:
+            pass
+        raise
+    if fd is not None:
+        os.ftruncate(fd, state['len'])
+    return digest.hexdigest(), state['len']
+
+
+def upload(vol, conn, fd):
+    """Stream the sparse file FD into a volume."""
+    def in_data(stream, opaque):  # pylint: disable=unused-argument
+        cur = os.lseek(fd, 0, os.SEEK_CUR)
+        try:
+            data = os.lseek(fd, cur, os.SEEK_DATA)
+        except OSError:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            os.lseek(fd, cur, os.SEEK_SET)
+            return [False, end - cur] if end > cur else [True, 0]
+        if data > cur:
+            os.lseek(fd, cur, os.SEEK_SET)
+            return [False, data - cur]
+        hole = os.lseek(fd, cur, os.SEEK_HOLE)
+        os.lseek(fd, cur, os.SEEK_SET)
+        return [True, hole - cur]
+
+    def read(stream, nbytes, opaque):  # pylint: disable=unused-argument
+        return os.read(fd, nbytes)
+
+    def skip(stream, length, opaque):  # pylint: disable=unused-argument
+        os.lseek(fd, length, os.SEEK_CUR)
+        return 0
+
+    os.lseek(fd, 0, os.SEEK_SET)
+    stream = conn.newStream(0)
+    vol.upload(stream, 0, 0, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
+    try:
+        stream.sparseSendAll(read, in_data, skip, None)
+        stream.finish()
+    except libvirt.libvirtError:
+        try:
+            stream.abort()
+        except libvirt.libvirtError:
+            pass
+        raise
+
+
+def _text(node):
+    return node.text if node is not None else None
+
+
+class ColdMigration:
+    """One cold migration of one domain; construct, then call run(check_mode)."""
+
+    def __init__(self, src, dst, name, opts, clock=time.monotonic, sleep=time.sleep):
+        self.src, self.dst, self.name, self.o = src, dst, name, opts
+        self.clock, self.sleep = clock, sleep
+        self.steps = []
+        self.created = []          # (pool, volume) made on the destination
+        self.transient = []        # transient pools to destroy at the end
+        self.defined = None        # the definition made on the destination
+        self.result = {'domain': name, 'changed': False}
+        self.t0 = clock()
+
+    def step(self, action, detail):
+        self.steps.append({'t': round(self.clock() - self.t0, 3), 'action': action, 'detail': detail})
+
+    def _pool(self, client, path, create=True):
+        pool, transient = pool_for_dir(client, path, create, build=client is self.dst)
+        if transient:
+            self.transient.append(pool)
+        return pool
+
+    # -- planning ------------------------------------------------------------------------------
+    def plan_files(self, dom, facts, storage):
+        """Every file to copy: disks not proven shared, NVRAM, TPM state; with destination paths."""
+        files = []
+        for d in relevant_disks(facts['disks']):
+            verdict = (storage.get(d['target']) or {}).get('verdict')
+            if verdict == 'shared':
+                continue
+            if d['type'] not in ('file', 'volume'):
+                raise ColdMigrationError('disk %s (%s) is not proven shared and cannot be copied by volume streams'
+                                         % (d['target'], d['type']), self.result)
+            path = d['source']
+            if d['type'] == 'volume':
+                path = self.src.conn.storagePoolLookupByName(d['pool']).storageVolLookupByName(d['volume']).path()
+            files.append({'kind': 'disk', 'target': d['target'], 'source': path})
+        if facts.get('nvram'):
+            shared = self._same_file_visible(facts['nvram'])
+            if not shared:
+                files.append({'kind': 'nvram', 'target': 'nvram', 'source': facts['nvram']})
+        tpm_dir = '/var/lib/libvirt/swtpm/%s/tpm2' % facts['uuid']
+        if facts.get('tpm'):
+            try:
+                pool = self._pool(self.src, tpm_dir, create=True)
+                for vol in pool.listAllVolumes(0):
+                    files.append({'kind': 'tpm', 'target': 'tpm', 'source': vol.path()})
+            except libvirt.libvirtError:
+                pass
+        for f in files:
+            f['dest'] = self.dest_path(f['source'], f['kind'])
+        return files
+
+    def _same_file_visible(self, path):
+        from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import probe_directory  # pylint: disable=import-outside-toplevel
+        return probe_directory(self.src, self.dst, os.path.dirname(path))[0] == 'shared'
+
+    def dest_path(self, source, kind):
+        directory, base = os.path.split(source)
+        if kind == 'disk' and self.o.get('dest_pool'):
+            try:
+                pool = self.dst.conn.storagePoolLookupByName(self.o['dest_pool'])
+            except libvirt.libvirtError:
+                raise ColdMigrationError('no storage pool named %s on the destination' % self.o['dest_pool'],
+                                         self.result)
+            return os.path.join(_pool_path(pool), base)
+        return os.path.join(directory, base)
+
+    # -- the move ----------------------------------------------------------------------------------
+    def run(self, check_mode=False):
+        src, dst = self.src, self.dst
+        dom = src.lookup(self.name)
+        if dom is None:
+            there = dst.lookup(self.name)
+            if there is not None:
+                self.result.update(state='already_there', msg='%s is not on the source and is defined on the '
+                                   'destination' % self.name)
+                return self.result
+            raise ColdMigrationError('no domain named %s on %s' % (self.name, src.uri), self.result)
+        if not dom.isPersistent():
+            raise ColdMigrationError('%s is transient: only persistent domains can be cold-migrated' % self.name,
+                                     self.result)
+        was_running = bool(dom.isActive())
+        report = check_domains(src, dst, [self.name], reserve_mib=self.o['memory_reserve_mib'],
+                               allow_storage_copy=True, probe_storage=True)
+        dom_report = report['domains'][0]
+        self.result['checks'] = dom_report['checks']
+        start = self.o['start'] == 'always' or (self.o['start'] == 'auto' and was_running)
+        hard = [c for c in dom_report['checks'] if c['status'] == FAIL and c['blocks'] == ALL
+                and (start or c['check'] != 'memory')]
+        if hard:
+            raise ColdMigrationError('cannot move %s: %s' % (self.name, '; '.join(c['reason'] for c in hard)),
+                                     self.result)
+        facts = parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        try:
+            files = self.plan_files(dom, facts, dom_report['storage'])
+            self.result['plan'] = {'shutdown': was_running, 'start_on_destination': start,
+                                   'files': [dict(f) for f in files],
+                                   'shared': [t for t, v in dom_report['storage'].items() if v['verdict'] == 'shared']}
+            self.result['changed'] = True
+            if check_mode:
+                self.result['state'] = 'planned'
+                return self.result
+            return self.move(dom, facts, files, was_running, start)
+        finally:
+            self._drop_transient()
+
+    def shutdown(self, dom):
+        timeout = self.o['shutdown_timeout_s']
+        deadline = self.clock() + timeout
+        next_press = 0
+        while self.clock() < deadline:
+            if not dom.isActive():
+                self.step('shutdown', 'guest shut down')
+                return
+            if self.clock() >= next_press:
+                try:
+                    dom.shutdown()   # an early ACPI event can be lost: press again every few seconds
+                except libvirt.libvirtError:
+                    pass
+                next_press = self.clock() + 5
+            self.sleep(0.2)
+        if not self.o['force']:
+            raise ColdMigrationError('%s did not shut down within %d s (force=true powers it off)'
+                                     % (self.name, timeout), self.result)
+        dom.destroy()
+        self.step('shutdown', 'powered off after %d s without a clean shutdown (force)' % timeout)
+
+    def copy(self, f):
+        src_dir, base = os.path.split(f['source'])
+        dst_dir, dst_base = os.path.split(f['dest'])
+        src_pool = self._pool(self.src, src_dir)
+        vol = src_pool.storageVolLookupByName(base)
+        info = vol.info()
+        fmt = ET.fromstring(vol.XMLDesc(0)).find('./target/format')
+        fmt = fmt.get('type') if fmt is not None else 'raw'
+        dst_pool = self._pool(self.dst, dst_dir)
+        try:
+            dst_pool.storageVolLookupByName(dst_base)
+            raise ColdMigrationError('the destination already has %s: refusing to overwrite it' % f['dest'],
+                                     self.result)
+        except libvirt.libvirtError:
+            pass
+        vol_xml = ("<volume><name>%s</name><capacity unit='bytes'>%d</capacity><allocation>0</allocation>"
+                   "<target><format type='%s'/></target></volume>" % (dst_base, info[1], fmt))
+        new = dst_pool.createXML(vol_xml, 0)
+        self.created.append((dst_pool, new))
+        t0 = self.clock()
+        fd, tmp = tempfile.mkstemp(prefix='vmm-cold-', dir=self.o['work_dir'])
+        try:
+            digest, length = download(vol, self.src.conn, fd)
+            upload(new, self.dst.conn, fd)
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
+        f['sha256'] = digest
+        f['bytes'] = length
+        if self.o['verify']:
+            check, _length = download(new, self.dst.conn)
+            if check != digest:
+                raise ColdMigrationError('checksum mismatch after copying %s to %s' % (f['source'], f['dest']),
+                                         self.result)
+            f['verified'] = True
+        f['seconds'] = round(self.clock() - t0, 3)
+        self.step('copy', '%s -> %s (%d bytes, sha256 %s%s)' % (f['source'], f['dest'], length, digest[:16],
+                                                                ', verified' if f.get('verified') else ''))
+
+    def dest_xml(self, dom, files):
+        root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
+        moved = dict((f['source'], f['dest']) for f in files)
+        for disk in root.findall('./devices/disk'):
+            src = disk.find('source')
+            if src is not None and src.get('file') in moved:
+                src.set('file', moved[src.get('file')])
+        nvram = root.find('./os/nvram')
+        if nvram is not None and nvram.text in moved:
+            nvram.text = moved[nvram.text]
+        return ET.tostring(root, encoding='unicode')
+
+    def move(self, dom, facts, files, was_running, start):
+        src = self.src
+        if was_running:
+            self.shutdown(dom)
+        try:
+            for f in files:
+                self.copy(f)
+            self.defined = self.dst.conn.defineXML(self.dest_xml(dom, files))
+            self.step('define', 'defined on the destination')
+            if start:
+                self.defined.create()
+                self.step('start', 'started on the destination')
+        except (libvirt.libvirtError, ColdMigrationError, OSError) as e:
+            msg = e.msg if isinstance(e, ColdMigrationError) else (
+                e.get_error_message() if isinstance(e, libvirt.libvirtError) else str(e))
+            self.rollback(dom, was_running)
+            self.result['steps'] = self.steps
+            self.result['changed'] = False
+            self.result['state'] = 'rolled_back'
+            raise ColdMigrationError('cold migration of %s failed: %s; %s' % (
+                self.name, msg, 'the guest runs on the source again' if was_running else
+                'the guest is still defined on the source'), self.result)
+        # commit point passed: the destination has the guest (running if it ran)
+        self.step('committed', 'destination has %s%s' % (self.name, ' running' if start else ''))
+        flags = 0
+        if any(f['kind'] == 'nvram' for f in files):
+            flags |= getattr(libvirt, 'VIR_DOMAIN_UNDEFINE_NVRAM', 0)
+        else:
+            flags |= getattr(libvirt, 'VIR_DOMAIN_UNDEFINE_KEEP_NVRAM', 0)
+        dom.undefineFlags(flags)
+        self.step('undefine_source', 'source definition removed')
+        removed = []
+        if not self.o['keep_source_disks']:
+            for f in files:
+                if f['kind'] != 'disk':
+                    continue
+                try:
+                    pool = self._pool(src, os.path.dirname(f['source']))
+                    pool.storageVolLookupByName(os.path.basename(f['source'])).delete(0)
+                    removed.append(f['source'])
+                except libvirt.libvirtError as e:
+                    self.step('cleanup', 'could not remove %s: %s' % (f['source'], e.get_error_message()))
+        if removed:
+            self.step('cleanup', 'removed from the source: %s' % ', '.join(removed))
+        self.result.update(state='migrated', steps=self.steps, copied=files, removed_from_source=removed,
+                           total_time_s=round(self.clock() - self.t0, 3),
+                           bytes_copied=sum(f.get('bytes', 0) for f in files))
+        return self.result
+
+    def rollback(self, dom, was_running):
+        if self.defined is not None:
+            try:
+                if self.defined.isActive():
+                    self.defined.destroy()
+                self.defined.undefineFlags(getattr(libvirt, 'VIR_DOMAIN_UNDEFINE_KEEP_NVRAM', 0))
+                self.step('rollback', 'removed the definition from the destination')
+            except libvirt.libvirtError as e:
+                self.step('rollback', 'could not remove the destination definition: %s' % e.get_error_message())
+        for _pool, vol in reversed(self.created):
+            try:
+                path = vol.path()
+                vol.delete(0)
+                self.step('rollback', 'removed %s from the destination' % path)
+            except libvirt.libvirtError as e:
+                self.step('rollback', 'could not remove a copied volume: %s' % e.get_error_message())
+        if was_running and not dom.isActive():
+            try:
+                dom.create()
+                self.step('rollback', 'restarted the guest on the source')
+            except libvirt.libvirtError as e:
+                self.step('rollback', 'could not restart the guest on the source: %s' % e.get_error_message())
+
+    def _drop_transient(self):
+        for pool in self.transient:
+            try:
+                pool.destroy()
+            except libvirt.libvirtError:
+                pass
+        self.transient = []

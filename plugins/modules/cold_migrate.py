@@ -1,0 +1,194 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+DOCUMENTATION = r'''
+---
+module: cold_migrate
+short_description: Move a domain to another hypervisor with a shutdown - disks, NVRAM, TPM state and definition
+version_added: 0.1.0
+description:
+  - Shuts the domain down (ACPI, pressed again every few seconds, within O(shutdown_timeout_s); powered
+    off only with O(force=true)), copies every disk that is not proven shared to the destination through
+    libvirt volume streams (sparse-aware, verified by SHA-256 over the logical content), copies its NVRAM
+    and emulated TPM state when present and not shared, defines it on the destination (disk and NVRAM
+    paths rewritten when O(dest_pool) puts them elsewhere), starts it there if it was running, and only
+    then removes it - and the copied disks, unless O(keep_source_disks=true) - from the source.
+  - A stopped domain whose storage is shared is simply redefined on the destination (an offline move).
+  - Any failure before the commit point removes what was created on the destination and restarts the
+    guest on the source if it was running.
+  - No trust between the hypervisors is needed - everything goes through the two libvirt connections.
+    Copies pass through a sparse temporary file in O(work_dir) on the host that runs the module.
+author:
+  - vmmigration.libvirt developers (@vmmigration)
+extends_documentation_fragment:
+  - vmmigration.libvirt.connection
+  - vmmigration.libvirt.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Runs the checks and returns what would be shut down, copied and where.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details:
+      - A domain gone from the source and defined on the destination is V(already_there).
+options:
+  domain:
+    description: Name of the domain on the source.
+    type: str
+    required: true
+  dest_uri:
+    description: libvirt URI of the destination, as reached from where the module runs.
+    type: str
+    required: true
+  dest_pool:
+    description:
+      - Storage pool on the destination that receives the copied disks. Default - the same directory as
+        on the source (the directory is created when missing).
+    type: str
+  shutdown_timeout_s:
+    description: Seconds to wait for a clean shutdown.
+    type: int
+    default: 120
+  force:
+    description: Power the guest off when it does not shut down cleanly in time. Otherwise the module fails and the guest keeps running.
+    type: bool
+    default: false
+  start:
+    description: V(auto) - start on the destination if it was running; V(always); V(never).
+    type: str
+    choices: [auto, always, never]
+    default: auto
+  keep_source_disks:
+    description: Keep the copied disks on the source after the move.
+    type: bool
+    default: false
+  verify:
+    description: Read each copied disk back from the destination and compare its SHA-256.
+    type: bool
+    default: true
+  memory_reserve_mib:
+    description: Memory to keep free on the destination (checked only when the guest will be started).
+    type: int
+    default: 256
+  work_dir:
+    description: Directory for the sparse temporary copy, on the host that runs the module.
+    type: path
+    default: /var/tmp
+'''
+
+EXAMPLES = r'''
+- name: Move app01 (local disk, UEFI) to hv3, powering it off if it ignores ACPI for two minutes
+  vmmigration.libvirt.cold_migrate:
+    domain: app01
+    dest_uri: qemu+tcp://hv3.example.com/system
+    force: true
+  register: moved
+
+- name: Copied files and their checksums
+  ansible.builtin.debug:
+    msg: "{{ moved.copied | map(attribute='dest') | list }}"
+'''
+
+RETURN = r'''
+state:
+  description: V(migrated), V(already_there) or V(planned) (check mode).
+  returned: always
+  type: str
+  sample: migrated
+plan:
+  description: Whether it shuts down and starts, the files to copy (V(files) - kind, source and destination paths) and the shared disks.
+  returned: unless already there
+  type: dict
+copied:
+  description: Each copied file - kind (disk, nvram, tpm), source, dest, bytes, sha256, verified, seconds.
+  returned: when migrated
+  type: list
+  elements: dict
+removed_from_source:
+  description: Copied disks removed from the source.
+  returned: when migrated
+  type: list
+  elements: str
+steps:
+  description: What was done, with times in seconds from the start.
+  returned: when anything was done
+  type: list
+  elements: dict
+total_time_s:
+  description: Seconds from the start to the commit and cleanup.
+  returned: when migrated
+  type: float
+bytes_copied:
+  description: Logical bytes copied.
+  returned: when migrated
+  type: int
+checks:
+  description: The pre-migration checks (only those that rule out any move stop a cold migration).
+  returned: unless already there
+  type: list
+  elements: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+    CONNECTION_ARGSPEC,
+    INSTALL_HINT,
+    LIBVIRT_IMPORT_ERROR,
+    ClientCache,
+    LibvirtClientError,
+)
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import ColdMigration, ColdMigrationError
+
+
+def main():
+    argument_spec = dict(
+        domain=dict(type='str', required=True),
+        dest_uri=dict(type='str', required=True),
+        dest_pool=dict(type='str'),
+        shutdown_timeout_s=dict(type='int', default=120),
+        force=dict(type='bool', default=False),
+        start=dict(type='str', choices=['auto', 'always', 'never'], default='auto'),
+        keep_source_disks=dict(type='bool', default=False),
+        verify=dict(type='bool', default=True),
+        memory_reserve_mib=dict(type='int', default=256),
+        work_dir=dict(type='path', default='/var/tmp'),
+    )
+    argument_spec.update(CONNECTION_ARGSPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    if LIBVIRT_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib('libvirt-python') + '; ' + INSTALL_HINT,
+                         exception=LIBVIRT_IMPORT_ERROR)
+    if p['shutdown_timeout_s'] <= 0:
+        module.fail_json(msg='shutdown_timeout_s must be greater than 0 (got %s)' % p['shutdown_timeout_s'])
+    if p['memory_reserve_mib'] < 0:
+        module.fail_json(msg='memory_reserve_mib must not be negative')
+    cache = ClientCache(p['connect_retries'], p['connect_retry_delay'])
+    result = {}
+    try:
+        src = cache.get(p['uri'])
+        dst = cache.get(p['dest_uri'])
+        src.host_uuid()
+        result = ColdMigration(src, dst, p['domain'], p).run(check_mode=module.check_mode)
+    except ColdMigrationError as e:
+        module.fail_json(msg=e.msg, **e.result)
+    except LibvirtClientError as e:
+        module.fail_json(msg=e.msg)
+    finally:
+        cache.close()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
