@@ -76,3 +76,34 @@ def test_disk_copy_fails_half_way(lab, figures):
     L.wait_guest(g["ip"], timeout=60)
     assert where(lab, "cold_fail") == {"h2": "running"}
     L.virsh("h2", "destroy", "cold_fail")
+
+
+NVRAM_GUEST = """<domain type='qemu'><name>cold_nvram</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
+<features><acpi/></features>
+<os><type arch='x86_64' machine='pc'>hvm</type>
+<loader readonly='yes' type='pflash'>%s</loader><nvram>/var/lib/libvirt/qemu/nvram/cold_nvram_VARS.fd</nvram></os>
+<devices><interface type='bridge'><source bridge='br0'/><model type='virtio'/></interface></devices></domain>"""
+
+
+def test_nvram_moves_with_the_definition(lab):
+    """A stopped UEFI guest: its firmware variables (not shared) travel with it, byte for byte."""
+    code = L.state_path("shared", "fake_CODE.fd")
+    with open(code, "wb") as f:
+        f.write(b"\0" * 65536)
+    src_vars = L.state_path("hosts", "h1", "var-lib-libvirt", "qemu", "nvram", "cold_nvram_VARS.fd")
+    os.makedirs(os.path.dirname(src_vars), exist_ok=True)
+    content = os.urandom(131072)
+    with open(src_vars, "wb") as f:
+        f.write(content)
+    xml = L.state_path("guests", "cold_nvram.xml")
+    with open(xml, "w") as f:
+        f.write(NVRAM_GUEST % code)
+    L.virsh("h1", "define", xml)
+    run_target("cold_migrate", target_hosts="h1", cold_domain="cold_nvram", cold_dest="h2",
+               cold_expect_copy=["nvram"], cold_expect_shutdown=False)
+    dst_vars = L.state_path("hosts", "h2", "var-lib-libvirt", "qemu", "nvram", "cold_nvram_VARS.fd")
+    with open(dst_vars, "rb") as f:
+        assert f.read() == content
+    assert not os.path.exists(src_vars)
+    assert where(lab, "cold_nvram") == {"h2": "shut off"}
+    assert "cold_nvram_VARS.fd" in L.virsh("h2", "dumpxml", "cold_nvram").stdout
