@@ -124,3 +124,13 @@ def test_bad_input_changes_nothing(lab):
         for n in ("me_run", "me_off"):
             L.virsh("h1", "destroy", n, check=False)
             L.virsh("h1", "undefine", n, check=False)
+
+
+def test_progress_is_watchable_while_it_runs(lab):
+    g = L.define_guest("mig_watch", "h1", disk="nbd", mem_workload_mib=64, mem_rate=0)
+    L.wait_guest(g["ip"])
+    before = L.guest_status(g["ip"])
+    run_target("migration_job_info", target_hosts="h1", mig_domain="mig_watch", mig_dest="h2")
+    integrity(before, L.guest_status(g["ip"]), "mig_watch")
+    assert where(lab, "mig_watch") == {"h2": "running"}
+    L.virsh("h2", "destroy", "mig_watch")
