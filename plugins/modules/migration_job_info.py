@@ -70,7 +70,7 @@ job:
   returned: always
   type: dict
 completed:
-  description: Whether O(job) describes the last completed job rather than a running one.
+  description: Whether RV(job) describes the last completed job rather than a running one.
   returned: always
   type: bool
 status:
