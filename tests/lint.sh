@@ -10,4 +10,4 @@ trap 'rm -rf "$colls"' EXIT
 mkdir -p "$colls/ansible_collections/vmmigration"
 ln -s "$top" "$colls/ansible_collections/vmmigration/libvirt"
 export ANSIBLE_COLLECTIONS_PATH="$colls"
-NO_COLOR=1 ansible-lint --profile production --offline --nocolor "$@"
+NO_COLOR=1 ansible-lint --profile production --strict --offline --nocolor "$@"

@@ -23,17 +23,9 @@ def where(lab, name):
     return out
 
 
-def console(name):
-    logs = []
-    for path in sorted(__import__("glob").glob(L.state_path("hosts", "*", "log-libvirt", "qemu", name + ".console.log"))):
-        with open(path, errors="replace") as f:
-            logs.append("--- %s\n%s" % (path, f.read()[-6000:]))
-    return "\n".join(logs)
-
-
 def integrity(before, after, name=""):
-    assert after is not None, "the guest does not answer\n" + console(name)
-    assert after["boot_id"] == before["boot_id"], "the guest rebooted\n" + console(name)
+    assert after is not None, "the guest does not answer\n" + L.console_log(name)
+    assert after["boot_id"] == before["boot_id"], "the guest rebooted\n" + L.console_log(name)
     assert after.get("mem_bad_words", 0) == 0, "memory verifier found bad words: %s" % after
     if "disk_seq" in before:
         assert after["disk_seq"] > before["disk_seq"] and after["disk_gaps"] == 0 and after["disk_errors"] == 0

@@ -773,6 +773,17 @@ def set_link(host, up):
     run(["ip", "-n", NS + "sw", "link", "set", host, "up" if up else "down"])
 
 
+def console_log(name, tail=4000):
+    """The guest's serial console, from every host that ran it."""
+    out = []
+    for h in (load_state() or {}).get("hosts", []):
+        path = state_path("hosts", h, "log-libvirt", "qemu", name + ".console.log")
+        if os.path.exists(path):
+            with open(path, errors="replace") as f:
+                out.append("--- %s\n%s" % (h, f.read()[-tail:]))
+    return "\n".join(out)
+
+
 def set_guest_host(name, host):
     """Record where a guest runs now (after a migration)."""
     st = load_state()
