@@ -19,7 +19,7 @@ Everything lives under VMMLAB_ROOT (default /var/tmp/vmmlab). ``down`` ends only
 started, by PID, unmounts, deletes the namespaces and the state, and is idempotent.
 
 Usage: lab up [--hosts N] | down | status | inventory | ssh HOST [CMD...] | virsh HOST ARGS...
-       | guest define|start|status ... (see --help)
+       | exec NS CMD... | playbook PLAYBOOK [ARGS...] | guest NAME [--host H ...] | guest-status NAME
 """
 import argparse
 import ipaddress
@@ -968,6 +968,9 @@ def main(argv=None):
     p = sub.add_parser("exec", help="run a command in a lab namespace (ctl, cli, sto, sw, hN)")
     p.add_argument("ns")
     p.add_argument("command", nargs=argparse.REMAINDER)
+    p = sub.add_parser("playbook", help="ansible-playbook from the controller namespace, lab inventory, this "
+                                        "checkout as vmmigration.libvirt")
+    p.add_argument("args", nargs=argparse.REMAINDER)
     p = sub.add_parser("guest", help="define and start a guest")
     p.add_argument("name")
     p.add_argument("--host", default="h1")
@@ -1003,6 +1006,11 @@ def main(argv=None):
             if a.ns.startswith("h") and a.ns[1:].isdigit():
                 return subprocess.call(host_enter(a.ns) + a.command)
             return subprocess.call(ns_exec(a.ns, a.command))
+        elif a.cmd == "playbook":
+            hosts()
+            env = ansible_env()
+            cmd = [os.path.join(TOP, ".venv", "bin", "ansible-playbook"), "-i", state_path("inventory.json")] + a.args
+            return subprocess.call(ns_exec("ctl", cmd), env=env)
         elif a.cmd == "guest":
             g = define_guest(a.name, a.host, a.memory, a.mem_workload, a.mem_rate, a.disk, start=not a.no_start)
             if not a.no_start:
