@@ -1,0 +1,92 @@
+"""Frame builders, byte for byte against scapy's (a known-good, independent implementation)."""
+import json
+
+import pytest
+from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
+from scapy.layers.l2 import ARP, Ether
+
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _advertise as A
+
+MAC = "52:54:00:18:00:01"
+HOST_MAC = "02:00:00:00:00:11"
+
+
+def test_garp_request_matches_scapy():
+    ours = A.garp_frame("198.18.0.101", MAC)
+    ref = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=MAC) /
+                ARP(op=1, hwsrc=MAC, psrc="198.18.0.101", hwdst="00:00:00:00:00:00", pdst="198.18.0.101"))
+    assert ours == ref and len(ours) == 42
+
+
+def test_garp_reply_with_host_mac_matches_scapy():
+    ours = A.garp_frame("198.18.0.101", MAC, sender_mac=HOST_MAC, op="reply")
+    ref = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=HOST_MAC) /
+                ARP(op=2, hwsrc=MAC, psrc="198.18.0.101", hwdst=MAC, pdst="198.18.0.101"))
+    assert ours == ref
+
+
+def test_unsolicited_na_matches_scapy():
+    ours = A.unsolicited_na_frame("2001:db8:18::101", MAC)
+    ref = bytes(Ether(dst="33:33:00:00:00:01", src=MAC) /
+                IPv6(src="2001:db8:18::101", dst="ff02::1", hlim=255) /
+                ICMPv6ND_NA(R=0, S=0, O=1, tgt="2001:db8:18::101") / ICMPv6NDOptDstLLAddr(lladdr=MAC))
+    assert ours == ref and len(ours) == 86
+
+
+def test_unsolicited_na_router_flag_and_sender():
+    ours = A.unsolicited_na_frame("2001:db8:18::101", MAC, sender_mac=HOST_MAC, router=True)
+    ref = bytes(Ether(dst="33:33:00:00:00:01", src=HOST_MAC) /
+                IPv6(src="2001:db8:18::101", dst="ff02::1", hlim=255) /
+                ICMPv6ND_NA(R=1, S=0, O=1, tgt="2001:db8:18::101") / ICMPv6NDOptDstLLAddr(lladdr=MAC))
+    assert ours == ref
+
+
+def test_bad_addresses():
+    with pytest.raises(A.AdvertiseError, match="not a MAC address"):
+        A.garp_frame("198.18.0.1", "52:54:00")
+    with pytest.raises(ValueError):
+        A.garp_frame("2001:db8::1", MAC)
+    with pytest.raises(ValueError):
+        A.unsolicited_na_frame("198.18.0.1", MAC)
+
+
+def test_announce_self_command():
+    cmd = json.loads(A.announce_self_command(50, 550, 5, 100))
+    assert cmd == {"execute": "announce-self", "arguments": {"initial": 50, "max": 550, "rounds": 5, "step": 100}}
+
+
+def test_send_frames_needs_root_and_a_real_interface():
+    def denied():
+        raise PermissionError(1, "Operation not permitted")
+    with pytest.raises(A.AdvertiseError, match="needs root"):
+        A.send_frames("br0", [b"x"], sock_factory=denied)
+
+    class Sock:
+        def __init__(self):
+            self.sent = []
+
+        def bind(self, addr):
+            if addr[0] != "br0":
+                raise OSError(19, "No such device")
+
+        def send(self, frame):
+            self.sent.append(frame)
+
+        def close(self):
+            pass
+    sock = Sock()
+    times = A.send_frames("br0", [b"a", b"b"], count=3, interval_s=0.1, sock_factory=lambda: sock,
+                          sleep=lambda s: None)
+    assert sock.sent == [b"a", b"b"] * 3 and len(times) == 3
+    with pytest.raises(A.AdvertiseError, match="cannot send on interface nope"):
+        A.send_frames("nope", [b"a"], sock_factory=Sock)
+
+
+def test_route_move_plan_is_idempotent():
+    plan = A.plan_route_moves(["198.18.0.101", "2001:db8:18::101"], {}, {"198.18.0.101/32": "br0"}, "br0")
+    assert plan == {"add": ["198.18.0.101/32", "2001:db8:18::101/128"], "delete": ["198.18.0.101/32"]}
+    done = A.plan_route_moves(["198.18.0.101", "2001:db8:18::101"],
+                              {"198.18.0.101/32": "br0", "2001:db8:18::101/128": "br0"}, {}, "br0")
+    assert done == {"add": [], "delete": []}
+    # a route on the wrong device is replaced
+    assert A.plan_route_moves(["198.18.0.101"], {"198.18.0.101/32": "eth9"}, {}, "br0")["add"] == ["198.18.0.101/32"]
