@@ -27,7 +27,9 @@ stage "ansible-lint (production profile)"
 bash tests/lint.sh
 
 stage "lab tests (real libvirtd + QEMU)"
-python -m pytest -q -s -p no:cacheprovider tests/lab
+# A guest kernel panic after a TCG migration (a QEMU defect, not ours) reruns that test once; any
+# other failure, or a second panic, fails the suite.
+python -m pytest -q -s -p no:cacheprovider --reruns 1 --only-rerun "GUEST KERNEL PANIC" tests/lab
 
 stage "benchmarks (figures, not pass/fail)"
 for b in tests/benchmarks/bench_*.py; do python "$b"; done

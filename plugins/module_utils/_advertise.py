@@ -132,3 +132,41 @@ def plan_route_moves(addresses, dest_routes, source_routes, dev):
         if prefix in source_routes:
             delete.append(prefix)
     return {'add': add, 'delete': delete}
+
+
+def domain_nics(client, dom):
+    """The running domain's NICs on this host: mac, bridge, tap device, from the live XML."""
+    import xml.etree.ElementTree as ET  # pylint: disable=import-outside-toplevel
+    root = ET.fromstring(dom.XMLDesc(0))
+    nics = []
+    for iface in root.findall('./devices/interface'):
+        mac = iface.find('mac')
+        src = iface.find('source')
+        tgt = iface.find('target')
+        nics.append({'mac': mac.get('address').lower() if mac is not None else None,
+                     'bridge': src.get('bridge') if src is not None else None,
+                     'network': src.get('network') if src is not None else None,
+                     'tap': tgt.get('dev') if tgt is not None else None})
+    return nics
+
+
+def resolve_interfaces(requested, nics):
+    """Match the caller's interfaces (mac optional when the domain has one NIC) to the domain's NICs."""
+    out = []
+    by_mac = dict((n['mac'], n) for n in nics)
+    for item in requested:
+        mac = (item.get('mac') or '').lower()
+        if not mac:
+            if len(nics) != 1:
+                raise AdvertiseError('the domain has %d interfaces: give the mac of each one to advertise'
+                                     % len(nics))
+            mac = nics[0]['mac']
+        if mac not in by_mac:
+            raise AdvertiseError('the domain has no interface with MAC %s (it has: %s)'
+                                 % (mac, ', '.join(sorted(by_mac)) or 'none'))
+        v4, v6 = [], []
+        for addr in (item.get('ipv4') or []) + (item.get('ipv6') or []):
+            a = ipaddress.ip_address(addr)
+            (v4 if a.version == 4 else v6).append(str(a))
+        out.append(dict(by_mac[mac], ipv4=v4, ipv6=v6))
+    return out

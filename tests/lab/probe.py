@@ -57,7 +57,7 @@ def echo_request(ident, seq):
     return struct.pack("!BBHHH", 8, 0, checksum(hdr + payload), ident, seq) + payload
 
 
-def ping(ip, hz, duration):
+def ping(ip, hz, duration, times=False):
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     sock.setblocking(False)
     ident = os.getpid() & 0xFFFF
@@ -105,9 +105,13 @@ def ping(ip, hz, duration):
     for a, b in zip(marks, marks[1:]):
         if b - a > gap:
             gap, gap_at = b - a, a - start
-    return {"target": ip, "hz": hz, "duration_s": round(end - start, 3), "sent": total,
-            "received": received, "lost": total - received,
-            "max_gap_ms": round(gap * 1000, 1), "max_gap_at_s": round(gap_at, 3) if gap_at is not None else None}
+    out = {"target": ip, "hz": hz, "duration_s": round(end - start, 3), "sent": total,
+           "received": received, "lost": total - received,
+           "max_gap_ms": round(gap * 1000, 1), "max_gap_at_s": round(gap_at, 3) if gap_at is not None else None}
+    if times:
+        # CLOCK_MONOTONIC is one clock for every process and namespace: callers compare with their own
+        out["reply_times"] = [round(t, 4) for t, _seq in replies]
+    return out
 
 
 def main():
@@ -123,6 +127,7 @@ def main():
     p.add_argument("ip")
     p.add_argument("--hz", type=float, default=100.0)
     p.add_argument("--duration", type=float, default=0.0)
+    p.add_argument("--times", action="store_true", help="also list each reply's CLOCK_MONOTONIC time")
     a = ap.parse_args()
     if a.cmd == "status":
         try:
@@ -149,7 +154,7 @@ def main():
                 return 1
             time.sleep(0.2)
     elif a.cmd == "ping":
-        print(json.dumps(ping(a.ip, a.hz, a.duration)))
+        print(json.dumps(ping(a.ip, a.hz, a.duration, a.times)))
     return 0
 
 

@@ -72,8 +72,8 @@ def test_destination_libvirtd_killed_mid_precopy(lab, figures):
     integrity(before, L.guest_status(g["ip"]), "fault_kill")
     figures["fault_kill_dest_libvirtd"] = {"failed_after_s": round(time.monotonic() - t0, 1)}
     # the fault cleared, a rerun succeeds
-    migrate_with_probe(lab, figures, "fault_kill_rerun", "fault_kill", "h2", mig_expect_strategy="converge",
-                       mig_expect_postcopy=False, mig_bandwidth=64)
+    # (the strategy depends on the dirty rate measured at the time: not asserted here)
+    migrate_with_probe(lab, figures, "fault_kill_rerun", "fault_kill", "h2", mig_bandwidth=64)
     L.virsh("h2", "destroy", "fault_kill")
 
 
@@ -96,6 +96,5 @@ def test_link_cut_mid_precopy(lab, figures):
     assert where(lab, "fault_link") == {"h1": "running"}
     integrity(before, L.guest_status(g["ip"]), "fault_link")
     figures["fault_link_cut"] = {"failed_after_s": round(time.monotonic() - t0, 1)}
-    migrate_with_probe(lab, figures, "fault_link_rerun", "fault_link", "h2", mig_expect_strategy="converge",
-                       mig_expect_postcopy=False, mig_bandwidth=64)
+    migrate_with_probe(lab, figures, "fault_link_rerun", "fault_link", "h2", mig_bandwidth=64)
     L.virsh("h2", "destroy", "fault_link")

@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
+from test_migrate import integrity  # noqa: E402  pylint: disable=wrong-import-position
 
 LAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab")
 
@@ -117,6 +118,7 @@ def test_live_migration_with_client_probe(lab, figures):
     figures.update(migration_wall_s=round(wall, 2), libvirt_downtime_ms=downtime,
                    client_max_gap_ms=probe.result["max_gap_ms"], client_lost=probe.result["lost"],
                    client_sent=probe.result["sent"])
+    integrity(before, after, "smoke1")   # (a guest kernel panic is reported as such)
     # The guest runs on the destination only, is the same boot, and kept working.
     assert L.virsh(dst, "domstate", "smoke1").stdout.strip() == "running"
     assert "smoke1" not in L.virsh(src, "list", "--all", "--name").stdout.split()

@@ -43,6 +43,8 @@ NS = "vmmlab-"
 
 LAN4 = ipaddress.ip_network("198.18.0.0/24")
 NET2_4 = ipaddress.ip_network("198.18.1.0/24")
+ROUTED4 = ipaddress.ip_network("198.18.2.0/24")   # routed design: guests with /32s behind their hypervisor
+RTR_IP = "198.18.0.5"
 LAN6 = ipaddress.ip_network("2001:db8:18::/64")
 ALLOWED = [ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("2001:db8::/32"),
            ipaddress.ip_network("fe80::/64"), ipaddress.ip_network("ff00::/8")]
@@ -640,6 +642,10 @@ def guest_ip(index):
     return str(LAN4.network_address + 100 + index)
 
 
+def routed_ip(index):
+    return str(ROUTED4.network_address + 100 + index)
+
+
 def guest_ip6(index):
     return str(LAN6.network_address + 0x100 + index)
 
@@ -693,7 +699,8 @@ def domain_xml(name, index, memory_mib, disk_xml, cmdline, domain_type="qemu", n
 
 
 def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, disk="nbd",
-                 disk_ms=100, start=True, domain_type="qemu", network="br0", extra_devices="", cpu_xml=""):
+                 disk_ms=100, start=True, domain_type="qemu", network="br0", extra_devices="", cpu_xml="",
+                 routed=False):
     """Define (and start) a lab guest on HOST. disk: nbd | shared | local | none.
     extra_devices: more <devices> XML (a hostdev, say, to make the guest unmigratable)."""
     st = load_state()
@@ -701,6 +708,9 @@ def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, dis
         raise LabError("the lab is not up")
     if host not in st["hosts"]:
         raise LabError("unknown host %s" % host)
+    if name in st["guests"]:          # defined before (a rerun of a test): start from scratch
+        remove_guest(name)
+        st = load_state()
     index = guest_index(st, name)
     disk_xml, image, nbd = "", None, None
     if disk == "nbd":
@@ -725,8 +735,14 @@ def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, dis
     </disk>""".format(path=path)
     elif disk != "none":
         raise LabError("disk must be nbd, shared, local or none")
-    cmd = ["console=ttyS0", "quiet", "panic=-1", "vmm.name=%s" % name, "vmm.ip=%s/24" % guest_ip(index),
-           "vmm.ip6=%s/64" % guest_ip6(index), "vmm.mem=%d" % mem_workload_mib, "vmm.memrate=%s" % mem_rate]
+    ip4 = routed_ip(index) if routed else guest_ip(index)
+    cmd = ["console=ttyS0", "quiet", "panic=-1", "vmm.name=%s" % name,
+           "vmm.ip=%s/%d" % (ip4, 32 if routed else 24), "vmm.mem=%d" % mem_workload_mib, "vmm.memrate=%s" % mem_rate]
+    if routed:
+        network = "br2"
+        cmd.append("vmm.route=%s" % LAN4)
+    else:
+        cmd.append("vmm.ip6=%s/64" % guest_ip6(index))
     if disk != "none":
         cmd += ["vmm.disk=vda", "vmm.diskms=%d" % disk_ms]
     xml = domain_xml(name, index, memory_mib, disk_xml, " ".join(cmd), domain_type, network, extra_devices,
@@ -735,7 +751,10 @@ def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, dis
     with open(xml_path, "w") as f:
         f.write(xml)
     virsh(host, "define", xml_path)
-    g = {"index": index, "host": host, "ip": guest_ip(index), "ip6": guest_ip6(index), "mac": guest_mac(index),
+    if routed:
+        run(["ip", "-n", NS + host, "route", "replace", "%s/32" % ip4, "dev", "br2"])
+    g = {"index": index, "host": host, "ip": ip4, "ip6": None if routed else guest_ip6(index), "mac": guest_mac(index),
+         "routed": routed,
          "disk": disk, "image": image, "nbd": nbd, "memory_mib": memory_mib,
          "mem_workload_mib": mem_workload_mib, "mem_rate": mem_rate}
     st["guests"][name] = g
@@ -784,6 +803,65 @@ def console_log(name, tail=4000):
     return "\n".join(out)
 
 
+def routed_up():
+    """Add the routed design: a router namespace on the lab segment that reaches 198.18.2.0/24 on-link,
+    and on every hypervisor an isolated bridge br2 for /32 guests, proxy-ARP and forwarding, so that a
+    guest is reachable only through the hypervisor that holds a host route for it."""
+    st = load_state()
+    if st.get("routed"):
+        return
+    add_ns("rtr")
+    veth("rtr", "eth0", "sw", "rtr")
+    run(["ip", "-n", NS + "sw", "link", "set", "rtr", "master", "br0"])
+    addr("rtr", "eth0", "%s/24" % RTR_IP)
+    run(["ip", "-n", NS + "rtr", "route", "add", str(ROUTED4), "dev", "eth0"])
+    for h in st["hosts"]:
+        add_bridge(h, "br2")
+        # one gateway MAC and address on every hypervisor (an anycast gateway): a guest that moves keeps
+        # a valid neighbour entry for its gateway
+        run(["ip", "-n", NS + h, "link", "set", "br2", "address", "02:00:00:18:02:fe"])
+        addr(h, "br2", "%s/32" % (ROUTED4.network_address + 254))
+        run(ns_exec(h, ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.br0.proxy_arp=1",
+                        "net.ipv4.conf.br2.proxy_arp=1", "net.ipv4.conf.all.rp_filter=0",
+                        "net.ipv4.conf.br0.rp_filter=0", "net.ipv4.conf.br2.rp_filter=0"]))
+    check_routes(["sw", "ctl", "cli", "sto", "rtr"] + st["hosts"])
+    st["routed"] = True
+    save_state(st)
+
+
+def host_routes(host):
+    """{prefix: dev} of a hypervisor's host routes in the routed range."""
+    out = {}
+    for line in run(["ip", "-n", NS + host, "-4", "route", "show", "root", str(ROUTED4)]).stdout.splitlines():
+        parts = line.split()
+        if parts and "dev" in parts:
+            out[parts[0] if "/" in parts[0] else parts[0] + "/32"] = parts[parts.index("dev") + 1]
+    return out
+
+
+def panicked(name):
+    """Whether the guest's kernel panicked (its console says so) on any host."""
+    return "Kernel panic" in console_log(name, tail=200000)
+
+
+def remove_guest(name):
+    """Destroy and undefine a guest everywhere and stop its NBD server (to define it anew)."""
+    st = load_state()
+    g = st["guests"].pop(name, None)
+    for h in st["hosts"]:
+        virsh(h, "destroy", name, check=False)
+        virsh(h, "undefine", name, "--nvram", check=False)
+        virsh(h, "undefine", name, check=False)
+    if g and g.get("nbd"):
+        kill_pid(g["nbd"]["pid"], ["qemu-nbd"])
+        st["pids"].pop("nbd-" + name, None)
+    for h in st["hosts"]:
+        path = state_path("hosts", h, "log-libvirt", "qemu", name + ".console.log")
+        if os.path.exists(path):
+            os.unlink(path)
+    save_state(st)
+
+
 def set_guest_host(name, host):
     """Record where a guest runs now (after a migration)."""
     st = load_state()
@@ -794,36 +872,37 @@ def set_guest_host(name, host):
 # ---------------------------------------------------------------------------------------------
 # Probes (always run inside the client namespace)
 # ---------------------------------------------------------------------------------------------
-def probe_cmd(*args):
-    return ns_exec("cli", [VENV_PY if os.path.exists(VENV_PY) else sys.executable,
-                           os.path.join(HERE, "probe.py")] + list(args))
+def probe_cmd(*args, ns="cli"):
+    python = VENV_PY if os.path.exists(VENV_PY) else sys.executable
+    return ns_exec(ns, [python, os.path.join(HERE, "probe.py")] + list(args))
 
 
-def guest_status(ip, timeout=2.0):
-    p = run(probe_cmd("status", ip, "--timeout", str(timeout)), check=False)
+def guest_status(ip, timeout=2.0, ns="cli"):
+    p = run(probe_cmd("status", ip, "--timeout", str(timeout), ns=ns), check=False)
     if p.returncode != 0:
         return None
     return json.loads(p.stdout)
 
 
-def wait_guest(ip, timeout=60.0):
-    p = run(probe_cmd("wait", ip, "--timeout", str(timeout)), check=False, timeout=timeout + 10)
+def wait_guest(ip, timeout=60.0, ns="cli"):
+    p = run(probe_cmd("wait", ip, "--timeout", str(timeout), ns=ns), check=False, timeout=timeout + 10)
     if p.returncode != 0:
         raise LabError("guest %s did not answer within %.0f s: %s" % (ip, timeout, p.stderr.strip()))
     return json.loads(p.stdout)
 
 
 class Blackout:
-    """Ping a guest from the client namespace at HZ while a block runs; .result has the figures."""
+    """Ping a guest from the client namespace (or NS) at HZ while a block runs; .result has the figures."""
 
-    def __init__(self, ip, hz=100):
-        self.ip, self.hz, self.result = ip, hz, None
+    def __init__(self, ip, hz=100, ns="cli", times=False):
+        self.ip, self.hz, self.ns, self.times, self.result = ip, hz, ns, times, None
         self.proc = None
         self.out = None
 
     def __enter__(self):
         self.out = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(probe_cmd("ping", self.ip, "--hz", str(self.hz)), stdout=self.out,
+        args = ["ping", self.ip, "--hz", str(self.hz)] + (["--times"] if self.times else [])
+        self.proc = subprocess.Popen(probe_cmd(*args, ns=self.ns), stdout=self.out,
                                      stderr=subprocess.PIPE, text=True)
         time.sleep(0.3)
         return self
@@ -844,6 +923,11 @@ class Blackout:
         except ValueError:
             self.result = {"error": "probe printed no result: %s %s" % (text, self.proc.stderr.read())}
         return False
+
+    def first_reply_after(self, t):
+        """Seconds from monotonic time T to the first reply after it (None: no reply)."""
+        later = [r for r in (self.result or {}).get("reply_times", []) if r > t]
+        return round(later[0] - t, 4) if later else None
 
 
 def disk_records(image, fmt="raw"):

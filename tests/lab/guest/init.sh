@@ -2,7 +2,7 @@
 # The guest's /init (build.py adds the '#!/bin/busybox sh' line): PID 1 of the busybox initramfs.
 # PID 1 of the lab guest (busybox initramfs). Kernel command-line parameters, all prefixed vmm.:
 #   vmm.name=NAME vmm.ip=A.B.C.D/NN vmm.ip6=ADDR/64 vmm.mem=MIB vmm.memrate=MIB_PER_S
-#   vmm.disk=DEV vmm.diskms=MS
+#   vmm.disk=DEV vmm.diskms=MS vmm.route=PREFIX (on-link route, for routed designs)
 /bin/busybox mkdir -p /proc /sys /dev /run /tmp /sbin /usr/bin /usr/sbin
 /bin/busybox mount -t proc proc /proc
 for app in $(/bin/busybox --list); do
@@ -18,7 +18,7 @@ for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_p
     [ -e "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko"
 done
 
-name=guest ip='' ip6='' mem=0 memrate=0 disk='' diskms=100
+name=guest ip='' ip6='' mem=0 memrate=0 disk='' diskms=100 route=''
 read -r cmdline < /proc/cmdline
 for arg in $cmdline; do
     case "$arg" in
@@ -29,6 +29,7 @@ for arg in $cmdline; do
         vmm.memrate=*) memrate=${arg#vmm.memrate=} ;;
         vmm.disk=*) disk=${arg#vmm.disk=} ;;
         vmm.diskms=*) diskms=${arg#vmm.diskms=} ;;
+        vmm.route=*) route=${arg#vmm.route=} ;;
     esac
 done
 hostname "$name"
@@ -36,6 +37,8 @@ echo "name=$name" > /run/status/guest
 ip link set lo up
 ip link set eth0 up
 [ -n "$ip" ] && ip addr add "$ip" dev eth0
+# routed designs: the guest has a /32 and reaches a prefix on-link (its host answers by proxy-ARP)
+[ -n "$route" ] && ip route add "$route" dev eth0
 if [ -n "$ip6" ]; then
     echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_dad
     ip -6 addr add "$ip6" dev eth0

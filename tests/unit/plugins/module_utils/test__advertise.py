@@ -90,3 +90,28 @@ def test_route_move_plan_is_idempotent():
     assert done == {"add": [], "delete": []}
     # a route on the wrong device is replaced
     assert A.plan_route_moves(["198.18.0.101"], {"198.18.0.101/32": "eth9"}, {}, "br0")["add"] == ["198.18.0.101/32"]
+
+
+NICS = [{"mac": "52:54:00:18:00:01", "bridge": "br0", "network": None, "tap": "vnet0"}]
+
+
+def test_resolve_interfaces():
+    out = A.resolve_interfaces([{"ipv4": ["198.18.0.101"], "ipv6": ["2001:db8:18::101"]}], NICS)
+    assert out == [dict(NICS[0], ipv4=["198.18.0.101"], ipv6=["2001:db8:18::101"])]
+    # addresses are sorted into families whatever list they came in
+    out = A.resolve_interfaces([{"mac": "52:54:00:18:00:01", "ipv4": ["2001:db8::1"]}], NICS)
+    assert out[0]["ipv6"] == ["2001:db8::1"] and out[0]["ipv4"] == []
+    with pytest.raises(A.AdvertiseError, match="no interface with MAC 52:54:00:ff:ff:ff"):
+        A.resolve_interfaces([{"mac": "52:54:00:FF:FF:FF"}], NICS)
+    with pytest.raises(A.AdvertiseError, match="has 2 interfaces: give the mac"):
+        A.resolve_interfaces([{"ipv4": ["198.18.0.1"]}], NICS * 2)
+
+
+def test_domain_nics_from_live_xml():
+    class Dom:  # pylint: disable=too-few-public-methods
+        @staticmethod
+        def XMLDesc(flags):  # pylint: disable=invalid-name,unused-argument
+            return ("<domain><devices><interface type='bridge'><mac address='52:54:00:18:00:01'/>"
+                    "<source bridge='br2'/><target dev='vnet3'/></interface></devices></domain>")
+    assert A.domain_nics(None, Dom()) == [{"mac": "52:54:00:18:00:01", "bridge": "br2", "network": None,
+                                           "tap": "vnet3"}]
