@@ -106,7 +106,10 @@ options:
     description: Parallel migration connections (multifd). Default - one.
     type: int
   compression:
-    description: Compression method for the migration stream (for example V(zstd), V(xbzrle)). Default - none.
+    description:
+      - Compression method for the migration stream. libvirt 9.0 knows V(xbzrle) and V(mt); V(zlib) and
+        V(zstd) (with O(parallel_connections)) need a newer libvirt, which refuses unknown methods before
+        anything moves. Default - none.
     type: str
   tls:
     description: Encrypt the migration stream with TLS (libvirt's migrate_tls configuration is required).
