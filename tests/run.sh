@@ -27,6 +27,8 @@ stage "ansible-lint (production profile)"
 bash tests/lint.sh
 
 stage "lab tests (real libvirtd + QEMU)"
+# each lab's libvirtd and QEMU logs are kept under tests/output/lab-logs for a post-mortem
+export VMMLAB_KEEP_LOGS="$top/tests/output/lab-logs"
 # A guest kernel panic after a TCG migration (a QEMU defect, not ours) reruns that test once; any
 # other failure, or a second panic, fails the suite.
 python -m pytest -q -s -p no:cacheprovider --reruns 1 --only-rerun "GUEST KERNEL PANIC" tests/lab

@@ -129,6 +129,11 @@ def test_live_migration_with_client_probe(lab, figures):
     assert after["mem_passes"] > before["mem_passes"]
     assert after["mem_bad_words"] == 0
     assert probe.result["received"] > 0 and probe.result["max_gap_ms"] < 5000
+    # Every host bridge keeps its own fixed MAC (a bridge that adopted a tap's MAC would now share it
+    # with the other host's bridge: the hosts' own traffic would break).
+    macs = [L.run(["ip", "-n", L.NS + h, "-j", "link", "show", "br0"]).stdout for h in lab["hosts"]]
+    macs = [__import__("json").loads(m)[0]["address"] for m in macs]
+    assert len(set(macs)) == len(macs) and all(m.startswith("02:18:") for m in macs), macs
     # The disk on the storage server holds every record, in order, up to what the guest reported.
     L.virsh(dst, "destroy", "smoke1")
     last, gaps = L.disk_records(g["image"])

@@ -183,8 +183,17 @@ def add_ns(ns):
                      "net.ipv6.conf.default.accept_dad=0", "net.ipv4.ip_forward=0"]))
 
 
+def bridge_mac(ns, br):
+    """A fixed MAC per bridge. A Linux bridge without one takes the lowest MAC of its ports, and a
+    guest's tap (fe:54:...) can be that: after a migration two hosts' bridges then share one MAC and
+    the hosts' own traffic (libvirt, the migration stream) breaks."""
+    digest = uuid.uuid5(uuid.NAMESPACE_DNS, "vmmlab-bridge-%s-%s" % (ns, br)).bytes
+    return "02:18:%02x:%02x:%02x:%02x" % tuple(digest[:4])
+
+
 def add_bridge(ns, br):
     run(["ip", "-n", NS + ns, "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
+    run(["ip", "-n", NS + ns, "link", "set", br, "address", bridge_mac(ns, br)])
     run(["ip", "-n", NS + ns, "link", "set", br, "up"])
 
 
@@ -541,8 +550,20 @@ def lab_mounts():
     return out
 
 
+def keep_logs(dest):
+    """Copy every host's libvirtd and QEMU logs to DEST (for a failed run's post-mortem)."""
+    if not os.path.isdir(state_path("hosts")):
+        return
+    for h in os.listdir(state_path("hosts")):
+        src = state_path("hosts", h, "log-libvirt")
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(dest, h), dirs_exist_ok=True)
+
+
 def down(quiet=False):
     st = load_state() or {}
+    if os.environ.get("VMMLAB_KEEP_LOGS"):
+        keep_logs(os.path.join(os.environ["VMMLAB_KEEP_LOGS"], time.strftime("%Y%m%d-%H%M%S")))
     names = st.get("hosts") or sorted(
         d for d in (os.listdir(state_path("hosts")) if os.path.isdir(state_path("hosts")) else []))
     # 1. Guests: ask each libvirtd to destroy its running domains (it ends their QEMU).
