@@ -170,3 +170,115 @@ def resolve_interfaces(requested, nics):
             (v4 if a.version == 4 else v6).append(str(a))
         out.append(dict(by_mac[mac], ipv4=v4, ipv6=v6))
     return out
+
+
+def _is_addr(text):
+    try:
+        host_route(text)
+        return True
+    except ValueError:
+        return False
+
+
+def current_routes(run_command):
+    """{prefix: device} of the host's main-table routes (run_command: AnsibleModule.run_command)."""
+    routes = {}
+    for fam in ('-4', '-6'):
+        rc, out, err = run_command(['ip', fam, 'route', 'show', 'table', 'main'])
+        if rc != 0:
+            raise AdvertiseError('cannot read routes: %s' % err.strip())
+        for line in out.splitlines():
+            parts = line.split()
+            if not parts or parts[0] == 'default':
+                continue
+            prefix = parts[0] if '/' in parts[0] else host_route(parts[0]) if _is_addr(parts[0]) else None
+            if prefix and 'dev' in parts:
+                routes[prefix] = parts[parts.index('dev') + 1]
+    return routes
+
+
+def _run(run_command, cmd):
+    rc, _out, err = run_command(cmd)
+    if rc != 0:
+        raise AdvertiseError('%s failed: %s' % (' '.join(cmd), err.strip()))
+
+
+def check_addresses(interfaces):
+    for item in interfaces:
+        for addr in (item.get('ipv4') or []) + (item.get('ipv6') or []):
+            if not _is_addr(addr):
+                raise AdvertiseError('not an IP address: %s' % addr)
+
+
+def remove_routes(p, run_command, check_mode):
+    """state=absent: remove the host routes of the addresses through route_bridge (on the source)."""
+    check_addresses(p['interfaces'])
+    if not p['route_bridge']:
+        raise AdvertiseError('state=absent needs route_bridge (the domain may be gone from this host)')
+    addrs = [a for i in p['interfaces'] for a in (i.get('ipv4') or []) + (i.get('ipv6') or [])]
+    have = current_routes(run_command)
+    gone = [host_route(a) for a in addrs if have.get(host_route(a)) == p['route_bridge']]
+    if not check_mode:
+        for prefix in gone:
+            _run(run_command, ['ip', 'route', 'del', prefix, 'dev', p['route_bridge']])
+    return {'changed': bool(gone), 'sent': [], 'routes': {'added': [], 'removed': gone}}
+
+
+def interface_mac(ifname):
+    try:
+        with open('/sys/class/net/%s/address' % ifname) as f:
+            return f.read().strip()
+    except OSError:
+        raise AdvertiseError('no interface %s on this host' % ifname)
+
+
+def advertise(client, p, run_command, check_mode, send=send_frames):
+    """state=present: routes (if asked), announce-self, GARP and NA for the domain running here."""
+    check_addresses(p['interfaces'])
+    dom = client.lookup(p['domain'])
+    if dom is None or not dom.isActive():
+        raise AdvertiseError('%s does not run on %s: advertise on the host that runs it' % (p['domain'], client.uri))
+    nics = resolve_interfaces(p['interfaces'], domain_nics(client, dom))
+    sent, added = [], []
+    if 'route' in p['methods']:
+        have = current_routes(run_command)
+        for nic in nics:
+            dev = p['route_bridge'] or nic['bridge']
+            for prefix in plan_route_moves(nic['ipv4'] + nic['ipv6'], have, {}, dev)['add']:
+                if not check_mode:
+                    _run(run_command, ['ip', 'route', 'replace', prefix, 'dev', dev])
+                added.append(prefix)
+    if 'announce_self' in p['methods']:
+        if not check_mode:
+            import libvirt_qemu  # pylint: disable=import-outside-toplevel
+            from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import libvirt  # pylint: disable=import-outside-toplevel
+            try:
+                libvirt_qemu.qemuMonitorCommand(
+                    dom, announce_self_command(rounds=p['count'], step_ms=max(1, p['interval_ms'])), 0)
+            except libvirt.libvirtError as e:
+                raise AdvertiseError('QEMU announce-self failed: %s' % e.get_error_message())
+        sent.append({'method': 'announce_self', 'interface': 'all', 'address': None, 'sender': None,
+                     'count': p['count'], 'time': time.time()})
+    for nic in nics:
+        dev = p['announce_interface'] or nic['bridge'] or nic['tap']
+        sender = {'vm': nic['mac'], 'host': None}.get(p['sender_mac'], p['sender_mac'].lower())
+        if sender is None:
+            sender = interface_mac(dev)
+        # the link-layer address the network should map the IPs to: the VM's, or the one answering for it
+        owner = nic['mac'] if p['sender_mac'] == 'vm' else sender
+        frames = []
+        if 'garp' in p['methods']:
+            frames += [('garp', a, garp_frame(a, owner, sender)) for a in nic['ipv4']]
+        if 'unsolicited_na' in p['methods']:
+            frames += [('unsolicited_na', a, unsolicited_na_frame(a, owner, sender, router=owner != nic['mac']))
+                       for a in nic['ipv6']]
+        if not frames:
+            continue
+        times = [time.time()]
+        if not check_mode:
+            times = send(dev, [f[2] for f in frames], p['count'], p['interval_ms'] / 1000.0)
+        for method, addr, _frame in frames:
+            sent.append({'method': method, 'interface': dev, 'address': addr, 'sender': sender,
+                         'count': p['count'], 'time': times[0]})
+    # announcements change what the network believes: reported as changes (in check mode: would be sent)
+    return {'changed': bool(added) or bool(sent), 'sent': sent, 'routes': {'added': added, 'removed': []}}

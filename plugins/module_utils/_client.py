@@ -15,10 +15,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import contextlib
 import random
 import time
 import traceback
 import xml.etree.ElementTree as ET
+
+from ansible.module_utils.basic import missing_required_lib
 
 LIBVIRT_IMPORT_ERROR = None
 try:
@@ -183,3 +186,24 @@ class ClientCache:
         for c in self._clients.values():
             c.close()
         self._clients = {}
+
+
+def require_libvirt(module):
+    """Fail MODULE with an install hint, before anything else, when libvirt-python is missing."""
+    if LIBVIRT_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib('libvirt-python') + '; ' + INSTALL_HINT,
+                         exception=LIBVIRT_IMPORT_ERROR)
+
+
+@contextlib.contextmanager
+def libvirt_session(module, errors=()):
+    """The connections of one task: yields a ClientCache built from the shared connection options,
+    turns a LibvirtClientError (or one of ERRORS) into fail_json - with the error's .result, if any -
+    in one place, and closes every connection at the end."""
+    cache = ClientCache(module.params['connect_retries'], module.params['connect_retry_delay'])
+    try:
+        yield cache
+    except (LibvirtClientError,) + tuple(errors) as e:
+        module.fail_json(msg=getattr(e, 'msg', None) or str(e), **getattr(e, 'result', {}))
+    finally:
+        cache.close()

@@ -139,16 +139,14 @@ checks:
   elements: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     CONNECTION_ARGSPEC,
-    INSTALL_HINT,
-    LIBVIRT_IMPORT_ERROR,
-    ClientCache,
-    LibvirtClientError,
+    libvirt_session,
+    require_libvirt,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import ColdMigration, ColdMigrationError
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import ColdMigration
 
 
 def main():
@@ -167,26 +165,16 @@ def main():
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    if LIBVIRT_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('libvirt-python') + '; ' + INSTALL_HINT,
-                         exception=LIBVIRT_IMPORT_ERROR)
+    require_libvirt(module)
     if p['shutdown_timeout_s'] <= 0:
         module.fail_json(msg='shutdown_timeout_s must be greater than 0 (got %s)' % p['shutdown_timeout_s'])
     if p['memory_reserve_mib'] < 0:
         module.fail_json(msg='memory_reserve_mib must not be negative')
-    cache = ClientCache(p['connect_retries'], p['connect_retry_delay'])
-    result = {}
-    try:
+    with libvirt_session(module) as cache:
         src = cache.get(p['uri'])
         dst = cache.get(p['dest_uri'])
         src.host_uuid()
         result = ColdMigration(src, dst, p['domain'], p).run(check_mode=module.check_mode)
-    except ColdMigrationError as e:
-        module.fail_json(msg=e.msg, **e.result)
-    except LibvirtClientError as e:
-        module.fail_json(msg=e.msg)
-    finally:
-        cache.close()
     module.exit_json(**result)
 
 

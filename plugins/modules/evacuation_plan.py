@@ -124,14 +124,12 @@ elapsed_s:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     CONNECTION_ARGSPEC,
-    INSTALL_HINT,
-    LIBVIRT_IMPORT_ERROR,
-    ClientCache,
-    LibvirtClientError,
+    libvirt_session,
+    require_libvirt,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import plan_evacuation
 
@@ -153,9 +151,7 @@ def main():
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    if LIBVIRT_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('libvirt-python') + '; ' + INSTALL_HINT,
-                         exception=LIBVIRT_IMPORT_ERROR)
+    require_libvirt(module)
     bad = [k for k in ('rate_mibps', 'max_outbound', 'max_inbound', 'max_total') if p[k] < 1]
     if bad or p['headroom_mib'] < 0:
         module.fail_json(msg='%s must be at least 1 and headroom_mib not negative' % ', '.join(bad or ['-']))
@@ -163,14 +159,9 @@ def main():
     unknown = [d for d in p['pinned'].values() if d not in names]
     if unknown:
         module.fail_json(msg='pinned to hosts that are not destinations: %s' % ', '.join(sorted(set(unknown))))
-    cache = ClientCache(p['connect_retries'], p['connect_retry_delay'])
     started = time.monotonic()
-    try:
+    with libvirt_session(module) as cache:
         result = plan_evacuation(cache, p)
-    except LibvirtClientError as e:
-        module.fail_json(msg=e.msg)
-    finally:
-        cache.close()
     result['elapsed_s'] = round(time.monotonic() - started, 3)
     module.exit_json(changed=False, **result)
 

@@ -152,14 +152,12 @@ domains:
       sample: [{device: hostdev, reason: host device passthrough (pci) is bound to this host}]
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     CONNECTION_ARGSPEC,
-    INSTALL_HINT,
-    LIBVIRT_IMPORT_ERROR,
-    LibvirtClient,
-    LibvirtClientError,
+    libvirt_session,
+    require_libvirt,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._facts import gather
 
@@ -171,19 +169,10 @@ def main():
     )
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if LIBVIRT_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('libvirt-python') + '; ' + INSTALL_HINT,
-                         exception=LIBVIRT_IMPORT_ERROR)
-    client = None
-    try:
-        client = LibvirtClient(module.params['uri'], retries=module.params['connect_retries'],
-                               retry_delay=module.params['connect_retry_delay'])
-        facts = gather(client, domains=module.params['domains'], include_domains=module.params['include_domains'])
-    except LibvirtClientError as e:
-        module.fail_json(msg=e.msg)
-    finally:
-        if client is not None:
-            client.close()
+    require_libvirt(module)
+    with libvirt_session(module) as cache:
+        facts = gather(cache.get(module.params['uri']), domains=module.params['domains'],
+                       include_domains=module.params['include_domains'])
     module.exit_json(changed=False, **facts)
 
 

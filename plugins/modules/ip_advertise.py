@@ -139,62 +139,19 @@ routes:
   sample: {added: [198.51.100.7/32], removed: []}
 '''
 
-import time
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._advertise import (
     AdvertiseError,
-    announce_self_command,
-    domain_nics,
-    garp_frame,
-    host_route,
+    advertise,
     mac_bytes,
-    plan_route_moves,
-    resolve_interfaces,
-    send_frames,
-    unsolicited_na_frame,
+    remove_routes,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     CONNECTION_ARGSPEC,
-    INSTALL_HINT,
-    LIBVIRT_IMPORT_ERROR,
-    LibvirtClient,
-    LibvirtClientError,
-    libvirt,
+    libvirt_session,
+    require_libvirt,
 )
-
-
-def current_routes(module):
-    routes = {}
-    for fam in ('-4', '-6'):
-        rc, out, err = module.run_command(['ip', fam, 'route', 'show', 'table', 'main'])
-        if rc != 0:
-            raise AdvertiseError('cannot read routes: %s' % err.strip())
-        for line in out.splitlines():
-            parts = line.split()
-            if not parts or '/' not in parts[0] and parts[0] == 'default':
-                continue
-            prefix = parts[0] if '/' in parts[0] else host_route(parts[0]) if _is_addr(parts[0]) else None
-            if prefix and 'dev' in parts:
-                routes[prefix] = parts[parts.index('dev') + 1]
-    return routes
-
-
-def _is_addr(text):
-    try:
-        host_route(text)
-        return True
-    except ValueError:
-        return False
-
-
-def bridge_mac(ifname):
-    try:
-        with open('/sys/class/net/%s/address' % ifname) as f:
-            return f.read().strip()
-    except OSError:
-        raise AdvertiseError('no interface %s on this host' % ifname)
 
 
 def main():
@@ -215,9 +172,7 @@ def main():
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    if LIBVIRT_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('libvirt-python') + '; ' + INSTALL_HINT,
-                         exception=LIBVIRT_IMPORT_ERROR)
+    require_libvirt(module)
     if p['count'] < 1 or p['interval_ms'] < 0:
         module.fail_json(msg='count must be at least 1 and interval_ms not negative')
     if p['sender_mac'] not in ('vm', 'host'):
@@ -225,81 +180,12 @@ def main():
             mac_bytes(p['sender_mac'])
         except AdvertiseError as e:
             module.fail_json(msg='sender_mac: %s' % e)
-    sent, routes = [], {'added': [], 'removed': []}
-    client = None
-    try:
-        for item in p['interfaces']:
-            for addr in (item.get('ipv4') or []) + (item.get('ipv6') or []):
-                if not _is_addr(addr):
-                    raise AdvertiseError('not an IP address: %s' % addr)
+    with libvirt_session(module, errors=(AdvertiseError,)) as cache:
         if p['state'] == 'absent':
-            if not p['route_bridge']:
-                raise AdvertiseError('state=absent needs route_bridge (the domain may be gone from this host)')
-            addrs = [a for i in p['interfaces'] for a in (i.get('ipv4') or []) + (i.get('ipv6') or [])]
-            have = current_routes(module)
-            gone = [host_route(a) for a in addrs if have.get(host_route(a)) == p['route_bridge']]
-            if not module.check_mode:
-                for prefix in gone:
-                    module.run_command(['ip', 'route', 'del', prefix, 'dev', p['route_bridge']], check_rc=True)
-            routes['removed'] = gone
-            module.exit_json(changed=bool(gone), sent=[], routes=routes)
-        client = LibvirtClient(p['uri'], retries=p['connect_retries'], retry_delay=p['connect_retry_delay'])
-        dom = client.lookup(p['domain'])
-        if dom is None or not dom.isActive():
-            raise AdvertiseError('%s does not run on %s: advertise on the host that runs it' % (p['domain'], p['uri']))
-        nics = resolve_interfaces(p['interfaces'], domain_nics(client, dom))
-        changed = False
-        if 'route' in p['methods']:
-            have = current_routes(module)
-            for nic in nics:
-                dev = p['route_bridge'] or nic['bridge']
-                plan = plan_route_moves(nic['ipv4'] + nic['ipv6'], have, {}, dev)
-                for prefix in plan['add']:
-                    if not module.check_mode:
-                        module.run_command(['ip', 'route', 'replace', prefix, 'dev', dev], check_rc=True)
-                    routes['added'].append(prefix)
-            changed = bool(routes['added'])
-        if 'announce_self' in p['methods']:
-            if not module.check_mode:
-                import libvirt_qemu  # pylint: disable=import-outside-toplevel
-                try:
-                    command = announce_self_command(rounds=p['count'], step_ms=max(1, p['interval_ms']))
-                    libvirt_qemu.qemuMonitorCommand(dom, command, 0)
-                except libvirt.libvirtError as e:
-                    raise AdvertiseError('QEMU announce-self failed: %s' % e.get_error_message())
-            sent.append({'method': 'announce_self', 'interface': 'all', 'address': None, 'sender': None,
-                         'count': p['count'], 'time': time.time()})
-        for nic in nics:
-            dev = p['announce_interface'] or nic['bridge'] or nic['tap']
-            if p['sender_mac'] == 'vm':
-                sender = nic['mac']
-            elif p['sender_mac'] == 'host':
-                sender = bridge_mac(dev)
-            else:
-                sender = p['sender_mac'].lower()
-            # the link-layer address the network should map the IPs to: the VM's, or the one answering for it
-            owner = nic['mac'] if p['sender_mac'] == 'vm' else sender
-            frames = []
-            if 'garp' in p['methods']:
-                frames += [('garp', a, garp_frame(a, owner, sender)) for a in nic['ipv4']]
-            if 'unsolicited_na' in p['methods']:
-                frames += [('unsolicited_na', a, unsolicited_na_frame(a, owner, sender, router=owner != nic['mac']))
-                           for a in nic['ipv6']]
-            if not frames:
-                continue
-            times = [time.time()]
-            if not module.check_mode:
-                times = send_frames(dev, [f[2] for f in frames], p['count'], p['interval_ms'] / 1000.0)
-            for method, addr, _frame in frames:
-                sent.append({'method': method, 'interface': dev, 'address': addr, 'sender': sender,
-                             'count': p['count'], 'time': times[0]})
-    except (AdvertiseError, LibvirtClientError) as e:
-        module.fail_json(msg=str(e), sent=sent, routes=routes)
-    finally:
-        if client is not None:
-            client.close()
-    # announcements change what the network believes: reported as changes (in check mode: would be sent)
-    module.exit_json(changed=changed or bool(sent), sent=sent, routes=routes)
+            result = remove_routes(p, module.run_command, module.check_mode)
+        else:
+            result = advertise(cache.get(p['uri']), p, module.run_command, module.check_mode)
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':

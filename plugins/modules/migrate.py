@@ -271,20 +271,14 @@ destination:
   type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     CONNECTION_ARGSPEC,
-    INSTALL_HINT,
-    LIBVIRT_IMPORT_ERROR,
-    ClientCache,
-    LibvirtClientError,
+    libvirt_session,
+    require_libvirt,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (
-    LiveMigration,
-    MigrationError,
-    start_event_loop,
-)
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import LiveMigration, start_event_loop
 
 POSITIVE = ('bandwidth_mibps', 'expected_bandwidth_mibps', 'max_downtime_ms', 'downtime_steps', 'parallel_connections',
             'timeout_per_gib_s', 'min_timeout_s', 'hard_timeout_s', 'stall_iterations', 'dead_link_s',
@@ -348,26 +342,16 @@ def validate(params):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
-    if LIBVIRT_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('libvirt-python') + '; ' + INSTALL_HINT,
-                         exception=LIBVIRT_IMPORT_ERROR)
+    require_libvirt(module)
     problems = validate(p)
     if problems:
         module.fail_json(msg='; '.join(problems))
     start_event_loop()
-    cache = ClientCache(p['connect_retries'], p['connect_retry_delay'])
-    result = {}
-    try:
+    with libvirt_session(module) as cache:
         src = cache.get(p['uri'])
         dst = cache.get(p['dest_uri'])
         src.host_uuid()
         result = LiveMigration(src, dst, p['domain'], p).run(check_mode=module.check_mode)
-    except MigrationError as e:
-        module.fail_json(msg=e.msg, **e.result)
-    except LibvirtClientError as e:
-        module.fail_json(msg=e.msg)
-    finally:
-        cache.close()
     module.exit_json(**result)
 
 

@@ -156,15 +156,13 @@ destination:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, WARN, overall
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     CONNECTION_ARGSPEC,
-    INSTALL_HINT,
-    LIBVIRT_IMPORT_ERROR,
-    ClientCache,
-    LibvirtClientError,
+    libvirt_session,
+    require_libvirt,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
 
@@ -182,26 +180,19 @@ def main():
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    if LIBVIRT_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('libvirt-python') + '; ' + INSTALL_HINT,
-                         exception=LIBVIRT_IMPORT_ERROR)
+    require_libvirt(module)
     if not p['domains']:
         module.fail_json(msg='domains must name at least one domain')
     if p['memory_reserve_mib'] < 0 or p['planned_memory_mib'] < 0:
         module.fail_json(msg='memory_reserve_mib and planned_memory_mib must not be negative')
-    cache = ClientCache(p['connect_retries'], p['connect_retry_delay'])
     started = time.monotonic()
-    try:
+    with libvirt_session(module) as cache:
         src = cache.get(p['uri'])
         dst = cache.get(p['dest_uri'])
         src.host_uuid()  # the source must answer before anything else
         report = check_domains(src, dst, p['domains'], reserve_mib=p['memory_reserve_mib'],
                                planned_mib=p['planned_memory_mib'], allow_storage_copy=p['allow_storage_copy'],
                                probe_storage=p['probe_storage'])
-    except LibvirtClientError as e:
-        module.fail_json(msg=e.msg)
-    finally:
-        cache.close()
     worst = overall([{'status': d['verdict']} for d in report['domains']])
     result = dict(changed=False, verdict=worst, elapsed_s=round(time.monotonic() - started, 3), **report)
     bad = [d for d in report['domains'] if d['verdict'] == FAIL or (p['fail_on'] == 'warn' and d['verdict'] == WARN)]

@@ -81,15 +81,14 @@ status:
 
 import json
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     CONNECTION_ARGSPEC,
-    INSTALL_HINT,
-    LIBVIRT_IMPORT_ERROR,
-    LibvirtClient,
     LibvirtClientError,
     libvirt,
+    libvirt_session,
+    require_libvirt,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._strategy import progress_percent, summarize
 
@@ -109,13 +108,10 @@ def main():
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    if LIBVIRT_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('libvirt-python') + '; ' + INSTALL_HINT,
-                         exception=LIBVIRT_IMPORT_ERROR)
-    client = None
+    require_libvirt(module)
     stats, completed = {}, False
-    try:
-        client = LibvirtClient(p['uri'], retries=p['connect_retries'], retry_delay=p['connect_retry_delay'])
+    with libvirt_session(module) as cache:
+        client = cache.get(p['uri'])
         dom = client.lookup(p['domain'])
         if dom is not None:
             stats = client.call('cannot read the job of %s' % p['domain'], dom.jobStats, 0)
@@ -127,11 +123,6 @@ def main():
                     stats = {}
         elif not p['status_file']:
             raise LibvirtClientError('no domain named %s on %s' % (p['domain'], p['uri']))
-    except LibvirtClientError as e:
-        module.fail_json(msg=e.msg)
-    finally:
-        if client is not None:
-            client.close()
     active = bool(stats) and not completed
     module.exit_json(changed=False, active=active, completed=completed, job=summarize(stats),
                      percent=progress_percent(stats) if active else None, status=read_status(p['status_file']))

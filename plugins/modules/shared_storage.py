@@ -110,15 +110,14 @@ all_shared:
   type: bool
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import relevant_disks
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     CONNECTION_ARGSPEC,
-    INSTALL_HINT,
-    LIBVIRT_IMPORT_ERROR,
-    ClientCache,
     LibvirtClientError,
+    libvirt_session,
+    require_libvirt,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._facts import domain_facts
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import probe_disks
@@ -132,11 +131,8 @@ def main():
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    if LIBVIRT_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib('libvirt-python') + '; ' + INSTALL_HINT,
-                         exception=LIBVIRT_IMPORT_ERROR)
-    cache = ClientCache(p['connect_retries'], p['connect_retry_delay'])
-    try:
+    require_libvirt(module)
+    with libvirt_session(module) as cache:
         src = cache.get(p['uri'])
         dst = cache.get(p['dest_uri'])
         dom = src.lookup(p['domain'])
@@ -146,10 +142,6 @@ def main():
             raise LibvirtClientError('the destination %s is the source host (same host UUID)' % p['dest_uri'])
         disks = relevant_disks(domain_facts(src, dom)['disks'])
         findings = probe_disks(src, dst, disks)
-    except LibvirtClientError as e:
-        module.fail_json(msg=e.msg)
-    finally:
-        cache.close()
     out = [findings[d['target']] for d in disks if d['target'] in findings]
     module.exit_json(changed=False, disks=out, all_shared=all(f['verdict'] == 'shared' for f in out))
 
