@@ -23,11 +23,19 @@ def where(lab, name):
     return out
 
 
-PANIC = ("GUEST KERNEL PANIC: the guest kernel died after the migration (a known QEMU TCG defect on this "
-         "machine kind, DESIGN.md; the run is retried once)\n")
+PANIC = ("GUEST KERNEL PANIC: the guest kernel crashed (panic / oops) after the migration - a known QEMU TCG "
+         "defect on this machine kind (DESIGN.md: kernel-side memory is corrupted after some TCG migrations); "
+         "the test is retried once\n")
 
 
-def integrity(before, after, name=""):
+POSTCOPY_CORRUPTION = ("POST-COPY MEMORY CORRUPTION: the guest's memory verifier found bad words after a post-copy "
+                       "migration (seen once in ~30 post-copy migrations under TCG; the test is retried once, a "
+                       "second time fails the run)\n")
+
+
+def integrity(before, after, name="", postcopy=False):
+    if postcopy and after and after.get("mem_bad_words", 0) > before.get("mem_bad_words", 0):
+        raise AssertionError(POSTCOPY_CORRUPTION + json.dumps(after))
     if after is None or after["boot_id"] != before["boot_id"]:
         if name and L.panicked(name):
             raise AssertionError(PANIC + L.console_log(name))
@@ -47,10 +55,10 @@ def migrate_with_probe(lab, figures, label, name, dest, **target_vars):
         run_target("migrate", target_hosts=g["host"], mig_domain=name, mig_dest=dest, **target_vars)
     time.sleep(1.0)
     after = L.guest_status(g["ip"])
-    integrity(before, after, name)
-    assert where(lab, name) == {dest: "running"}
     with open(L.state_path("result-%s.json" % name)) as f:
         result = json.load(f)
+    integrity(before, after, name, postcopy=result.get("postcopy"))
+    assert where(lab, name) == {dest: "running"}
     figures[label] = {"total_s": result["total_time_s"], "downtime_ms": result["downtime_ms"],
                       "client_max_gap_ms": probe.result["max_gap_ms"], "strategy": result["plan"]["strategy"],
                       "postcopy": result["postcopy"], "iterations": result["iterations"],
@@ -130,7 +138,7 @@ def test_progress_is_watchable_while_it_runs(lab):
     L.wait_guest(g["ip"])
     before = L.guest_status(g["ip"])
     run_target("migration_job_info", target_hosts="h1", mig_domain="mig_watch", mig_dest="h2")
-    integrity(before, L.guest_status(g["ip"]), "mig_watch")
+    integrity(before, L.guest_status(g["ip"]), "mig_watch", postcopy=True)   # post-copy allowed there
     assert where(lab, "mig_watch") == {"h2": "running"}
     L.virsh("h2", "destroy", "mig_watch")
 

@@ -757,7 +757,7 @@ def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, dis
     elif disk != "none":
         raise LabError("disk must be nbd, shared, local or none")
     ip4 = routed_ip(index) if routed else guest_ip(index)
-    cmd = ["console=ttyS0", "quiet", "panic=-1", "vmm.name=%s" % name,
+    cmd = ["console=ttyS0", "quiet", "panic=-1", "oops=panic", "vmm.name=%s" % name,
            "vmm.ip=%s/%d" % (ip4, 32 if routed else 24), "vmm.mem=%d" % mem_workload_mib, "vmm.memrate=%s" % mem_rate]
     if routed:
         network = "br2"
@@ -860,9 +860,13 @@ def host_routes(host):
     return out
 
 
+GUEST_CRASH_SIGNS = ("Kernel panic", "Oops:", "BUG: ", "general protection fault")
+
+
 def panicked(name):
-    """Whether the guest's kernel panicked (its console says so) on any host."""
-    return "Kernel panic" in console_log(name, tail=200000)
+    """Whether the guest's kernel crashed (panic, oops, BUG) on any host, as its console shows."""
+    log = console_log(name, tail=200000)
+    return any(sign in log for sign in GUEST_CRASH_SIGNS)
 
 
 def remove_guest(name):
