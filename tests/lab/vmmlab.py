@@ -363,13 +363,17 @@ def start_libvirtd(name):
     run(host_enter(name) + ["libvirtd", "--daemon", "--listen", "--config",
                             os.path.join(d, "etc-libvirt", "libvirtd.conf"),
                             "--pid-file", "/run/libvirt/vmmlab-libvirtd.pid"])
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         pid = _read_pid(os.path.join(d, "run-libvirt", "vmmlab-libvirtd.pid"))
-        if pid and virsh(name, "version", check=False, timeout=10).returncode == 0:
-            return pid
+        try:
+            # 'uri' needs no QEMU capabilities (their first probe is slow under TCG and a loaded machine)
+            if pid and virsh(name, "uri", check=False, timeout=20).returncode == 0:
+                return pid
+        except subprocess.TimeoutExpired:
+            pass
         time.sleep(0.1)
-    raise LabError("libvirtd on %s did not answer within 30 s (see %s)" % (
+    raise LabError("libvirtd on %s did not answer within 60 s (see %s)" % (
         name, os.path.join(d, "log-libvirt", "libvirtd.log")))
 
 
@@ -481,7 +485,7 @@ def up(n_hosts=3, warm=True):
         st["inventory"] = write_inventory(names)
         if warm:
             # The lazy QEMU capability probe takes seconds under TCG: pay it now, not in a migration.
-            parallel(lambda h: virsh(h, "domcapabilities", "--virttype", "qemu"), names)
+            parallel(lambda h: virsh(h, "domcapabilities", "--virttype", "qemu", timeout=180), names)
         st["up_seconds"] = round(time.monotonic() - t0, 2)
         save_state(st)
     except BaseException as e:
