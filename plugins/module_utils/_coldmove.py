@@ -23,14 +23,17 @@ import hashlib
 import os
 import tempfile
 import time
-import uuid as uuidlib
 import xml.etree.ElementTree as ET
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import ALL, FAIL, relevant_disks
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._domain import parse_domain
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import MARKER_PREFIX
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import (
+    _pool_path,
+    pool_for_dir,
+    probe_directory,
+)
 
 CHUNK = 1024 * 1024
 ZEROS = b'\0' * CHUNK
@@ -40,28 +43,6 @@ class ColdMigrationError(LibvirtClientError):
     def __init__(self, msg, result=None):
         super(ColdMigrationError, self).__init__(msg)
         self.result = result or {}
-
-
-def _pool_path(pool):
-    return ET.fromstring(pool.XMLDesc(0)).findtext('./target/path')
-
-
-def pool_for_dir(client, path, create=True, build=False):
-    """(pool, transient?) for an active pool whose target is PATH; a transient one if allowed
-    (BUILD: make the directory if it is missing)."""
-    for pool in client.conn.listAllStoragePools(0):
-        try:
-            if pool.isActive() and os.path.normpath(_pool_path(pool) or '') == os.path.normpath(path):
-                pool.refresh(0)
-                return pool, False
-        except libvirt.libvirtError:
-            continue
-    if not create:
-        return None, False
-    xml = ("<pool type='dir'><name>%s%s</name><target><path>%s</path></target></pool>"
-           % (MARKER_PREFIX, uuidlib.uuid4().hex[:12], path))
-    flags = getattr(libvirt, 'VIR_STORAGE_POOL_CREATE_WITH_BUILD', 0) if build else 0
-    return client.conn.storagePoolCreateXML(xml, flags), True
 
 
 def hash_zeros(digest, length):
@@ -203,7 +184,6 @@ class ColdMigration:
         return files
 
     def _same_file_visible(self, path):
-        from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import probe_directory  # pylint: disable=import-outside-toplevel
         return probe_directory(self.src, self.dst, os.path.dirname(path))[0] == 'shared'
 
     def dest_path(self, source, kind):

@@ -46,6 +46,24 @@ def _pool_path(pool):
     return ET.fromstring(pool.XMLDesc(0)).findtext('./target/path')
 
 
+def pool_for_dir(client, path, create=True, build=False):
+    """(pool, transient?) for an active pool whose target is PATH (refreshed); else a transient one if
+    allowed (BUILD: make the directory if it is missing). Raises libvirt's error when that fails."""
+    for pool in client.conn.listAllStoragePools(0):
+        try:
+            if pool.isActive() and os.path.normpath(_pool_path(pool) or '') == os.path.normpath(path):
+                pool.refresh(0)
+                return pool, False
+        except libvirt.libvirtError:
+            continue
+    if not create:
+        return None, False
+    xml = ("<pool type='dir'><name>%s%s</name><target><path>%s</path></target></pool>"
+           % (MARKER_PREFIX, uuid.uuid4().hex[:12], path))
+    flags = getattr(libvirt, 'VIR_STORAGE_POOL_CREATE_WITH_BUILD', 0) if build else 0
+    return client.conn.storagePoolCreateXML(xml, flags), True
+
+
 class _Dir:
     """A storage pool over one directory on one host: an existing active one, or a transient one."""
 
@@ -57,19 +75,8 @@ class _Dir:
 
     def open(self):
         """Returns None when the directory is usable, else the reason it is not."""
-        for pool in self.client.conn.listAllStoragePools(0):
-            try:
-                if pool.isActive() and os.path.normpath(_pool_path(pool) or '') == os.path.normpath(self.path):
-                    pool.refresh(0)
-                    self.pool = pool
-                    return None
-            except libvirt.libvirtError:
-                continue
-        xml = ("<pool type='dir'><name>%s%s</name><target><path>%s</path></target></pool>"
-               % (MARKER_PREFIX, uuid.uuid4().hex[:12], self.path))
         try:
-            self.pool = self.client.conn.storagePoolCreateXML(xml, 0)
-            self.transient = True
+            self.pool, self.transient = pool_for_dir(self.client, self.path)
         except libvirt.libvirtError as e:
             return e.get_error_message()
         return None
