@@ -218,10 +218,20 @@ def remove_routes(p, run_command, check_mode):
     addrs = [a for i in p['interfaces'] for a in (i.get('ipv4') or []) + (i.get('ipv6') or [])]
     have = current_routes(run_command)
     gone = [host_route(a) for a in addrs if have.get(host_route(a)) == p['route_bridge']]
+    proxies = []
+    if p.get('proxy_ndp'):
+        if not p.get('announce_interface'):
+            raise AdvertiseError('proxy_ndp needs announce_interface (where the proxy entries are)')
+        have_proxy = proxy_entries(run_command, p['announce_interface'])
+        proxies = [str(ipaddress.ip_address(a)) for i in p['interfaces'] for a in i.get('ipv6') or []
+                   if str(ipaddress.ip_address(a)) in have_proxy]
     if not check_mode:
         for prefix in gone:
             _run(run_command, ['ip', 'route', 'del', prefix, 'dev', p['route_bridge']])
-    return {'changed': bool(gone), 'sent': [], 'routes': {'added': [], 'removed': gone}}
+        for a in proxies:
+            _run(run_command, ['ip', '-6', 'neigh', 'del', 'proxy', a, 'dev', p['announce_interface']])
+    return {'changed': bool(gone) or bool(proxies), 'sent': [],
+            'routes': {'added': [], 'removed': gone}, 'proxy_ndp': {'added': [], 'removed': proxies}}
 
 
 def interface_mac(ifname):
@@ -234,12 +244,24 @@ def interface_mac(ifname):
 
 def advertise(client, p, run_command, check_mode, send=send_frames):
     """state=present: routes (if asked), announce-self, GARP and NA for the domain running here."""
-    check_addresses(p['interfaces'])
     dom = client.lookup(p['domain'])
     if dom is None or not dom.isActive():
         raise AdvertiseError('%s does not run on %s: advertise on the host that runs it' % (p['domain'], client.uri))
-    nics = resolve_interfaces(p['interfaces'], domain_nics(client, dom))
-    sent, added = [], []
+    discovered, notes = None, []
+    if p.get('interfaces'):
+        check_addresses(p['interfaces'])
+        requested = p['interfaces']
+    else:
+        discovered, notes = discover_addresses(client, dom, p.get('address_sources') or ADDRESS_SOURCES, run_command)
+        requested = [i for i in discovered if i['ipv4'] or i['ipv6']]
+        if not requested:
+            raise AdvertiseError('no address of %s found (%s)%s: give interfaces' % (
+                p['domain'], ', '.join(p.get('address_sources') or ADDRESS_SOURCES),
+                ' - ' + '; '.join(notes) if notes else ''))
+    nics = resolve_interfaces(requested, domain_nics(client, dom))
+    sent, added, proxied = [], [], []
+    if p.get('proxy_ndp') and not p.get('announce_interface'):
+        raise AdvertiseError('proxy_ndp needs announce_interface (where neighbour solicitations arrive)')
     if 'route' in p['methods']:
         have = current_routes(run_command)
         for nic in nics:
@@ -248,6 +270,12 @@ def advertise(client, p, run_command, check_mode, send=send_frames):
                 if not check_mode:
                     _run(run_command, ['ip', 'route', 'replace', prefix, 'dev', dev])
                 added.append(prefix)
+        if p.get('proxy_ndp'):
+            have_proxy = proxy_entries(run_command, p['announce_interface'])
+            for a in [a for nic in nics for a in nic['ipv6'] if a not in have_proxy]:
+                if not check_mode:
+                    _run(run_command, ['ip', '-6', 'neigh', 'replace', 'proxy', a, 'dev', p['announce_interface']])
+                proxied.append(a)
     if 'announce_self' in p['methods']:
         if not check_mode:
             import libvirt_qemu  # pylint: disable=import-outside-toplevel
@@ -281,4 +309,194 @@ def advertise(client, p, run_command, check_mode, send=send_frames):
             sent.append({'method': method, 'interface': dev, 'address': addr, 'sender': sender,
                          'count': p['count'], 'time': times[0]})
     # announcements change what the network believes: reported as changes (in check mode: would be sent)
-    return {'changed': bool(added) or bool(sent), 'sent': sent, 'routes': {'added': added, 'removed': []}}
+    result = {'changed': bool(added) or bool(proxied) or bool(sent), 'sent': sent,
+              'routes': {'added': added, 'removed': []}, 'proxy_ndp': {'added': proxied, 'removed': []},
+              'interfaces': [{'mac': n['mac'], 'ipv4': n['ipv4'], 'ipv6': n['ipv6']} for n in nics]}
+    if discovered is not None:
+        result['discovery_notes'] = notes
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# Address discovery: guest agent, DHCP leases (through libvirt), and the host's neighbour table
+
+def parse_neighbours(entries):
+    """`ip -j neigh show` entries -> {mac: {'ipv4': [...], 'ipv6': [...]}}; failed entries and
+    link-local IPv6 addresses (never routed, never moved) are left out."""
+    out = {}
+    for e in entries or []:
+        mac = (e.get('lladdr') or '').lower()
+        state = e.get('state') or []
+        if not mac or 'FAILED' in state or 'INCOMPLETE' in state:
+            continue
+        try:
+            a = ipaddress.ip_address(e.get('dst', ''))
+        except ValueError:
+            continue
+        if a.is_link_local or a.is_multicast:
+            continue
+        fam = out.setdefault(mac, {'ipv4': [], 'ipv6': []})['ipv4' if a.version == 4 else 'ipv6']
+        if str(a) not in fam:
+            fam.append(str(a))
+    return out
+
+
+def host_neighbours(run_command):
+    rc, out, err = run_command(['ip', '-j', 'neigh', 'show'])
+    if rc != 0:
+        raise AdvertiseError('cannot read the neighbour table: %s' % err.strip())
+    try:
+        return parse_neighbours(json.loads(out or '[]'))
+    except ValueError:
+        raise AdvertiseError('cannot parse the neighbour table (ip -j neigh show)')
+
+
+def parse_libvirt_addresses(ifaces):
+    """virDomainInterfaceAddresses' answer -> {mac: {'ipv4', 'ipv6'}} (link-local and loopback left out)."""
+    out = {}
+    for _name, info in (ifaces or {}).items():
+        mac = (info.get('hwaddr') or '').lower()
+        if not mac or mac == '00:00:00:00:00:00':
+            continue
+        for a in info.get('addrs') or []:
+            try:
+                addr = ipaddress.ip_address(a.get('addr', ''))
+            except ValueError:
+                continue
+            if addr.is_link_local or addr.is_loopback:
+                continue
+            fam = out.setdefault(mac, {'ipv4': [], 'ipv6': []})['ipv4' if addr.version == 4 else 'ipv6']
+            if str(addr) not in fam:
+                fam.append(str(addr))
+    return out
+
+
+def merge_addresses(nics, found):
+    """The domain's NICs with the addresses each source found: [{'mac', 'ipv4', 'ipv6', 'sources'}],
+    one entry per NIC, in the domain's order. FOUND: [(source name, {mac: {'ipv4', 'ipv6'}})]."""
+    out = []
+    for nic in nics:
+        entry = {'mac': nic['mac'], 'ipv4': [], 'ipv6': [], 'sources': []}
+        for source, by_mac in found:
+            got = by_mac.get(nic['mac'])
+            if not got:
+                continue
+            added = False
+            for fam in ('ipv4', 'ipv6'):
+                for a in got.get(fam, []):
+                    if a not in entry[fam]:
+                        entry[fam].append(a)
+                        added = True
+            if added:
+                entry['sources'].append(source)
+        out.append(entry)
+    return out
+
+
+ADDRESS_SOURCES = ('agent', 'lease', 'neighbours')
+
+
+def discover_addresses(client, dom, sources, run_command):
+    """Addresses of the domain's NICs from each source asked for; a source that cannot answer (no
+    guest agent, no libvirt network) is noted, not fatal. Returns (interfaces, notes)."""
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import libvirt  # pylint: disable=import-outside-toplevel
+    found, notes = [], []
+    for source in sources:
+        if source == 'neighbours':
+            found.append((source, host_neighbours(run_command)))
+            continue
+        kind = {'agent': libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+                'lease': libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE}[source]
+        try:
+            found.append((source, parse_libvirt_addresses(dom.interfaceAddresses(kind, 0))))
+        except libvirt.libvirtError as e:
+            notes.append('%s: %s' % (source, e.get_error_message()))
+    return merge_addresses(domain_nics(client, dom), found), notes
+
+
+# ---------------------------------------------------------------------------------------------------
+# Proxy NDP: Linux answers neighbour solicitations for another node's address only with a proxy entry
+
+def proxy_entries(run_command, dev):
+    rc, out, err = run_command(['ip', '-6', 'neigh', 'show', 'proxy', 'dev', dev])
+    if rc != 0:
+        raise AdvertiseError('cannot read proxy neighbour entries on %s: %s' % (dev, err.strip()))
+    return set(str(ipaddress.ip_address(line.split()[0])) for line in out.splitlines() if line.strip())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Verification: ICMP echo from a vantage point until the addresses answer
+
+def echo_request(ident, seq, version=4, payload=b'vmmigration'):
+    """An ICMP (or ICMPv6) echo request; the kernel fills the ICMPv6 checksum of raw ICMPv6 sockets."""
+    kind = 8 if version == 4 else 128
+    body = struct.pack('!BBHHH', kind, 0, 0, ident & 0xFFFF, seq & 0xFFFF) + payload
+    if version == 4:
+        body = body[:2] + struct.pack('!H', _checksum(body)) + body[4:]
+    return body
+
+
+def parse_echo_reply(data, version=4):
+    """(ident, seq) of an echo reply (IPv4 raw sockets deliver the IP header too), else None."""
+    if version == 4:
+        if len(data) < 20:
+            return None
+        data = data[(bytearray(data)[0] & 0x0F) * 4:]
+        kind = 0
+    else:
+        kind = 129
+    if len(data) < 8 or bytearray(data)[0] != kind:
+        return None
+    _t, _c, _s, ident, seq = struct.unpack('!BBHHH', data[:8])
+    return ident, seq
+
+
+def wait_reachable(addresses, timeout_s, interval_s=0.05, clock=time.monotonic, sock_factory=None):
+    """Send an echo to every address not answered yet, every INTERVAL_S, until all answered or the
+    timeout. Returns {address: seconds to the first reply, or None}."""
+    import os  # pylint: disable=import-outside-toplevel
+    import select  # pylint: disable=import-outside-toplevel
+    targets = dict((str(ipaddress.ip_address(a)), ipaddress.ip_address(a).version) for a in addresses)
+    factory = sock_factory or (lambda v: socket.socket(socket.AF_INET if v == 4 else socket.AF_INET6, socket.SOCK_RAW,
+                                                       socket.IPPROTO_ICMP if v == 4 else socket.IPPROTO_ICMPV6))
+    socks = {}
+    try:
+        for v in sorted(set(targets.values())):
+            try:
+                socks[v] = factory(v)
+            except PermissionError:
+                raise AdvertiseError('ICMP probes need root (CAP_NET_RAW): run the task with become: true')
+        ident = os.getpid() & 0xFFFF
+        seq_of = dict((a, i * 4096) for i, a in enumerate(sorted(targets)))
+        sent_seq = {}
+        answered = dict((a, None) for a in targets)
+        start = clock()
+        next_send = start
+        while any(v is None for v in answered.values()):
+            now = clock()
+            if now - start > timeout_s:
+                break
+            if now >= next_send:
+                for a, v in targets.items():
+                    if answered[a] is None:
+                        seq_of[a] = (seq_of[a] + 1) & 0xFFFF
+                        sent_seq[seq_of[a]] = a
+                        try:
+                            socks[v].sendto(echo_request(ident, seq_of[a], v), (a, 0))
+                        except OSError:
+                            pass  # no route (yet): try again at the next round
+                next_send = now + interval_s
+            ready = select.select(list(socks.values()), [], [], max(0.0, min(next_send - clock(), 0.05)))[0]
+            for v, s in socks.items():
+                if s not in ready:
+                    continue
+                data, peer = s.recvfrom(2048)
+                got = parse_echo_reply(data, v)
+                if got and got[0] == ident and sent_seq.get(got[1]) is not None:
+                    a = sent_seq[got[1]]
+                    if answered[a] is None and str(ipaddress.ip_address(peer[0].split('%')[0])) == a:
+                        answered[a] = round(clock() - start, 3)
+        return answered
+    finally:
+        for s in socks.values():
+            s.close()

@@ -369,6 +369,9 @@ class LiveMigration:
             raise MigrationError('%s migrated but is %s on the destination; the source definition was kept'
                                  % (self.name, dst_state), self.result)
         self.note('committed', 'destination runs %s' % self.name)
+        # wall-clock time the guest was confirmed running on the destination (for the time to network
+        # convergence measured elsewhere, e.g. by ip_reachable's since)
+        self.result['running_on_destination_at'] = round(time.time(), 3)
         if o['undefine_source']:
             try:
                 if dom.isPersistent() and not dom.isActive():

@@ -47,10 +47,13 @@ options:
     type: str
     required: true
   interfaces:
-    description: The interfaces and addresses to advertise.
+    description:
+      - The interfaces and addresses to advertise.
+      - Default - discovered on this host from O(address_sources); give them (for example from
+        M(vmmigration.libvirt.domain_addresses) run on the source before the move) where this host
+        cannot know them.
     type: list
     elements: dict
-    required: true
     suboptions:
       mac:
         description: MAC of the NIC. Optional when the domain has exactly one NIC.
@@ -65,6 +68,10 @@ options:
         type: list
         elements: str
         default: []
+      sources:
+        description: Ignored - accepted so that RV(vmmigration.libvirt.domain_addresses#module:interfaces) can be passed as it is.
+        type: list
+        elements: str
   methods:
     description: How to advertise.
     type: list
@@ -92,6 +99,23 @@ options:
         In routed designs, the interface facing the routers (with O(sender_mac=host), its MAC is announced
         for the VM's addresses).
     type: str
+  address_sources:
+    description:
+      - Where to look for the addresses when O(interfaces) is not given - V(agent) (QEMU guest agent),
+        V(lease) (DHCP leases of libvirt networks), V(neighbours) (this host's neighbour table, by the NIC's MAC).
+      - Link-local addresses are never advertised.
+    type: list
+    elements: str
+    choices: [agent, lease, neighbours]
+    default: [agent, lease, neighbours]
+  proxy_ndp:
+    description:
+      - With V(route) in O(methods), also add a proxy neighbour entry (C(ip -6 neigh add proxy)) for every
+        IPv6 address on O(announce_interface), so that this host answers neighbour solicitations for the VM
+        (the IPv6 counterpart of proxy-ARP; Linux proxies NDP only per address). O(state=absent) removes them.
+      - Needs O(announce_interface), and the C(proxy_ndp) and C(forwarding) sysctls on this host.
+    type: bool
+    default: false
   state:
     description: V(present) advertises (and adds routes); V(absent) only removes the host routes (run on the source).
     type: str
@@ -106,6 +130,11 @@ EXAMPLES = r'''
     interfaces:
       - ipv4: [192.0.2.10]
         ipv6: ['2001:db8::10']
+  delegate_to: hv2
+
+- name: Addresses discovered on the destination (guest agent, leases, neighbour table)
+  vmmigration.libvirt.ip_advertise:
+    domain: web01
   delegate_to: hv2
 
 - name: Routed design - remove the host routes on the source ...
@@ -137,11 +166,28 @@ routes:
   returned: always
   type: dict
   sample: {added: [198.51.100.7/32], removed: []}
+proxy_ndp:
+  description: Proxy neighbour entries added (V(present)) or removed (V(absent)) on O(announce_interface).
+  returned: always
+  type: dict
+  sample: {added: ['2001:db8:2::7'], removed: []}
+interfaces:
+  description: The interfaces and addresses advertised (given or discovered).
+  returned: with O(state=present)
+  type: list
+  elements: dict
+  sample: [{mac: '52:54:00:aa:bb:cc', ipv4: [192.0.2.10], ipv6: ['2001:db8::10']}]
+discovery_notes:
+  description: Address sources that could not answer (for example no guest agent), when addresses were discovered.
+  returned: when O(interfaces) was not given
+  type: list
+  elements: str
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._advertise import (
+    ADDRESS_SOURCES,
     AdvertiseError,
     advertise,
     mac_bytes,
@@ -157,9 +203,9 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
 def main():
     argument_spec = dict(
         domain=dict(type='str', required=True),
-        interfaces=dict(type='list', elements='dict', required=True, options=dict(
+        interfaces=dict(type='list', elements='dict', options=dict(
             mac=dict(type='str'), ipv4=dict(type='list', elements='str', default=[]),
-            ipv6=dict(type='list', elements='str', default=[]))),
+            ipv6=dict(type='list', elements='str', default=[]), sources=dict(type='list', elements='str'))),
         methods=dict(type='list', elements='str', choices=['announce_self', 'garp', 'unsolicited_na', 'route'],
                      default=['announce_self', 'garp', 'unsolicited_na']),
         sender_mac=dict(type='str', default='vm'),
@@ -167,6 +213,8 @@ def main():
         interval_ms=dict(type='int', default=100),
         route_bridge=dict(type='str'),
         announce_interface=dict(type='str'),
+        address_sources=dict(type='list', elements='str', choices=list(ADDRESS_SOURCES), default=list(ADDRESS_SOURCES)),
+        proxy_ndp=dict(type='bool', default=False),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
@@ -180,6 +228,8 @@ def main():
             mac_bytes(p['sender_mac'])
         except AdvertiseError as e:
             module.fail_json(msg='sender_mac: %s' % e)
+    if p['state'] == 'absent' and not p['interfaces']:
+        module.fail_json(msg='state=absent needs interfaces (the domain is gone from this host)')
     with libvirt_session(module, errors=(AdvertiseError,)) as cache:
         if p['state'] == 'absent':
             result = remove_routes(p, module.run_command, module.check_mode)

@@ -240,6 +240,11 @@ decisions:
   elements: dict
   sample: [{t: 0.0, action: start, reason: "flags live,peer2peer", argument: precopy}]
 total_time_s: {description: Wall time of the migration job., type: float, returned: when a migration ran, sample: 3.2}
+running_on_destination_at:
+  description: Epoch time at which the destination was confirmed running the guest (the migration's end).
+  type: float
+  returned: when a migration ran
+  sample: 1795000000.123
 downtime_ms: {description: The guest's pause at switch-over as libvirt measured it., type: int, returned: when a migration ran}
 bytes_transferred: {description: Bytes sent., type: int, returned: when a migration ran}
 iterations: {description: Pre-copy iterations., type: int, returned: when a migration ran}

@@ -2,6 +2,7 @@
 unsolicited NA and announce-self) and a routed design (router namespace reaching /32 guests through
 their hypervisor by proxy-ARP): after a migration without advertisement the guest stays unreachable
 from the router; with the module's route move + GARP it answers again."""
+import json
 import os
 import sys
 import threading
@@ -70,56 +71,76 @@ def test_flat_l2(lab):
     L.virsh("h2", "destroy", "adv_l2")
 
 
+def ping6(ns, ip):
+    return L.run(L.ns_exec(ns, ["ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", ip]), check=False).returncode == 0
+
+
 def test_routed(lab, figures):
     L.routed_up()
     g = L.define_guest("rt1", "h1", disk="none", routed=True)
     L.wait_guest(g["ip"], ns="rtr")
+    # the source hypervisor is the guest's gateway: its neighbour table knows both addresses
+    assert ping6("rtr", g["ip6"]), "routed IPv6 (proxy NDP) does not work in the lab"
+    before = L.guest_status(g["ip"], ns="rtr")
+    assert before is not None
 
     def migrate(src, dst):
         L.run(["virsh", "-c", L.uri(src), "migrate", "--live", "--p2p", "--persistent", "--undefinesource", "rt1",
                L.tcp_uri(dst)], timeout=120)
 
-    # 1. migrate h1 -> h2 and advertise nothing: the router keeps sending to h1, which still answers
-    #    for the guest by proxy-ARP and routes it into an empty bridge
-    before = L.guest_status(g["ip"], ns="rtr")
-    assert before is not None
+    # 1. the whole sequence through Ansible: discover on h1, migrate to h2, move routes and proxy-NDP
+    #    entries, GARP + unsolicited NA with h2's MAC, verify IPv4 and IPv6 from beyond the router
+    result = L.state_path("result-routed.json")
+    with L.Blackout(g["ip"], hz=100, ns="rtr", times=True) as with_ansible:
+        run_target("ip_advertise_routed", target_hosts="h1", rt_guest="rt1", rt_ip=g["ip"], rt_ip6=g["ip6"],
+                   adv_source="h1", adv_dest="h2", rt_result=result)
+    with open(result) as f:
+        reach = json.load(f)
+    assert with_ansible.result["received"] > 0
+    figures["routed_ansible_migration_end_to_both_answering_s"] = reach["since_s"]
+    assert L.host_routes("h1") == {}
+    assert L.host_routes("h2") == {g["ip"] + "/32": "br2", g["ip6"] + "/128": "br2"}
+    assert L.guest_status(g["ip"], ns="rtr")["boot_id"] == before["boot_id"]
+    assert ping6("rtr", g["ip6"])
+
+    # 2. migrate h2 -> h1 and advertise nothing: the router keeps sending to h2, which still answers
+    #    for the guest by proxy-ARP and proxy NDP and routes it into an empty bridge
     with L.Blackout(g["ip"], hz=100, ns="rtr", times=True) as without:
-        migrate("h1", "h2")
+        migrate("h2", "h1")
         moved = time.monotonic()
         time.sleep(10)
     assert without.first_reply_after(moved) is None, "reachable without advertisement?"
-    figures["routed_without_module_first_reply_s"] = "none within 10 s"
+    assert not ping6("rtr", g["ip6"])
+    figures["routed_without_module_first_reply_s"] = "none within 10 s (IPv4 and IPv6)"
 
-    # 2. the module through Ansible: route away from h1, route + GARP with h2's br0 MAC on h2
-    with L.Blackout(g["ip"], hz=100, ns="rtr", times=True) as with_ansible:
-        t0 = time.monotonic()
-        run_target("ip_advertise_routed", target_hosts="h1", rt_guest="rt1", rt_ip=g["ip"], adv_source="h1",
-                   adv_dest="h2")
-        done = time.monotonic()
-        time.sleep(1)
-    first = with_ansible.first_reply_after(t0)
-    assert first is not None and first <= done - t0 + 0.5
-    figures["routed_with_module_via_ansible"] = {"first_reply_s": first, "ansible_run_s": round(done - t0, 2)}
-    after = L.guest_status(g["ip"], ns="rtr")
-    assert after is not None and after["boot_id"] == before["boot_id"]
-    assert L.host_routes("h1") == {} and L.host_routes("h2") == {g["ip"] + "/32": "br2"}
+    # 3. the module's own code run the moment the migration ends (without Ansible's start-up): route and
+    #    proxy entry moves, GARP and NA with the host's MAC; time from migration end to first reply
+    def fast_script(host):
+        return ("import sys, subprocess; sys.path.insert(0, %r)\n"
+                "from ansible_collections.vmmigration.libvirt.plugins.module_utils import _advertise as A\n"
+                "subprocess.check_call(['ip', 'route', 'replace', %r, 'dev', 'br2'])\n"
+                "subprocess.check_call(['ip', '-6', 'route', 'replace', %r, 'dev', 'br2'])\n"
+                "subprocess.check_call(['ip', '-6', 'neigh', 'replace', 'proxy', %r, 'dev', 'br0'])\n"
+                "mac = open('/sys/class/net/br0/address').read().strip()\n"
+                "A.send_frames('br0', [A.garp_frame(%r, mac, mac), A.unsolicited_na_frame(%r, mac, mac, True)],"
+                " count=3, interval_s=0.05)\n"
+                % (L.collections_path(), g["ip"] + "/32", g["ip6"] + "/128", g["ip6"], g["ip"], g["ip6"]))
 
-    # 3. the same advertisement done the moment the migration ends (the module's own code run in
-    #    the hosts' namespaces, without Ansible's start-up): time from migration end to first reply
-    script = ("import sys; sys.path.insert(0, %r)\n"
-              "from ansible_collections.vmmigration.libvirt.plugins.module_utils import _advertise as A\n"
-              "mac = open('/sys/class/net/br0/address').read().strip()\n"
-              "A.send_frames('br0', [A.garp_frame(%r, mac, mac)], count=3, interval_s=0.05)\n"
-              % (L.collections_path(), g["ip"]))
+    for prefix in (g["ip"] + "/32", g["ip6"] + "/128"):
+        L.run(["ip", "-n", L.NS + "h2", "route", "del", prefix, "dev", "br2"])
+    L.run(["ip", "-n", L.NS + "h2", "-6", "neigh", "del", "proxy", g["ip6"], "dev", "br0"])
+    L.run(L.host_enter("h1") + [L.VENV_PY, "-c", fast_script("h1")])
+    L.wait_guest(g["ip"], ns="rtr")
     with L.Blackout(g["ip"], hz=100, ns="rtr", times=True) as fast:
-        migrate("h2", "h1")
+        migrate("h1", "h2")
         moved = time.monotonic()
-        L.run(["ip", "-n", L.NS + "h2", "route", "del", g["ip"] + "/32", "dev", "br2"])
-        L.run(["ip", "-n", L.NS + "h1", "route", "replace", g["ip"] + "/32", "dev", "br2"])
-        L.run(L.host_enter("h1") + [L.VENV_PY, "-c", script])
+        for prefix in (g["ip"] + "/32", g["ip6"] + "/128"):
+            L.run(["ip", "-n", L.NS + "h1", "route", "del", prefix, "dev", "br2"])
+        L.run(["ip", "-n", L.NS + "h1", "-6", "neigh", "del", "proxy", g["ip6"], "dev", "br0"])
+        L.run(L.host_enter("h2") + [L.VENV_PY, "-c", fast_script("h2")])
         time.sleep(2)
     first = fast.first_reply_after(moved)
     assert first is not None
     figures["routed_fast_advertisement_first_reply_ms"] = round(first * 1000, 1)
-    assert L.guest_status(g["ip"], ns="rtr") is not None
-    L.virsh("h1", "destroy", "rt1")
+    assert L.guest_status(g["ip"], ns="rtr") is not None and ping6("rtr", g["ip6"])
+    L.virsh("h2", "destroy", "rt1")

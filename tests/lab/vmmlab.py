@@ -44,6 +44,7 @@ NS = "vmmlab-"
 LAN4 = ipaddress.ip_network("198.18.0.0/24")
 NET2_4 = ipaddress.ip_network("198.18.1.0/24")
 ROUTED4 = ipaddress.ip_network("198.18.2.0/24")   # routed design: guests with /32s behind their hypervisor
+ROUTED6 = ipaddress.ip_network("2001:db8:18:2::/64")  # ... and /128s
 RTR_IP = "198.18.0.5"
 LAN6 = ipaddress.ip_network("2001:db8:18::/64")
 ALLOWED = [ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("2001:db8::/32"),
@@ -192,7 +193,10 @@ def bridge_mac(ns, br):
 
 
 def add_bridge(ns, br):
-    run(["ip", "-n", NS + ns, "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
+    # no multicast snooping: neighbour solicitations for proxied addresses (nobody joined their
+    # solicited-node group) must reach every port, as on a plain switch
+    run(["ip", "-n", NS + ns, "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0",
+         "mcast_snooping", "0"])
     run(["ip", "-n", NS + ns, "link", "set", br, "address", bridge_mac(ns, br)])
     run(["ip", "-n", NS + ns, "link", "set", br, "up"])
 
@@ -675,6 +679,15 @@ def guest_ip6(index):
     return str(LAN6.network_address + 0x100 + index)
 
 
+def routed_ip6(index):
+    return str(ROUTED6.network_address + 0x200 + index)
+
+
+RTR_IP6 = str(LAN6.network_address + 5)
+ROUTED_GW_MAC = "02:00:00:18:02:fe"
+ROUTED_GW6 = "fe80::ff:fe18:2fe"   # the link-local address of ROUTED_GW_MAC (EUI-64)
+
+
 def guest_mac(index):
     return "52:54:00:18:%02x:%02x" % (index // 256, index % 256)
 
@@ -765,7 +778,8 @@ def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, dis
            "vmm.ip=%s/%d" % (ip4, 32 if routed else 24), "vmm.mem=%d" % mem_workload_mib, "vmm.memrate=%s" % mem_rate]
     if routed:
         network = "br2"
-        cmd.append("vmm.route=%s" % LAN4)
+        cmd += ["vmm.route=%s" % LAN4, "vmm.ip6=%s/128" % routed_ip6(index), "vmm.route6=%s" % LAN6,
+                "vmm.gw6=%s" % ROUTED_GW6]
     else:
         cmd.append("vmm.ip6=%s/64" % guest_ip6(index))
     if disk != "none":
@@ -778,7 +792,10 @@ def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, dis
     virsh(host, "define", xml_path)
     if routed:
         run(["ip", "-n", NS + host, "route", "replace", "%s/32" % ip4, "dev", "br2"])
-    g = {"index": index, "host": host, "ip": ip4, "ip6": None if routed else guest_ip6(index), "mac": guest_mac(index),
+        run(["ip", "-n", NS + host, "-6", "route", "replace", "%s/128" % routed_ip6(index), "dev", "br2"])
+        run(["ip", "-n", NS + host, "-6", "neigh", "replace", "proxy", routed_ip6(index), "dev", "br0"])
+    g = {"index": index, "host": host, "ip": ip4, "ip6": routed_ip6(index) if routed else guest_ip6(index),
+         "mac": guest_mac(index),
          "routed": routed,
          "disk": disk, "image": image, "nbd": nbd, "memory_mib": memory_mib,
          "mem_workload_mib": mem_workload_mib, "mem_rate": mem_rate}
@@ -839,16 +856,27 @@ def routed_up():
     veth("rtr", "eth0", "sw", "rtr")
     run(["ip", "-n", NS + "sw", "link", "set", "rtr", "master", "br0"])
     addr("rtr", "eth0", "%s/24" % RTR_IP)
+    addr("rtr", "eth0", "%s/64" % RTR_IP6)
     run(["ip", "-n", NS + "rtr", "route", "add", str(ROUTED4), "dev", "eth0"])
+    run(["ip", "-n", NS + "rtr", "-6", "route", "add", str(ROUTED6), "dev", "eth0"])
+    # the controller reaches the routed guests through the router (a vantage point beyond it)
+    run(ns_exec("rtr", ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]))
+    run(["ip", "-n", NS + "ctl", "route", "add", str(ROUTED4), "via", RTR_IP])
+    run(["ip", "-n", NS + "ctl", "-6", "route", "add", str(ROUTED6), "via", RTR_IP6])
     for h in st["hosts"]:
         add_bridge(h, "br2")
         # one gateway MAC and address on every hypervisor (an anycast gateway): a guest that moves keeps
         # a valid neighbour entry for its gateway
-        run(["ip", "-n", NS + h, "link", "set", "br2", "address", "02:00:00:18:02:fe"])
+        run(["ip", "-n", NS + h, "link", "set", "br2", "address", ROUTED_GW_MAC])
         addr(h, "br2", "%s/32" % (ROUTED4.network_address + 254))
+        # IPv6: the hypervisor answers for its guests' /128s on br0 (proxy NDP is per address in Linux)
+        # without the default 0.8 s random delay; the guests route through its link-local address
         run(ns_exec(h, ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.br0.proxy_arp=1",
                         "net.ipv4.conf.br2.proxy_arp=1", "net.ipv4.conf.all.rp_filter=0",
-                        "net.ipv4.conf.br0.rp_filter=0", "net.ipv4.conf.br2.rp_filter=0"]))
+                        "net.ipv4.conf.br0.rp_filter=0", "net.ipv4.conf.br2.rp_filter=0",
+                        "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.br0.proxy_ndp=1",
+                        "net.ipv6.conf.br2.proxy_ndp=1", "net.ipv6.neigh.br0.proxy_delay=0",
+                        "net.ipv6.neigh.br2.proxy_delay=0"]))
     check_routes(["sw", "ctl", "cli", "sto", "rtr"] + st["hosts"])
     st["routed"] = True
     save_state(st)
@@ -857,10 +885,11 @@ def routed_up():
 def host_routes(host):
     """{prefix: dev} of a hypervisor's host routes in the routed range."""
     out = {}
-    for line in run(["ip", "-n", NS + host, "-4", "route", "show", "root", str(ROUTED4)]).stdout.splitlines():
-        parts = line.split()
-        if parts and "dev" in parts:
-            out[parts[0] if "/" in parts[0] else parts[0] + "/32"] = parts[parts.index("dev") + 1]
+    for fam, net, plen in (("-4", ROUTED4, "/32"), ("-6", ROUTED6, "/128")):
+        for line in run(["ip", "-n", NS + host, fam, "route", "show", "root", str(net)]).stdout.splitlines():
+            parts = line.split()
+            if parts and "dev" in parts:
+                out[parts[0] if "/" in parts[0] else parts[0] + plen] = parts[parts.index("dev") + 1]
     return out
 
 

@@ -2,7 +2,8 @@
 # The guest's /init (build.py adds the '#!/bin/busybox sh' line): PID 1 of the busybox initramfs.
 # PID 1 of the lab guest (busybox initramfs). Kernel command-line parameters, all prefixed vmm.:
 #   vmm.name=NAME vmm.ip=A.B.C.D/NN vmm.ip6=ADDR/64 vmm.mem=MIB vmm.memrate=MIB_PER_S
-#   vmm.disk=DEV vmm.diskms=MS vmm.route=PREFIX (on-link route, for routed designs)
+#   vmm.disk=DEV vmm.diskms=MS vmm.route=PREFIX vmm.route6=PREFIX vmm.gw6=ADDR
+#   (routes for routed designs: IPv4 on-link, IPv6 through the anycast gateway GW6)
 /bin/busybox mkdir -p /proc /sys /dev /run /tmp /sbin /usr/bin /usr/sbin
 /bin/busybox mount -t proc proc /proc
 for app in $(/bin/busybox --list); do
@@ -18,7 +19,7 @@ for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_p
     [ -e "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko"
 done
 
-name=guest ip='' ip6='' mem=0 memrate=0 disk='' diskms=100 route=''
+name=guest ip='' ip6='' mem=0 memrate=0 disk='' diskms=100 route='' route6='' gw6=''
 read -r cmdline < /proc/cmdline
 for arg in $cmdline; do
     case "$arg" in
@@ -30,6 +31,8 @@ for arg in $cmdline; do
         vmm.disk=*) disk=${arg#vmm.disk=} ;;
         vmm.diskms=*) diskms=${arg#vmm.diskms=} ;;
         vmm.route=*) route=${arg#vmm.route=} ;;
+        vmm.route6=*) route6=${arg#vmm.route6=} ;;
+        vmm.gw6=*) gw6=${arg#vmm.gw6=} ;;
     esac
 done
 hostname "$name"
@@ -42,6 +45,7 @@ ip link set eth0 up
 if [ -n "$ip6" ]; then
     echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_dad
     ip -6 addr add "$ip6" dev eth0
+    [ -n "$route6" ] && ip -6 route add "$route6" via "$gw6" dev eth0
 fi
 labguest powerwatch &
 labguest serve 7777 /run/status &

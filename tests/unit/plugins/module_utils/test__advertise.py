@@ -115,3 +115,98 @@ def test_domain_nics_from_live_xml():
                     "<source bridge='br2'/><target dev='vnet3'/></interface></devices></domain>")
     assert A.domain_nics(None, Dom()) == [{"mac": "52:54:00:18:00:01", "bridge": "br2", "network": None,
                                            "tap": "vnet3"}]
+
+
+# --- address discovery ------------------------------------------------------------------------------
+
+NEIGH = [  # `ip -j neigh show` as iproute2 6.1 prints it
+    {"dst": "198.18.2.101", "dev": "br2", "lladdr": "52:54:00:18:00:01", "state": ["REACHABLE"]},
+    {"dst": "2001:db8:18:2::101", "dev": "br2", "lladdr": "52:54:00:18:00:01", "router": None, "state": ["STALE"]},
+    {"dst": "fe80::5054:ff:fe18:1", "dev": "br2", "lladdr": "52:54:00:18:00:01", "state": ["STALE"]},
+    {"dst": "198.18.2.102", "dev": "br2", "state": ["FAILED"]},
+    {"dst": "198.18.0.5", "dev": "br0", "lladdr": "02:18:00:00:00:05", "state": ["INCOMPLETE"]},
+    {"dst": "198.18.0.6", "dev": "br0", "lladdr": "02:18:00:00:00:06", "state": ["PERMANENT"]},
+]
+
+
+def test_neighbour_table_by_mac_without_link_local_or_failed():
+    assert A.parse_neighbours(NEIGH) == {
+        "52:54:00:18:00:01": {"ipv4": ["198.18.2.101"], "ipv6": ["2001:db8:18:2::101"]},
+        "02:18:00:00:00:06": {"ipv4": ["198.18.0.6"], "ipv6": []}}
+    assert A.parse_neighbours([]) == {}
+
+
+def test_libvirt_addresses():
+    # virDomainInterfaceAddresses' answer (type 0 = IPv4, 1 = IPv6)
+    got = {"eth0": {"hwaddr": "52:54:00:18:00:01", "addrs": [
+        {"type": 0, "addr": "198.18.0.101", "prefix": 24}, {"type": 1, "addr": "fe80::1", "prefix": 64},
+        {"type": 1, "addr": "2001:db8:18::101", "prefix": 64}]},
+        "lo": {"hwaddr": "00:00:00:00:00:00", "addrs": [{"type": 0, "addr": "127.0.0.1", "prefix": 8}]}}
+    assert A.parse_libvirt_addresses(got) == {"52:54:00:18:00:01": {"ipv4": ["198.18.0.101"],
+                                                                    "ipv6": ["2001:db8:18::101"]}}
+
+
+def test_merge_keeps_the_domain_order_and_names_sources():
+    nics = [{"mac": "52:54:00:18:00:02"}, {"mac": "52:54:00:18:00:01"}]
+    merged = A.merge_addresses(nics, [
+        ("agent", {"52:54:00:18:00:01": {"ipv4": ["198.18.0.101"], "ipv6": []}}),
+        ("neighbours", {"52:54:00:18:00:01": {"ipv4": ["198.18.0.101"], "ipv6": ["2001:db8:18::101"]}})])
+    assert merged == [
+        {"mac": "52:54:00:18:00:02", "ipv4": [], "ipv6": [], "sources": []},
+        {"mac": "52:54:00:18:00:01", "ipv4": ["198.18.0.101"], "ipv6": ["2001:db8:18::101"],
+         "sources": ["agent", "neighbours"]}]
+
+
+class FakeRun:  # pylint: disable=too-few-public-methods
+    def __init__(self, outputs):
+        self.outputs, self.calls = outputs, []
+
+    def __call__(self, cmd):
+        self.calls.append(cmd)
+        return 0, self.outputs.get(" ".join(cmd[:4]), ""), ""
+
+
+def test_state_absent_removes_routes_and_proxy_entries_once():
+    run = FakeRun({"ip -4 route show": "198.18.2.101 dev br2 scope link\n",
+                   "ip -6 route show": "2001:db8:18:2::101 dev br2 metric 1024 pref medium\n",
+                   "ip -6 neigh show": "2001:db8:18:2::101 dev br0 proxy\n"})
+    p = {"interfaces": [{"ipv4": ["198.18.2.101"], "ipv6": ["2001:db8:18:2::101"]}], "route_bridge": "br2",
+         "proxy_ndp": True, "announce_interface": "br0"}
+    out = A.remove_routes(p, run, check_mode=False)
+    assert out["changed"] and out["routes"]["removed"] == ["198.18.2.101/32", "2001:db8:18:2::101/128"]
+    assert out["proxy_ndp"]["removed"] == ["2001:db8:18:2::101"]
+    assert ["ip", "-6", "neigh", "del", "proxy", "2001:db8:18:2::101", "dev", "br0"] in run.calls
+    # nothing there any more: nothing to do
+    gone = A.remove_routes(p, FakeRun({}), check_mode=False)
+    assert not gone["changed"] and gone["proxy_ndp"]["removed"] == []
+    with pytest.raises(A.AdvertiseError, match="proxy_ndp needs announce_interface"):
+        A.remove_routes(dict(p, announce_interface=None), run, check_mode=True)
+
+
+# --- verification probes ------------------------------------------------------------------------------
+
+def test_echo_requests_match_scapy():
+    from scapy.layers.inet import ICMP
+    from scapy.layers.inet6 import ICMPv6EchoRequest
+    assert A.echo_request(0x1234, 7, 4, b"abc") == bytes(ICMP(type=8, id=0x1234, seq=7) / b"abc")
+    # ICMPv6: the kernel computes the checksum of raw ICMPv6 sockets, so it is left zero
+    ref = bytearray(bytes(ICMPv6EchoRequest(id=0x1234, seq=7, data=b"abc", cksum=0)))
+    assert A.echo_request(0x1234, 7, 6, b"abc") == bytes(ref)
+
+
+def test_echo_reply_parsing():
+    from scapy.layers.inet import ICMP, IP
+    from scapy.layers.inet6 import ICMPv6EchoReply
+    reply4 = bytes(IP(src="198.18.0.101", dst="198.18.0.2") / ICMP(type=0, id=5, seq=9))
+    assert A.parse_echo_reply(reply4, 4) == (5, 9)
+    request4 = bytes(IP(src="198.18.0.2", dst="198.18.0.101") / ICMP(type=8, id=5, seq=9))
+    assert A.parse_echo_reply(request4, 4) is None
+    assert A.parse_echo_reply(bytes(ICMPv6EchoReply(id=5, seq=9)), 6) == (5, 9)
+    assert A.parse_echo_reply(b"\x81\x00", 6) is None
+
+
+def test_probes_need_root():
+    def denied(_version):
+        raise PermissionError(1, "Operation not permitted")
+    with pytest.raises(A.AdvertiseError, match="need root"):
+        A.wait_reachable(["198.18.0.101"], 1, sock_factory=denied)
