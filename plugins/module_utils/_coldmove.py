@@ -39,6 +39,19 @@ CHUNK = 1024 * 1024
 ZEROS = b'\0' * CHUNK
 
 
+# the cold_migrate module's options but domain, dest_uri and the connection (the evacuation reuses them)
+COLD_ARGSPEC = dict(
+    dest_pool=dict(type='str'),
+    shutdown_timeout_s=dict(type='int', default=120),
+    force=dict(type='bool', default=False),
+    start=dict(type='str', choices=['auto', 'always', 'never'], default='auto'),
+    keep_source_disks=dict(type='bool', default=False),
+    verify=dict(type='bool', default=True),
+    memory_reserve_mib=dict(type='int', default=256),
+    work_dir=dict(type='path', default='/var/tmp'),
+)
+
+
 class ColdMigrationError(LibvirtClientError):
     def __init__(self, msg, result=None):
         super(ColdMigrationError, self).__init__(msg)

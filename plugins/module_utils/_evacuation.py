@@ -14,11 +14,48 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import json
+import os
+import threading
+import time
+
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _planner as P
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, recommend
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
 
 LIVE_METHODS = ('live', 'live_copy_storage', 'offline')
+
+# the plan's options (evacuation_plan and evacuate; documented in doc_fragments/evacuation.py)
+PLAN_ARGSPEC = dict(
+    destinations=dict(type='list', elements='dict', required=True, options=dict(
+        name=dict(type='str', required=True), uri=dict(type='str', required=True))),
+    domains=dict(type='list', elements='str'),
+    headroom_mib=dict(type='int', default=1024),
+    anti_affinity=dict(type='dict', default={}),
+    pinned=dict(type='dict', default={}),
+    rate_mibps=dict(type='int', default=1000),
+    max_outbound=dict(type='int', default=2),
+    max_inbound=dict(type='int', default=2),
+    max_total=dict(type='int', default=4),
+)
+
+
+def validate_plan_options(p):
+    """Bad input, refused before anything happens: a list of problems."""
+    limits = ('rate_mibps', 'max_outbound', 'max_inbound', 'max_total')
+    problems = ['%s must be at least 1 (got %s)' % (k, p[k]) for k in limits if p[k] < 1]
+    if p['headroom_mib'] < 0:
+        problems.append('headroom_mib must not be negative (got %s)' % p['headroom_mib'])
+    names = [d['name'] for d in p['destinations']]
+    if not names:
+        problems.append('destinations is empty')
+    if len(set(names)) != len(names):
+        problems.append('destination names must be unique')
+    unknown = [d for d in p['pinned'].values() if d not in names]
+    if unknown:
+        problems.append('pinned to hosts that are not destinations: %s' % ', '.join(sorted(set(unknown))))
+    return problems
 
 
 def group_of(anti_affinity):
@@ -86,3 +123,359 @@ def plan_evacuation(cache, p):
     return {'moves': out_moves, 'left': placed['unplaced'], 'predicted_total_s': makespan,
             'refused': dict((n, per_vm[n]['refused']) for n in names if per_vm[n]['refused']),
             'free_after_mib': placed['free_after']}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The drain itself: the plan's migrations run in threads under the concurrency limits, each with its
+# own connections, a deadline, and its result written to a journal as it ends.
+
+NON_LIVE_POLICIES = ('skip', 'shutdown', 'cold')
+
+
+def admit(pending, running, limits):
+    """Which pending move to start now (pure): the first, in plan order (longest first), whose
+    destination has an inbound slot, while the source has outbound and the run has global slots.
+
+    PENDING: [{'name', 'destination'}]; RUNNING: [{'name', 'destination'}];
+    LIMITS: {'max_outbound', 'max_inbound', 'max_total'}. Returns a move or None.
+    """
+    if len(running) >= min(limits['max_outbound'], limits['max_total']):
+        return None
+    inbound = {}
+    for r in running:
+        inbound[r['destination']] = inbound.get(r['destination'], 0) + 1
+    for m in pending:
+        if inbound.get(m['destination'], 0) < limits['max_inbound']:
+            return m
+    return None
+
+
+def split_plan(plan, policy):
+    """The plan's moves under the policy for VMs that cannot live-migrate: (to run, not moved).
+
+    Moves with method 'cold' are run as cold migrations (policy cold), shut down on the source
+    (policy shutdown) or left running there (policy skip); VMs the plan could not place are left.
+    """
+    run, left = [], []
+    for m in plan['moves']:
+        if m['method'] == 'cold' and policy != 'cold':
+            left.append({'name': m['name'], 'action': 'shutdown' if policy == 'shutdown' else 'skip',
+                         'reason': 'cannot live-migrate to %s (only a cold migration could move it)'
+                         % m['destination']})
+        else:
+            run.append(m)
+    for name, reason in sorted(plan['left'].items()):
+        left.append({'name': name, 'action': 'skip', 'reason': reason})
+    return run, left
+
+
+def journal_append(path, entry):
+    if not path:
+        return
+    with open(path, 'a') as f:
+        f.write(json.dumps(entry, sort_keys=True) + '\n')
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_journal(path):
+    entries = []
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    try:
+                        entries.append(json.loads(line))
+                    except ValueError:
+                        pass  # a line cut short by a crash
+    except (IOError, OSError):
+        pass
+    return entries
+
+
+def pid_alive(pid):
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _write_json(path, data):
+    if not path:
+        return
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(data, f, sort_keys=True)
+    os.rename(tmp, path)
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (IOError, OSError, ValueError):
+        return None
+
+
+def summarize_result(name, move, result, error=None):
+    """One VM's line of the report."""
+    r = result or {}
+    plan = r.get('plan') or {}
+    return {'name': name, 'destination': move['destination'], 'method': move['method'],
+            'state': r.get('state') or ('failed' if error else 'unknown'),
+            'strategy': plan.get('strategy'), 'total_time_s': r.get('total_time_s'),
+            'downtime_ms': r.get('downtime_ms'), 'bytes_transferred': r.get('bytes_transferred'),
+            'postcopy': r.get('postcopy'), 'paused': r.get('paused'), 'error': error}
+
+
+class Evacuation:
+    """Drain one hypervisor: plan, run the moves under the limits, verify, report."""
+
+    def __init__(self, cache, p, cache_factory, clock=time.monotonic, now=time.time, sleep=time.sleep):
+        self.cache, self.p, self.cache_factory = cache, p, cache_factory
+        self.clock, self.now, self.sleep = clock, now, sleep
+        self.lock = threading.Lock()
+        self.results = []
+        self.running = {}
+        self.t0 = None
+
+    # -- one move, in its own thread with its own connections ---------------------------------------
+    def _move(self, move):
+        from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import (  # pylint: disable=import-outside-toplevel
+            COLD_ARGSPEC, ColdMigration)
+        from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (  # pylint: disable=import-outside-toplevel
+            LiveMigration, migration_argspec, option_defaults)
+        p = self.p
+        name = move['name']
+        started = self.clock() - self.t0
+        cache = self.cache_factory()
+        result, error = None, None
+        try:
+            src = cache.get(move.get('from_uri') or p['uri'])
+            dst = cache.get(move['uri'])
+            where = {'uri': src.uri, 'dest_uri': dst.uri, 'domain': name}
+            if move['method'] == 'cold':
+                opts = option_defaults(COLD_ARGSPEC)
+                opts.update(p.get('cold_options') or {})
+                opts.update(where)
+                result = ColdMigration(src, dst, name, opts).run()
+            else:
+                opts = option_defaults(migration_argspec())
+                opts.update(p.get('migrate_options') or {})
+                opts.update(where)
+                opts['status_file'] = self.vm_status_path(name)
+                opts['hard_timeout_s'] = p['per_vm_timeout_s']
+                result = LiveMigration(src, dst, name, opts).run()
+                if p.get('announce') and result.get('state') in ('migrated', 'migrated_after_recovery'):
+                    result['announced'] = self._announce(dst, name)
+        except Exception as e:  # pylint: disable=broad-except
+            # one VM failing never stops the drain by itself; the engine has rolled it back
+            error = str(e)
+            result = getattr(e, 'result', None)
+        finally:
+            cache.close()
+        line = summarize_result(name, move, result, error)
+        line['start_s'] = round(started, 2)
+        line['end_s'] = round(self.clock() - self.t0, 2)
+        line['decisions'] = (result or {}).get('decisions')
+        with self.lock:
+            self.results.append(line)
+            self.running.pop(name, None)
+        journal_append(p.get('journal'), {'event': 'end', 'time': self.now(), 'vm': name,
+                                          'rollback': bool(p.get('rollback')),
+                                          'result': dict((k, v) for k, v in line.items() if k != 'decisions')})
+
+    @staticmethod
+    def _announce(dst, name):
+        """QEMU's announce-self through libvirt on the destination (works remotely, needs no root)."""
+        from ansible_collections.vmmigration.libvirt.plugins.module_utils._advertise import announce_self_command  # pylint: disable=import-outside-toplevel
+        try:
+            import libvirt_qemu  # pylint: disable=import-outside-toplevel
+            dom = dst.lookup(name)
+            libvirt_qemu.qemuMonitorCommand(dom, announce_self_command(), 0)
+            return True
+        except Exception:  # pylint: disable=broad-except
+            return False
+
+    def vm_status_path(self, name):
+        base = self.p.get('status_file')
+        return '%s.%s' % (base, name) if base else None
+
+    def status(self, state, pending, left, plan):
+        """The progress file: what runs (with the engine's phase and percent), what ended, what waits."""
+        running = []
+        for name, move in sorted(self.running.items()):
+            vm = _read_json(self.vm_status_path(name)) or {}
+            running.append({'name': name, 'destination': move['destination'], 'method': move['method'],
+                            'phase': vm.get('phase', 'starting'), 'percent': vm.get('percent'),
+                            'elapsed_s': round(self.clock() - self.t0 - move['started_s'], 1)})
+        done = [dict((k, v) for k, v in r.items() if k != 'decisions') for r in self.results]
+        return {'state': state, 'pid': os.getpid(), 'elapsed_s': round(self.clock() - self.t0, 1),
+                'running': running, 'done': done, 'pending': [m['name'] for m in pending],
+                'left': left, 'predicted_total_s': plan.get('predicted_total_s'), 'total': len(plan['moves'])}
+
+    # -- the drain ----------------------------------------------------------------------------------
+    def run(self, check_mode=False):
+        p = self.p
+        self.t0 = self.clock()
+        uris = dict((d['name'], d['uri']) for d in p['destinations'])
+        if p.get('rollback'):
+            to_run = rollback_moves(read_journal(p.get('journal')), p.get('source_name') or p['uri'])
+            # each VM comes back here: from where the journal says it went, to this host's URI as it reaches it
+            for m in to_run:
+                uris[m['destination']] = p['return_uri']
+            plan = {'moves': to_run, 'left': {}, 'predicted_total_s': None, 'refused': {}}
+            left = []
+        else:
+            plan = plan_evacuation(self.cache, dict(p, allow_cold=True))
+            to_run, left = split_plan(plan, p['non_live_policy'])
+        out = {'plan': plan, 'left': left, 'changed': bool(to_run) or any(x['action'] == 'shutdown' for x in left),
+               'plan_lines': R.plan_lines(plan, p.get('source_name') or '')}
+        out['plan_lines'] += ['  %s: %s' % (x['name'], x['action']) for x in left if x['action'] == 'shutdown']
+        out['to_do'] = len(to_run) + len([x for x in left if x['action'] == 'shutdown'])
+        if check_mode:
+            out['state'] = 'planned'
+            return out
+        lock = (p.get('journal') or p.get('status_file') or '') + '.lock'
+        if lock != '.lock':
+            other = _read_json(lock)
+            if other and other.get('pid') != os.getpid() and pid_alive(other.get('pid')):
+                raise EvacuationRunning('an evacuation of this host is already running (pid %s, since %s): '
+                                        'wait for it, or watch it with the status file' % (other['pid'], other['since']))
+            _write_json(lock, {'pid': os.getpid(), 'since': self.now()})
+        try:
+            return self._drain(plan, to_run, left, uris, out)
+        finally:
+            if lock != '.lock' and os.path.exists(lock):
+                os.unlink(lock)
+
+    def _drain(self, plan, to_run, left, uris, out):
+        p = self.p
+        journal_append(p.get('journal'), {'event': 'plan', 'time': self.now(), 'source': p['uri'],
+                                          'moves': [dict((k, m[k]) for k in ('name', 'destination', 'method'))
+                                                    for m in to_run], 'left': left})
+        src = self.cache.get(p['uri'])
+        for item in left:
+            if item['action'] != 'shutdown':
+                continue
+            dom = src.lookup(item['name'])
+            item['result'] = self._shutdown(dom)
+            journal_append(p.get('journal'), {'event': 'shutdown', 'time': self.now(), 'vm': item['name'],
+                                              'result': item['result']})
+        pending = [dict(m, uri=uris[m['destination']]) for m in to_run]
+        if p.get('rollback'):
+            # the engine's source is where the VM is now; the moves' names stay as the journal has them
+            pending = [dict(m, uri=p['return_uri']) for m in to_run]
+        threads = []
+        stop = False
+        deadline = self.t0 + p['timeout_s']
+        while pending or self.running:
+            failed = any(r['error'] or r['state'] not in ('migrated', 'migrated_after_recovery', 'already_there',
+                                                          'cold_migrated', 'moved')
+                         for r in self.results)
+            if (p['stop_on_failure'] and failed) or self.clock() > deadline:
+                stop = True
+            with self.lock:
+                move = None if stop else admit(pending, list(self.running.values()), p)
+                if move is not None:
+                    pending.remove(move)
+                    move['started_s'] = self.clock() - self.t0
+                    self.running[move['name']] = move
+            if move is not None:
+                journal_append(p.get('journal'), {'event': 'start', 'time': self.now(), 'vm': move['name'],
+                                                  'destination': move['destination'], 'method': move['method'],
+                                                  'uri': move['uri'], 'rollback': bool(p.get('rollback'))})
+                t = threading.Thread(target=self._move, args=(move,))
+                t.daemon = True
+                t.start()
+                threads.append(t)
+                continue
+            if stop and not self.running:
+                break
+            _write_json(p.get('status_file'), self.status('running', pending, left, plan))
+            self.sleep(0.25)
+        for t in threads:
+            t.join()
+        not_started = [{'name': m['name'], 'action': 'not_started',
+                        'reason': 'the drain stopped: %s' % ('a migration failed (stop_on_failure)'
+                                                             if self.clock() <= deadline else 'timeout_s reached')}
+                       for m in pending]
+        left = left + not_started
+        still = sorted(d.name() for d in src.call('cannot list domains', src.conn.listAllDomains, 0) if d.isActive())
+        if p.get('rollback'):
+            back = [r['name'] for r in self.results if not r['error']]
+            out.update(results=sorted(self.results, key=lambda r: r['start_s']), left=left, wall_s=round(
+                self.clock() - self.t0, 2), changed=bool(back), failed_vms=[r['name'] for r in self.results if r['error']],
+                still_running_on_source=still, verified=set(back) <= set(still),
+                state='rolled_back' if back else 'nothing_moved')
+            out['report'] = {'table': R.table(out['results'], left), 'html': R.timeline_html(
+                out['results'], 'Rollback to %s' % (p.get('source_name') or p['uri']))}
+            journal_append(p.get('journal'), {'event': 'done', 'time': self.now(), 'state': out['state'],
+                                              'rollback': True})
+            _write_json(p.get('status_file'), dict(self.status('finished', [], left, plan)))
+            return out
+        expected = sorted(x['name'] for x in left if x['action'] in ('skip', 'not_started')) + \
+            sorted(r['name'] for r in self.results if r['error'])
+        results = sorted(self.results, key=lambda r: r['start_s'])
+        out.update(results=results, left=left, still_running_on_source=still,
+                   verified=sorted(still) == sorted(set(expected)) or set(still) <= set(expected),
+                   wall_s=round(self.clock() - self.t0, 2),
+                   changed=bool(results) or any(x['action'] == 'shutdown' for x in left))
+        out['failed_vms'] = [r['name'] for r in results if r['error']]
+        out['report'] = {'table': R.table(results, left),
+                         'html': R.timeline_html(results, 'Evacuation of %s' % (p.get('source_name') or p['uri']))}
+        out['state'] = 'evacuated' if not still else ('partial' if results else 'nothing_moved')
+        _write_json(p.get('status_file'), dict(self.status('finished', [], left, plan), summary={
+            'state': out['state'], 'wall_s': out['wall_s'], 'still_running_on_source': still}))
+        journal_append(p.get('journal'), {'event': 'done', 'time': self.now(), 'state': out['state'],
+                                          'still_running_on_source': still})
+        return out
+
+    def _shutdown(self, dom):
+        """Policy shutdown: an ACPI shutdown, then a hard stop after the cold options' timeout."""
+        timeout = (self.p.get('cold_options') or {}).get('shutdown_timeout_s') or 120
+        try:
+            if not dom.isActive():
+                return 'already stopped'
+            dom.shutdown()
+            end = self.clock() + timeout
+            while dom.isActive() and self.clock() < end:
+                self.sleep(0.5)
+            if dom.isActive():
+                dom.destroy()
+                return 'stopped hard after %s s' % timeout
+            return 'shut down'
+        except Exception as e:  # pylint: disable=broad-except
+            return 'shutdown failed: %s' % e
+
+
+class EvacuationRunning(Exception):
+    pass
+
+
+OK_STATES = ('migrated', 'migrated_after_recovery')
+
+
+def rollback_moves(entries, here):
+    """From a journal: the VMs that left this host and are still away (pure), as moves back.
+
+    A VM counts as away after an 'end' event of a drain with a successful state, and as back after one
+    of a rollback. Each move: name, destination (HERE, for the report), method, from_uri (where it is).
+    """
+    away = {}
+    for e in entries:
+        if e.get('event') == 'start' and not e.get('rollback'):
+            away.setdefault('_starts', {})[e['vm']] = e
+        if e.get('event') != 'end' or (e.get('result') or {}).get('state') not in OK_STATES:
+            continue
+        if e.get('rollback'):
+            away.pop(e['vm'], None)
+        else:
+            start = away.get('_starts', {}).get(e['vm']) or {}
+            away[e['vm']] = {'name': e['vm'], 'destination': here, 'method': e['result'].get('method') or 'live',
+                             'from_uri': start.get('uri'), 'from': e['result'].get('destination'),
+                             'memory_mib': 0}
+    away.pop('_starts', None)
+    return [m for _n, m in sorted(away.items()) if m['from_uri']]

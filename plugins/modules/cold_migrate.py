@@ -146,22 +146,12 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     libvirt_session,
     require_libvirt,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import ColdMigration
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC, ColdMigration
 
 
 def main():
-    argument_spec = dict(
-        domain=dict(type='str', required=True),
-        dest_uri=dict(type='str', required=True),
-        dest_pool=dict(type='str'),
-        shutdown_timeout_s=dict(type='int', default=120),
-        force=dict(type='bool', default=False),
-        start=dict(type='str', choices=['auto', 'always', 'never'], default='auto'),
-        keep_source_disks=dict(type='bool', default=False),
-        verify=dict(type='bool', default=True),
-        memory_reserve_mib=dict(type='int', default=256),
-        work_dir=dict(type='path', default='/var/tmp'),
-    )
+    argument_spec = dict(domain=dict(type='str', required=True), dest_uri=dict(type='str', required=True))
+    argument_spec.update(COLD_ARGSPEC)
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params

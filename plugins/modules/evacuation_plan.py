@@ -29,57 +29,12 @@ extends_documentation_fragment:
   - vmmigration.libvirt.connection
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.attributes.info_module
+  - vmmigration.libvirt.evacuation
 options:
-  destinations:
-    description: Candidate destinations - a name (inventory host) and the libvirt URI reaching it from where the module runs.
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      name:
-        description: Name of the destination.
-        type: str
-        required: true
-      uri:
-        description: libvirt URI of the destination.
-        type: str
-        required: true
-  domains:
-    description: Domains to move. Default - every active domain of the source.
-    type: list
-    elements: str
-  headroom_mib:
-    description: Memory to keep free on every destination.
-    type: int
-    default: 1024
-  anti_affinity:
-    description: Groups of VMs that must not share a host - a mapping of group name to VM names.
-    type: dict
-    default: {}
-  pinned:
-    description: Operator-chosen destinations - a mapping of VM name to destination name.
-    type: dict
-    default: {}
   allow_cold:
     description: Plan a cold migration for VMs that cannot move live (otherwise they are left, with the reason).
     type: bool
     default: false
-  rate_mibps:
-    description: Expected transfer rate of one migration, for the time prediction.
-    type: int
-    default: 1000
-  max_outbound:
-    description: Migrations out of the source at once.
-    type: int
-    default: 2
-  max_inbound:
-    description: Migrations into one destination at once.
-    type: int
-    default: 2
-  max_total:
-    description: Migrations at once overall.
-    type: int
-    default: 4
 '''
 
 EXAMPLES = r'''
@@ -116,6 +71,12 @@ free_after_mib:
   description: Predicted free memory per destination after the drain.
   returned: always
   type: dict
+lines:
+  description: The plan as readable lines.
+  returned: always
+  type: list
+  elements: str
+  sample: ['plan: 1 to move, 0 left, predicted 2.3 s', '  web01 -> hv2 (live, 256 MiB): 0.0-2.3 s']
 elapsed_s:
   description: Seconds the planning took.
   returned: always
@@ -131,38 +92,29 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     libvirt_session,
     require_libvirt,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import plan_evacuation
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import plan_lines
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import (
+    PLAN_ARGSPEC,
+    plan_evacuation,
+    validate_plan_options,
+)
 
 
 def main():
-    argument_spec = dict(
-        destinations=dict(type='list', elements='dict', required=True, options=dict(
-            name=dict(type='str', required=True), uri=dict(type='str', required=True))),
-        domains=dict(type='list', elements='str'),
-        headroom_mib=dict(type='int', default=1024),
-        anti_affinity=dict(type='dict', default={}),
-        pinned=dict(type='dict', default={}),
-        allow_cold=dict(type='bool', default=False),
-        rate_mibps=dict(type='int', default=1000),
-        max_outbound=dict(type='int', default=2),
-        max_inbound=dict(type='int', default=2),
-        max_total=dict(type='int', default=4),
-    )
+    argument_spec = dict(allow_cold=dict(type='bool', default=False))
+    argument_spec.update(PLAN_ARGSPEC)
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     require_libvirt(module)
-    bad = [k for k in ('rate_mibps', 'max_outbound', 'max_inbound', 'max_total') if p[k] < 1]
-    if bad or p['headroom_mib'] < 0:
-        module.fail_json(msg='%s must be at least 1 and headroom_mib not negative' % ', '.join(bad or ['-']))
-    names = [d['name'] for d in p['destinations']]
-    unknown = [d for d in p['pinned'].values() if d not in names]
-    if unknown:
-        module.fail_json(msg='pinned to hosts that are not destinations: %s' % ', '.join(sorted(set(unknown))))
+    problems = validate_plan_options(p)
+    if problems:
+        module.fail_json(msg='; '.join(problems))
     started = time.monotonic()
     with libvirt_session(module) as cache:
         result = plan_evacuation(cache, p)
     result['elapsed_s'] = round(time.monotonic() - started, 3)
+    result['lines'] = plan_lines(result)
     module.exit_json(changed=False, **result)
 
 

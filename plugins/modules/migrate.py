@@ -283,69 +283,19 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     libvirt_session,
     require_libvirt,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import LiveMigration, start_event_loop
-
-POSITIVE = ('bandwidth_mibps', 'expected_bandwidth_mibps', 'max_downtime_ms', 'downtime_steps', 'parallel_connections',
-            'timeout_per_gib_s', 'min_timeout_s', 'hard_timeout_s', 'stall_iterations', 'dead_link_s',
-            'poll_interval')
-NOT_NEGATIVE = ('downtime_step_delay_s', 'downtime_step_delay_s_per_gib', 'dirty_rate_sample_s', 'memory_reserve_mib',
-                'postcopy_recovery_attempts')
-
-
-def argument_spec():
-    spec = dict(
-        domain=dict(type='str', required=True),
-        dest_uri=dict(type='str', required=True),
-        migration_uri=dict(type='str'),
-        p2p=dict(type='bool', default=True),
-        persistent=dict(type='bool', default=True),
-        undefine_source=dict(type='bool', default=True),
-        bandwidth_mibps=dict(type='int'),
-        expected_bandwidth_mibps=dict(type='int'),
-        max_downtime_ms=dict(type='int', default=300),
-        downtime_steps=dict(type='int', default=5),
-        downtime_step_delay_s=dict(type='float'),
-        downtime_step_delay_s_per_gib=dict(type='float', default=8.0),
-        parallel_connections=dict(type='int'),
-        compression=dict(type='str'),
-        tls=dict(type='bool', default=False),
-        copy_storage=dict(type='str', choices=['auto', 'all', 'incremental', 'none'], default='auto'),
-        completion=dict(type='str', choices=['auto', 'precopy', 'hybrid', 'postcopy', 'converge'], default='auto'),
-        allow_postcopy=dict(type='bool', default=False),
-        final_action=dict(type='str', choices=['auto', 'postcopy', 'converge', 'pause', 'abort'], default='auto'),
-        timeout_per_gib_s=dict(type='float', default=150),
-        min_timeout_s=dict(type='float', default=30),
-        hard_timeout_s=dict(type='float'),
-        stall_iterations=dict(type='int', default=2),
-        dead_link_s=dict(type='float', default=5),
-        poll_interval=dict(type='float', default=0.25),
-        dirty_rate_sample_s=dict(type='int', default=1),
-        memory_reserve_mib=dict(type='int', default=256),
-        postcopy_recovery_attempts=dict(type='int', default=3),
-        status_file=dict(type='path'),
-    )
-    spec.update(CONNECTION_ARGSPEC)
-    return spec
-
-
-def validate(params):
-    """Bad input is refused before anything happens: a list of problems."""
-    problems = ['%s must be greater than 0 (got %s)' % (k, params[k]) for k in POSITIVE
-                if params.get(k) is not None and params[k] <= 0]
-    problems += ['%s must not be negative (got %s)' % (k, params[k]) for k in NOT_NEGATIVE
-                 if params.get(k) is not None and params[k] < 0]
-    if params['completion'] in ('postcopy', 'hybrid') and not params['allow_postcopy']:
-        problems.append('completion=%s needs allow_postcopy=true: if the network fails during post-copy the '
-                        'guest is lost' % params['completion'])
-    if params['final_action'] == 'postcopy' and not params['allow_postcopy']:
-        problems.append('final_action=postcopy needs allow_postcopy=true')
-    if params['migration_uri'] and '://' not in params['migration_uri']:
-        problems.append('migration_uri must look like tcp://host[:port] (got %s)' % params['migration_uri'])
-    return problems
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (
+    LiveMigration,
+    migration_argspec,
+    start_event_loop,
+    validate,
+)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    argument_spec = dict(domain=dict(type='str', required=True), dest_uri=dict(type='str', required=True))
+    argument_spec.update(migration_argspec())
+    argument_spec.update(CONNECTION_ARGSPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     require_libvirt(module)
     problems = validate(p)

@@ -18,3 +18,123 @@ def test_evacuation_plan(lab):
     finally:
         for name, _kw in guests:
             L.remove_guest(name)
+
+
+EVAC_GUESTS = [
+    # name, define_guest arguments, what the drain must do with it
+    ("ev_idle", dict(disk="nbd", memory_mib=128), "live"),
+    ("ev_busy", dict(disk="nbd", memory_mib=192, mem_workload_mib=48, mem_rate=16), "live"),
+    ("ev_shared", dict(disk="shared", memory_mib=128), "live"),
+    ("ev_local", dict(disk="local", memory_mib=128), "live_copy_storage"),
+    # host page cache on shared storage: live migration is unsafe, only a cold move will do
+    ("ev_cold", dict(disk="shared", memory_mib=128, disk_cache="writeback"), "cold"),
+]
+
+
+def overlaps(results, key=None):
+    """Most migrations running at one time (per KEY value, if given), from their start and end."""
+    events = []
+    for r in results:
+        events += [(r["start_s"], 1, r[key] if key else None), (r["end_s"], -1, r[key] if key else None)]
+    most, now = 0, {}
+    for _t, d, k in sorted(events, key=lambda e: (e[0], e[1])):
+        now[k] = now.get(k, 0) + d
+        most = max(most, now[k])
+    return most
+
+
+def test_evacuate_host(lab, figures):
+    """The drain end to end: check mode plans and moves nothing; the drain moves five mixed guests
+    (live, with storage copy, cold) under the limits while the client probes them; the host ends
+    empty; the report and journal are on the controller; a second run changes nothing; a rollback
+    brings them all back."""
+    import json
+    import time
+    from test_migrate import integrity, where  # pylint: disable=import-outside-toplevel
+    playbook = os.path.join(L.TOP, "playbooks", "evacuate_host.yml")
+    reports = L.state_path("reports")
+    common = {"source": "h1", "evacuate_host_non_live_policy": "cold", "evacuate_host_max_outbound": 2,
+              "evacuate_host_max_inbound": 1, "evacuate_host_headroom_mib": 64,
+              "evacuate_host_state_dir": L.state_path("evac-state"), "evacuate_host_report_dir": reports,
+              "evacuate_host_progress_interval_s": 2, "evacuate_host_migrate_options": {"memory_reserve_mib": 64},
+              "evacuate_host_cold_options": {"memory_reserve_mib": 64, "shutdown_timeout_s": 30}}
+    names = [n for n, _kw, _m in EVAC_GUESTS]
+    try:
+        for name, kw, _method in EVAC_GUESTS:
+            L.define_guest(name, "h1", **kw)
+        ips = dict((n, L.load_state()["guests"][n]["ip"]) for n in names)
+        for n in names:
+            L.wait_guest(ips[n])
+        time.sleep(1)
+
+        # check mode: the plan, with methods and predicted times; nothing moves
+        p = L.playbook(playbook, extra_vars=common, check=True)
+        assert p.returncode == 0, p.stdout[-6000:]
+        for name, _kw, method in EVAC_GUESTS:
+            assert "%s -> h" % name in p.stdout and "(%s," % method in p.stdout, (name, method, p.stdout[-6000:])
+        assert all(where(lab, n) == {"h1": "running"} for n in names)
+
+        # the drain, every guest probed by the client
+        before = dict((n, L.guest_status(ips[n])) for n in names)
+        probes = [L.Blackout(ips[n], hz=20) for n in names]
+        for pr in probes:
+            pr.__enter__()
+        t0 = time.monotonic()
+        try:
+            p = L.playbook(playbook, extra_vars=common)
+        finally:
+            wall = time.monotonic() - t0
+            for pr in probes:
+                pr.__exit__(None, None, None)
+        assert p.returncode == 0, p.stdout[-8000:]
+        assert "moving ev_" in p.stdout, "no progress shown"
+        with open(os.path.join(reports, "h1", "report.json")) as f:
+            report = json.load(f)
+        results = dict((r["name"], r) for r in report["results"])
+        assert sorted(results) == sorted(names)
+        for name, _kw, method in EVAC_GUESTS:
+            r = results[name]
+            assert r["error"] is None and r["state"] == "migrated" and r["method"] == method, r
+            assert where(lab, name) == {r["destination"]: "running"}
+        assert report["state"] == "evacuated" and report["verified"] and report["still_running_on_source"] == []
+        # the limits: two out of h1 at once, one into each destination at once
+        assert overlaps(report["results"]) <= 2
+        assert overlaps(report["results"], "destination") <= 1
+        assert overlaps(report["results"]) == 2, "the drain never ran two migrations at once"
+        time.sleep(1)
+        for (name, _kw, method), pr in zip(EVAC_GUESTS, probes):
+            after = L.wait_guest(ips[name], timeout=30)
+            if method == "cold":
+                assert after["boot_id"] != before[name]["boot_id"]   # shut down, moved, started
+            else:
+                integrity(before[name], after, name)
+                assert pr.result["max_gap_ms"] < 3000, (name, pr.result)
+        for f in ("report.txt", "timeline.html", "journal.jsonl"):
+            assert os.path.getsize(os.path.join(reports, "h1", f)) > 0
+        with open(os.path.join(reports, "h1", "journal.jsonl")) as f:
+            events = [json.loads(line)["event"] for line in f]
+        assert events[0] == "plan" and events.count("start") == 5 and events.count("end") == 5 and events[-1] == "done"
+        figures["evacuation_5_guests"] = {
+            "playbook_wall_s": round(wall, 1), "drain_wall_s": report["wall_s"],
+            "per_vm": dict((n, [results[n]["method"], results[n]["total_time_s"], results[n]["downtime_ms"]])
+                           for n in names),
+            "client_max_gap_ms": dict((n, pr.result["max_gap_ms"]) for n, pr in zip(names, probes))}
+
+        # a second run on the empty host changes nothing
+        p = L.playbook(playbook, extra_vars=common)
+        assert p.returncode == 0, p.stdout[-6000:]
+        assert "changed=0" in p.stdout.split("PLAY RECAP")[-1], p.stdout[-3000:]
+
+        # rollback: everything the journal says left h1 comes back
+        p = L.playbook(playbook, extra_vars=dict(common, evacuate_host_rollback=True))
+        assert p.returncode == 0, p.stdout[-8000:]
+        assert all(where(lab, n) == {"h1": "running"} for n in names), [where(lab, n) for n in names]
+        for name, _kw, method in EVAC_GUESTS:
+            if method != "cold":
+                integrity(before[name], L.wait_guest(ips[name], timeout=30), name)
+        # and a rollback again finds nothing to bring back
+        p = L.playbook(playbook, extra_vars=dict(common, evacuate_host_rollback=True))
+        assert p.returncode == 0 and "changed=0" in p.stdout.split("PLAY RECAP")[-1], p.stdout[-3000:]
+    finally:
+        for name in names:
+            L.remove_guest(name)

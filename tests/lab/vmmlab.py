@@ -738,9 +738,10 @@ def domain_xml(name, index, memory_mib, disk_xml, cmdline, domain_type="qemu", n
 
 def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, disk="nbd",
                  disk_ms=100, start=True, domain_type="qemu", network="br0", extra_devices="", cpu_xml="",
-                 routed=False):
+                 routed=False, disk_cache="none"):
     """Define (and start) a lab guest on HOST. disk: nbd | shared | local | none.
-    extra_devices: more <devices> XML (a hostdev, say, to make the guest unmigratable)."""
+    extra_devices: more <devices> XML (a hostdev, say, to make the guest unmigratable).
+    disk_cache: of a shared or local disk (writeback on shared storage rules out live migration)."""
     st = load_state()
     if not st:
         raise LabError("the lab is not up")
@@ -767,10 +768,10 @@ def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, dis
         run(["qemu-img", "create", "-q", "-f", "qcow2", image, "%dM" % DISK_MIB])
         path = os.path.join(MNT_SHARED if disk == "shared" else MNT_LOCAL, name + ".qcow2")
         disk_xml = """<disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2' cache='none'/>
+      <driver name='qemu' type='qcow2' cache='{cache}'/>
       <source file='{path}'/>
       <target dev='vda' bus='virtio'/>
-    </disk>""".format(path=path)
+    </disk>""".format(path=path, cache=disk_cache)
     elif disk != "none":
         raise LabError("disk must be nbd, shared, local or none")
     ip4 = routed_ip(index) if routed else guest_ip(index)

@@ -1,9 +1,9 @@
 """The migrate module refuses bad input before anything happens."""
-from ansible_collections.vmmigration.libvirt.plugins.modules import migrate
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as migrate
 
 
 def params(**kw):
-    p = {k: v.get("default") for k, v in migrate.argument_spec().items()}
+    p = {k: v.get("default") for k, v in migrate.migration_argspec().items()}
     p.update(domain="g", dest_uri="qemu+tcp://h2/system")
     p.update(kw)
     return p

@@ -1,0 +1,53 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""evacuation_status with follow=true: runs the module again and again on the drained host and
+prints its progress lines on the controller as they change, until the drain ends (one task, no
+minutes of silence)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import time
+
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+display = Display()
+
+MODULE = 'vmmigration.libvirt.evacuation_status'
+
+
+class ActionModule(ActionBase):
+    """Follow a drain's progress from the controller."""
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        args = dict(self._task.args)
+        if not args.get('follow'):
+            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+            return result
+        timeout = float(args.get('follow_timeout_s') or 86400)
+        if not args.get('wait_s'):
+            args['wait_s'] = 10
+        started = time.monotonic()
+        host = task_vars.get('inventory_hostname') if task_vars else ''
+        last, res = None, {}
+        while True:
+            res = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
+            if res.get('failed'):
+                break
+            lines = res.get('lines') or []
+            if lines != last:
+                display.display('\n'.join('[%s] %s' % (host, line) for line in lines))
+                last = lines
+            elapsed = time.monotonic() - started
+            if res.get('state') in ('finished', 'dead') or elapsed > timeout:
+                break
+            if res.get('state') == 'absent' and elapsed > float(args.get('absent_timeout_s') or 120):
+                break
+        result.update(res)
+        return result

@@ -1,0 +1,62 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+
+class ModuleDocFragment:  # pylint: disable=too-few-public-methods
+    """The evacuation plan's options (evacuation_plan and evacuate)."""
+
+    DOCUMENTATION = r'''
+options:
+  destinations:
+    description: Candidate destinations - a name (inventory host) and the libvirt URI reaching it from where the module runs.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Name of the destination.
+        type: str
+        required: true
+      uri:
+        description: libvirt URI of the destination.
+        type: str
+        required: true
+  domains:
+    description: Domains to move. Default - every active domain of the source.
+    type: list
+    elements: str
+  headroom_mib:
+    description: Memory to keep free on every destination.
+    type: int
+    default: 1024
+  anti_affinity:
+    description: Groups of VMs that must not share a host - a mapping of group name to VM names.
+    type: dict
+    default: {}
+  pinned:
+    description: Operator-chosen destinations - a mapping of VM name to destination name.
+    type: dict
+    default: {}
+  rate_mibps:
+    description: Expected transfer rate of one migration, for the time prediction.
+    type: int
+    default: 1000
+  max_outbound:
+    description: Migrations out of the source at once.
+    type: int
+    default: 2
+  max_inbound:
+    description: Migrations into one destination at once.
+    type: int
+    default: 2
+  max_total:
+    description: Migrations at once overall.
+    type: int
+    default: 4
+'''

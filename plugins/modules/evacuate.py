@@ -1,0 +1,253 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+DOCUMENTATION = r'''
+---
+module: evacuate
+short_description: Drain a hypervisor - move every VM away under concurrency limits, verify, report
+version_added: 0.1.0
+description:
+  - Runs on the hypervisor to drain (O(uri)). Plans like M(vmmigration.libvirt.evacuation_plan), then runs
+    the moves in parallel threads, longest first, never more than O(max_outbound) (and O(max_total)) at
+    once and never more than O(max_inbound) into one destination. Each live migration is
+    M(vmmigration.libvirt.migrate)'s engine (with O(migrate_options)), with O(per_vm_timeout_s) as its hard
+    deadline; each cold one is M(vmmigration.libvirt.cold_migrate)'s (with O(cold_options)).
+  - VMs that can only move cold follow O(non_live_policy) - V(skip) (left running, reported), V(shutdown)
+    (shut down on the source) or V(cold) (cold-migrated). VMs no destination can take are left and reported.
+  - One VM failing does not stop the others unless O(stop_on_failure); after O(timeout_s) no new move starts.
+    A failed live migration is rolled back by the engine - the VM keeps running on the source.
+  - Progress goes to O(status_file) (read it with M(vmmigration.libvirt.evacuation_status)); every plan,
+    start, end and shutdown is appended to O(journal) as one JSON line, so an interrupted run can be
+    read back, resumed (run again - what is still on the source is planned anew) or rolled back.
+  - After the drain the source's running domains are compared with what the policy left there.
+author:
+  - vmmigration.libvirt developers (@vmmigration)
+extends_documentation_fragment:
+  - vmmigration.libvirt.connection
+  - vmmigration.libvirt.attributes
+  - vmmigration.libvirt.evacuation
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Returns the plan (destinations, methods, predicted times, refusals) and moves nothing.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details:
+      - A host with nothing left to move reports no change.
+options:
+  non_live_policy:
+    description: What to do with VMs that cannot live-migrate anywhere but could move cold.
+    type: str
+    choices: [skip, shutdown, cold]
+    default: skip
+  per_vm_timeout_s:
+    description: Hard deadline of each live migration (the engine then aborts it, leaving the VM on the source).
+    type: float
+    default: 600
+  timeout_s:
+    description: After this many seconds no new migration starts (running ones finish or hit their own deadline).
+    type: float
+    default: 3600
+  stop_on_failure:
+    description: Start no new migration after one failed.
+    type: bool
+    default: false
+  announce:
+    description: Have QEMU announce each moved VM's NICs again on the destination (QMP announce-self through libvirt).
+    type: bool
+    default: true
+  migrate_options:
+    description:
+      - Options of the live migrations, as M(vmmigration.libvirt.migrate) takes them (for example
+        V(allow_postcopy), V(bandwidth_mibps), V(max_downtime_ms), V(completion)); the rest keep that module's defaults.
+    type: dict
+    default: {}
+  cold_options:
+    description: Options of the cold migrations, as M(vmmigration.libvirt.cold_migrate) takes them.
+    type: dict
+    default: {}
+  journal:
+    description: Journal file on this host (JSON lines, appended). Also the lock against two drains at once.
+    type: path
+  status_file:
+    description: Progress file on this host, rewritten while the drain runs.
+    type: path
+  source_name:
+    description: Name of the source in the report (for example its inventory name). Default - O(uri).
+    type: str
+  rollback:
+    description:
+      - Instead of draining, bring back every VM that O(journal) says a drain moved away and no rollback has
+        brought back yet, each from where it went (the URI the drain used), under the same limits.
+      - Needs O(journal) and O(return_uri).
+    type: bool
+    default: false
+  return_uri:
+    description: This host's libvirt URI as the destinations reach it (the target of the migrations back).
+    type: str
+'''
+
+EXAMPLES = r'''
+- name: Drain hv1 onto hv2 and hv3, cold-migrating what cannot move live
+  vmmigration.libvirt.evacuate:
+    destinations:
+      - {name: hv2, uri: qemu+tcp://hv2.example.com/system}
+      - {name: hv3, uri: qemu+tcp://hv3.example.com/system}
+    non_live_policy: cold
+    max_outbound: 2
+    max_inbound: 1
+    migrate_options:
+      allow_postcopy: true
+      max_downtime_ms: 300
+    journal: /var/lib/vmmigration/evacuate.journal
+    status_file: /run/vmmigration-evacuate.json
+  delegate_to: hv1
+  async: 7200
+  poll: 0
+  register: drain
+'''
+
+RETURN = r'''
+state:
+  description:
+    - V(planned) (check mode), V(evacuated) (no VM runs on the source), V(partial) or V(nothing_moved);
+      with O(rollback), V(rolled_back) or V(nothing_moved).
+  returned: always
+  type: str
+plan:
+  description: The plan, as M(vmmigration.libvirt.evacuation_plan) returns it.
+  returned: always
+  type: dict
+to_do:
+  description: How many VMs the run moves or shuts down (0 - nothing to do).
+  returned: always
+  type: int
+plan_lines:
+  description: The plan as readable lines, with what the policy does to VMs that can only move cold.
+  returned: always
+  type: list
+  elements: str
+results:
+  description:
+    - One entry per VM moved or tried - name, destination, method, state, strategy, total_time_s,
+      downtime_ms, bytes_transferred, postcopy, paused, error, start_s and end_s (from the drain's start),
+      and the engine's decisions.
+  returned: when the drain ran
+  type: list
+  elements: dict
+left:
+  description: VMs not moved - name, action (skip, shutdown, not_started), reason, and the shutdown's result.
+  returned: always
+  type: list
+  elements: dict
+failed_vms:
+  description: VMs whose move failed (each rolled back to the source).
+  returned: when the drain ran
+  type: list
+  elements: str
+still_running_on_source:
+  description: Domains running on the source after the drain.
+  returned: when the drain ran
+  type: list
+  elements: str
+verified:
+  description: Whether what still runs on the source is exactly what the policy and failures left there.
+  returned: when the drain ran
+  type: bool
+wall_s:
+  description: Seconds the drain took.
+  returned: when the drain ran
+  type: float
+report:
+  description: The report as text lines (RV(report.table)) and as an HTML page with a timeline of the migrations (RV(report.html)).
+  returned: when the drain ran
+  type: dict
+  contains:
+    table:
+      description: One aligned line per VM - destination, method, strategy, state, start, time, downtime, MiB moved.
+      type: list
+      elements: str
+    html:
+      description: A self-contained HTML page with an SVG timeline.
+      type: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+    CONNECTION_ARGSPEC,
+    ClientCache,
+    libvirt_session,
+    require_libvirt,
+)
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import (
+    NON_LIVE_POLICIES,
+    PLAN_ARGSPEC,
+    Evacuation,
+    EvacuationRunning,
+    validate_plan_options,
+)
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (
+    migration_argspec,
+    option_defaults,
+    start_event_loop,
+    validate,
+)
+
+
+def main():
+    argument_spec = dict(
+        non_live_policy=dict(type='str', choices=list(NON_LIVE_POLICIES), default='skip'),
+        per_vm_timeout_s=dict(type='float', default=600),
+        timeout_s=dict(type='float', default=3600),
+        stop_on_failure=dict(type='bool', default=False),
+        announce=dict(type='bool', default=True),
+        migrate_options=dict(type='dict', default={}),
+        cold_options=dict(type='dict', default={}),
+        journal=dict(type='path'),
+        status_file=dict(type='path'),
+        source_name=dict(type='str'),
+        rollback=dict(type='bool', default=False),
+        return_uri=dict(type='str'),
+    )
+    argument_spec.update(PLAN_ARGSPEC)
+    argument_spec.update(CONNECTION_ARGSPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    require_libvirt(module)
+    problems = validate_plan_options(p)
+    live_spec = migration_argspec()
+    unknown = sorted(set(p['migrate_options']) - set(live_spec)) + sorted(set(p['cold_options']) - set(COLD_ARGSPEC))
+    if unknown:
+        problems.append('unknown migrate_options / cold_options: %s' % ', '.join(unknown))
+    else:
+        live = option_defaults(live_spec)
+        live.update(p['migrate_options'])
+        problems += ['migrate_options: %s' % x for x in validate(live)]
+    if p['rollback'] and not (p['journal'] and p['return_uri']):
+        problems.append('rollback needs journal and return_uri')
+    if p['per_vm_timeout_s'] <= 0 or p['timeout_s'] <= 0:
+        problems.append('per_vm_timeout_s and timeout_s must be greater than 0')
+    if problems:
+        module.fail_json(msg='; '.join(problems))
+    start_event_loop()
+    with libvirt_session(module, errors=(EvacuationRunning,)) as cache:
+        cache.get(p['uri']).host_uuid()
+        result = Evacuation(cache, p, lambda: ClientCache(p['connect_retries'], p['connect_retry_delay'])).run(
+            check_mode=module.check_mode)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

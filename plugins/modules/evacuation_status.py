@@ -1,0 +1,139 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+DOCUMENTATION = r'''
+---
+module: evacuation_status
+short_description: Progress of a running drain - which VM is moving, how far along, what is done
+version_added: 0.1.0
+description:
+  - Reads the O(vmmigration.libvirt.evacuate#module:status_file) of a drain, on the host running it,
+    waiting up to O(wait_s) for it to change, and returns it with readable progress lines.
+  - Tells whether the drain's process is still alive, so that a playbook run again after an interruption
+    can wait for a drain still running instead of starting a second one.
+  - Read-only.
+author:
+  - vmmigration.libvirt developers (@vmmigration)
+extends_documentation_fragment:
+  - vmmigration.libvirt.attributes
+  - vmmigration.libvirt.attributes.info_module
+attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+options:
+  status_file:
+    description: The drain's status file.
+    type: path
+    required: true
+  wait_s:
+    description: Wait up to this many seconds for the status to change (a VM starts, ends or moves on 10%).
+    type: float
+    default: 0
+  follow:
+    description:
+      - Keep reading until the drain ends, printing the progress lines on the controller whenever they
+        change (done by the action plugin; each read waits up to O(wait_s), 10 s when not set).
+    type: bool
+    default: false
+  follow_timeout_s:
+    description: With O(follow), stop following after this many seconds.
+    type: float
+    default: 86400
+  absent_timeout_s:
+    description: With O(follow), stop when no status file appeared within this many seconds.
+    type: float
+    default: 120
+'''
+
+EXAMPLES = r'''
+- name: Show how the drain goes
+  vmmigration.libvirt.evacuation_status:
+    status_file: /run/vmmigration-evacuate.json
+    wait_s: 5
+  register: progress
+
+- name: Follow it to its end, printing progress on the controller
+  vmmigration.libvirt.evacuation_status:
+    status_file: /run/vmmigration-evacuate.json
+    follow: true
+'''
+
+RETURN = r'''
+state:
+  description: V(running), V(finished), V(absent) (no status file) or V(dead) (the drain's process ended without finishing).
+  returned: always
+  type: str
+status:
+  description: The status file's content - running (with phase and percent), done, pending, left, elapsed_s.
+  returned: when the file exists
+  type: dict
+lines:
+  description: The progress as readable lines.
+  returned: always
+  type: list
+  elements: str
+'''
+
+import json
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import pid_alive
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import progress_lines
+
+
+def read(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (IOError, OSError, ValueError):
+        return None
+
+
+def signature(status):
+    """What counts as a change worth showing: VMs starting or ending, and each 10% of progress."""
+    if not status:
+        return None
+    return (status.get('state'), tuple(d['name'] for d in status.get('done') or []),
+            tuple((r['name'], r.get('phase'), int((r.get('percent') or 0) // 10)) for r in status.get('running') or []))
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        status_file=dict(type='path', required=True),
+        wait_s=dict(type='float', default=0),
+        follow=dict(type='bool', default=False),
+        follow_timeout_s=dict(type='float', default=86400),
+        absent_timeout_s=dict(type='float', default=120),
+    ), supports_check_mode=True)
+    p = module.params
+    status = read(p['status_file'])
+    first = signature(status)
+    deadline = time.monotonic() + max(0.0, p['wait_s'])
+    while time.monotonic() < deadline and (status is None or status.get('state') != 'finished'):
+        time.sleep(0.25)
+        status = read(p['status_file'])
+        if signature(status) != first:
+            break
+    if status is None:
+        module.exit_json(changed=False, state='absent', lines=['no evacuation status at %s' % p['status_file']])
+    state = status.get('state')
+    if state != 'finished' and not pid_alive(status.get('pid')):
+        # the file's writer may have finished between the reads
+        again = read(p['status_file'])
+        status = again or status
+        state = status.get('state') if status.get('state') == 'finished' else 'dead'
+    module.exit_json(changed=False, state=state, status=status, lines=progress_lines(status))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,113 @@
+"""The drain's pure parts: admission under the limits, the policy split, the journal, the report."""
+import json
+
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
+
+LIMITS = {"max_outbound": 2, "max_inbound": 1, "max_total": 4}
+
+
+def mv(name, dest, method="live"):
+    return {"name": name, "destination": dest, "method": method}
+
+
+def test_admit_honours_outbound_inbound_and_total():
+    pending = [mv("a", "h2"), mv("b", "h2"), mv("c", "h3")]
+    assert E.admit(pending, [], LIMITS)["name"] == "a"
+    # h2 has its one inbound slot taken: the next that fits is c, to h3
+    assert E.admit(pending[1:], [mv("a", "h2")], LIMITS)["name"] == "c"
+    # two out of the source already
+    assert E.admit(pending[1:], [mv("a", "h2"), mv("c", "h3")], LIMITS) is None
+    # the global limit below the outbound one
+    assert E.admit(pending, [mv("x", "h4")], dict(LIMITS, max_total=1)) is None
+    assert E.admit([], [], LIMITS) is None
+
+
+def test_split_plan_by_policy():
+    plan = {"moves": [mv("a", "h2"), mv("c", "h3", "cold")], "left": {"z": "no host fits: not enough memory"}}
+    run, left = E.split_plan(plan, "skip")
+    assert [m["name"] for m in run] == ["a"]
+    assert [(x["name"], x["action"]) for x in left] == [("c", "skip"), ("z", "skip")]
+    assert "only a cold migration" in left[0]["reason"]
+    run, left = E.split_plan(plan, "shutdown")
+    assert [(x["name"], x["action"]) for x in left] == [("c", "shutdown"), ("z", "skip")]
+    run, left = E.split_plan(plan, "cold")
+    assert [m["name"] for m in run] == ["a", "c"] and [x["name"] for x in left] == ["z"]
+
+
+def test_journal_survives_a_torn_line(tmp_path):
+    path = str(tmp_path / "j")
+    E.journal_append(path, {"event": "plan"})
+    E.journal_append(path, {"event": "start", "vm": "a"})
+    with open(path, "a") as f:
+        f.write('{"event": "end", "vm"')      # the controller died mid-write
+    assert [e["event"] for e in E.read_journal(path)] == ["plan", "start"]
+    assert E.read_journal(str(tmp_path / "missing")) == []
+
+
+def end(vm, state, rollback=False, dest="h2", method="live"):
+    return {"event": "end", "vm": vm, "rollback": rollback,
+            "result": {"state": state, "destination": dest, "method": method}}
+
+
+def test_rollback_moves_from_the_journal():
+    journal = [
+        {"event": "start", "vm": "a", "uri": "qemu+tcp://h2/system", "destination": "h2"},
+        {"event": "start", "vm": "b", "uri": "qemu+tcp://h3/system", "destination": "h3"},
+        {"event": "start", "vm": "c", "uri": "qemu+tcp://h2/system", "destination": "h2"},
+        end("a", "migrated"), end("b", "migrated", dest="h3", method="cold"), end("c", "rolled_back"),
+    ]
+    back = E.rollback_moves(journal, "h1")
+    assert [(m["name"], m["from_uri"], m["method"], m["destination"]) for m in back] == [
+        ("a", "qemu+tcp://h2/system", "live", "h1"), ("b", "qemu+tcp://h3/system", "cold", "h1")]
+    # a rollback that brought a back: only b is still away; a second drain of a counts again
+    journal.append(dict(end("a", "migrated", rollback=True)))
+    assert [m["name"] for m in E.rollback_moves(journal, "h1")] == ["b"]
+    journal += [{"event": "start", "vm": "a", "uri": "qemu+tcp://h3/system"}, end("a", "migrated", dest="h3")]
+    assert [(m["name"], m["from_uri"]) for m in E.rollback_moves(journal, "h1")] == [
+        ("a", "qemu+tcp://h3/system"), ("b", "qemu+tcp://h3/system")]
+
+
+def test_validate_plan_options():
+    p = {"rate_mibps": 0, "max_outbound": 1, "max_inbound": 1, "max_total": 1, "headroom_mib": -1,
+         "destinations": [{"name": "h2"}, {"name": "h2"}], "pinned": {"a": "h9"}}
+    problems = E.validate_plan_options(p)
+    assert problems == ["rate_mibps must be at least 1 (got 0)", "headroom_mib must not be negative (got -1)",
+                        "destination names must be unique", "pinned to hosts that are not destinations: h9"]
+
+
+RESULTS = [
+    {"name": "a", "destination": "h2", "method": "live", "strategy": "precopy", "state": "migrated",
+     "start_s": 0.0, "end_s": 3.0, "total_time_s": 2.9, "downtime_ms": 80, "bytes_transferred": 3 * 1048576,
+     "error": None},
+    {"name": "b<x>", "destination": "h3", "method": "cold", "strategy": None, "state": "rolled_back",
+     "start_s": 1.0, "end_s": 6.0, "total_time_s": None, "downtime_ms": None, "bytes_transferred": None,
+     "error": "disk full"},
+]
+
+
+def test_report_table_and_timeline():
+    lines = R.table(RESULTS, [{"name": "z", "action": "skip", "reason": "no host fits"}])
+    assert lines[0].split() == ["VM", "TO", "METHOD", "STRATEGY", "STATE", "START", "TIME", "DOWNTIME", "MOVED"]
+    assert lines[1].split() == ["a", "h2", "live", "precopy", "migrated", "0.0", "s", "2.9", "s", "80", "ms", "3.0",
+                                "MiB"]
+    assert lines[-2] == "b<x> failed: disk full" and lines[-1] == "z not moved (skip): no host fits"
+    html = R.timeline_html(RESULTS, "Evacuation of h1")
+    assert html.count("<rect") == 3   # two bars, one downtime tick (a paused 80 ms)
+    assert "b&lt;x&gt; -&gt; h3" in html and "#c0392b" in html and "<script" not in html
+
+
+def test_progress_and_plan_lines():
+    status = {"state": "running", "total": 3, "elapsed_s": 4.2, "predicted_total_s": 9.0, "pending": ["c"],
+              "running": [{"name": "a", "destination": "h2", "method": "live", "phase": "migrating",
+                           "percent": 42.0, "elapsed_s": 2.0}],
+              "done": [dict(RESULTS[1])]}
+    lines = R.progress_lines(status)
+    assert lines[0] == "running: 1 of 3 done, 1 running, 1 waiting, 4 s elapsed (predicted 9.0 s)"
+    assert lines[1] == "  moving a -> h2 (live): migrating 42%, 2.0 s"
+    assert lines[2].endswith("- disk full")
+    plan = {"moves": [dict(mv("a", "h2"), memory_mib=256, start_s=0.0, end_s=2.3)], "left": {"z": "why"},
+            "predicted_total_s": 2.3}
+    assert R.plan_lines(plan, "h1") == ["plan for h1: 1 to move, 1 left, predicted 2.3 s",
+                                        "  a -> h2 (live, 256 MiB): 0.0-2.3 s", "  z stays: why"]
+    assert json.dumps(R.progress_lines(None)) == '["no evacuation status yet"]'
