@@ -144,3 +144,32 @@ def test_routed(lab, figures):
     figures["routed_fast_advertisement_first_reply_ms"] = round(first * 1000, 1)
     assert L.guest_status(g["ip"], ns="rtr") is not None and ping6("rtr", g["ip6"])
     L.virsh("h2", "destroy", "rt1")
+
+
+def test_migrate_vm_role_routed(lab, figures):
+    """The migrate_vm playbook (role) with activation and verification in the routed design: the
+    addresses found on the source, routes and proxy-NDP entries moved, the host's MAC announced, the
+    guest answering from beyond the router; a second run changes nothing."""
+    L.routed_up()
+    g = L.define_guest("rt2", "h1", disk="none", routed=True)
+    L.wait_guest(g["ip"], ns="rtr")
+    assert ping6("rtr", g["ip6"])
+    before = L.guest_status(g["ip"], ns="rtr")
+    extra = {"vm": "rt2", "source": "h1", "destination": "h2", "migrate_vm_advertise": True,
+             "migrate_vm_advertise_methods": ["route", "garp", "unsolicited_na"],
+             "migrate_vm_advertise_sender_mac": "host", "migrate_vm_announce_interface": "br0",
+             "migrate_vm_route_bridge": "br2", "migrate_vm_proxy_ndp": True, "migrate_vm_verify_from": "localhost",
+             "migrate_vm_options": {"memory_reserve_mib": 64}, "result_file": L.state_path("result-rt2.json")}
+    playbook = os.path.join(L.TOP, "playbooks", "migrate_vm.yml")
+    p = L.playbook(playbook, extra_vars=extra)
+    assert p.returncode == 0, p.stdout[-6000:]
+    assert "answering " in p.stdout and "s after the move" in p.stdout
+    assert L.host_routes("h1") == {}
+    assert L.host_routes("h2") == {g["ip"] + "/32": "br2", g["ip6"] + "/128": "br2"}
+    after = L.guest_status(g["ip"], ns="rtr")
+    assert after is not None and after["boot_id"] == before["boot_id"]
+    assert ping6("rtr", g["ip6"])
+    again = L.playbook(playbook, extra_vars=dict((k, v) for k, v in extra.items() if k != "result_file"))
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert "changed=0" in again.stdout.split("PLAY RECAP")[-1], again.stdout[-3000:]
+    L.virsh("h2", "destroy", "rt2")
