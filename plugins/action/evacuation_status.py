@@ -35,14 +35,17 @@ class ActionModule(ActionBase):
             args['wait_s'] = 10
         started = time.monotonic()
         host = task_vars.get('inventory_hostname') if task_vars else ''
-        last, res = None, {}
+        last, res, shown = None, {}, set()
         while True:
             res = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
             if res.get('failed'):
                 break
             lines = res.get('lines') or []
             if lines != last:
-                display.display('\n'.join('[%s] %s' % (host, line) for line in lines))
+                # a VM's "done" line is shown once; the summary and the running VMs at every change
+                fresh = [line for line in lines if not (line.startswith('  done ') and line in shown)]
+                shown.update(lines)
+                display.display('\n'.join('[%s] %s' % (host, line) for line in fresh))
                 last = lines
             elapsed = time.monotonic() - started
             if res.get('state') in ('finished', 'dead') or elapsed > timeout:

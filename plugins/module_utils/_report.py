@@ -59,9 +59,9 @@ def progress_lines(status):
         len(status.get('running') or []), len(status.get('pending') or []), status.get('elapsed_s') or 0,
         _fmt(status.get('predicted_total_s')))]
     for r in status.get('running') or []:
-        lines.append('  moving %s -> %s (%s): %s %s%%, %s s' % (
-            r['name'], r['destination'], r['method'], r.get('phase'), _fmt(r.get('percent'), '', 0),
-            _fmt(r.get('elapsed_s'))))
+        done = ' %s%%' % _fmt(r.get('percent'), '', 0) if r.get('percent') is not None else ''
+        lines.append('  moving %s -> %s (%s): %s%s, %s s' % (
+            r['name'], r['destination'], r['method'], r.get('phase'), done, _fmt(r.get('elapsed_s'))))
     for r in status.get('done') or []:
         lines.append('  done %s -> %s: %s in %s, downtime %s%s' % (
             r['name'], r['destination'], r['state'], _fmt(r.get('total_time_s'), ' s'),

@@ -1,9 +1,9 @@
-"""The main job, lab edition: bring the lab up, boot two guests on h1 (one idle, one rewriting
-64 MiB of memory flat out), live-migrate each to h2 with the collection's playbook
-(vmmigration.libvirt.migrate_vm) while the client namespace pings it at 100 Hz and reads its
-integrity counters, print what the client saw, and tear the lab down (always).
-
-Until the evacuation role exists (issue 6) this migrates VM by VM."""
+"""The main job, lab edition: bring the lab up with six guests on h1 - idle, memory-dirtying, on a
+shared network disk (NBD), on a shared file disk, on a local disk that needs a storage copy, and one
+that cannot live-migrate (host page cache on shared storage) - and drain h1 with the collection's
+playbook (vmmigration.libvirt.evacuate_host, non-live policy 'cold') while the client namespace pings
+every guest and reads its integrity counters; print the drain's report and what each guest saw, and
+tear the lab down (always)."""
 import json
 import os
 import sys
@@ -12,11 +12,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
 
-PLAYBOOK = os.path.join(L.TOP, "playbooks", "migrate_vm.yml")
+PLAYBOOK = os.path.join(L.TOP, "playbooks", "evacuate_host.yml")
 GUESTS = [
-    ("demo-idle", dict(disk="nbd"), {}),
-    ("demo-busy", dict(disk="nbd", mem_workload_mib=64, mem_rate=0),
-     {"allow_postcopy": True, "bandwidth_mibps": 32}),
+    ("demo-idle", dict(disk="nbd", memory_mib=128)),
+    ("demo-busy", dict(disk="nbd", memory_mib=192, mem_workload_mib=64, mem_rate=24)),
+    ("demo-nbd", dict(disk="nbd", memory_mib=128)),
+    ("demo-shared", dict(disk="shared", memory_mib=128)),
+    ("demo-local", dict(disk="local", memory_mib=128)),
+    ("demo-cache", dict(disk="shared", memory_mib=128, disk_cache="writeback")),
 ]
 
 
@@ -24,56 +27,82 @@ def main():
     if L.load_state():
         print("a lab is already up; run 'tests/lab/lab down' first", file=sys.stderr)
         return 1
-    rows, ok = [], True
+    ok = True
     try:
         st = L.up(3)
         t0 = time.monotonic()
-        for name, kw, _opts in GUESTS:
+        for name, kw in GUESTS:
             L.define_guest(name, "h1", **kw)
-        for name, _kw, _opts in GUESTS:
-            L.wait_guest(L.load_state()["guests"][name]["ip"])
+        guests = L.load_state()["guests"]
+        for name, _kw in GUESTS:
+            L.wait_guest(guests[name]["ip"])
         boot = time.monotonic() - t0
         time.sleep(1)
-        for name, _kw, opts in GUESTS:
-            g = L.load_state()["guests"][name]
-            before = L.guest_status(g["ip"])
-            result_file = L.state_path("demo-%s.json" % name)
-            with L.Blackout(g["ip"], hz=100) as probe:
-                p = L.playbook(PLAYBOOK, extra_vars=dict(vm=name, source="h1", destination="h2",
-                                                         result_file=result_file, **opts))
-            time.sleep(1)
+        before = dict((n, L.guest_status(guests[n]["ip"])) for n, _kw in GUESTS)
+        reports = L.state_path("reports")
+        extra = {"source": "h1", "evacuate_host_non_live_policy": "cold", "evacuate_host_max_outbound": 2,
+                 "evacuate_host_max_inbound": 1, "evacuate_host_headroom_mib": 64,
+                 "evacuate_host_state_dir": L.state_path("evac-state"), "evacuate_host_report_dir": reports,
+                 "evacuate_host_progress_interval_s": 2,
+                 "evacuate_host_migrate_options": {"memory_reserve_mib": 64, "allow_postcopy": True},
+                 "evacuate_host_cold_options": {"memory_reserve_mib": 64, "shutdown_timeout_s": 30}}
+        probes = [L.Blackout(guests[n]["ip"], hz=20) for n, _kw in GUESTS]
+        for pr in probes:
+            pr.__enter__()
+        t1 = time.monotonic()
+        try:
+            p = L.playbook(PLAYBOOK, extra_vars=extra)
+        finally:
+            wall = time.monotonic() - t1
+            for pr in probes:
+                pr.__exit__(None, None, None)
+        print(p.stdout[p.stdout.find("TASK [vmmigration.libvirt.evacuate_host : Progress]"):].split("TASK [")[1]
+              if "Progress]" in p.stdout else p.stdout[-4000:])
+        if p.returncode != 0:
+            print(p.stdout[-6000:])
+            ok = False
+        try:
+            with open(os.path.join(reports, "h1", "report.json")) as f:
+                report = json.load(f)
+        except (IOError, ValueError):
+            report = {"results": [], "report": {"table": []}}
+        time.sleep(1)
+        print("lab up %.1f s; six guests booted and answering in %.1f s (TCG)" % (st["up_seconds"], boot))
+        print("drain of h1 with vmmigration.libvirt.evacuate_host: playbook %.1f s, drain %s s" % (
+            wall, report.get("wall_s")))
+        print()
+        for line in report.get("report", {}).get("table", []):
+            print(line)
+        print()
+        print("what each guest saw (the client pinged each at 20 Hz and read its counters):")
+        print("%-12s %-18s %14s %9s %22s %10s  %s" % ("vm", "method", "client gap ms", "lost", "disk counter",
+                                                    "bad words", "verdict"))
+        results = dict((r["name"], r) for r in report.get("results", []))
+        for (name, _kw), pr in zip(GUESTS, probes):
+            g = guests[name]
             try:
                 after = L.wait_guest(g["ip"], timeout=30)
             except L.LabError:
                 after = None
-            if p.returncode != 0:
-                print(p.stdout[-3000:])
-                ok = False
-                continue
-            with open(result_file) as f:
-                r = json.load(f)
-            good = (after is not None and after["boot_id"] == before["boot_id"] and after.get("mem_bad_words", 0) == 0
-                    and after["disk_gaps"] == 0 and after["disk_seq"] > before["disk_seq"])
+            r = results.get(name, {})
+            b = before[name]
+            if r.get("method") == "cold":
+                good = after is not None and r.get("state") == "migrated"
+                verdict = "restarted on %s (cold, as the policy says)" % r.get("destination") if good else "PROBLEM"
+            else:
+                good = (after is not None and after["boot_id"] == b["boot_id"] and after.get("mem_bad_words", 0) == 0
+                        and after.get("disk_gaps", 0) == 0 and r.get("state") == "migrated")
+                verdict = "kept running on %s" % r.get("destination") if good else "PROBLEM"
             ok = ok and good
             if not good:
-                print("%s after the migration: %s\nconsole:\n%s" % (name, after, L.console_log(name)))
-            rows.append((name, r, probe.result, before, after, good))
+                print("%s after the drain: %s\nconsole:\n%s" % (name, after, L.console_log(name)[-3000:]))
+            print("%-12s %-18s %14.0f %5d/%-4d %10s -> %-8s %10s  %s" % (
+                name, r.get("method", "-"), pr.result.get("max_gap_ms", -1), pr.result.get("lost", -1),
+                pr.result.get("sent", -1), b.get("disk_seq", "-"), after.get("disk_seq", "-") if after else "-",
+                after.get("mem_bad_words", 0) if after else "?", verdict))
         print()
-        print("lab up %.1f s; two guests booted and answering in %.1f s (TCG)" % (st["up_seconds"], boot))
-        print("live migration h1 -> h2 with vmmigration.libvirt.migrate_vm; the client pinged each guest at 100 Hz")
-        print()
-        print("%-10s %-9s %8s %12s %14s %9s %22s %10s" % ("vm", "strategy", "total s", "downtime ms",
-                                                          "client gap ms", "lost", "disk counter", "bad words"))
-        for name, r, pr, before, after, good in rows:
-            print("%-10s %-9s %8.2f %12s %14.0f %5d/%-4d %10d -> %-8d %10s%s" % (
-                name, r["plan"]["strategy"], r["total_time_s"], r["downtime_ms"], pr["max_gap_ms"], pr["lost"],
-                pr["sent"], before["disk_seq"], after["disk_seq"] if after else -1,
-                after.get("mem_bad_words", 0) if after else "?", "" if good else "  <-- PROBLEM"))
-        print()
-        for name, r, _pr, _b, _a, _g in rows:
-            print("%s: %s" % (name, r["plan"]["reason"]))
-            for d in r["decisions"]:
-                print("   +%6.2f s  %-14s %s" % (d["t"], d["action"], d["reason"]))
+        print("h1 runs now: %s" % (", ".join(report.get("still_running_on_source") or []) or "nothing"))
+        print("report, HTML timeline and journal: %s (removed with the lab)" % os.path.join(reports, "h1"))
         return 0 if ok else 1
     finally:
         L.down()

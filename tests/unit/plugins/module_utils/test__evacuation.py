@@ -106,6 +106,8 @@ def test_progress_and_plan_lines():
     assert lines[0] == "running: 1 of 3 done, 1 running, 1 waiting, 4 s elapsed (predicted 9.0 s)"
     assert lines[1] == "  moving a -> h2 (live): migrating 42%, 2.0 s"
     assert lines[2].endswith("- disk full")
+    status["running"][0].update(phase="starting", percent=None)
+    assert R.progress_lines(status)[1] == "  moving a -> h2 (live): starting, 2.0 s"
     plan = {"moves": [dict(mv("a", "h2"), memory_mib=256, start_s=0.0, end_s=2.3)], "left": {"z": "why"},
             "predicted_total_s": 2.3}
     assert R.plan_lines(plan, "h1") == ["plan for h1: 1 to move, 1 left, predicted 2.3 s",
