@@ -26,9 +26,8 @@ def engine():
     sys.path.insert(0, L.collections_path())
     from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClient  # pylint: disable=import-outside-toplevel
     from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M  # pylint: disable=import-outside-toplevel
-    from ansible_collections.vmmigration.libvirt.plugins.modules.migrate import argument_spec  # pylint: disable=import-outside-toplevel
     M.start_event_loop()
-    defaults = {k: v.get("default") for k, v in argument_spec().items()}
+    defaults = M.option_defaults(M.migration_argspec())
 
     def ours(name, src, dst, **kw):
         opts = dict(defaults, dest_uri=L.tcp_uri(dst), **kw)
