@@ -75,8 +75,8 @@ def main():
             print(line)
         print()
         print("what each guest saw (the client pinged each at 20 Hz and read its counters):")
-        print("%-12s %-18s %14s %9s %22s %10s  %s" % ("vm", "method", "client gap ms", "lost", "disk counter",
-                                                    "bad words", "verdict"))
+        head = ("vm", "method", "client gap ms", "lost", "disk counter", "bad words", "verdict")
+        print("%-12s %-18s %14s %9s %22s %10s  %s" % head)
         results = dict((r["name"], r) for r in report.get("results", []))
         for (name, _kw), pr in zip(GUESTS, probes):
             g = guests[name]

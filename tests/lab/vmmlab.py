@@ -1124,6 +1124,8 @@ def main(argv=None):
     p.add_argument("--no-start", action="store_true")
     p = sub.add_parser("guest-status", help="a guest's status, asked from the client namespace")
     p.add_argument("name")
+    p = sub.add_parser("guest-remove", help="destroy and undefine a guest on every host")
+    p.add_argument("name")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "up":
@@ -1162,6 +1164,9 @@ def main(argv=None):
         elif a.cmd == "guest-status":
             g = load_state()["guests"][a.name]
             print(json.dumps(guest_status(g["ip"]), indent=1))
+        elif a.cmd == "guest-remove":
+            hosts()
+            remove_guest(a.name)
     except LabError as e:
         print("lab: %s" % e, file=sys.stderr)
         return 1
