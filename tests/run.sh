@@ -26,6 +26,9 @@ python -m pytest -q -p no:cacheprovider tests/unit
 stage "ansible-lint (production profile)"
 bash tests/lint.sh
 
+stage "documentation: lint, and the reference generated from the modules and argument specs"
+bash docs/build.sh "$top/tests/output/docs"
+
 stage "lab tests (real libvirtd + QEMU)"
 # each lab's libvirtd and QEMU logs are kept under tests/output/lab-logs for a post-mortem
 export VMMLAB_KEEP_LOGS="$top/tests/output/lab-logs"

@@ -42,7 +42,7 @@ options:
     default: 50
   since:
     description:
-      - An epoch time (for example when the migration ended, RV(vmmigration.libvirt.ip_advertise#module:sent[].time)),
+      - An epoch time (for example when the migration ended, RV(vmmigration.libvirt.migrate#module:running_on_destination_at)),
         to report the time to convergence from then as well. Meaningful when this host's clock agrees with it.
     type: float
   expect_mac:

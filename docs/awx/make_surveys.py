@@ -1,0 +1,73 @@
+"""AWX / Automation Controller survey specs generated from the roles' argument specs (AWX does not
+read argument specs itself), so that the two are never written twice.
+
+  python docs/awx/make_surveys.py          # (re)write docs/awx/surveys/<role>.json
+  python docs/awx/make_surveys.py --check  # exit 1 when a survey is out of date
+
+Types: str -> text (multiplechoice with choices), int -> integer, float -> float, bool -> a
+true/false choice, lists of choices -> multiselect, other lists and dicts -> textarea (YAML or JSON,
+which the role's argument spec converts and validates at run time).
+"""
+import json
+import os
+import sys
+
+import yaml
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.join(TOP, "docs", "awx", "surveys")
+
+
+def question(role, name, spec):
+    desc = spec.get("description", "")
+    desc = " ".join(desc) if isinstance(desc, list) else desc
+    short = name[len(role) + 1:] if name.startswith(role + "_") else name
+    q = {"variable": name, "question_name": short.replace("_", " ").capitalize(),
+         "question_description": desc, "required": bool(spec.get("required"))}
+    kind = spec.get("type", "str")
+    default = spec.get("default")
+    if kind == "bool":
+        q.update(type="multiplechoice", choices=["true", "false"],
+                 default="" if default is None else str(bool(default)).lower())
+    elif kind == "int":
+        q.update(type="integer", default="" if default is None else default, min=0, max=2 ** 31 - 1)
+    elif kind == "float":
+        q.update(type="float", default="" if default is None else default, min=0, max=1e9)
+    elif kind == "list" and spec.get("choices"):
+        q.update(type="multiselect", choices=list(spec["choices"]), default="\n".join(default or []))
+    elif kind in ("list", "dict"):
+        q.update(type="textarea", default="" if default in (None, [], {}) else json.dumps(default))
+    elif spec.get("choices"):
+        q.update(type="multiplechoice", choices=list(spec["choices"]), default=default or "")
+    else:
+        q.update(type="text", default=default or "", min=0, max=1024)
+    return q
+
+
+def survey(role):
+    with open(os.path.join(TOP, "roles", role, "meta", "argument_specs.yml")) as f:
+        main = yaml.safe_load(f)["argument_specs"]["main"]
+    return {"name": "vmmigration.libvirt.%s" % role, "description": main["short_description"],
+            "spec": [question(role, n, s) for n, s in main.get("options", {}).items()]}
+
+
+def main(argv):
+    check = "--check" in argv
+    stale = []
+    for role in sorted(os.listdir(os.path.join(TOP, "roles"))):
+        text = json.dumps(survey(role), indent=2, sort_keys=True) + "\n"
+        path = os.path.join(OUT, role + ".json")
+        old = open(path).read() if os.path.exists(path) else None
+        if old != text:
+            stale.append(path)
+            if not check:
+                with open(path, "w") as f:
+                    f.write(text)
+    if check and stale:
+        print("out of date (run python docs/awx/make_surveys.py): %s" % ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,59 @@
+"""AWX artefacts: the surveys are current and valid, and the execution environment's build context
+holds the collection and what it needs (ansible-builder create; building the image needs a container
+registry this machine cannot reach)."""
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(TOP, "docs", "awx"))
+import make_surveys  # noqa: E402  pylint: disable=wrong-import-position
+
+SURVEY_TYPES = {"text", "textarea", "password", "integer", "float", "multiplechoice", "multiselect"}
+
+
+def test_surveys_are_current():
+    assert make_surveys.main(["--check"]) == 0, "run: python docs/awx/make_surveys.py"
+
+
+def test_surveys_cover_every_role_option_with_valid_questions():
+    for role in os.listdir(os.path.join(TOP, "roles")):
+        with open(os.path.join(TOP, "roles", role, "meta", "argument_specs.yml")) as f:
+            options = yaml.safe_load(f)["argument_specs"]["main"]["options"]
+        with open(os.path.join(TOP, "docs", "awx", "surveys", role + ".json")) as f:
+            survey = json.load(f)
+        assert [q["variable"] for q in survey["spec"]] == list(options)
+        for q in survey["spec"]:
+            assert q["type"] in SURVEY_TYPES and q["question_name"] and q["question_description"]
+            if q["type"] in ("multiplechoice", "multiselect"):
+                assert q["choices"] and (q["default"] == "" or all(d in q["choices"] for d in q["default"].split("\n")))
+            assert q["required"] == bool(options[q["variable"]].get("required"))
+    # booleans become a true/false choice, required options required questions
+    migrate_vm = dict((q["variable"], q) for q in make_surveys.survey("migrate_vm")["spec"])
+    assert migrate_vm["migrate_vm_advertise"]["choices"] == ["true", "false"]
+    assert migrate_vm["migrate_vm_domain"]["required"] is True
+
+
+def test_execution_environment_context(tmp_path):
+    env = dict(os.environ, PATH=os.path.join(TOP, ".venv", "bin") + os.pathsep + os.environ["PATH"],
+               CONTEXT_ONLY="1", CONTEXT_DIR=str(tmp_path / "ctx"))
+    subprocess.run(["bash", os.path.join(TOP, "docs", "awx", "build-ee.sh")], env=env, check=True,
+                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ctx = tmp_path / "ctx"
+    assert (ctx / "_build" / "collections" / "vmmigration-libvirt.tar.gz").stat().st_size > 10000
+    build_file = [p for p in ("Containerfile", "Dockerfile") if (ctx / p).exists()][0]
+    text = (ctx / build_file).read_text()
+    assert "ansible-galaxy collection install" in text and "introspect" in text
+    os.unlink(os.path.join(TOP, "docs", "awx", "vmmigration-libvirt.tar.gz"))
+
+
+def test_collection_declares_its_ee_dependencies(tmp_path):
+    coll = tmp_path / "ansible_collections" / "vmmigration"
+    coll.mkdir(parents=True)
+    os.symlink(TOP, str(coll / "libvirt"))
+    out = subprocess.run([os.path.join(TOP, ".venv", "bin", "ansible-builder"), "introspect", str(tmp_path)],
+                         check=True, stdout=subprocess.PIPE, text=True).stdout
+    assert "libvirt-python" in out and "libvirt-dev [platform:dpkg compile]" in out
