@@ -138,3 +138,62 @@ def test_evacuate_host(lab, figures):
     finally:
         for name in names:
             L.remove_guest(name)
+
+
+def test_evacuation_survives_a_lost_controller(lab):
+    """The controller dies mid-drain (ansible-playbook and its SSH connections killed): the drain goes on
+    on the hypervisor; running the playbook again follows it to its end, moves nothing twice, and ends
+    with the host empty and the journal on the controller."""
+    import json
+    import signal
+    import subprocess
+    import time
+    from test_migrate import integrity, where  # pylint: disable=import-outside-toplevel
+    playbook = os.path.join(L.TOP, "playbooks", "evacuate_host.yml")
+    state = L.state_path("evac-lost")
+    reports = L.state_path("reports-lost")
+    extra = {"source": "h1", "evacuate_host_max_outbound": 1, "evacuate_host_headroom_mib": 64,
+             "evacuate_host_state_dir": state, "evacuate_host_report_dir": reports,
+             "evacuate_host_progress_interval_s": 1, "evacuate_host_migrate_options": {"memory_reserve_mib": 64}}
+    names = ["lost_a", "lost_b", "lost_c"]
+    try:
+        for n in names:
+            L.define_guest(n, "h1", disk="nbd", memory_mib=128)
+        ips = dict((n, L.load_state()["guests"][n]["ip"]) for n in names)
+        before = dict((n, L.wait_guest(ips[n])) for n in names)
+        env = L.ansible_env()        # also makes the lab's Ansible directories
+        vars_file = L.state_path("ansible", "tmp", "lost-vars.json")
+        with open(vars_file, "w") as f:
+            json.dump(extra, f)
+        cmd = L.ns_exec("ctl", [os.path.join(L.TOP, ".venv", "bin", "ansible-playbook"), "-i",
+                                L.state_path("inventory.json"), playbook, "-e", "@" + vars_file])
+        first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+        status = os.path.join(state, "evacuate.status.json")
+        deadline = time.monotonic() + 180
+        seen = {}
+        while time.monotonic() < deadline:
+            try:
+                with open(status) as f:
+                    seen = json.load(f)
+            except (IOError, ValueError):
+                seen = {}
+            if seen.get("state") == "running" and seen.get("done"):
+                break
+            time.sleep(0.2)
+        assert seen.get("state") == "running" and seen.get("done"), "the drain never got going: %s" % seen
+        os.killpg(first.pid, signal.SIGKILL)      # the controller is gone
+        first.wait(30)
+        p = L.playbook(playbook, extra_vars=extra)
+        assert p.returncode == 0, p.stdout[-6000:]
+        follow = p.stdout.split("Follow an earlier drain still running")[1].split("TASK [")[0]
+        assert "finished:" in follow, "the second run did not follow the first drain:\n" + p.stdout[-6000:]
+        for n in names:
+            assert where(lab, n) not in ({"h1": "running"}, {}), (n, where(lab, n))
+            integrity(before[n], L.wait_guest(ips[n], timeout=30), n)
+        with open(os.path.join(reports, "h1", "journal.jsonl")) as f:
+            starts = [e["vm"] for e in map(json.loads, f) if e["event"] == "start"]
+        assert sorted(starts) == sorted(names), "each guest moved exactly once: %s" % starts
+    finally:
+        for n in names:
+            L.remove_guest(n)
