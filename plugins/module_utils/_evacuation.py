@@ -22,6 +22,7 @@ import time
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _planner as P
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, recommend
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import write_status as write_json
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
 
 LIVE_METHODS = ('live', 'live_copy_storage', 'offline')
@@ -202,16 +203,10 @@ def pid_alive(pid):
         return False
 
 
-def _write_json(path, data):
+def read_json(path):
+    """A JSON file written by write_json, or None (missing, or caught mid-rename)."""
     if not path:
-        return
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, sort_keys=True)
-    os.rename(tmp, path)
-
-
-def _read_json(path):
+        return None
     try:
         with open(path) as f:
             return json.load(f)
@@ -307,7 +302,7 @@ class Evacuation:
         """The progress file: what runs (with the engine's phase and percent), what ended, what waits."""
         running = []
         for name, move in sorted(self.running.items()):
-            vm = _read_json(self.vm_status_path(name)) or {}
+            vm = read_json(self.vm_status_path(name)) or {}
             running.append({'name': name, 'destination': move['destination'], 'method': move['method'],
                             'phase': vm.get('phase', 'starting'), 'percent': vm.get('percent'),
                             'elapsed_s': round(self.clock() - self.t0 - move['started_s'], 1)})
@@ -340,11 +335,11 @@ class Evacuation:
             return out
         lock = (p.get('journal') or p.get('status_file') or '') + '.lock'
         if lock != '.lock':
-            other = _read_json(lock)
+            other = read_json(lock)
             if other and other.get('pid') != os.getpid() and pid_alive(other.get('pid')):
                 raise EvacuationRunning('an evacuation of this host is already running (pid %s, since %s): '
                                         'wait for it, or watch it with the status file' % (other['pid'], other['since']))
-            _write_json(lock, {'pid': os.getpid(), 'since': self.now()})
+            write_json(lock, {'pid': os.getpid(), 'since': self.now()})
         try:
             return self._drain(plan, to_run, left, uris, out)
         finally:
@@ -394,7 +389,8 @@ class Evacuation:
                 continue
             if stop and not self.running:
                 break
-            _write_json(p.get('status_file'), self.status('running', pending, left, plan))
+            if p.get('status_file'):
+                write_json(p['status_file'], self.status('running', pending, left, plan))
             self.sleep(0.25)
         for t in threads:
             t.join()
@@ -414,20 +410,20 @@ class Evacuation:
                 out['results'], 'Rollback to %s' % (p.get('source_name') or p['uri']))}
             journal_append(p.get('journal'), {'event': 'done', 'time': self.now(), 'state': out['state'],
                                               'rollback': True})
-            _write_json(p.get('status_file'), dict(self.status('finished', [], left, plan)))
+            write_json(p.get('status_file'), dict(self.status('finished', [], left, plan)))
             return out
         expected = sorted(x['name'] for x in left if x['action'] in ('skip', 'not_started')) + \
             sorted(r['name'] for r in self.results if r['error'])
         results = sorted(self.results, key=lambda r: r['start_s'])
         out.update(results=results, left=left, still_running_on_source=still,
-                   verified=sorted(still) == sorted(set(expected)) or set(still) <= set(expected),
+                   verified=set(still) <= set(expected),
                    wall_s=round(self.clock() - self.t0, 2),
                    changed=bool(results) or any(x['action'] == 'shutdown' for x in left))
         out['failed_vms'] = [r['name'] for r in results if r['error']]
         out['report'] = {'table': R.table(results, left),
                          'html': R.timeline_html(results, 'Evacuation of %s' % (p.get('source_name') or p['uri']))}
         out['state'] = 'evacuated' if not still else ('partial' if results else 'nothing_moved')
-        _write_json(p.get('status_file'), dict(self.status('finished', [], left, plan), summary={
+        write_json(p.get('status_file'), dict(self.status('finished', [], left, plan), summary={
             'state': out['state'], 'wall_s': out['wall_s'], 'still_running_on_source': still}))
         journal_append(p.get('journal'), {'event': 'done', 'time': self.now(), 'state': out['state'],
                                           'still_running_on_source': still})

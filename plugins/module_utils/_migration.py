@@ -132,7 +132,8 @@ def measure_dirty_rate(client, dom, seconds=1, clock=time.monotonic, sleep=time.
     return None
 
 
-def _write_status(path, data):
+def write_status(path, data):
+    """Write JSON atomically (a reader never sees half a file); nothing when PATH is empty."""
     if not path:
         return
     tmp = path + '.tmp'
@@ -352,7 +353,7 @@ class LiveMigration:
                                      stats.get('data_processed')))
                 action, arg, reason = S.decide(state, cfg)
                 self.apply(dom, action, arg, reason, state)
-            _write_status(o['status_file'], {
+            write_status(o['status_file'], {
                 'domain': self.name, 'phase': 'postcopy' if state['postcopy'] else 'migrating',
                 'elapsed_s': round(state['elapsed_s'], 2), 'percent': S.progress_percent(last),
                 'iteration': last.get('memory_iteration'), 'data_remaining': last.get('data_remaining'),
@@ -440,7 +441,7 @@ class LiveMigration:
             except libvirt.libvirtError as e:
                 self.note('undefine_source', 'could not remove the source definition: %s' % e.get_error_message())
         self.result['state'] = 'migrated'
-        _write_status(o['status_file'], {'domain': self.name, 'phase': 'done', 'result': self._short()})
+        write_status(o['status_file'], {'domain': self.name, 'phase': 'done', 'result': self._short()})
         return self.result
 
     def rollback(self, dom, uuid, error, state):

@@ -82,21 +82,12 @@ lines:
   elements: str
 '''
 
-import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import pid_alive
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import pid_alive, read_json
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import progress_lines
-
-
-def read(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (IOError, OSError, ValueError):
-        return None
 
 
 def signature(status):
@@ -116,12 +107,12 @@ def main():
         absent_timeout_s=dict(type='float', default=120),
     ), supports_check_mode=True)
     p = module.params
-    status = read(p['status_file'])
+    status = read_json(p['status_file'])
     first = signature(status)
     deadline = time.monotonic() + max(0.0, p['wait_s'])
     while time.monotonic() < deadline and (status is None or status.get('state') != 'finished'):
         time.sleep(0.25)
-        status = read(p['status_file'])
+        status = read_json(p['status_file'])
         if signature(status) != first:
             break
     if status is None:
@@ -129,7 +120,7 @@ def main():
     state = status.get('state')
     if state != 'finished' and not pid_alive(status.get('pid')):
         # the file's writer may have finished between the reads
-        again = read(p['status_file'])
+        again = read_json(p['status_file'])
         status = again or status
         state = status.get('state') if status.get('state') == 'finished' else 'dead'
     module.exit_json(changed=False, state=state, status=status, lines=progress_lines(status))

@@ -113,3 +113,107 @@ def test_progress_and_plan_lines():
     assert R.plan_lines(plan, "h1") == ["plan for h1: 1 to move, 1 left, predicted 2.3 s",
                                         "  a -> h2 (live, 256 MiB): 0.0-2.3 s", "  z stays: why"]
     assert json.dumps(R.progress_lines(None)) == '["no evacuation status yet"]'
+
+
+# --- the drain loop, with the migrations faked -------------------------------------------------------
+
+class FakeDom:
+    def __init__(self, name, active=True):
+        self._name, self.active = name, active
+
+    def name(self):
+        return self._name
+
+    def isActive(self):  # pylint: disable=invalid-name
+        return self.active
+
+
+class FakeSource:
+    def __init__(self, doms):
+        self.doms = doms
+        self.conn = self
+
+    def listAllDomains(self, flags):  # pylint: disable=invalid-name,unused-argument
+        return list(self.doms.values())
+
+    @staticmethod
+    def call(_what, fn, *args):
+        return fn(*args)
+
+    def lookup(self, name):
+        return self.doms.get(name)
+
+
+class FakeCache:
+    def __init__(self, src):
+        self.src = src
+
+    def get(self, _uri):
+        return self.src
+
+
+def drain(names, p, fail=(), duration=0.05):
+    """Run Evacuation._drain over NAMES (all to h2 or h3 alternately) with fake moves that take
+    DURATION and fail for FAIL; returns the result and the most moves seen at once (total, per dest)."""
+    import threading
+    import time
+    doms = dict((n, FakeDom(n)) for n in names)
+    ev = E.Evacuation(FakeCache(FakeSource(doms)), p, cache_factory=None)
+    seen = {"most": 0, "most_in": 0}
+
+    def move(self, m):
+        with self.lock:
+            running = list(self.running.values())
+            seen["most"] = max(seen["most"], len(running))
+            per = [r["destination"] for r in running]
+            seen["most_in"] = max([per.count(d) for d in per] + [0])
+        time.sleep(duration)
+        err = "boom" if m["name"] in fail else None
+        if not err:
+            doms[m["name"]].active = False
+        line = E.summarize_result(m["name"], m, {"state": "rolled_back" if err else "migrated"}, err)
+        line.update(start_s=0.0, end_s=0.0, decisions=None)
+        with self.lock:
+            self.results.append(line)
+            self.running.pop(m["name"], None)
+    ev._move = move.__get__(ev)  # pylint: disable=protected-access
+    ev.t0 = time.monotonic()
+    moves = [mv(n, "h2" if i % 2 == 0 else "h3") for i, n in enumerate(names)]
+    plan = {"moves": moves, "left": {}, "predicted_total_s": 1.0}
+    out = ev._drain(plan, moves, [], {"h2": "uri2", "h3": "uri3"}, {})  # pylint: disable=protected-access
+    assert threading.active_count() < 50
+    return out, seen
+
+
+BASE = {"uri": "qemu:///system", "max_outbound": 2, "max_inbound": 1, "max_total": 4, "timeout_s": 60,
+        "stop_on_failure": False, "journal": None, "status_file": None}
+
+
+def test_drain_honours_the_limits_and_verifies_the_source():
+    out, seen = drain(["a", "b", "c", "d", "e"], BASE)
+    assert seen["most"] <= 2 and seen["most_in"] <= 1
+    assert out["state"] == "evacuated" and out["verified"] and out["still_running_on_source"] == []
+    assert sorted(r["name"] for r in out["results"]) == ["a", "b", "c", "d", "e"]
+
+
+def test_one_failure_does_not_stop_the_others_unless_asked(tmp_path):
+    out, _seen = drain(["a", "b", "c", "d"], dict(BASE, max_outbound=1), fail={"a"})
+    assert out["failed_vms"] == ["a"] and len(out["results"]) == 4
+    assert out["still_running_on_source"] == ["a"] and out["verified"] and out["state"] == "partial"
+    journal = str(tmp_path / "j")
+    out, _seen = drain(["a", "b", "c", "d"], dict(BASE, max_outbound=1, stop_on_failure=True, journal=journal,
+                                                  status_file=str(tmp_path / "s")), fail={"a"})
+    assert [r["name"] for r in out["results"]] == ["a"]
+    assert [x["name"] for x in out["left"]] == ["b", "c", "d"]
+    assert all(x["action"] == "not_started" and "stop_on_failure" in x["reason"] for x in out["left"])
+    assert out["verified"]    # what runs on the source is exactly what failed or never started
+    events = [e["event"] for e in E.read_journal(journal)]
+    assert events[0] == "plan" and events[-1] == "done"
+    assert E.read_json(str(tmp_path / "s"))["state"] == "finished"
+
+
+def test_no_new_move_after_the_timeout():
+    out, _seen = drain(["a", "b", "c"], dict(BASE, max_outbound=1, timeout_s=0.01), duration=0.05)
+    assert len(out["results"]) == 1
+    assert [x["action"] for x in out["left"]] == ["not_started", "not_started"]
+    assert "timeout_s reached" in out["left"][0]["reason"]
