@@ -40,7 +40,7 @@ def table(results, left):
                      _fmt(r.get('start_s'), ' s'), _fmt(r.get('total_time_s'), ' s'),
                      _fmt(r.get('downtime_ms'), ' ms'), _fmt(_mib(r.get('bytes_transferred')), ' MiB')))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
-    lines = ['  '.join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ['  '.join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows] if results else []
     for r in results:
         if r.get('error'):
             lines.append('%s failed: %s' % (r['name'], r['error']))

@@ -31,6 +31,13 @@ EVAC_GUESTS = [
 ]
 
 
+def fresh(*dirs):
+    """A test's journal and reports start empty (also when pytest reruns it)."""
+    import shutil  # pylint: disable=import-outside-toplevel
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def overlaps(results, key=None):
     """Most migrations running at one time (per KEY value, if given), from their start and end."""
     events = []
@@ -46,8 +53,7 @@ def overlaps(results, key=None):
 def test_evacuate_host(lab, figures):
     """The drain end to end: check mode plans and moves nothing; the drain moves five mixed guests
     (live, with storage copy, cold) under the limits while the client probes them; the host ends
-    empty; the report and journal are on the controller; a second run changes nothing; a rollback
-    brings them all back."""
+    empty; the report and journal are on the controller; a second run changes nothing."""
     import json
     import time
     from test_migrate import integrity, where  # pylint: disable=import-outside-toplevel
@@ -59,6 +65,7 @@ def test_evacuate_host(lab, figures):
               "evacuate_host_progress_interval_s": 2, "evacuate_host_migrate_options": {"memory_reserve_mib": 64},
               "evacuate_host_cold_options": {"memory_reserve_mib": 64, "shutdown_timeout_s": 30}}
     names = [n for n, _kw, _m in EVAC_GUESTS]
+    fresh(common["evacuate_host_state_dir"], reports)
     try:
         for name, kw, _method in EVAC_GUESTS:
             L.define_guest(name, "h1", **kw)
@@ -125,16 +132,6 @@ def test_evacuate_host(lab, figures):
         assert p.returncode == 0, p.stdout[-6000:]
         assert "changed=0" in p.stdout.split("PLAY RECAP")[-1], p.stdout[-3000:]
 
-        # rollback: everything the journal says left h1 comes back
-        p = L.playbook(playbook, extra_vars=dict(common, evacuate_host_rollback=True))
-        assert p.returncode == 0, p.stdout[-8000:]
-        assert all(where(lab, n) == {"h1": "running"} for n in names), [where(lab, n) for n in names]
-        for name, _kw, method in EVAC_GUESTS:
-            if method != "cold":
-                integrity(before[name], L.wait_guest(ips[name], timeout=30), name)
-        # and a rollback again finds nothing to bring back
-        p = L.playbook(playbook, extra_vars=dict(common, evacuate_host_rollback=True))
-        assert p.returncode == 0 and "changed=0" in p.stdout.split("PLAY RECAP")[-1], p.stdout[-3000:]
     finally:
         for name in names:
             L.remove_guest(name)
@@ -156,6 +153,7 @@ def test_evacuation_survives_a_lost_controller(lab):
              "evacuate_host_state_dir": state, "evacuate_host_report_dir": reports,
              "evacuate_host_progress_interval_s": 1, "evacuate_host_migrate_options": {"memory_reserve_mib": 64}}
     names = ["lost_a", "lost_b", "lost_c"]
+    fresh(state, reports)
     try:
         for n in names:
             L.define_guest(n, "h1", disk="nbd", memory_mib=128)
@@ -194,6 +192,47 @@ def test_evacuation_survives_a_lost_controller(lab):
         with open(os.path.join(reports, "h1", "journal.jsonl")) as f:
             starts = [e["vm"] for e in map(json.loads, f) if e["event"] == "start"]
         assert sorted(starts) == sorted(names), "each guest moved exactly once: %s" % starts
+
+        # rollback: everything the journal says left h1 comes back, once
+        p = L.playbook(playbook, extra_vars=dict(extra, evacuate_host_rollback=True))
+        assert p.returncode == 0, p.stdout[-8000:]
+        assert all(where(lab, n) == {"h1": "running"} for n in names), [where(lab, n) for n in names]
+        for n in names:
+            integrity(before[n], L.wait_guest(ips[n], timeout=30), n)
+        p = L.playbook(playbook, extra_vars=dict(extra, evacuate_host_rollback=True))
+        assert p.returncode == 0 and "changed=0" in p.stdout.split("PLAY RECAP")[-1], p.stdout[-3000:]
     finally:
         for n in names:
+            L.remove_guest(n)
+
+
+def test_evacuation_policies(lab):
+    """require_all refuses a plan that leaves a VM behind before anything moves; the shutdown policy shuts
+    down a VM that cannot move live and leaves (and lists) one no destination can take."""
+    from test_migrate import where  # pylint: disable=import-outside-toplevel
+    playbook = os.path.join(L.TOP, "playbooks", "evacuate_host.yml")
+    extra = {"source": "h1", "evacuate_host_destinations": ["h3"], "evacuate_host_headroom_mib": 64,
+             "evacuate_host_state_dir": L.state_path("evac-pol"), "evacuate_host_report_dir": L.state_path("rep-pol"),
+             "evacuate_host_migrate_options": {"memory_reserve_mib": 64},
+             "evacuate_host_cold_options": {"shutdown_timeout_s": 20}}
+    fresh(extra["evacuate_host_state_dir"], extra["evacuate_host_report_dir"])
+    try:
+        L.define_guest("pol_cache", "h1", disk="shared", memory_mib=128, disk_cache="writeback")
+        L.define_guest("pol_br1", "h1", disk="none", memory_mib=128, network="br1")   # h3 has no br1
+        # (the br1 guest is on the lab's second segment, out of the client's reach: it runs, that is enough)
+        L.wait_guest(L.load_state()["guests"]["pol_cache"]["ip"])
+        p = L.playbook(playbook, extra_vars=dict(extra, evacuate_host_require_all=True))
+        assert p.returncode != 0 and "preflight_require_all is set and these VMs cannot move" in p.stdout, \
+            p.stdout[-4000:]
+        assert where(lab, "pol_cache") == {"h1": "running"} and where(lab, "pol_br1") == {"h1": "running"}
+        p = L.playbook(playbook, extra_vars=dict(extra, evacuate_host_non_live_policy="shutdown"))
+        assert p.returncode == 0, p.stdout[-6000:]
+        assert where(lab, "pol_cache") == {"h1": "shut off"}, where(lab, "pol_cache")
+        assert where(lab, "pol_br1") == {"h1": "running"}
+        with open(os.path.join(extra["evacuate_host_report_dir"], "h1", "report.txt")) as f:
+            report = f.read()
+        assert "pol_br1 not moved (skip)" in report and "missing on the destination: bridge br1" in report, report
+        assert "pol_cache not moved (shutdown)" in report and "shut down" in report, report
+    finally:
+        for n in ("pol_cache", "pol_br1"):
             L.remove_guest(n)

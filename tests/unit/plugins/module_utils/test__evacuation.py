@@ -92,6 +92,7 @@ def test_report_table_and_timeline():
     assert lines[1].split() == ["a", "h2", "live", "precopy", "migrated", "0.0", "s", "2.9", "s", "80", "ms", "3.0",
                                 "MiB"]
     assert lines[-2] == "b<x> failed: disk full" and lines[-1] == "z not moved (skip): no host fits"
+    assert R.table([], [{"name": "z", "action": "skip", "reason": "why"}]) == ["z not moved (skip): why"]
     html = R.timeline_html(RESULTS, "Evacuation of h1")
     assert html.count("<rect") == 3   # two bars, one downtime tick (a paused 80 ms)
     assert "b&lt;x&gt; -&gt; h3" in html and "#c0392b" in html and "<script" not in html
