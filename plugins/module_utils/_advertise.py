@@ -259,6 +259,8 @@ def advertise(client, p, run_command, check_mode, send=send_frames):
                 p['domain'], ', '.join(p.get('address_sources') or ADDRESS_SOURCES),
                 ' - ' + '; '.join(notes) if notes else ''))
     nics = resolve_interfaces(requested, domain_nics(client, dom))
+    if discovered is None and p.get('verify_addresses', True):
+        notes += check_against_agent(dom, nics)
     sent, added, proxied = [], [], []
     if p.get('proxy_ndp') and not p.get('announce_interface'):
         raise AdvertiseError('proxy_ndp needs announce_interface (where neighbour solicitations arrive)')
@@ -312,9 +314,37 @@ def advertise(client, p, run_command, check_mode, send=send_frames):
     result = {'changed': bool(added) or bool(proxied) or bool(sent), 'sent': sent,
               'routes': {'added': added, 'removed': []}, 'proxy_ndp': {'added': proxied, 'removed': []},
               'interfaces': [{'mac': n['mac'], 'ipv4': n['ipv4'], 'ipv6': n['ipv6']} for n in nics]}
-    if discovered is not None:
-        result['discovery_notes'] = notes
+    result['discovery_notes'] = notes
     return result
+
+
+def unconfirmed(nics, reported):
+    """Given addresses the guest does not hold (pure): [(mac, address, what the guest reports)] for the
+    NICs the guest reported on. REPORTED: {mac: {'ipv4', 'ipv6'}} (from the guest agent)."""
+    out = []
+    for nic in nics:
+        got = reported.get(nic['mac'])
+        if got is None:
+            continue
+        have = set(got.get('ipv4', []) + got.get('ipv6', []))
+        out += [(nic['mac'], a, sorted(have)) for a in nic['ipv4'] + nic['ipv6'] if a not in have]
+    return out
+
+
+def check_against_agent(dom, nics):
+    """Refuse addresses the guest agent says the VM does not hold on that NIC; without an agent, say so."""
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import libvirt  # pylint: disable=import-outside-toplevel
+    try:
+        reported = parse_libvirt_addresses(dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, 0))
+    except libvirt.libvirtError as e:
+        return ['addresses not checked against the guest (agent: %s)' % e.get_error_message()]
+    wrong = unconfirmed(nics, reported)
+    if wrong:
+        raise AdvertiseError('; '.join('%s is not an address of the domain on %s (the guest agent reports: %s)'
+                                       % (a, mac, ', '.join(have) or 'none') for mac, a, have in wrong)
+                             + ' - advertising it would steal it from whoever holds it (verify_addresses=false '
+                             'to send anyway)')
+    return []
 
 
 # ---------------------------------------------------------------------------------------------------

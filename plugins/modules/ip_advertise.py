@@ -108,6 +108,13 @@ options:
     elements: str
     choices: [agent, lease, neighbours]
     default: [agent, lease, neighbours]
+  verify_addresses:
+    description:
+      - When O(interfaces) are given and the guest agent answers, refuse (before anything is sent) an address the
+        guest does not hold on that NIC - announcing it would take it away from whoever holds it. Without an agent
+        the addresses are used as given (RV(discovery_notes) says so).
+    type: bool
+    default: true
   proxy_ndp:
     description:
       - With V(route) in O(methods), also add a proxy neighbour entry (C(ip -6 neigh add proxy)) for every
@@ -178,8 +185,8 @@ interfaces:
   elements: dict
   sample: [{mac: '52:54:00:aa:bb:cc', ipv4: [192.0.2.10], ipv6: ['2001:db8::10']}]
 discovery_notes:
-  description: Address sources that could not answer (for example no guest agent), when addresses were discovered.
-  returned: when O(interfaces) was not given
+  description: Address sources that could not answer (for example no guest agent), or why given addresses were not checked.
+  returned: with O(state=present)
   type: list
   elements: str
 '''
@@ -215,6 +222,7 @@ def main():
         announce_interface=dict(type='str'),
         address_sources=dict(type='list', elements='str', choices=list(ADDRESS_SOURCES), default=list(ADDRESS_SOURCES)),
         proxy_ndp=dict(type='bool', default=False),
+        verify_addresses=dict(type='bool', default=True),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
     )
     argument_spec.update(CONNECTION_ARGSPEC)

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -12,17 +14,18 @@ SCENARIOS = sorted(os.listdir(os.path.join(L.TOP, "extensions", "molecule")))
 
 
 def test_scenarios_exist():
-    assert "evacuate_host" in SCENARIOS
+    assert SCENARIOS == ["evacuate_host", "migrate_vm"]
 
 
-def test_molecule_evacuate_host(lab):
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_molecule(lab, scenario):
     env = L.ansible_env()
     env["MOLECULE_NO_LOG"] = "false"
-    p = subprocess.run(L.ns_exec("ctl", [os.path.join(L.TOP, ".venv", "bin", "molecule"), "test", "-s", "evacuate_host"]),
+    p = subprocess.run(L.ns_exec("ctl", [os.path.join(L.TOP, ".venv", "bin", "molecule"), "test", "-s", scenario]),
                        cwd=L.TOP, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900,
                        check=False)
     out = p.stdout
     assert p.returncode == 0, out[-10000:]
     # the sequence ran through, including idempotence (a second converge changing nothing) and verify
     for step in ("create", "converge", "idempotence", "verify", "destroy"):
-        assert "[evacuate_host > %s] Executed: Successful" % step in out, step
+        assert "[%s > %s] Executed: Successful" % (scenario, step) in out, step

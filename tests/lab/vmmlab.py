@@ -727,6 +727,9 @@ def domain_xml(name, index, memory_mib, disk_xml, cmdline, domain_type="qemu", n
     <serial type='file'>
       <source path='/var/log/libvirt/qemu/{name}.console.log' append='on'/>
     </serial>
+    <channel type='unix'>
+      <target type='virtio' name='org.qemu.guest_agent.0'/>
+    </channel>
     <memballoon model='none'/>
     {extra}
   </devices>

@@ -20,7 +20,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULES = ["virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
-           "failover", "net_failover", "virtio_net", "virtio_blk", "button", "evdev"]
+           "failover", "net_failover", "virtio_net", "virtio_blk", "button", "evdev", "virtio_console"]
 
 
 def log(msg):

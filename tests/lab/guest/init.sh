@@ -15,7 +15,7 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /run
 mkdir -p /run/status
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover \
-         net_failover virtio_net virtio_blk button evdev; do
+         net_failover virtio_net virtio_blk button evdev virtio_console; do
     [ -e "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko"
 done
 
@@ -48,6 +48,11 @@ if [ -n "$ip6" ]; then
     [ -n "$route6" ] && ip -6 route add "$route6" via "$gw6" dev eth0
 fi
 labguest powerwatch &
+# a minimal guest agent (libvirt's agent address source), reporting the addresses configured above
+set -- eth0
+[ -n "$ip" ] && set -- "$@" "$ip"
+[ -n "$ip6" ] && set -- "$@" "$ip6"
+labguest agent "$@" &
 labguest serve 7777 /run/status &
 [ "$mem" != 0 ] && labguest mem "$mem" "$memrate" /run/status/mem &
 if [ -n "$disk" ]; then

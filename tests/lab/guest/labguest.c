@@ -11,6 +11,10 @@
  *   serve PORT DIR          answer every TCP connection on PORT with the contents of the files in DIR
  *                           (one "key=value" line each) and close it.
  *   powerwatch              power off cleanly on an ACPI power-button event (/dev/input/event*).
+ *   agent IF ADDR...        a minimal QEMU guest agent on the virtio-serial port named
+ *                           org.qemu.guest_agent.0: answers guest-sync, guest-ping and
+ *                           guest-network-get-interfaces (interface IF with its MAC and the ADDR/LEN
+ *                           given, as configured at boot), so that libvirt's agent address source works.
  *
  * Status files are rewritten atomically (write + rename) a few times a second.
  */
@@ -278,6 +282,103 @@ static int cmd_powerwatch(void)
     return 0;
 }
 
+/* The virtio-serial port whose name is NAME, as /dev/vportNpM, or -1. */
+static int open_port(const char *name)
+{
+    DIR *d = opendir("/sys/class/virtio-ports");
+    struct dirent *e;
+    int fd = -1;
+    while (d && fd < 0 && (e = readdir(d))) {
+        char p[256], got[128] = "";
+        snprintf(p, sizeof p, "/sys/class/virtio-ports/%s/name", e->d_name);
+        FILE *f = fopen(p, "r");
+        if (!f)
+            continue;
+        if (fgets(got, sizeof got, f) && !strncmp(got, name, strlen(name))) {
+            snprintf(p, sizeof p, "/dev/%s", e->d_name);
+            fd = open(p, O_RDWR | O_NOCTTY);
+        }
+        fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return fd;
+}
+
+static void reply(int fd, const char *text)
+{
+    if (write(fd, text, strlen(text)) < 0) { /* host side not connected */ }
+}
+
+static int cmd_agent(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: labguest agent IF [ADDR/LEN...]\n");
+        return 2;
+    }
+    int fd;
+    while ((fd = open_port("org.qemu.guest_agent.0")) < 0)
+        sleep(1);
+    char mac[32] = "", path[128];
+    snprintf(path, sizeof path, "/sys/class/net/%s/address", argv[2]);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(mac, sizeof mac, f))
+            mac[0] = 0;
+        fclose(f);
+        mac[strcspn(mac, "\n")] = 0;
+    }
+    char ifaces[2048];
+    size_t n = snprintf(ifaces, sizeof ifaces, "{\"return\": [{\"name\": \"%s\", \"hardware-address\": \"%s\", "
+                        "\"ip-addresses\": [", argv[2], mac);
+    for (int i = 3; i < argc; i++) {
+        char addr[128];
+        snprintf(addr, sizeof addr, "%s", argv[i]);
+        char *slash = strchr(addr, '/');
+        int len = slash ? atoi(slash + 1) : 0;
+        if (slash)
+            *slash = 0;
+        n += snprintf(ifaces + n, sizeof ifaces - n, "%s{\"ip-address-type\": \"%s\", \"ip-address\": \"%s\", "
+                      "\"prefix\": %d}", i > 3 ? ", " : "", strchr(addr, ':') ? "ipv6" : "ipv4", addr, len);
+    }
+    snprintf(ifaces + n, sizeof ifaces - n, "]}]}\n");
+    char buf[4096];
+    size_t have = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + have, sizeof buf - have - 1);
+        if (r <= 0) {       /* host side closed (migration, libvirtd restart): wait and read on */
+            usleep(200000);
+            continue;
+        }
+        have += r;
+        buf[have] = 0;
+        char *nl;
+        while ((nl = strchr(buf, '\n')) || (nl = strchr(buf, '}'))) {
+            char line[4096];
+            size_t l = nl - buf + 1;
+            memcpy(line, buf, l);
+            line[l] = 0;
+            memmove(buf, buf + l, have - l + 1);
+            have -= l;
+            if (strstr(line, "\"guest-sync")) {
+                char *id = strstr(line, "\"id\"");
+                char out[128];
+                long long v = id ? strtoll(strchr(id, ':') + 1, NULL, 10) : 0;
+                if (strstr(line, "guest-sync-delimited"))
+                    reply(fd, "\xff");
+                snprintf(out, sizeof out, "{\"return\": %lld}\n", v);
+                reply(fd, out);
+            } else if (strstr(line, "\"guest-network-get-interfaces\"")) {
+                reply(fd, ifaces);
+            } else if (strstr(line, "\"guest-ping\"")) {
+                reply(fd, "{\"return\": {}}\n");
+            } else if (strstr(line, "\"execute\"")) {
+                reply(fd, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"not in the lab agent\"}}\n");
+            }
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "mem"))
@@ -288,6 +389,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "powerwatch"))
         return cmd_powerwatch();
-    fprintf(stderr, "usage: labguest mem|disk|serve|powerwatch ...\n");
+    if (argc >= 2 && !strcmp(argv[1], "agent"))
+        return cmd_agent(argc, argv);
+    fprintf(stderr, "usage: labguest mem|disk|serve|powerwatch|agent ...\n");
     return 2;
 }

@@ -210,3 +210,13 @@ def test_probes_need_root():
         raise PermissionError(1, "Operation not permitted")
     with pytest.raises(A.AdvertiseError, match="need root"):
         A.wait_reachable(["198.18.0.101"], 1, sock_factory=denied)
+
+
+def test_addresses_the_guest_does_not_hold():
+    nics = [{"mac": "52:54:00:18:00:01", "ipv4": ["198.18.0.101", "198.18.0.250"], "ipv6": ["2001:db8:18::101"]},
+            {"mac": "52:54:00:18:00:02", "ipv4": ["198.18.1.7"], "ipv6": []}]
+    reported = {"52:54:00:18:00:01": {"ipv4": ["198.18.0.101"], "ipv6": ["2001:db8:18::101"]}}
+    # the second NIC is not reported on: nothing to say about it
+    assert A.unconfirmed(nics, reported) == [("52:54:00:18:00:01", "198.18.0.250",
+                                              ["198.18.0.101", "2001:db8:18::101"])]
+    assert A.unconfirmed(nics, {}) == []
