@@ -90,6 +90,17 @@ def announce_self_command(initial_ms=50, max_ms=550, rounds=5, step_ms=100):
                        'arguments': {'initial': initial_ms, 'max': max_ms, 'rounds': rounds, 'step': step_ms}})
 
 
+def announce_self(dom, **kw):
+    """Have QEMU announce the domain's NICs again (QMP announce-self through libvirt's QEMU monitor API:
+    works over a remote connection, needs no root). KW: announce_self_command's arguments."""
+    import libvirt_qemu  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import libvirt  # pylint: disable=import-outside-toplevel
+    try:
+        libvirt_qemu.qemuMonitorCommand(dom, announce_self_command(**kw), 0)
+    except libvirt.libvirtError as e:
+        raise AdvertiseError('QEMU announce-self failed: %s' % e.get_error_message())
+
+
 def send_frames(ifname, frames, count=1, interval_s=0.0, sock_factory=None, sleep=time.sleep):
     """Send each frame COUNT times on IFNAME through a raw packet socket; returns send times."""
     factory = sock_factory or (lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW))
@@ -280,13 +291,7 @@ def advertise(client, p, run_command, check_mode, send=send_frames):
                 proxied.append(a)
     if 'announce_self' in p['methods']:
         if not check_mode:
-            import libvirt_qemu  # pylint: disable=import-outside-toplevel
-            from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import libvirt  # pylint: disable=import-outside-toplevel
-            try:
-                libvirt_qemu.qemuMonitorCommand(
-                    dom, announce_self_command(rounds=p['count'], step_ms=max(1, p['interval_ms'])), 0)
-            except libvirt.libvirtError as e:
-                raise AdvertiseError('QEMU announce-self failed: %s' % e.get_error_message())
+            announce_self(dom, rounds=p['count'], step_ms=max(1, p['interval_ms']))
         sent.append({'method': 'announce_self', 'interface': 'all', 'address': None, 'sender': None,
                      'count': p['count'], 'time': time.time()})
     for nic in nics:
@@ -350,10 +355,10 @@ def check_against_agent(dom, nics):
 # ---------------------------------------------------------------------------------------------------
 # Address discovery: guest agent, DHCP leases (through libvirt), and the host's neighbour table
 
-def parse_neighbours(entries):
-    """`ip -j neigh show` entries -> {mac: {'ipv4': [...], 'ipv6': [...]}}; failed entries and
-    link-local IPv6 addresses (never routed, never moved) are left out."""
-    out = {}
+def neighbour_entries(entries):
+    """`ip -j neigh show` entries -> [(address, mac)] of the usable ones: failed and incomplete entries,
+    link-local and multicast addresses (never routed, never moved) left out."""
+    out = []
     for e in entries or []:
         mac = (e.get('lladdr') or '').lower()
         state = e.get('state') or []
@@ -363,22 +368,39 @@ def parse_neighbours(entries):
             a = ipaddress.ip_address(e.get('dst', ''))
         except ValueError:
             continue
-        if a.is_link_local or a.is_multicast:
-            continue
+        if not (a.is_link_local or a.is_multicast):
+            out.append((a, mac))
+    return out
+
+
+def parse_neighbours(entries):
+    """`ip -j neigh show` entries -> {mac: {'ipv4': [...], 'ipv6': [...]}}."""
+    out = {}
+    for a, mac in neighbour_entries(entries):
         fam = out.setdefault(mac, {'ipv4': [], 'ipv6': []})['ipv4' if a.version == 4 else 'ipv6']
         if str(a) not in fam:
             fam.append(str(a))
     return out
 
 
-def host_neighbours(run_command):
+def read_neighbour_table(run_command):
+    """This host's `ip -j neigh show`, parsed."""
     rc, out, err = run_command(['ip', '-j', 'neigh', 'show'])
     if rc != 0:
         raise AdvertiseError('cannot read the neighbour table: %s' % err.strip())
     try:
-        return parse_neighbours(json.loads(out or '[]'))
+        return json.loads(out or '[]')
     except ValueError:
         raise AdvertiseError('cannot parse the neighbour table (ip -j neigh show)')
+
+
+def host_neighbours(run_command):
+    return parse_neighbours(read_neighbour_table(run_command))
+
+
+def neighbour_macs(run_command):
+    """{address: mac} of this host's usable neighbour entries."""
+    return dict((str(a), mac) for a, mac in neighbour_entries(read_neighbour_table(run_command)))
 
 
 def parse_libvirt_addresses(ifaces):

@@ -222,7 +222,8 @@ def summarize_result(name, move, result, error=None):
             'state': r.get('state') or ('failed' if error else 'unknown'),
             'strategy': plan.get('strategy'), 'total_time_s': r.get('total_time_s'),
             'downtime_ms': r.get('downtime_ms'), 'bytes_transferred': r.get('bytes_transferred'),
-            'postcopy': r.get('postcopy'), 'paused': r.get('paused'), 'error': error}
+            'postcopy': r.get('postcopy'), 'paused': r.get('paused'), 'announced': r.get('announced'),
+            'error': error}
 
 
 class Evacuation:
@@ -284,15 +285,16 @@ class Evacuation:
 
     @staticmethod
     def _announce(dst, name):
-        """QEMU's announce-self through libvirt on the destination (works remotely, needs no root)."""
-        from ansible_collections.vmmigration.libvirt.plugins.module_utils._advertise import announce_self_command  # pylint: disable=import-outside-toplevel
+        """QEMU's announce-self on the destination; a failure is reported, never fatal (the VM moved)."""
+        from ansible_collections.vmmigration.libvirt.plugins.module_utils import _advertise as A  # pylint: disable=import-outside-toplevel
+        dom = dst.lookup(name)
+        if dom is None:
+            return 'not found on the destination'
         try:
-            import libvirt_qemu  # pylint: disable=import-outside-toplevel
-            dom = dst.lookup(name)
-            libvirt_qemu.qemuMonitorCommand(dom, announce_self_command(), 0)
+            A.announce_self(dom)
             return True
-        except Exception:  # pylint: disable=broad-except
-            return False
+        except A.AdvertiseError as e:
+            return str(e)
 
     def vm_status_path(self, name):
         base = self.p.get('status_file')

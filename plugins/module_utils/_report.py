@@ -69,6 +69,14 @@ def progress_lines(status):
     return lines
 
 
+def progress_signature(status):
+    """What counts as a change worth showing: the state, VMs ending, VMs starting or moving on a phase or 10 %."""
+    if not status:
+        return None
+    return (status.get('state'), tuple(d['name'] for d in status.get('done') or []),
+            tuple((r['name'], r.get('phase'), int((r.get('percent') or 0) // 10)) for r in status.get('running') or []))
+
+
 COLOURS = {'live': '#2b7bb9', 'live_copy_storage': '#7b52ab', 'offline': '#5a9e6f', 'cold': '#d08c2a'}
 
 

@@ -140,8 +140,8 @@ plan_lines:
 results:
   description:
     - One entry per VM moved or tried - name, destination, method, state, strategy, total_time_s,
-      downtime_ms, bytes_transferred, postcopy, paused, error, start_s and end_s (from the drain's start),
-      and the engine's decisions.
+      downtime_ms, bytes_transferred, postcopy, paused, announced (true, or why QEMU's announce-self
+      failed; with O(announce)), error, start_s and end_s (from the drain's start), and the engine's decisions.
   returned: when the drain ran
   type: list
   elements: dict

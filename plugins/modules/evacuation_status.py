@@ -87,15 +87,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import pid_alive, read_json
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import progress_lines
-
-
-def signature(status):
-    """What counts as a change worth showing: VMs starting or ending, and each 10% of progress."""
-    if not status:
-        return None
-    return (status.get('state'), tuple(d['name'] for d in status.get('done') or []),
-            tuple((r['name'], r.get('phase'), int((r.get('percent') or 0) // 10)) for r in status.get('running') or []))
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import progress_lines, progress_signature
 
 
 def main():
@@ -108,12 +100,12 @@ def main():
     ), supports_check_mode=True)
     p = module.params
     status = read_json(p['status_file'])
-    first = signature(status)
+    first = progress_signature(status)
     deadline = time.monotonic() + max(0.0, p['wait_s'])
     while time.monotonic() < deadline and (status is None or status.get('state') != 'finished'):
         time.sleep(0.25)
         status = read_json(p['status_file'])
-        if signature(status) != first:
+        if progress_signature(status) != first:
             break
     if status is None:
         module.exit_json(changed=False, state='absent', lines=['no evacuation status at %s' % p['status_file']])

@@ -92,15 +92,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._advertise import (
     AdvertiseError,
     mac_bytes,
+    neighbour_macs,
     wait_reachable,
 )
-
-
-def neighbour_of(module, addr):
-    fam = '-6' if ipaddress.ip_address(addr).version == 6 else '-4'
-    rc, out, _err = module.run_command(['ip', fam, 'neigh', 'show', 'to', addr])
-    words = out.split() if rc == 0 else []
-    return words[words.index('lladdr') + 1].lower() if 'lladdr' in words else None
 
 
 def main():
@@ -134,7 +128,11 @@ def main():
         first = wait_reachable(p['addresses'], p['timeout_s'], p['interval_ms'] / 1000.0)
     except AdvertiseError as e:
         module.fail_json(msg=str(e))
-    neighbours = dict((a, neighbour_of(module, a)) for a in first)
+    try:
+        table = neighbour_macs(module.run_command)
+    except AdvertiseError as e:
+        module.fail_json(msg=str(e))
+    neighbours = dict((a, table.get(str(ipaddress.ip_address(a)))) for a in first)
     result = {'changed': False, 'first_reply_s': first, 'neighbours': neighbours}
     silent = sorted(a for a, t in first.items() if t is None)
     if silent:

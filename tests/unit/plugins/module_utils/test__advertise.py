@@ -134,6 +134,9 @@ def test_neighbour_table_by_mac_without_link_local_or_failed():
         "52:54:00:18:00:01": {"ipv4": ["198.18.2.101"], "ipv6": ["2001:db8:18:2::101"]},
         "02:18:00:00:00:06": {"ipv4": ["198.18.0.6"], "ipv6": []}}
     assert A.parse_neighbours([]) == {}
+    assert dict((str(a), m) for a, m in A.neighbour_entries(NEIGH)) == {
+        "198.18.2.101": "52:54:00:18:00:01", "2001:db8:18:2::101": "52:54:00:18:00:01",
+        "198.18.0.6": "02:18:00:00:00:06"}
 
 
 def test_libvirt_addresses():

@@ -114,6 +114,13 @@ def test_progress_and_plan_lines():
     assert R.plan_lines(plan, "h1") == ["plan for h1: 1 to move, 1 left, predicted 2.3 s",
                                         "  a -> h2 (live, 256 MiB): 0.0-2.3 s", "  z stays: why"]
     assert json.dumps(R.progress_lines(None)) == '["no evacuation status yet"]'
+    # a change worth a line: a phase, a 10 % step, a VM ending; not a percent inside the same tenth
+    sig = R.progress_signature(status)
+    assert R.progress_signature(dict(status, elapsed_s=9.9)) == sig
+    moved = dict(status, running=[dict(status["running"][0], percent=None, phase="starting")])
+    assert R.progress_signature(moved) == sig
+    assert R.progress_signature(dict(moved, running=[dict(moved["running"][0], phase="migrating", percent=19)])) != sig
+    assert R.progress_signature(dict(status, done=[])) != sig and R.progress_signature(None) is None
 
 
 # --- the drain loop, with the migrations faked -------------------------------------------------------
