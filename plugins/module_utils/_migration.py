@@ -18,8 +18,11 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import json
 import os
+import socket
 import threading
 import time
+
+from ansible.module_utils.six.moves.urllib.parse import urlparse
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _strategy as S
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, relevant_disks
@@ -29,7 +32,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck impo
 _EVENTS = {'started': False}
 
 
-POSITIVE = ('bandwidth_mibps', 'expected_bandwidth_mibps', 'max_downtime_ms', 'downtime_steps', 'parallel_connections',
+POSITIVE = ('bandwidth_mibps', 'postcopy_bandwidth_mibps', 'expected_bandwidth_mibps', 'max_downtime_ms', 'downtime_steps', 'parallel_connections',
             'timeout_per_gib_s', 'min_timeout_s', 'hard_timeout_s', 'stall_iterations', 'dead_link_s',
             'poll_interval')
 NOT_NEGATIVE = ('downtime_step_delay_s', 'downtime_step_delay_s_per_gib', 'dirty_rate_sample_s', 'memory_reserve_mib',
@@ -44,6 +47,7 @@ def migration_argspec():
         persistent=dict(type='bool', default=True),
         undefine_source=dict(type='bool', default=True),
         bandwidth_mibps=dict(type='int'),
+        postcopy_bandwidth_mibps=dict(type='int'),
         expected_bandwidth_mibps=dict(type='int'),
         max_downtime_ms=dict(type='int', default=300),
         downtime_steps=dict(type='int', default=5),
@@ -64,7 +68,7 @@ def migration_argspec():
         poll_interval=dict(type='float', default=0.25),
         dirty_rate_sample_s=dict(type='int', default=1),
         memory_reserve_mib=dict(type='int', default=256),
-        postcopy_recovery_attempts=dict(type='int', default=3),
+        postcopy_recovery_attempts=dict(type='int', default=8),
         status_file=dict(type='path'),
     )
 
@@ -148,6 +152,38 @@ def _state_name(dom):
     except libvirt.libvirtError:
         return 'gone'
     return {1: 'running', 3: 'paused', 5: 'shutoff'}.get(state, str(state))
+
+
+def _postcopy_failed(dom):
+    """The source side of a post-copy migration that failed and waits to be resumed."""
+    try:
+        state, reason = dom.state()[:2]
+    except libvirt.libvirtError:
+        return False
+    return state == libvirt.VIR_DOMAIN_PAUSED and \
+        reason == getattr(libvirt, 'VIR_DOMAIN_PAUSED_POSTCOPY_FAILED', 13)
+
+
+LIBVIRT_PORTS = {'tcp': 16509, 'tls': 16514, 'ssh': 22, 'libssh': 22, 'libssh2': 22}
+
+
+def libvirtd_address(src_uri, dest_uri):
+    """(host, port) of the destination's libvirtd when the source libvirtd is local (so a TCP probe from
+    here says what the source libvirtd would see); None when unknown or not meaningful."""
+    src, dst = urlparse(src_uri or ''), urlparse(dest_uri or '')
+    if src.hostname or not dst.hostname:
+        return None
+    transport = dst.scheme.partition('+')[2]
+    port = dst.port or LIBVIRT_PORTS.get(transport)
+    return (dst.hostname, port) if port else None
+
+
+def reachable(address, timeout=3.0):
+    try:
+        socket.create_connection(address, timeout).close()
+        return True
+    except (OSError, socket.error):
+        return False
 
 
 def _host(client):
@@ -234,8 +270,7 @@ class LiveMigration:
             params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = storage['copied']
         if o['bandwidth_mibps']:
             params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(o['bandwidth_mibps'])
-        if o['migration_uri']:
-            params[libvirt.VIR_MIGRATE_PARAM_URI] = o['migration_uri']
+        params.update(self.resume_params())
         if o['parallel_connections']:
             flags |= libvirt.VIR_MIGRATE_PARALLEL
             params[libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] = int(o['parallel_connections'])
@@ -243,6 +278,52 @@ class LiveMigration:
             flags |= libvirt.VIR_MIGRATE_COMPRESSED
             params[libvirt.VIR_MIGRATE_PARAM_COMPRESSION] = o['compression']
         return flags, params
+
+    def hang_s(self):
+        """Seconds without progress after which a post-copy interrupt or resume is taken as hung."""
+        return max(60.0, 12 * self.o['dead_link_s'])
+
+    def _resume_once(self, dom, params, flags):
+        """One resume call, watched: None when it finished, else the libvirt error or why it was given up
+        (no byte moved for hang_s seconds: the destination QEMU can block for good - its main loop waits for
+        a page that is still on the source while libvirt asks it to recover)."""
+        outcome = {}
+
+        def call():
+            try:
+                if self.o['p2p']:
+                    dom.migrateToURI3(self.o['dest_uri'], params, flags)
+                else:
+                    dom.migrate3(self.dst.conn, params, flags)
+                outcome['ok'] = True
+            except libvirt.libvirtError as e:
+                outcome['error'] = e.get_error_message()
+        thread = threading.Thread(target=call, name='resume-%s' % self.name)
+        thread.daemon = True
+        thread.start()
+        last, moved_at = None, self.clock()
+        while thread.is_alive():
+            thread.join(self.o['poll_interval'])
+            try:
+                processed = dom.jobStats(0).get('data_processed')
+            except libvirt.libvirtError:
+                processed = None
+            if processed is not None and processed != last:
+                last, moved_at = processed, self.clock()
+            if thread.is_alive() and self.clock() - moved_at > self.hang_s():
+                return ('hung', 'the resume moved no data for %d s: the destination QEMU looks blocked (a thread '
+                        'holding its main lock waits for a page that is still on the source, so it cannot '
+                        'take the recovery request)' % self.hang_s())
+        return None if 'ok' in outcome else ('error', outcome.get('error', 'resume failed'))
+
+    def resume_params(self):
+        """The parameters a post-copy resume needs again: the migration address and post-copy cap."""
+        o, params = self.o, {}
+        if o['migration_uri']:
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = o['migration_uri']
+        if o.get('postcopy_bandwidth_mibps'):
+            params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] = int(o['postcopy_bandwidth_mibps'])
+        return params
 
     def run(self, check_mode=False):
         o = self.o
@@ -265,6 +346,8 @@ class LiveMigration:
                 return self.result
             raise MigrationError('%s is not running: live migration needs a running domain (a stopped one moves '
                                  'with vmmigration.libvirt.cold_migrate)' % self.name, self.result)
+        if _postcopy_failed(dom):
+            return self.resume(dom, check_mode)
         report, dom_report = self.precheck(dom)
         self.result['destination'] = report['destination'] and {
             'uri': dst.uri, 'hostname': report['destination']['hostname'], 'uuid': report['destination']['uuid']}
@@ -297,6 +380,28 @@ class LiveMigration:
             return self.result
         return self.migrate(dom, plan, storage, ram, deadline)
 
+    def resume(self, dom, check_mode):
+        """A post-copy migration that failed earlier (the source guest is paused, post-copy failed): resume
+        it to the same destination; the only way forward, since both hosts hold part of the guest."""
+        self.result.update(changed=True, destination=_host(self.dst),
+                           plan={'strategy': 'postcopy_resume',
+                                 'reason': 'an earlier post-copy migration of this guest failed; resuming it'})
+        if check_mode:
+            self.result['state'] = 'planned'
+            return self.result
+        self.t0 = self.clock()
+        state = {'postcopy': True, 'paused': False}
+        self.note('start', 'resuming the failed post-copy migration', 'postcopy_resume')
+        recovered, how = self._recover_postcopy(dom)
+        self.result.update(decisions=self.decisions, total_time_s=round(self.clock() - self.t0, 3),
+                           postcopy=True, paused=False)
+        if not recovered:
+            self.result['state'] = 'postcopy_failed'
+            raise MigrationError('resuming the post-copy migration of %s failed; %s' % (self.name, how), self.result)
+        self.commit(dom, dom.UUIDString(), state, {})
+        self.result['state'] = 'migrated_after_recovery'
+        return self.result
+
     def _facts_disks(self, dom):
         from ansible_collections.vmmigration.libvirt.plugins.module_utils._domain import parse_domain  # pylint: disable=import-outside-toplevel
         return parse_domain(dom.XMLDesc(0))['disks']
@@ -311,7 +416,7 @@ class LiveMigration:
         cfg = {'plan': plan, 'ramp': ramp, 'deadline_s': deadline, 'hard_timeout_s': o['hard_timeout_s'],
                'stall_iterations': o['stall_iterations'], 'stall_window_s': o['dead_link_s']}
         state = {'elapsed_s': 0.0, 'iteration': 0, 'history': self.history, 'downtime_ms': 0,
-                 'postcopy': False, 'final_taken': None, 'paused': False}
+                 'postcopy': False, 'final_taken': None, 'paused': False, 'postcopy_interrupted': False}
         uuid = dom.UUIDString()
         if self.src.conn is not None and _EVENTS['started']:
             try:
@@ -361,6 +466,10 @@ class LiveMigration:
                 'memory_bps': last.get('memory_bps'), 'downtime_ms': state['downtime_ms'],
                 'decisions': self.decisions[-5:]})
             thread.join(o['poll_interval'])
+            if state['postcopy_interrupted'] and self.clock() - state['interrupted_at'] > self.hang_s():
+                outcome['error'] = ('libvirt did not end the post-copy migration %d s after it was interrupted '
+                                    '(its migration call still waits for the destination)' % self.hang_s())
+                break
         wall = self.clock() - self.t0
         self.result['decisions'] = self.decisions
         self.result['total_time_s'] = round(wall, 3)
@@ -388,6 +497,14 @@ class LiveMigration:
             elif action == 'abort':
                 state['final_taken'] = 'abort'
                 dom.abortJob()
+            elif action == 'postcopy_pause':
+                state['postcopy_interrupted'] = True
+                state['interrupted_at'] = self.clock()
+                flag = getattr(libvirt, 'VIR_DOMAIN_ABORT_JOB_POSTCOPY', None)
+                if flag is None or not hasattr(dom, 'abortJobFlags'):
+                    reason += ' - this libvirt cannot interrupt post-copy (8.5 or newer can): waiting for it'
+                else:
+                    dom.abortJobFlags(flag)
             self.note(action, reason, arg)
         except libvirt.libvirtError as e:
             # a switch racing the end of the migration is harmless; anything else is reported
@@ -450,11 +567,16 @@ class LiveMigration:
         self.result['stats'] = S.summarize(self.completed_stats(dom) if not state['postcopy'] else {})
         src_state = _state_name(dom)
         if state['postcopy']:
+            # Never roll back a post-copy: the destination runs the guest and holds memory the source lacks.
             self.result['state'] = 'postcopy_failed'
-            recovered = self._recover_postcopy(dom)
-            msg = ('post-copy migration of %s failed (%s); %s' % (
-                self.name, error, recovered))
-            raise MigrationError(msg, self.result)
+            recovered, how = self._recover_postcopy(dom)
+            if recovered:
+                self.result['recovered_from'] = error
+                self.result['total_time_s'] = round(self.clock() - self.t0, 3)
+                self.commit(dom, uuid, state, {})
+                self.result['state'] = 'migrated_after_recovery'
+                return self.result
+            raise MigrationError('post-copy migration of %s failed (%s); %s' % (self.name, error, how), self.result)
         if src_state == 'paused':
             try:
                 dom.resume()
@@ -480,24 +602,40 @@ class LiveMigration:
             self.name, error, src_state, '' if not cleaned else '; ' + cleaned), self.result)
 
     def _recover_postcopy(self, dom):
+        """Resume a failed post-copy migration (libvirt 8.5+), retrying while the link comes back: waits of
+        2, 4, 8, then 15 s between attempts. Returns (recovered, what to tell the operator)."""
         flag = getattr(libvirt, 'VIR_MIGRATE_POSTCOPY_RESUME', None)
         if flag is None:
-            return 'this libvirt cannot resume a failed post-copy migration: the guest state is split between ' \
-                   'the hosts, fix the network and resume it with virsh migrate --postcopy-resume'
+            return False, ('this libvirt cannot resume a failed post-copy migration: the guest state is split '
+                           'between the hosts, fix the network and resume it with virsh migrate --postcopy-resume')
         flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_POSTCOPY | flag | libvirt.VIR_MIGRATE_PERSIST_DEST
         if self.o['p2p']:
             flags |= libvirt.VIR_MIGRATE_PEER2PEER
-        for attempt in range(self.o['postcopy_recovery_attempts']):
-            try:
-                dom.migrateToURI3(self.o['dest_uri'], {}, flags)
-                self.note('postcopy_resume', 'post-copy recovery %d succeeded' % (attempt + 1))
-                self.result['state'] = 'migrated_after_recovery'
-                return 'recovered: the guest runs on the destination'
-            except libvirt.libvirtError as e:
-                self.note('postcopy_resume', 'post-copy recovery %d failed: %s' % (attempt + 1, e.get_error_message()))
-                self.sleep(2)
-        return 'recovery failed: the guest is paused with its memory split between both hosts; do not destroy ' \
-               'either side; restore the network and run virsh migrate --postcopy-resume'
+        params = self.resume_params()
+        attempts = self.o['postcopy_recovery_attempts']
+        # a connection to a destination behind a dead link hangs in TCP connect for minutes: probe first
+        address = libvirtd_address(getattr(self.src, 'uri', None), self.o['dest_uri']) if self.o['p2p'] else None
+        for attempt in range(attempts):
+            write_status(self.o['status_file'], {
+                'domain': self.name, 'phase': 'postcopy_recovery', 'attempt': attempt + 1, 'attempts': attempts,
+                'elapsed_s': round(self.clock() - self.t0, 2), 'decisions': self.decisions[-5:]})
+            if address and not reachable(address):
+                self.note('postcopy_resume', 'post-copy recovery %d of %d: the destination libvirtd (%s port %d) does '
+                          'not answer yet' % ((attempt + 1, attempts) + address))
+            else:
+                failure = self._resume_once(dom, params, flags)
+                if failure is None:
+                    self.note('postcopy_resume', 'post-copy recovery %d succeeded' % (attempt + 1))
+                    return True, 'recovered: the guest runs on the destination'
+                self.note('postcopy_resume', 'post-copy recovery %d of %d failed: %s' % (attempt + 1, attempts, failure[1]))
+                if failure[0] == 'hung':
+                    return False, ('recovery hung: %s. Do not destroy either side while the destination may still '
+                                   'get its pages; libvirt keeps the resume job open' % failure[1])
+            if attempt + 1 < attempts:
+                self.sleep(min(15, 2 ** (attempt + 1)))
+        return False, ('recovery failed after %d attempts: the guest is paused with its memory split between '
+                       'both hosts; do not destroy either side; restore the network and run virsh migrate '
+                       '--postcopy --postcopy-resume (or this module again)' % attempts)
 
     def _figures(self, stats):
         self.result['downtime_ms'] = stats.get('downtime')

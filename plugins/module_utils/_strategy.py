@@ -159,11 +159,18 @@ def decide(state, cfg):
     final_taken (name of the final action already applied, or None), paused.
     CFG: plan (from choose_plan), ramp (downtime_steps), deadline_s, hard_timeout_s, stall_iterations,
     stall_window_s (seconds without a transferred byte that mean a dead link).
-    Returns (action, argument, reason); action is one of wait, set_downtime, postcopy, pause, abort.
+    Returns (action, argument, reason); action is one of wait, set_downtime, postcopy, pause, abort,
+    postcopy_pause (interrupt a post-copy whose link died, to resume it later; STATE postcopy_interrupted
+    says it was done).
     """
     plan = cfg['plan']
     elapsed = state['elapsed_s']
     if state.get('postcopy'):
+        if not state.get('postcopy_interrupted') and link_dead(state.get('history') or [],
+                                                               cfg.get('stall_window_s', 4.0)):
+            return ('postcopy_pause', None, 'no data transferred for %.0f s in post-copy: the link looks dead; '
+                    'interrupting post-copy so that it can be resumed once the link is back (a post-copy '
+                    'migration is never aborted)' % cfg.get('stall_window_s', 4.0))
         return ('wait', None, 'post-copy running: it always finishes and is never aborted')
     if state.get('final_taken') == 'abort':
         return ('wait', None, 'abort requested: waiting for libvirt to end the job')

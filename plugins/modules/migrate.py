@@ -31,7 +31,8 @@ description:
   - "B(Never lose a VM): any failure before the switch-over leaves the guest running on the source
     exactly as it was and removes what was left on the destination. Post-copy is used only when
     O(allow_postcopy=true) - if the network fails during post-copy the guest is lost - and is never
-    aborted; a failed post-copy is recovered (libvirt's post-copy resume) or reported plainly.
+    aborted; a post-copy whose link stops moving data is interrupted and resumed (libvirt's
+    post-copy resume) when the link is back, or reported plainly.
     The source definition is removed only after the destination is confirmed running."
   - Idempotent - a domain already running on the destination and gone from the source (or only
     defined, inactive, on the source) is reported V(already_there), unchanged.
@@ -81,6 +82,12 @@ options:
     default: true
   bandwidth_mibps:
     description: Bandwidth cap for the migration stream in MiB/s. Default - no cap.
+    type: int
+  postcopy_bandwidth_mibps:
+    description:
+      - Bandwidth cap for the post-copy phase in MiB/s (libvirt's post-copy bandwidth). Default - no cap, as
+        in libvirt - post-copy sends the rest as fast as the link allows, since the guest waits for every page
+        it touches that has not arrived yet.
     type: int
   expected_bandwidth_mibps:
     description:
@@ -181,9 +188,15 @@ options:
     type: int
     default: 256
   postcopy_recovery_attempts:
-    description: How often to try resuming a failed post-copy migration.
+    description:
+      - How often to try resuming a failed post-copy migration (libvirt 8.5 or newer) before giving up, waiting
+        2, 4, 8 and then 15 s between attempts (about 90 s with the default), which gives a link that comes back
+        the time to do so. A post-copy whose link stops moving data for O(dead_link_s) is interrupted
+        (libvirt's post-copy abort, which pauses it; it is never aborted) and then resumed this way.
+      - A guest left paused by a post-copy that could not be resumed is resumed by running the module again
+        with the same destination.
     type: int
-    default: 3
+    default: 8
   status_file:
     description:
       - A file on the host running the module that is rewritten with the migration's progress (JSON) at
@@ -219,10 +232,18 @@ EXAMPLES = r'''
 
 RETURN = r'''
 state:
-  description: V(migrated), V(migrated_after_recovery), V(already_there) or V(planned) (check mode).
+  description:
+    - V(migrated), V(migrated_after_recovery) (a post-copy failed and was resumed; see RV(recovered_from)),
+      V(already_there) or V(planned) (check mode).
+    - When the module fails - V(rolled_back) (the guest runs on the source as before), V(postcopy_failed)
+      (the guest is paused, split between the hosts, until a resume succeeds) or V(destination_not_running).
   returned: always
   type: str
   sample: migrated
+recovered_from:
+  description: The error that interrupted a post-copy migration that was then resumed.
+  returned: when a post-copy migration failed and was resumed in the same run
+  type: str
 plan:
   description: The chosen strategy, final action, flags, reason, prediction, measured dirty rate, deadline.
   returned: when the domain was not already there
@@ -307,6 +328,9 @@ def main():
         dst = cache.get(p['dest_uri'])
         src.host_uuid()
         result = LiveMigration(src, dst, p['domain'], p).run(check_mode=module.check_mode)
+    if result.get('state') == 'migrated_after_recovery':
+        module.warn('the post-copy migration of %s failed (%s) and was resumed: it runs on the destination'
+                    % (p['domain'], result.get('recovered_from', 'an earlier run')))
     module.exit_json(**result)
 
 

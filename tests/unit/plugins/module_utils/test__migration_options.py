@@ -30,3 +30,93 @@ def test_postcopy_must_be_allowed():
 def test_migration_uri_shape():
     assert "migration_uri must look like tcp://host[:port]" in migrate.validate(params(migration_uri="10.0.0.2"))[0]
     assert migrate.validate(params(migration_uri="tcp://198.18.0.12:49152")) == []
+
+
+def test_postcopy_bandwidth_must_be_positive():
+    assert "postcopy_bandwidth_mibps must be greater than 0 (got 0)" in migrate.validate(params(postcopy_bandwidth_mibps=0))
+
+
+class FakeDom:
+    """The source side of a failed post-copy: resume attempts fail until the link is back."""
+
+    def __init__(self, failures):
+        self.failures, self.calls = failures, []
+
+    def migrateToURI3(self, uri, params, flags):  # noqa: N802 (libvirt's name)
+        self.calls.append((uri, dict(params), flags))
+        if len(self.calls) <= self.failures:
+            raise migrate.libvirt.libvirtError("migration is not in post-copy failed state on the destination")
+
+    def jobStats(self, flags):  # noqa: N802
+        return {"data_processed": len(self.calls)}
+
+
+def recovery(failures, src_uri="qemu+tcp://h1/system", **opts):
+    sleeps = []
+    src = type("Client", (), {"uri": src_uri})()
+    m = migrate.LiveMigration(src, None, "g", params(**opts), clock=lambda: 100.0, sleep=sleeps.append)
+    m.t0 = 90.0
+    dom = FakeDom(failures)
+    return m, dom, m._recover_postcopy(dom), sleeps  # pylint: disable=protected-access
+
+
+def test_postcopy_resume_retries_with_growing_waits_and_the_same_address():
+    m, dom, (ok, how), sleeps = recovery(3, migration_uri="tcp://198.18.0.12", postcopy_bandwidth_mibps=8)
+    assert ok and "recovered" in how
+    assert sleeps == [2, 4, 8] and len(dom.calls) == 4
+    uri, params_, flags = dom.calls[-1]
+    assert uri == "qemu+tcp://h2/system"
+    assert params_ == {migrate.libvirt.VIR_MIGRATE_PARAM_URI: "tcp://198.18.0.12",
+                       migrate.libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY: 8}
+    assert flags & migrate.libvirt.VIR_MIGRATE_POSTCOPY_RESUME and flags & migrate.libvirt.VIR_MIGRATE_POSTCOPY
+    assert [d["action"] for d in m.decisions] == ["postcopy_resume"] * 4
+    assert "recovery 4 succeeded" in m.decisions[-1]["reason"]
+
+
+def test_postcopy_resume_gives_up_plainly():
+    m, dom, (ok, how), sleeps = recovery(99, postcopy_recovery_attempts=6)
+    assert not ok and len(dom.calls) == 6 and sleeps == [2, 4, 8, 15, 15]
+    assert "do not destroy either side" in how and "after 6 attempts" in how
+    assert "recovery 6 of 6 failed" in m.decisions[-1]["reason"]
+
+
+def test_libvirtd_address_only_when_the_source_is_local():
+    assert migrate.libvirtd_address("qemu:///system", "qemu+tcp://198.18.0.12/system") == ("198.18.0.12", 16509)
+    assert migrate.libvirtd_address("qemu:///system", "qemu+tls://hv3.example.com:1234/system") == ("hv3.example.com", 1234)
+    assert migrate.libvirtd_address("qemu:///system", "qemu+ssh://root@hv3/system") == ("hv3", 22)
+    assert migrate.libvirtd_address("qemu+tcp://hv1/system", "qemu+tcp://hv2/system") is None
+    assert migrate.libvirtd_address("qemu:///system", "qemu:///system") is None
+
+
+def test_postcopy_resume_waits_for_the_destination_to_answer(monkeypatch):
+    answers = iter([False, False, True])
+    monkeypatch.setattr(migrate, "reachable", lambda address, timeout=3.0: next(answers))
+    m, dom, (ok, _how), sleeps = recovery(0, src_uri="qemu:///system")
+    assert ok and len(dom.calls) == 1 and sleeps == [2, 4]
+    assert "(h2 port 16509) does not answer yet" in m.decisions[0]["reason"]
+
+
+def test_a_resume_that_moves_no_data_is_given_up_as_hung():
+    import itertools  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+    release = threading.Event()
+
+    class Stuck(FakeDom):
+        def migrateToURI3(self, uri, params, flags):  # noqa: N802
+            self.calls.append(uri)
+            release.wait(10)
+
+        def jobStats(self, flags):  # noqa: N802
+            return {"data_processed": 42}
+
+    ticks = itertools.count(0, 20)
+    m = migrate.LiveMigration(type("Client", (), {"uri": "qemu+tcp://h1/system"})(), None, "g",
+                              params(poll_interval=0.01), clock=lambda: float(next(ticks)), sleep=lambda s: None)
+    m.t0 = 0.0
+    dom = Stuck(0)
+    try:
+        ok, how = m._recover_postcopy(dom)  # pylint: disable=protected-access
+    finally:
+        release.set()
+    assert not ok and len(dom.calls) == 1
+    assert how.startswith("recovery hung") and "moved no data for 60 s" in how and "Do not destroy" in how

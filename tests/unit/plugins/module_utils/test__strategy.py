@@ -172,3 +172,21 @@ def test_summarize_and_progress():
     assert out["downtime_ms"] == completed["downtime"] and out["memory_iteration"] == completed["memory_iteration"]
     assert S.progress_percent({"data_total": 200, "data_remaining": 50}) == 75.0
     assert S.progress_percent({}) is None
+
+
+def test_dead_link_in_postcopy_interrupts_it_once_and_never_aborts():
+    cfg = {"plan": S.choose_plan({"converges": False}, allow_postcopy=True), "ramp": [(0, 300)],
+           "deadline_s": 1, "hard_timeout_s": 10, "stall_window_s": 5}
+    moving = [(t * 0.5, 3, 100 * MIB, (10 + t) * MIB) for t in range(30)]
+    state = {"elapsed_s": 15, "iteration": 3, "history": moving, "downtime_ms": 300, "postcopy": True,
+             "final_taken": "postcopy", "postcopy_interrupted": False}
+    assert S.decide(state, cfg)[0] == "wait"
+    frozen = moving[:10] + [(t * 0.5, 3, 90 * MIB, 19 * MIB) for t in range(10, 30)]
+    state["history"] = frozen
+    action, _arg, reason = S.decide(state, cfg)
+    assert action == "postcopy_pause" and "never aborted" in reason
+    state["postcopy_interrupted"] = True
+    assert S.decide(state, cfg)[0] == "wait"
+    state["history"] = frozen[:18]      # frozen for 4 s only: under the 5 s window
+    state["postcopy_interrupted"] = False
+    assert S.decide(state, cfg)[0] == "wait"
