@@ -184,16 +184,31 @@ class ColdMigration:
             shared = self._same_file_visible(facts['nvram'])
             if not shared:
                 files.append({'kind': 'nvram', 'target': 'nvram', 'source': facts['nvram']})
-        tpm_dir = '/var/lib/libvirt/swtpm/%s/tpm2' % facts['uuid']
         if facts.get('tpm'):
-            try:
-                pool = self._pool(self.src, tpm_dir, create=True)
-                for vol in pool.listAllVolumes(0):
-                    files.append({'kind': 'tpm', 'target': 'tpm', 'source': vol.path()})
-            except libvirt.libvirtError:
-                pass
+            files += self.tpm_files(facts['uuid'])
         for f in files:
             f['dest'] = self.dest_path(f['source'], f['kind'])
+        return files
+
+    def tpm_files(self, uuid):
+        """The emulated TPM's state files (libvirt keeps them per domain UUID and TPM version). A TPM that
+        never ran has none yet; state that exists but cannot be read stops the move: a destination
+        without it would start with a new TPM, and whatever the guest sealed to the old one is lost."""
+        files = []
+        for version_dir in ('tpm2', 'tpm1.2'):
+            path = '/var/lib/libvirt/swtpm/%s/%s' % (uuid, version_dir)
+            try:
+                pool = self._pool(self.src, path, create=True)
+                vols = pool.listAllVolumes(0)
+            except libvirt.libvirtError as e:
+                if 'No such file' in (e.get_error_message() or ''):
+                    continue
+                raise ColdMigrationError('cannot read the TPM state in %s: %s' % (path, e.get_error_message()),
+                                         self.result)
+            files += [{'kind': 'tpm', 'target': 'tpm', 'source': v.path()} for v in vols
+                      if v.info()[0] == libvirt.VIR_STORAGE_VOL_FILE and not v.name().startswith('.')]
+        if not files:
+            self.step('tpm', 'the TPM has no state yet (never started): the destination makes it on first start')
         return files
 
     def _same_file_visible(self, path):
