@@ -21,7 +21,8 @@ fi
 start=$(date +%s)
 pkgs=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
       busybox-static iproute2 iputils-ping iputils-arping libvirt-dev pkg-config openssh-server
-      openssh-client shellcheck gcc libc6-dev python3-venv xz-utils cpio util-linux procps git)
+      openssh-client shellcheck gcc libc6-dev python3-venv xz-utils cpio util-linux procps git
+      swtpm swtpm-tools openssl)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

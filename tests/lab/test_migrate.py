@@ -159,3 +159,30 @@ def test_parallel_connections_and_compression(lab, figures):
     result, _probe = migrate_with_probe(lab, figures, "xbzrle", "mig_multifd", "h1", mig_compression="xbzrle")
     assert "compressed" in result["decisions"][0]["reason"]
     L.virsh("h1", "destroy", "mig_multifd")
+
+
+def test_tls_for_the_stream_and_libvirtd(lab, figures):
+    """tls: true over a qemu+tls:// destination (libvirtd and QEMU both use the lab CA's certificates);
+    a destination whose migration certificate the CA did not sign is refused by the TLS handshake and
+    the guest keeps running where it was."""
+    g = L.define_guest("mig_tls", "h1", disk="nbd", mem_workload_mib=16, mem_rate=8)
+    L.wait_guest(g["ip"])
+    result, _probe = migrate_with_probe(lab, figures, "tls", "mig_tls", "h2", mig_tls=True)
+    assert "tls" in result["decisions"][0]["reason"].split("flags ", 1)[1].split(",")
+    assert result["destination"]["uri"].startswith("qemu+tls://")
+    before = L.guest_status(g["ip"])
+    with L.rogue_migration_cert("h3"):
+        out = L.playbook(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration",
+                                      "lab_target.yml"),
+                         extra_vars={"target": "migrate_fault", "target_hosts": "h2", "mig_domain": "mig_tls",
+                                     "mig_dest": "h3", "mig_tls": True})
+    assert out.returncode == 0, out.stdout[-4000:]
+    with open(L.state_path("result-mig_tls.json")) as f:
+        refused = json.load(f)
+    assert refused["failed"] and refused["state"] == "rolled_back", refused.get("msg")
+    assert "certificate" in refused["msg"].lower(), refused["msg"]
+    time.sleep(1)
+    assert where(lab, "mig_tls") == {"h2": "running"}
+    integrity(before, L.guest_status(g["ip"]), "mig_tls")
+    figures["tls_refused"] = {"msg": refused["msg"][:200]}
+    L.virsh("h2", "destroy", "mig_tls")

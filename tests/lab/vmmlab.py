@@ -22,6 +22,7 @@ Usage: lab up [--hosts N] | down | status | inventory | ssh HOST [CMD...] | virs
        | exec NS CMD... | playbook PLAYBOOK [ARGS...] | guest NAME [--host H ...] | guest-status NAME
 """
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
@@ -58,6 +59,7 @@ MNT_SHARED = os.path.join(ROOT, "mnt", "shared")
 MNT_LOCAL = os.path.join(ROOT, "mnt", "local")
 BIND_DIRS = ["/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"]
 BIND_FILES = ["/etc/hosts", "/etc/resolv.conf"]
+SWTPM_LOCALCA, SWTPM_LOG = "/var/lib/swtpm-localca", "/var/log/swtpm"
 REQUIRED_TOOLS = ["ip", "nsenter", "unshare", "libvirtd", "virsh", "qemu-system-x86_64", "qemu-img",
                   "qemu-nbd", "/usr/sbin/sshd", "ssh", "ssh-keygen", "bridge"]
 
@@ -261,8 +263,12 @@ def check_routes(namespaces):
         raise LabError("routing check failed, refusing to go on:\n  " + "\n  ".join(bad))
 
 
-LIBVIRTD_CONF = """# vmmlab host {name}: lab only (no authentication on TCP)
-listen_tls = 0
+LIBVIRTD_CONF = """# vmmlab host {name}: lab only (no authentication on TCP; TLS with the lab's own CA)
+listen_tls = 1
+key_file = "/etc/libvirt/pki/host-key.pem"
+cert_file = "/etc/libvirt/pki/server-cert.pem"
+ca_file = "/etc/libvirt/pki/ca-cert.pem"
+auth_tls = "none"
 listen_tcp = 1
 listen_addr = "{ip}"
 auth_tcp = "none"
@@ -288,6 +294,10 @@ namespaces = [ ]
 stdio_handler = "file"
 migration_address = "{ip}"
 migration_host = "{ip}"
+migrate_tls_x509_cert_dir = "/etc/libvirt/pki/qemu"
+migrate_tls_x509_verify = 1
+swtpm_user = "root"
+swtpm_group = "root"
 """
 
 SSHD_CONFIG = """# vmmlab host {name}
@@ -310,6 +320,94 @@ MaxSessions 50
 """
 
 
+def _openssl(*args):
+    run(["openssl"] + list(args))
+
+
+def make_cert(dirname, base, subject, ca=None, ext=None, key=None):
+    """An RSA key (or KEY) and a certificate for SUBJECT, self-signed or signed by CA (key, cert paths)."""
+    key = key or os.path.join(dirname, base + "-key.pem")
+    cert = os.path.join(dirname, base + "-cert.pem")
+    if not os.path.exists(key):
+        _openssl("genrsa", "-out", key, "2048")
+    extfile = os.path.join(dirname, base + ".ext")
+    with open(extfile, "w") as f:
+        f.write(ext or "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    if ca is None:
+        _openssl("req", "-x509", "-new", "-key", key, "-subj", subject, "-days", "30", "-out", cert,
+                 "-extensions", "v3", "-config", _req_config(dirname, extfile))
+    else:
+        csr = os.path.join(dirname, base + ".csr")
+        _openssl("req", "-new", "-key", key, "-subj", subject, "-out", csr, "-config", _req_config(dirname, None))
+        _openssl("x509", "-req", "-in", csr, "-CA", ca[1], "-CAkey", ca[0], "-CAcreateserial", "-days", "30",
+                 "-out", cert, "-extfile", extfile)
+    return key, cert
+
+
+def _req_config(dirname, extfile):
+    path = os.path.join(dirname, "req.cnf")
+    with open(path, "w") as f:
+        f.write("[req]\ndistinguished_name = dn\n[dn]\n")
+        if extfile:
+            with open(extfile) as e:
+                f.write("[v3]\n" + e.read())
+    return path
+
+
+def host_pki(name, ca, dest_dir):
+    """NAME's TLS material signed by CA: one key, a server and a client certificate, laid out for libvirtd
+    (ca-cert.pem, server-cert.pem, host-key.pem; clientcert.pem / clientkey.pem / cacert.pem for a
+    qemu+tls:// URI's pkipath) and for QEMU's migration TLS (qemu/: ca-cert, server-*, client-*)."""
+    os.makedirs(os.path.join(dest_dir, "qemu"), exist_ok=True)
+    ip = host_ip(name)
+    usage = "keyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=critical,CA:FALSE\n"
+    key, server = make_cert(dest_dir, "server", "/O=vmmlab/CN=%s" % name, ca, key=os.path.join(dest_dir, "host-key.pem"),
+                            ext=usage + "extendedKeyUsage=serverAuth\nsubjectAltName=IP:%s,DNS:%s\n" % (ip, name))
+    _key, client = make_cert(dest_dir, "client", "/O=vmmlab/CN=%s" % name, ca, key=key,
+                             ext=usage + "extendedKeyUsage=clientAuth\n")
+    shutil.copy(ca[1], os.path.join(dest_dir, "ca-cert.pem"))
+    for src, dst in ((ca[1], "cacert.pem"), (client, "clientcert.pem"), (key, "clientkey.pem"),
+                     (ca[1], "qemu/ca-cert.pem"), (server, "qemu/server-cert.pem"), (key, "qemu/server-key.pem"),
+                     (client, "qemu/client-cert.pem"), (key, "qemu/client-key.pem")):
+        shutil.copy(src, os.path.join(dest_dir, dst))
+
+
+@contextlib.contextmanager
+def rogue_migration_cert(name):
+    """Fault injection: NAME's QEMU migration TLS material from a CA no other host trusts (its own
+    certificate and CA agree, so its QEMU sets TLS up; the handshake with a lab host fails), for the time
+    of the with block (QEMU reads the files when a migration starts)."""
+    d = state_path("pki", "rogue")
+    os.makedirs(d, exist_ok=True)
+    ca = make_cert(d, "ca", "/O=not vmmlab/CN=rogue CA")
+    ip = host_ip(name)
+    key, cert = make_cert(d, "server-" + name, "/O=not vmmlab/CN=%s" % name, ca, ext=(
+        "keyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=critical,CA:FALSE\n"
+        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:%s,DNS:%s\n" % (ip, name)))
+    qdir = state_path("hosts", name, "etc-libvirt", "pki", "qemu")
+    saved = {}
+    for f in ("server-cert.pem", "server-key.pem", "ca-cert.pem"):
+        with open(os.path.join(qdir, f), "rb") as fh:
+            saved[f] = fh.read()
+    try:
+        shutil.copy(cert, os.path.join(qdir, "server-cert.pem"))
+        shutil.copy(key, os.path.join(qdir, "server-key.pem"))
+        shutil.copy(ca[1], os.path.join(qdir, "ca-cert.pem"))
+        yield
+    finally:
+        for f, data in saved.items():
+            with open(os.path.join(qdir, f), "wb") as fh:
+                fh.write(data)
+
+
+def lab_ca():
+    d = state_path("pki")
+    os.makedirs(d, exist_ok=True)
+    if not os.path.exists(os.path.join(d, "ca-cert.pem")):
+        make_cert(d, "ca", "/O=vmmlab/CN=vmmlab lab CA")
+    return os.path.join(d, "ca-key.pem"), os.path.join(d, "ca-cert.pem")
+
+
 def host_files(name, names):
     d = state_path("hosts", name)
     for sub in ("etc-libvirt", "run-libvirt", "var-lib-libvirt", "cache-libvirt", "log-libvirt", "local",
@@ -324,6 +422,7 @@ def host_files(name, names):
         os.makedirs(os.path.join(d, "var-lib-libvirt", sub), exist_ok=True)
     os.makedirs(os.path.join(d, "log-libvirt", "qemu"), exist_ok=True)
     ip = host_ip(name)
+    host_pki(name, lab_ca(), os.path.join(d, "etc-libvirt", "pki"))
     with open(os.path.join(d, "etc-libvirt", "libvirtd.conf"), "w") as f:
         f.write(LIBVIRTD_CONF.format(name=name, ip=ip, uuid=host_uuid(name)))
     with open(os.path.join(d, "etc-libvirt", "qemu.conf"), "w") as f:
@@ -349,6 +448,11 @@ def make_host_namespace(name):
         ["etc-libvirt", "run-libvirt", "var-lib-libvirt", "cache-libvirt", "log-libvirt"], BIND_DIRS)]
     binds += [(os.path.join(d, "hosts"), "/etc/hosts"), (os.path.join(d, "resolv.conf"), "/etc/resolv.conf"),
               (state_path("shared"), MNT_SHARED), (os.path.join(d, "local"), MNT_LOCAL)]
+    # emulated TPMs: swtpm's local CA and logs per host too (nothing written to the machine's own)
+    for sub, target in (("swtpm-localca", SWTPM_LOCALCA), ("log-swtpm", SWTPM_LOG)):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+        os.makedirs(target, exist_ok=True)
+        binds.append((os.path.join(d, sub), target))
     script = ["set -e", "hostname %s" % name]
     script += ["mount --bind '%s' '%s'" % b for b in binds]
     # A fresh sysfs shows this network namespace's devices (libvirt reads bridges and taps there);
@@ -423,6 +527,8 @@ def write_inventory(names):
             "ansible_host": host_ip(h),
             "libvirt_uri": "qemu:///system",
             "libvirt_migration_uri": tcp_uri(h),
+            # libvirtd over TLS, the host's client certificate from the lab CA (a pkipath on every host)
+            "libvirt_tls_uri": "qemu+tls://%s/system?pkipath=/etc/libvirt/pki" % host_ip(h),
             "lab_host_uuid": host_uuid(h),
         }
     path = state_path("inventory.json")
@@ -812,6 +918,21 @@ def define_guest(name, host, memory_mib=256, mem_workload_mib=0, mem_rate=0, dis
     return g
 
 
+def thread_states(host, name):
+    """{thread name: kernel wait channel} of the guest's QEMU on HOST (where each thread is blocked)."""
+    pid = _read_pid(state_path("hosts", host, "run-libvirt", "qemu", name + ".pid"))
+    out = {}
+    for tid in sorted(os.listdir("/proc/%d/task" % pid)) if pid and os.path.isdir("/proc/%d/task" % pid) else []:
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                comm = f.read().strip()
+            with open("/proc/%d/task/%s/wchan" % (pid, tid)) as f:
+                out["%s/%s" % (comm, tid)] = f.read().strip()
+        except OSError:
+            continue
+    return out
+
+
 def kill_libvirtd(host):
     """Fault injection: SIGKILL a host's libvirtd (by its PID); its QEMU processes keep running."""
     pid = _read_pid(state_path("hosts", host, "run-libvirt", "vmmlab-libvirtd.pid"))
@@ -910,17 +1031,23 @@ def remove_guest(name):
     """Destroy and undefine a guest everywhere and stop its NBD server (to define it anew)."""
     st = load_state()
     g = st["guests"].pop(name, None)
+    # destroy everywhere first: a migration job stuck on one host (a broken post-copy) waits for the
+    # other host's QEMU and ends only once that one is gone
     for h in st["hosts"]:
         virsh(h, "destroy", name, check=False)
-        virsh(h, "undefine", name, "--nvram", check=False)
-        virsh(h, "undefine", name, check=False)
+    for h in st["hosts"]:
+        if virsh(h, "domstate", name, check=False).returncode == 0 and \
+                virsh(h, "undefine", name, "--nvram", "--tpm", check=False).returncode != 0:
+            virsh(h, "undefine", name, check=False)
     if g and g.get("nbd"):
         kill_pid(g["nbd"]["pid"], ["qemu-nbd"])
         st["pids"].pop("nbd-" + name, None)
     for h in st["hosts"]:
-        path = state_path("hosts", h, "log-libvirt", "qemu", name + ".console.log")
-        if os.path.exists(path):
-            os.unlink(path)
+        # the console log, and local disk images a storage-copying move left behind
+        for path in (state_path("hosts", h, "log-libvirt", "qemu", name + ".console.log"),
+                     os.path.join(state_path("hosts", h, "local"), name + ".qcow2")):
+            if os.path.exists(path):
+                os.unlink(path)
     save_state(st)
 
 
