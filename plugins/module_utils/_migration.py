@@ -32,9 +32,9 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck impo
 _EVENTS = {'started': False}
 
 
-POSITIVE = ('bandwidth_mibps', 'postcopy_bandwidth_mibps', 'expected_bandwidth_mibps', 'max_downtime_ms', 'downtime_steps', 'parallel_connections',
-            'timeout_per_gib_s', 'min_timeout_s', 'hard_timeout_s', 'stall_iterations', 'dead_link_s',
-            'poll_interval')
+POSITIVE = ('bandwidth_mibps', 'postcopy_bandwidth_mibps', 'expected_bandwidth_mibps', 'max_downtime_ms',
+            'downtime_steps', 'parallel_connections', 'timeout_per_gib_s', 'min_timeout_s', 'hard_timeout_s',
+            'stall_iterations', 'dead_link_s', 'poll_interval')
 NOT_NEGATIVE = ('downtime_step_delay_s', 'downtime_step_delay_s_per_gib', 'dirty_rate_sample_s', 'memory_reserve_mib',
                 'postcopy_recovery_attempts')
 
@@ -440,6 +440,8 @@ class LiveMigration:
                 outcome['error'] = str(e)
         self.t0 = self.clock()
         self.note('start', 'flags %s' % self._flag_names(flags), plan['strategy'])
+        write_status(o['status_file'], {'domain': self.name, 'phase': 'starting', 'elapsed_s': 0.0, 'percent': 0,
+                                        'decisions': self.decisions[-5:]})
         thread = threading.Thread(target=worker, name='migrate-%s' % self.name)
         thread.daemon = True
         thread.start()

@@ -201,7 +201,8 @@ options:
     description:
       - A file on the host running the module that is rewritten with the migration's progress (JSON) at
         every poll, so a long migration can be watched while it runs (also see
-        M(vmmigration.libvirt.migration_job_info)).
+        M(vmmigration.libvirt.migration_job_info)). Its C(phase) is C(starting), C(migrating), C(postcopy),
+        C(postcopy_recovery) (with the attempt) or C(done).
     type: path
 '''
 
