@@ -23,9 +23,9 @@ def where(lab, name):
     return out
 
 
-PANIC = ("GUEST KERNEL PANIC: the guest kernel crashed (panic / oops) after the migration - a known QEMU TCG "
-         "defect on this machine kind (DESIGN.md: kernel-side memory is corrupted after some TCG migrations); "
-         "the test is retried once\n")
+PANIC = ("GUEST KERNEL PANIC: the guest kernel crashed (panic / oops / corrupted virtio ring) after the migration "
+         "- a known QEMU TCG defect on this machine kind (DESIGN.md: kernel-side memory is corrupted after some TCG "
+         "migrations); the test is retried at most twice, listed by -rR\n")
 
 
 POSTCOPY_CORRUPTION = ("GUEST MEMORY CORRUPTION: the guest's memory verifier found bad words after a migration "
