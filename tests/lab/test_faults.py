@@ -169,7 +169,8 @@ def test_link_cut_mid_postcopy_is_never_aborted(lab, figures):
             assert result["failed"] and result["state"] == "postcopy_failed", result.get("msg")
             assert "do not destroy either side" in result["msg"].lower(), result["msg"]
             assert "post-copy migration of fault_pc failed" in result["msg"]
-            assert len(resumes) == 3 and wall < 240
+            # (three attempts, or fewer when one hung: libvirt keeps a hung resume job, so none follows)
+            assert 1 <= len(resumes) <= 3 and wall < 240
             assert L.virsh("h1", "domstate", "--reason", "fault_pc").stdout.strip() == "paused (post-copy failed)"
             assert "fault_pc" in L.virsh("h2", "list", "--name").stdout.split()
             # evidence for the closing note: where the destination QEMU's threads wait

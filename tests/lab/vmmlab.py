@@ -766,10 +766,12 @@ def guest_index(st, name):
     g = st["guests"].get(name)
     if g:
         return g["index"]
-    used = {g["index"] for g in st["guests"].values()}
-    i = 1
-    while i in used:
-        i += 1
+    # never reused within a lab: a removed guest's MAC, addresses and NBD port may still be remembered
+    # somewhere (bridge forwarding tables, neighbour caches, a libvirt job that outlived its guest)
+    i = max([st.get("next_index", 1)] + [g["index"] + 1 for g in st["guests"].values()])
+    if i > 150:
+        raise LabError("the lab ran out of guest addresses (150 guests per lab)")
+    st["next_index"] = i + 1
     return i
 
 
