@@ -279,14 +279,9 @@ class LiveMigration:
             params[libvirt.VIR_MIGRATE_PARAM_COMPRESSION] = o['compression']
         return flags, params
 
-    def hang_s(self):
-        """Seconds without progress after which a post-copy interrupt or resume is taken as hung."""
-        return max(60.0, 12 * self.o['dead_link_s'])
-
-    def _resume_once(self, dom, params, flags):
-        """One resume call, watched: None when it finished, else the libvirt error or why it was given up
-        (no byte moved for hang_s seconds: the destination QEMU can block for good - its main loop waits for
-        a page that is still on the source while libvirt asks it to recover)."""
+    def _call_migrate(self, dom, params, flags, what):
+        """libvirt's migrate call (peer-to-peer or through both connections) in a daemon thread, so that the
+        caller can watch the job meanwhile: (thread, outcome), outcome getting 'ok' or 'error'."""
         outcome = {}
 
         def call():
@@ -298,9 +293,22 @@ class LiveMigration:
                 outcome['ok'] = True
             except libvirt.libvirtError as e:
                 outcome['error'] = e.get_error_message()
-        thread = threading.Thread(target=call, name='resume-%s' % self.name)
+            except Exception as e:  # pylint: disable=broad-except
+                outcome['error'] = str(e)
+        thread = threading.Thread(target=call, name='%s-%s' % (what, self.name))
         thread.daemon = True
         thread.start()
+        return thread, outcome
+
+    def hang_s(self):
+        """Seconds without progress after which a post-copy interrupt or resume is taken as hung."""
+        return max(60.0, 12 * self.o['dead_link_s'])
+
+    def _resume_once(self, dom, params, flags):
+        """One resume call, watched: None when it finished, else the libvirt error or why it was given up
+        (no byte moved for hang_s seconds: the destination QEMU can block for good - its main loop waits for
+        a page that is still on the source while libvirt asks it to recover)."""
+        thread, outcome = self._call_migrate(dom, params, flags, 'resume')
         last, moved_at = None, self.clock()
         while thread.is_alive():
             thread.join(self.o['poll_interval'])
@@ -425,26 +433,11 @@ class LiveMigration:
                     lambda conn, d, stats, opaque: self.events.append(stats), None)
             except libvirt.libvirtError:
                 pass
-        outcome = {}
-
-        def worker():
-            try:
-                if o['p2p']:
-                    dom.migrateToURI3(o['dest_uri'], params, flags)
-                else:
-                    dom.migrate3(self.dst.conn, params, flags)
-                outcome['ok'] = True
-            except libvirt.libvirtError as e:
-                outcome['error'] = e.get_error_message()
-            except Exception as e:  # pylint: disable=broad-except
-                outcome['error'] = str(e)
         self.t0 = self.clock()
         self.note('start', 'flags %s' % self._flag_names(flags), plan['strategy'])
         write_status(o['status_file'], {'domain': self.name, 'phase': 'starting', 'elapsed_s': 0.0, 'percent': 0,
                                         'decisions': self.decisions[-5:]})
-        thread = threading.Thread(target=worker, name='migrate-%s' % self.name)
-        thread.daemon = True
-        thread.start()
+        thread, outcome = self._call_migrate(dom, params, flags, 'migrate')
         last = {}
         while thread.is_alive():
             state['elapsed_s'] = self.clock() - self.t0

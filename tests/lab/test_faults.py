@@ -16,38 +16,33 @@ from test_integration import TARGETS  # noqa: E402  pylint: disable=wrong-import
 from test_migrate import integrity, migrate_with_probe, where  # noqa: E402  pylint: disable=wrong-import-position
 
 
-def wait_for_precopy(name, timeout=60):
-    """Until the module's status file shows a pre-copy pass under way."""
+def wait_for_status(name, ready, what, timeout=90):
+    """Until the module's status file for NAME satisfies READY (a predicate on its JSON)."""
     path = L.state_path("status-%s.json" % name)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with open(path) as f:
                 st = json.load(f)
-            if st.get("phase") == "migrating" and (st.get("iteration") or 0) >= 1 and (st.get("percent") or 0) > 5:
+            if ready(st):
                 return st
         except (OSError, ValueError):
             pass
         time.sleep(0.1)
-    raise AssertionError("the migration never got going")
+    raise AssertionError(what)
 
 
-def wait_for_postcopy(name, dest="h2", timeout=90):
-    """Until the module's status file shows the migration in post-copy and DEST runs the guest."""
-    path = L.state_path("status-%s.json" % name)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(path) as f:
-                st = json.load(f)
-            # the switch was asked for; wait until the destination really runs the guest in post-copy
-            if st.get("phase") == "postcopy" and (st.get("percent") or 0) < 90 and \
-                    L.virsh(dest, "domstate", "--reason", name, check=False).stdout.strip() == "running (post-copy)":
-                return st
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError("the migration never switched to post-copy")
+def wait_for_precopy(name):
+    """Until a pre-copy pass is under way."""
+    return wait_for_status(name, lambda st: st.get("phase") == "migrating" and (st.get("iteration") or 0) >= 1
+                           and (st.get("percent") or 0) > 5, "the migration never got going", timeout=60)
+
+
+def wait_for_postcopy(name, dest="h2"):
+    """Until the switch to post-copy was asked for and DEST really runs the guest in post-copy."""
+    return wait_for_status(name, lambda st: st.get("phase") == "postcopy" and (st.get("percent") or 0) < 90 and L.virsh(
+        dest, "domstate", "--reason", name, check=False).stdout.strip() == "running (post-copy)",
+        "the migration never switched to post-copy")
 
 
 def broken_migration(name, dest, inject, clear, wait=wait_for_precopy, **extra):

@@ -120,3 +120,14 @@ def test_a_resume_that_moves_no_data_is_given_up_as_hung():
         release.set()
     assert not ok and len(dom.calls) == 1
     assert how.startswith("recovery hung") and "moved no data for 60 s" in how and "Do not destroy" in how
+
+
+def test_postcopy_cap_and_address_reach_libvirt():
+    m = migrate.LiveMigration(None, None, "g", params(bandwidth_mibps=32, postcopy_bandwidth_mibps=8,
+                                                      migration_uri="tcp://198.18.0.12", tls=True))
+    flags, p = m.flags_and_params({"flags": {"postcopy": True, "auto_converge": False}},
+                                  {"copied": [], "unsafe_override_for": []})
+    L = migrate.libvirt
+    assert p == {L.VIR_MIGRATE_PARAM_BANDWIDTH: 32, L.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY: 8,
+                 L.VIR_MIGRATE_PARAM_URI: "tcp://198.18.0.12"}
+    assert flags & L.VIR_MIGRATE_POSTCOPY and flags & L.VIR_MIGRATE_TLS and flags & L.VIR_MIGRATE_PEER2PEER
