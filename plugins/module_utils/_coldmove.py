@@ -49,7 +49,41 @@ COLD_ARGSPEC = dict(
     verify=dict(type='bool', default=True),
     memory_reserve_mib=dict(type='int', default=256),
     work_dir=dict(type='path', default='/var/tmp'),
+    copy_timeout_s=dict(type='int', default=1800),
 )
+
+# Room kept free on the destination pool and in work_dir beyond what a copy needs (filesystem
+# metadata, a qcow2 that grows by a cluster while being written).
+SPACE_MARGIN = 16 * 1024 * 1024
+
+
+def space_problems(needs, free):
+    """NEEDS {place: bytes}, FREE {place: bytes or None}: a readable problem per place that lacks room
+    (None: the free space could not be read - the copy would risk filling it up blind)."""
+    problems = []
+    for place in sorted(needs):
+        have = free.get(place)
+        if have is None:
+            problems.append('cannot read the free space of %s' % place)
+        elif needs[place] + SPACE_MARGIN > have:
+            problems.append('%s needs %d MiB for the copies, has %d MiB free' % (
+                place, -(-(needs[place] + SPACE_MARGIN) // 1048576), have // 1048576))
+    return problems
+
+
+class Deadline:
+    """One copy's deadline: check() raises once CLOCK passes it."""
+
+    def __init__(self, seconds, what, clock=time.monotonic):
+        self.at, self.seconds, self.what, self.clock = clock() + seconds, seconds, what, clock
+
+    def check(self):
+        if self.clock() > self.at:
+            raise CopyTimeout('%s did not finish within copy_timeout_s=%d s: aborted' % (self.what, self.seconds))
+
+
+class CopyTimeout(Exception):
+    pass
 
 
 class ColdMigrationError(LibvirtClientError):
@@ -65,13 +99,22 @@ def hash_zeros(digest, length):
         length -= n
 
 
-def download(vol, conn, fd=None):
+def _abort(stream):
+    try:
+        stream.abort()
+    except libvirt.libvirtError:
+        pass
+
+
+def download(vol, conn, fd=None, deadline=None):
     """Stream a volume out (sparse); write it to FD (holes seeked over) if given; return its SHA-256
-    over the logical content (holes hash as zeros) and the length."""
+    over the logical content (holes hash as zeros) and the length. DEADLINE.check() runs per chunk."""
     digest = hashlib.sha256()
     state = {'len': 0}
 
     def on_data(stream, data, opaque):  # pylint: disable=unused-argument
+        if deadline is not None:
+            deadline.check()
         digest.update(data)
         state['len'] += len(data)
         if fd is not None:
@@ -90,19 +133,16 @@ def download(vol, conn, fd=None):
     try:
         stream.sparseRecvAll(on_data, on_hole, None)
         stream.finish()
-    except libvirt.libvirtError:
-        try:
-            stream.abort()
-        except libvirt.libvirtError:
-            pass
+    except BaseException:
+        _abort(stream)
         raise
     if fd is not None:
         os.ftruncate(fd, state['len'])
     return digest.hexdigest(), state['len']
 
 
-def upload(vol, conn, fd):
-    """Stream the sparse file FD into a volume."""
+def upload(vol, conn, fd, deadline=None):
+    """Stream the sparse file FD into a volume. DEADLINE.check() runs per chunk."""
     def in_data(stream, opaque):  # pylint: disable=unused-argument
         cur = os.lseek(fd, 0, os.SEEK_CUR)
         try:
@@ -119,6 +159,8 @@ def upload(vol, conn, fd):
         return [True, hole - cur]
 
     def read(stream, nbytes, opaque):  # pylint: disable=unused-argument
+        if deadline is not None:
+            deadline.check()
         return os.read(fd, nbytes)
 
     def skip(stream, length, opaque):  # pylint: disable=unused-argument
@@ -131,11 +173,8 @@ def upload(vol, conn, fd):
     try:
         stream.sparseSendAll(read, in_data, skip, None)
         stream.finish()
-    except libvirt.libvirtError:
-        try:
-            stream.abort()
-        except libvirt.libvirtError:
-            pass
+    except BaseException:
+        _abort(stream)
         raise
 
 
@@ -253,9 +292,14 @@ class ColdMigration:
         facts = parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
         try:
             files = self.plan_files(dom, facts, dom_report['storage'])
+            space = self.space(files)
             self.result['plan'] = {'shutdown': was_running, 'start_on_destination': start,
-                                   'files': [dict(f) for f in files],
+                                   'files': [dict(f) for f in files], 'space': space,
                                    'shared': [t for t, v in dom_report['storage'].items() if v['verdict'] == 'shared']}
+            problems = space_problems(space['needs'], space['free'])
+            if problems:
+                raise ColdMigrationError('cannot move %s: not enough room for its copies (nothing was changed): %s'
+                                         % (self.name, '; '.join(problems)), self.result)
             self.result['changed'] = True
             if check_mode:
                 self.result['state'] = 'planned'
@@ -263,6 +307,35 @@ class ColdMigration:
             return self.move(dom, facts, files, was_running, start)
         finally:
             self._drop_transient()
+
+    def space(self, files):
+        """What the copies need and what there is, before anything changes: per destination directory
+        the bytes the source volumes occupy (a sparse copy takes no more), and in work_dir the largest
+        one (copies pass through it one at a time)."""
+        needs, free = {}, {}
+        for f in files:
+            src_dir, base = os.path.split(f['source'])
+            f['allocation'] = self.src.call('cannot read the size of %s' % f['source'],
+                                            lambda d=src_dir, b=base: self._pool(self.src, d).storageVolLookupByName(b)
+                                            .info()[2])
+            place = 'the destination directory %s' % os.path.dirname(f['dest'])
+            needs[place] = needs.get(place, 0) + f['allocation']
+            if place not in free:
+                pool = self._pool(self.dst, os.path.dirname(f['dest']))
+                try:
+                    pool.refresh(0)
+                    free[place] = pool.info()[3]
+                except libvirt.libvirtError:
+                    free[place] = None
+        if files:
+            place = 'work_dir %s on this host' % self.o['work_dir']
+            needs[place] = max(f['allocation'] for f in files)
+            try:
+                st = os.statvfs(self.o['work_dir'])
+                free[place] = st.f_bavail * st.f_frsize
+            except OSError:
+                free[place] = None
+        return {'needs': needs, 'free': free}
 
     def shutdown(self, dom):
         timeout = self.o['shutdown_timeout_s']
@@ -305,17 +378,18 @@ class ColdMigration:
         new = dst_pool.createXML(vol_xml, 0)
         self.created.append((dst_pool, new))
         t0 = self.clock()
+        deadline = Deadline(self.o['copy_timeout_s'], 'the copy of %s' % f['source'], self.clock)
         fd, tmp = tempfile.mkstemp(prefix='vmm-cold-', dir=self.o['work_dir'])
         try:
-            digest, length = download(vol, self.src.conn, fd)
-            upload(new, self.dst.conn, fd)
+            digest, length = download(vol, self.src.conn, fd, deadline)
+            upload(new, self.dst.conn, fd, deadline)
         finally:
             os.close(fd)
             os.unlink(tmp)
         f['sha256'] = digest
         f['bytes'] = length
         if self.o['verify']:
-            check, _length = download(new, self.dst.conn)
+            check, _length = download(new, self.dst.conn, None, deadline)
             if check != digest:
                 raise ColdMigrationError('checksum mismatch after copying %s to %s' % (f['source'], f['dest']),
                                          self.result)
@@ -348,7 +422,8 @@ class ColdMigration:
             if start:
                 self.defined.create()
                 self.step('start', 'started on the destination')
-        except (libvirt.libvirtError, ColdMigrationError, OSError) as e:
+        except (libvirt.libvirtError, ColdMigrationError, CopyTimeout, OSError, RuntimeError) as e:
+            # (RuntimeError: libvirt-python's sparse stream helpers raise it when a handler fails)
             msg = e.msg if isinstance(e, ColdMigrationError) else (
                 e.get_error_message() if isinstance(e, libvirt.libvirtError) else str(e))
             self.rollback(dom, was_running)

@@ -21,6 +21,11 @@ description:
     paths rewritten when O(dest_pool) puts them elsewhere), starts it there if it was running, and only
     then removes it - and the copied disks, unless O(keep_source_disks=true) - from the source.
   - A stopped domain whose storage is shared is simply redefined on the destination (an offline move).
+  - Before anything changes, the free space of each destination directory (its storage pool) must hold
+    the copies (the bytes the source files occupy, plus a 16 MiB margin), and O(work_dir) the largest
+    of them; otherwise the module fails and nothing is touched.
+  - Every copy has a deadline (O(copy_timeout_s)); a peer libvirtd that stops answering is dropped by
+    libvirt's keepalive after about 20 s. Either way the copy is aborted and the move rolled back.
   - Any failure before the commit point removes what was created on the destination and restarts the
     guest on the source if it was running.
   - No trust between the hypervisors is needed - everything goes through the two libvirt connections.
@@ -84,6 +89,12 @@ options:
     description: Directory for the sparse temporary copy, on the host that runs the module.
     type: path
     default: /var/tmp
+  copy_timeout_s:
+    description:
+      - Deadline, in seconds, of each file's copy (read from the source, write to the destination, read
+        back to verify). A copy still running then is aborted and the move rolled back.
+    type: int
+    default: 1800
 '''
 
 EXAMPLES = r'''
@@ -106,7 +117,11 @@ state:
   type: str
   sample: migrated
 plan:
-  description: Whether it shuts down and starts, the files to copy (V(files) - kind, source and destination paths) and the shared disks.
+  description:
+    - Whether it shuts down and starts, the files to copy (V(files) - kind, source and destination paths,
+      allocation in bytes) and the shared disks.
+    - V(space) - per place (destination directory, O(work_dir)) the bytes the copies need (V(needs)) and
+      the bytes free there (V(free)), read before anything changes.
   returned: unless already there
   type: dict
 copied:
@@ -145,6 +160,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
+    start_event_loop,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC, ColdMigration
 
@@ -160,6 +176,9 @@ def main():
         module.fail_json(msg='shutdown_timeout_s must be greater than 0 (got %s)' % p['shutdown_timeout_s'])
     if p['memory_reserve_mib'] < 0:
         module.fail_json(msg='memory_reserve_mib must not be negative')
+    if p['copy_timeout_s'] <= 0:
+        module.fail_json(msg='copy_timeout_s must be greater than 0 (got %s)' % p['copy_timeout_s'])
+    start_event_loop()   # keepalive: a destination that stops answering ends the copy, not the wait
     with libvirt_session(module) as cache:
         src = cache.get(p['uri'])
         dst = cache.get(p['dest_uri'])

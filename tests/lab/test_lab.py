@@ -44,6 +44,20 @@ def test_up_refuses_missing_packages(lab):
     assert "missing tools" in p.stderr and "setup.sh" in p.stderr
 
 
+def test_the_lab_runs_a_qemu_without_the_tcg_migration_defect(lab):
+    """The lab prints its stack, and refuses a QEMU older than 9.0 unless a compatibility pass asks."""
+    versions = L.load_state()["versions"]
+    assert versions == L.stack_versions()
+    if not L.load_state()["compat"]:
+        assert L._version(versions["qemu"]) >= (9, 0), versions  # pylint: disable=protected-access
+    with pytest.raises(L.LabError, match="QEMU 7.2.22 is older than 9.0.*03bfc2188f06.*--compat"):
+        L.check_stack({"qemu": "7.2.22", "libvirt": "9.0.0"})
+    L.check_stack({"qemu": "7.2.22", "libvirt": "9.0.0"}, compat=True)
+    L.check_stack({"qemu": "10.0.2", "libvirt": "11.3.0"})
+    p = lab_cmd("status")
+    assert "QEMU %s, libvirt %s" % (versions["qemu"], versions["libvirt"]) in p.stdout
+
+
 def test_no_route_out_of_the_machine(lab):
     L.check_routes(["sw", "ctl", "cli", "sto"] + lab["hosts"])
     for ns in ["ctl", "cli", "sto"] + lab["hosts"]:

@@ -23,30 +23,31 @@ def where(lab, name):
     return out
 
 
-PANIC = ("GUEST KERNEL PANIC: the guest kernel crashed (panic / oops / corrupted virtio ring) after the migration "
-         "- a known QEMU TCG defect on this machine kind (DESIGN.md: kernel-side memory is corrupted after some TCG "
-         "migrations); the test is retried at most twice, listed by -rR\n")
-
-
-POSTCOPY_CORRUPTION = ("GUEST MEMORY CORRUPTION: the guest's memory verifier found bad words after a migration "
-                       "under TCG (seen after post-copy, and once after a throttled pre-copy: the same QEMU TCG "
-                       "dirty-tracking suspicion as the kernel panics; the test is retried, listed by -rR)\n")
-
-
 def integrity(before, after, name="", postcopy=False):
-    del postcopy  # bad words are checked after every migration, post-copy or not
-    if after and after.get("mem_bad_words", 0) > before.get("mem_bad_words", 0):
-        raise AssertionError(POSTCOPY_CORRUPTION + json.dumps(after))
-    if after is None or after["boot_id"] != before["boot_id"]:
-        if name and L.panicked(name):
-            raise AssertionError(PANIC + L.console_log(name))
-    assert after is not None, "the guest does not answer\n" + L.console_log(name)
-    assert after["boot_id"] == before["boot_id"], "the guest rebooted\n" + L.console_log(name)
-    assert after.get("mem_bad_words", 0) == 0, "memory verifier found bad words: %s" % after
-    if "disk_seq" in before:
-        assert after["disk_seq"] > before["disk_seq"] and after["disk_gaps"] == 0 and after["disk_errors"] == 0
-    if "mem_passes" in before and before.get("mem_mib"):
-        assert after["mem_passes"] > before["mem_passes"]
+    """A move of ours leaves the guest intact: it answers, it is the same boot, its memory verifier found
+    no bad word, its disk counter kept counting with no gap. Anything else fails the test, never retried,
+    with what the guest's console said attached (the lab runs a QEMU without the old TCG defect: a
+    corrupted or crashed guest is ours to explain)."""
+    del postcopy  # checked the same way after every move
+    problems = []
+    if after is None:
+        problems.append("GUEST DEAD: the guest does not answer after the move")
+    else:
+        if after["boot_id"] != before["boot_id"]:
+            problems.append("GUEST REBOOTED: boot id %s -> %s" % (before["boot_id"], after["boot_id"]))
+        if after.get("mem_bad_words", 0):
+            problems.append("GUEST MEMORY CORRUPTION: %d bad words" % after["mem_bad_words"])
+        if "disk_seq" in before and not (after.get("disk_seq", 0) > before["disk_seq"]
+                                         and after.get("disk_gaps") == 0 and after.get("disk_errors") == 0):
+            problems.append("GUEST DISK: counter %s -> %s, gaps %s, errors %s" % (
+                before["disk_seq"], after.get("disk_seq"), after.get("disk_gaps"), after.get("disk_errors")))
+        if "mem_passes" in before and before.get("mem_mib") and not after["mem_passes"] > before["mem_passes"]:
+            problems.append("GUEST STALLED: the memory writer made no pass since the move")
+    if problems:
+        crash = " (its console shows a kernel crash)" if name and L.panicked(name) else ""
+        raise AssertionError("%s%s\nbefore: %s\nafter: %s\nconsole of %s:\n%s" % (
+            "; ".join(problems), crash, json.dumps(before), json.dumps(after), name,
+            L.console_log(name) if name else "-"))
 
 
 def migrate_with_probe(lab, figures, label, name, dest, **target_vars):

@@ -68,6 +68,44 @@ class LabError(Exception):
     pass
 
 
+# QEMU before 9.0 loses guest stores during a TCG migration (its dirty-bitmap sync fast path clears
+# dirty bits without flushing the TCG TLB; fixed by QEMU commit 03bfc2188f06 in 9.0): guests migrated
+# under TCG come back corrupted, whatever drives the migration. The lab refuses such a QEMU unless a
+# compatibility pass asks for it (VMMLAB_COMPAT=1 or 'lab up --compat'), whose guests may corrupt.
+MIN_QEMU = (9, 0)
+
+
+def _version(text):
+    parts = []
+    for piece in (text or "").split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def stack_versions():
+    """{'qemu': '10.0.2', 'libvirt': '11.3.0'} of the machine's QEMU and libvirtd."""
+    out = {}
+    p = run(["qemu-system-x86_64", "--version"], check=False)
+    first = (p.stdout or "").splitlines()[0] if p.stdout else ""
+    out["qemu"] = first.split("version", 1)[1].split()[0] if "version" in first else "unknown"
+    p = run(["libvirtd", "--version"], check=False)
+    out["libvirt"] = (p.stdout or "unknown").split()[-1] if p.stdout else "unknown"
+    return out
+
+
+def check_stack(versions, compat=False):
+    """Refuse a QEMU with the TCG migration defect unless this is a compatibility pass."""
+    if _version(versions.get("qemu")) < MIN_QEMU and not compat:
+        raise LabError("QEMU %s is older than %d.%d: its TCG migrations corrupt guests (QEMU commit "
+                       "03bfc2188f06, fixed in 9.0), so the lab would show corruption that is not ours. "
+                       "Run tests/lab/setup.sh (it installs QEMU 10 from bookworm-backports on Debian 12), "
+                       "or bring the lab up with --compat (VMMLAB_COMPAT=1) for a compatibility pass "
+                       "on idle guests" % ((versions.get("qemu"),) + MIN_QEMU))
+
+
 def log(msg):
     print("[lab %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
@@ -555,15 +593,22 @@ def parallel(fn, items):
     return results
 
 
-def up(n_hosts=3, warm=True):
+def up(n_hosts=3, warm=True, compat=None):
     preflight()
+    if compat is None:
+        compat = os.environ.get("VMMLAB_COMPAT") == "1"
+    versions = stack_versions()
+    check_stack(versions, compat)
+    log("stack: QEMU %s, libvirt %s%s" % (versions["qemu"], versions["libvirt"],
+                                          " (compatibility pass)" if compat else ""))
     if n_hosts < 2 or n_hosts > 9:
         raise LabError("--hosts must be between 2 and 9")
     t0 = time.monotonic()
     names = host_names(n_hosts)
     for d in ("ns", "hosts", "shared", "storage", "pids", "ssh", "mnt/shared", "mnt/local", "guests"):
         os.makedirs(state_path(d), exist_ok=True)
-    st = {"hosts": names, "started": time.time(), "pids": {}, "root": ROOT, "guests": {}}
+    st = {"hosts": names, "started": time.time(), "pids": {}, "root": ROOT, "guests": {}, "versions": versions,
+          "compat": compat}
     save_state(st)
     try:
         # Persistent namespace files need a private mount to live on.
@@ -605,7 +650,8 @@ def up(n_hosts=3, warm=True):
         except LabError as e2:
             log(str(e2))
         raise
-    log("lab up: %d hosts in %.1f s; inventory %s" % (n_hosts, st["up_seconds"], st["inventory"]))
+    log("lab up: %d hosts in %.1f s on QEMU %s / libvirt %s; inventory %s" % (
+        n_hosts, st["up_seconds"], versions["qemu"], versions["libvirt"], st["inventory"]))
     return st
 
 
@@ -680,13 +726,18 @@ def down(quiet=False):
         keep_logs(os.path.join(os.environ["VMMLAB_KEEP_LOGS"], time.strftime("%Y%m%d-%H%M%S")))
     names = st.get("hosts") or sorted(
         d for d in (os.listdir(state_path("hosts")) if os.path.isdir(state_path("hosts")) else []))
-    # 1. Guests: ask each libvirtd to destroy its running domains (it ends their QEMU).
+    # 1. Guests: ask each libvirtd to destroy its running domains (it ends their QEMU). A libvirtd that
+    #    does not answer is not waited for: step 2 ends its QEMUs and itself by PID.
     for h in names:
         sock = state_path("hosts", h, "run-libvirt", "libvirt-sock")
-        if os.path.exists(sock):
-            p = virsh(h, "list", "--name", check=False, timeout=20)
+        if not os.path.exists(sock):
+            continue
+        try:
+            p = virsh(h, "list", "--name", check=False, timeout=15)
             for dom in (p.stdout or "").split():
-                virsh(h, "destroy", dom, check=False, timeout=60)
+                virsh(h, "destroy", dom, check=False, timeout=30)
+        except subprocess.TimeoutExpired:
+            log("libvirtd on %s does not answer: ending its guests and itself by PID" % h)
     # 2. Daemons the lab started, by PID.
     for h in names:
         run_dir = state_path("hosts", h, "run-libvirt")
@@ -1020,8 +1071,7 @@ def host_routes(host):
     return out
 
 
-# (a virtio ring entry that "is not a head" is guest kernel memory corrupted under the guest: DESIGN.md
-# lists it with the panics seen after TCG migrations; the guest stops answering)
+# what a guest kernel prints when it crashes (a corrupted virtio ring "is not a head")
 GUEST_CRASH_SIGNS = ("Kernel panic", "Oops:", "BUG: ", "general protection fault", "is not a head!",
                      "soft lockup")
 
@@ -1079,11 +1129,21 @@ def guest_status(ip, timeout=2.0, ns="cli"):
     return json.loads(p.stdout)
 
 
-def wait_guest(ip, timeout=60.0, ns="cli"):
+def wait_guest(ip, timeout=60.0, ns="cli", disk=False):
+    """The guest's first status; with DISK, the first that has its disk writer's report (the writer
+    reports once it has read back every record of the earlier boots)."""
+    deadline = time.monotonic() + timeout
     p = run(probe_cmd("wait", ip, "--timeout", str(timeout), ns=ns), check=False, timeout=timeout + 10)
     if p.returncode != 0:
         raise LabError("guest %s did not answer within %.0f s: %s" % (ip, timeout, p.stderr.strip()))
-    return json.loads(p.stdout)
+    st = json.loads(p.stdout)
+    while disk and "disk_recovered" not in (st or {}):
+        if time.monotonic() > deadline:
+            raise LabError("guest %s answers but its disk writer did not report within %.0f s: %s" % (
+                ip, timeout, st))
+        time.sleep(0.2)
+        st = guest_status(ip, ns=ns)
+    return st
 
 
 class Blackout:
@@ -1211,7 +1271,9 @@ def status():
         for l in left:
             print("  leftover: %s" % l)
         return 1 if left else 0
-    print("lab: up (%d hosts, root %s, up in %ss)" % (len(st["hosts"]), ROOT, st.get("up_seconds")))
+    print("lab: up (%d hosts, root %s, up in %ss; QEMU %s, libvirt %s%s)" % (
+        len(st["hosts"]), ROOT, st.get("up_seconds"), st.get("versions", {}).get("qemu"),
+        st.get("versions", {}).get("libvirt"), ", compatibility pass" if st.get("compat") else ""))
     print("inventory: %s" % st.get("inventory"))
     for h in st["hosts"]:
         lv = _read_pid(state_path("hosts", h, "run-libvirt", "vmmlab-libvirtd.pid"))
@@ -1235,6 +1297,8 @@ def main(argv=None):
     p = sub.add_parser("up", help="bring the lab up")
     p.add_argument("--hosts", type=int, default=3)
     p.add_argument("--no-warm", action="store_true", help="skip the QEMU capability warm-up")
+    p.add_argument("--compat", action="store_true",
+                   help="allow a QEMU older than 9.0 (its TCG migrations corrupt guests): compatibility pass")
     sub.add_parser("down", help="tear the lab down (idempotent)")
     sub.add_parser("status", help="what is up")
     sub.add_parser("inventory", help="print the Ansible inventory path")
@@ -1265,7 +1329,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     try:
         if a.cmd == "up":
-            up(a.hosts, warm=not a.no_warm)
+            up(a.hosts, warm=not a.no_warm, compat=a.compat or None)
         elif a.cmd == "down":
             down()
         elif a.cmd == "status":
