@@ -24,6 +24,7 @@ import time
 
 from ansible.module_utils.six.moves.urllib.parse import urlparse
 
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _compat as compat
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _strategy as S
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, relevant_disks
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt
@@ -207,6 +208,34 @@ class LiveMigration:
         self.history = []
         self.events = []
         self.result = {'domain': name, 'changed': False}
+        self._versions = {}
+
+    def _libvirt_version(self, side, client):
+        """SIDE's libvirt version, read once (later checks run while a link may be dead); None when it cannot
+        be read - then libvirt itself refuses what it cannot do."""
+        if side not in self._versions:
+            try:
+                conn = getattr(client, 'conn', None)
+                self._versions[side] = conn.getLibVersion() if conn is not None else None
+            except (LibvirtClientError, libvirt.libvirtError):
+                self._versions[side] = None
+        return self._versions[side]
+
+    def feature_problems(self, names):
+        """Why the features NAMES (_compat.FEATURES) cannot be used here: the binding, or either libvirt."""
+        problems = [p for p in (compat.binding_problem(n, libvirt) for n in names) if p]
+        for side, client in (('the source', self.src), ('the destination', self.dst)):
+            version = self._libvirt_version(side, client)
+            if version is not None:
+                host = '%s %s' % (side, getattr(client, 'uri', ''))
+                problems += [p for p in (compat.feature_problem(n, version, host) for n in names) if p]
+        return problems
+
+    def require_features(self, names):
+        """Refuse, before anything moves, a requested feature either side cannot do (never drop a flag)."""
+        problems = self.feature_problems(names)
+        if problems:
+            raise MigrationError('cannot migrate %s: %s' % (self.name, '; '.join(problems)), self.result)
 
     # -- helpers ------------------------------------------------------------------------------
     def note(self, action, reason, arg=None):
@@ -356,6 +385,7 @@ class LiveMigration:
                                  'with vmmigration.libvirt.cold_migrate)' % self.name, self.result)
         if _postcopy_failed(dom):
             return self.resume(dom, check_mode)
+        self.require_features(compat.migration_features(o))
         report, dom_report = self.precheck(dom)
         self.result['destination'] = report['destination'] and {
             'uri': dst.uri, 'hostname': report['destination']['hostname'], 'uuid': report['destination']['uuid']}
@@ -381,6 +411,9 @@ class LiveMigration:
             plan['predicted_downtime_ms'] = prediction['downtime_ms']
         elif plan['strategy'] in ('postcopy', 'hybrid') and rate:
             plan['predicted_total_s'] = S.predict_postcopy(ram, rate)['total_s']
+        if plan['flags']['postcopy']:
+            self.result['warnings'] = ['post-copy is allowed but cannot be recovered if its link fails: %s' % p
+                                       for p in self.feature_problems(['postcopy_interrupt', 'postcopy_resume'])]
         self.result['plan'] = plan
         self.result['changed'] = True
         if check_mode:
@@ -391,6 +424,7 @@ class LiveMigration:
     def resume(self, dom, check_mode):
         """A post-copy migration that failed earlier (the source guest is paused, post-copy failed): resume
         it to the same destination; the only way forward, since both hosts hold part of the guest."""
+        self.require_features(['postcopy_resume'])
         self.result.update(changed=True, destination=_host(self.dst),
                            plan={'strategy': 'postcopy_resume',
                                  'reason': 'an earlier post-copy migration of this guest failed; resuming it'})
@@ -495,11 +529,11 @@ class LiveMigration:
             elif action == 'postcopy_pause':
                 state['postcopy_interrupted'] = True
                 state['interrupted_at'] = self.clock()
-                flag = getattr(libvirt, 'VIR_DOMAIN_ABORT_JOB_POSTCOPY', None)
-                if flag is None or not hasattr(dom, 'abortJobFlags'):
-                    reason += ' - this libvirt cannot interrupt post-copy (8.5 or newer can): waiting for it'
+                problems = self.feature_problems(['postcopy_interrupt'])
+                if problems:
+                    reason += ' - but %s: waiting for it' % '; '.join(problems)
                 else:
-                    dom.abortJobFlags(flag)
+                    dom.abortJobFlags(libvirt.VIR_DOMAIN_ABORT_JOB_POSTCOPY)
             self.note(action, reason, arg)
         except libvirt.libvirtError as e:
             # a switch racing the end of the migration is harmless; anything else is reported
@@ -548,7 +582,7 @@ class LiveMigration:
         if o['undefine_source']:
             try:
                 if dom.isPersistent() and not dom.isActive():
-                    dom.undefineFlags(getattr(libvirt, 'VIR_DOMAIN_UNDEFINE_KEEP_NVRAM', 0))
+                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
                     self.note('undefine_source', 'source definition removed after the commit')
             except libvirt.libvirtError as e:
                 self.note('undefine_source', 'could not remove the source definition: %s' % e.get_error_message())
@@ -599,11 +633,12 @@ class LiveMigration:
     def _recover_postcopy(self, dom):
         """Resume a failed post-copy migration (libvirt 8.5+), retrying while the link comes back: waits of
         2, 4, 8, then 15 s between attempts. Returns (recovered, what to tell the operator)."""
-        flag = getattr(libvirt, 'VIR_MIGRATE_POSTCOPY_RESUME', None)
-        if flag is None:
-            return False, ('this libvirt cannot resume a failed post-copy migration: the guest state is split '
-                           'between the hosts, fix the network and resume it with virsh migrate --postcopy-resume')
-        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_POSTCOPY | flag | libvirt.VIR_MIGRATE_PERSIST_DEST
+        problems = self.feature_problems(['postcopy_resume'])
+        if problems:
+            return False, ('%s: the guest state is split between the hosts; do not destroy either side'
+                           % '; '.join(problems))
+        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_POSTCOPY | libvirt.VIR_MIGRATE_POSTCOPY_RESUME
+                 | libvirt.VIR_MIGRATE_PERSIST_DEST)
         if self.o['p2p']:
             flags |= libvirt.VIR_MIGRATE_PEER2PEER
         params = self.resume_params()

@@ -26,7 +26,7 @@ def compare_cpu(dst_client, dom_facts, cpu_xml):
     """libvirt's hypervisor CPU comparison on the destination: (error or None, compared?)."""
     if cpu_xml is None or not dom_facts['cpu'].get('model') or dom_facts['cpu'].get('mode') != 'custom':
         return None, False
-    flags = getattr(libvirt, 'VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE', 1)
+    flags = libvirt.VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE
     try:
         dst_client.conn.compareHypervisorCPU(None, dom_facts['arch'], dom_facts['machine'],
                                              dom_facts['domain_type'], cpu_xml, flags)
@@ -37,7 +37,7 @@ def compare_cpu(dst_client, dom_facts, cpu_xml):
 
 def migratable_cpu_xml(dom):
     """The domain's <cpu> element as the migration would send it (for a running domain, the live CPU)."""
-    flags = getattr(libvirt, 'VIR_DOMAIN_XML_MIGRATABLE', 0)
+    flags = libvirt.VIR_DOMAIN_XML_MIGRATABLE
     try:
         root = ET.fromstring(dom.XMLDesc(flags))
     except libvirt.libvirtError:

@@ -60,7 +60,7 @@ def pool_for_dir(client, path, create=True, build=False):
         return None, False
     xml = ("<pool type='dir'><name>%s%s</name><target><path>%s</path></target></pool>"
            % (MARKER_PREFIX, uuid.uuid4().hex[:12], path))
-    flags = getattr(libvirt, 'VIR_STORAGE_POOL_CREATE_WITH_BUILD', 0) if build else 0
+    flags = libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD if build else 0
     return client.conn.storagePoolCreateXML(xml, flags), True
 
 

@@ -114,9 +114,10 @@ options:
     type: int
   compression:
     description:
-      - Compression method for the migration stream. libvirt 9.0 knows V(xbzrle) and V(mt); V(zlib) and
-        V(zstd) (with O(parallel_connections)) need a newer libvirt, which refuses unknown methods before
-        anything moves. Default - none.
+      - Compression method for the migration stream. Every supported libvirt knows V(xbzrle) and V(mt)
+        (QEMU deprecated V(mt) in 8.2 and has since removed it); V(zlib) and V(zstd) (with
+        O(parallel_connections)) need libvirt 9.4 on both hosts, and are refused before anything moves
+        when either is older. Default - none.
     type: str
   tls:
     description: Encrypt the migration stream with TLS (libvirt's migrate_tls configuration is required).
@@ -139,7 +140,10 @@ options:
     choices: [auto, precopy, hybrid, postcopy, converge]
     default: auto
   allow_postcopy:
-    description: Allow post-copy. If the network fails during post-copy the guest is lost; it always finishes otherwise.
+    description:
+      - Allow post-copy. If the network fails during post-copy the guest is lost; it always finishes otherwise.
+      - Recovering a post-copy whose link failed (O(postcopy_recovery_attempts)) needs libvirt 8.5 on both hosts;
+        with an older one the module warns when it plans a migration that may switch to post-copy.
     type: bool
     default: false
   final_action:
