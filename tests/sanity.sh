@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # ansible-test sanity on the collection, placed under an ansible_collections/ tree (a copy of the
 # files git tracks or would track, so the lab's caches and the venv stay out).
+# SANITY_VENV: the virtual environment whose ansible-test runs (default: the main .venv; tests/matrix.sh
+# passes one per ansible-core release).
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export PATH="$top/.venv/bin:$PATH"
+export PATH="${SANITY_VENV:-$top/.venv}/bin:$PATH"
 work=$(mktemp -d /tmp/vmm-sanity.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 dest="$work/ansible_collections/vmmigration/libvirt"

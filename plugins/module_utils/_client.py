@@ -201,9 +201,10 @@ def libvirt_session(module, errors=()):
     turns a LibvirtClientError (or one of ERRORS) into fail_json - with the error's .result, if any -
     in one place, and closes every connection at the end."""
     cache = ClientCache(module.params['connect_retries'], module.params['connect_retry_delay'])
+    caught = (LibvirtClientError,) + tuple(errors)  # named: older pylint misreads a sum in the except clause
     try:
         yield cache
-    except (LibvirtClientError,) + tuple(errors) as e:
+    except caught as e:
         module.fail_json(msg=getattr(e, 'msg', None) or str(e), **getattr(e, 'result', {}))
     finally:
         cache.close()
