@@ -17,6 +17,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import contextlib
 import random
+import threading
 import time
 import traceback
 import xml.etree.ElementTree as ET
@@ -54,6 +55,26 @@ _TRANSIENT_CODES = (
     'VIR_ERR_AGENT_UNRESPONSIVE',
     'VIR_ERR_OPERATION_TIMEOUT',
 )
+
+
+_EVENTS = {'started': False}
+
+
+def start_event_loop():
+    """libvirt's default event loop in a daemon thread: job-completed events, and keepalive, which ends
+    a call to a peer that stopped answering (about interval x (count + 1) seconds) instead of waiting
+    for ever. Must run before the first connection is opened; safe to call more than once."""
+    if _EVENTS['started'] or libvirt is None:
+        return
+    libvirt.virEventRegisterDefaultImpl()
+
+    def loop():
+        while True:
+            libvirt.virEventRunDefaultImpl()
+    t = threading.Thread(target=loop, name='libvirt-events')
+    t.daemon = True
+    t.start()
+    _EVENTS['started'] = True
 
 
 class LibvirtClientError(Exception):
@@ -123,7 +144,7 @@ class LibvirtClient:
                 conn = libvirt.open(self.uri)
                 if self.keepalive:
                     try:
-                        # needs a running libvirt event loop (see _migration.start_event_loop); without
+                        # needs a running libvirt event loop (start_event_loop); without
                         # one libvirt refuses and calls simply have no keepalive
                         conn.setKeepAlive(self.keepalive[0], self.keepalive[1])
                     except libvirt.libvirtError:

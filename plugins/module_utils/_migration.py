@@ -27,11 +27,13 @@ from ansible.module_utils.six.moves.urllib.parse import urlparse
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _compat as compat
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _strategy as S
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, relevant_disks
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (  # noqa: F401 pylint: disable=unused-import
+    _EVENTS,
+    LibvirtClientError,
+    libvirt,
+    start_event_loop,
+)
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
-
-_EVENTS = {'started': False}
-
 
 POSITIVE = ('bandwidth_mibps', 'postcopy_bandwidth_mibps', 'expected_bandwidth_mibps', 'max_downtime_ms',
             'downtime_steps', 'parallel_connections', 'timeout_per_gib_s', 'min_timeout_s', 'hard_timeout_s',
@@ -92,24 +94,6 @@ def validate(params):
 
 def option_defaults(spec):
     return dict((k, v.get('default')) for k, v in spec.items())
-
-
-def start_event_loop():
-    """libvirt's default event loop in a daemon thread (for job-completed events and keepalive).
-
-    Must run before the first connection is opened; safe to call more than once.
-    """
-    if _EVENTS['started'] or libvirt is None:
-        return
-    libvirt.virEventRegisterDefaultImpl()
-
-    def loop():
-        while True:
-            libvirt.virEventRunDefaultImpl()
-    t = threading.Thread(target=loop, name='libvirt-events')
-    t.daemon = True
-    t.start()
-    _EVENTS['started'] = True
 
 
 class MigrationError(LibvirtClientError):
