@@ -437,9 +437,9 @@ class ColdMigration:
         self.step('committed', 'destination has %s%s' % (self.name, ' running' if start else ''))
         flags = 0
         if any(f['kind'] == 'nvram' for f in files):
-            flags |= getattr(libvirt, 'VIR_DOMAIN_UNDEFINE_NVRAM', 0)
+            flags |= libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
         else:
-            flags |= getattr(libvirt, 'VIR_DOMAIN_UNDEFINE_KEEP_NVRAM', 0)
+            flags |= libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
         dom.undefineFlags(flags)
         self.step('undefine_source', 'source definition removed')
         removed = []
@@ -465,7 +465,7 @@ class ColdMigration:
             try:
                 if self.defined.isActive():
                     self.defined.destroy()
-                self.defined.undefineFlags(getattr(libvirt, 'VIR_DOMAIN_UNDEFINE_KEEP_NVRAM', 0))
+                self.defined.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
                 self.step('rollback', 'removed the definition from the destination')
             except libvirt.libvirtError as e:
                 self.step('rollback', 'could not remove the destination definition: %s' % e.get_error_message())
