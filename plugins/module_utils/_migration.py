@@ -263,6 +263,7 @@ class LiveMigration:
 
     def flags_and_params(self, plan, storage):
         o = self.o
+        params = {}
         flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_ABORT_ON_ERROR
         if o['p2p']:
             flags |= libvirt.VIR_MIGRATE_PEER2PEER
@@ -272,11 +273,14 @@ class LiveMigration:
             flags |= libvirt.VIR_MIGRATE_POSTCOPY
         if plan['flags']['auto_converge']:
             flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
+            throttle = plan.get('auto_converge') or {}
+            if throttle:
+                params[libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL] = int(throttle['initial'])
+                params[libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT] = int(throttle['increment'])
         if storage['unsafe_override_for']:
             flags |= libvirt.VIR_MIGRATE_UNSAFE
         if o['tls']:
             flags |= libvirt.VIR_MIGRATE_TLS
-        params = {}
         if storage['copied']:
             flags |= (libvirt.VIR_MIGRATE_NON_SHARED_INC if storage['copy_mode'] == 'incremental'
                       else libvirt.VIR_MIGRATE_NON_SHARED_DISK)
@@ -386,6 +390,8 @@ class LiveMigration:
             plan = S.choose_plan(prediction, o['completion'], o['allow_postcopy'], o['final_action'], deadline)
         except ValueError as e:
             raise MigrationError(str(e), self.result)
+        if plan['flags']['auto_converge']:
+            plan['auto_converge'] = S.auto_converge_throttle(rate, dirty)
         plan['dirty_rate_mibps'] = round(dirty / float(S.MIB), 1) if dirty is not None else None
         plan['ram_mib'] = ram // S.MIB
         plan['deadline_s'] = round(deadline, 1)

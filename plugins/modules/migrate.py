@@ -27,7 +27,10 @@ description:
     second; the allowed downtime is raised in steps up to O(max_downtime_ms); when the migration
     stalls at the largest downtime or passes its deadline (O(timeout_per_gib_s) per GiB of RAM),
     O(final_action) is taken - switch to post-copy, throttle (auto-converge), pause the guest to
-    finish, or abort."
+    finish, or abort. Auto-converge starts with the vCPU throttle at which the measured dirty rate fits
+    in half the link (at least QEMU's own 20 %, at most 95 %) and steps by 20 %, instead of QEMU's
+    20 % + 10 % a pass, which on a busy guest lets the deadline pass and ends in a long pause
+    (returned in RV(plan.auto_converge))."
   - "B(Never lose a VM): any failure before the switch-over leaves the guest running on the source
     exactly as it was and removes what was left on the destination. Post-copy is used only when
     O(allow_postcopy=true) - if the network fails during post-copy the guest is lost - and is never
@@ -250,7 +253,9 @@ recovered_from:
   returned: when a post-copy migration failed and was resumed in the same run
   type: str
 plan:
-  description: The chosen strategy, final action, flags, reason, prediction, measured dirty rate, deadline.
+  description:
+    - The chosen strategy, final action, flags, reason, prediction, measured dirty rate, deadline.
+    - V(auto_converge) - with auto-converge, the first vCPU throttle and its step, in percent.
   returned: when the domain was not already there
   type: dict
   sample:

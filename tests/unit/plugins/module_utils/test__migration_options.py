@@ -131,3 +131,16 @@ def test_postcopy_cap_and_address_reach_libvirt():
     assert p == {L.VIR_MIGRATE_PARAM_BANDWIDTH: 32, L.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY: 8,
                  L.VIR_MIGRATE_PARAM_URI: "tcp://198.18.0.12"}
     assert flags & L.VIR_MIGRATE_POSTCOPY and flags & L.VIR_MIGRATE_TLS and flags & L.VIR_MIGRATE_PEER2PEER
+
+
+def test_auto_converge_throttle_reaches_libvirt():
+    m = migrate.LiveMigration(None, None, "g", params(bandwidth_mibps=32))
+    flags, p = m.flags_and_params({"flags": {"postcopy": False, "auto_converge": True},
+                                   "auto_converge": {"initial": 73, "increment": 20}},
+                                  {"copied": [], "unsafe_override_for": []})
+    L = migrate.libvirt
+    assert flags & L.VIR_MIGRATE_AUTO_CONVERGE
+    assert p[L.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL] == 73 and p[L.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT] == 20
+    flags, p = m.flags_and_params({"flags": {"postcopy": False, "auto_converge": False}},
+                                  {"copied": [], "unsafe_override_for": []})
+    assert not flags & L.VIR_MIGRATE_AUTO_CONVERGE and L.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL not in p
