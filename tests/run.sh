@@ -40,7 +40,15 @@ export VMMLAB_KEEP_LOGS="$top/tests/output/lab-logs"
 # whose TCG migrations corrupt guests by themselves.)
 python -m pytest -q -s -p no:cacheprovider -rfE tests/lab
 
-stage "benchmarks (figures, not pass/fail)"
-for b in tests/benchmarks/bench_*.py; do python "$b"; done
+stage "soak slice: busy guests moved through the collection with every strategy, and a plain-virsh arm"
+# (the full soak is bash tests/soak.sh; any damaged guest or failed move fails the suite)
+python tests/soak/soak.py --rounds 1
+
+stage "benchmarks, short runs (figures; a guest damaged by a benchmark move fails the suite)"
+# (CI's budget allows 2 interleaved runs per arm; bash tests/bench.sh runs the full benchmarks: 6 per arm)
+python tests/benchmarks/bench_checks.py
+python tests/benchmarks/bench_planner.py
+python tests/benchmarks/bench_migrate.py --runs 2 --busy-runs 2
+python tests/benchmarks/bench_evacuate.py --runs 1
 
 stage "done in $(( $(date +%s) - t0 )) s"

@@ -1,23 +1,32 @@
 """Benchmark: draining a hypervisor of 8 guests (issue 6). Prints figures and ratios; asserts nothing.
 
   - the link rate between two lab hypervisors, measured (a TCP stream h1 -> h2, 512 MiB)
-  - the drain with the evacuate_host playbook (the drain's own wall time and the playbook's)
+  - the drain with the evacuate_host playbook (the drain's own wall time and the playbook's, and what
+    the plan predicted)
   - the same 8 guests moved back and then out again by a serial loop of plain `virsh migrate --live`
     to the destinations the drain chose
-  - the lower bound: the bytes the drain moved / the measured link rate
+  - the lower bound: the bytes the drain moved / the measured link rate (with a cap: / 2 x the cap)
+  - twice: with no cap, and with every migration capped at 16 MiB/s, where the link would sit idle
+    under one move at a time: there parallel moves must win
+Runs are interleaved (drain, virsh, drain, virsh ...); every guest's integrity is read after every
+move, and any damage fails the benchmark (exit 1).
 Run as root: .venv/bin/python tests/benchmarks/bench_evacuate.py  (brings its own lab up and down)
 """
+import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lab"))
+import moves  # noqa: E402  pylint: disable=wrong-import-position
 import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
 
 GUESTS = 8
+CAP = 16          # MiB/s per migration in the capped scenario
 STREAM_MIB = 512
 SERVER = ("import socket, sys, time\n"
           "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
@@ -47,19 +56,104 @@ def link_rate():
         server.wait(30)
 
 
-def virsh_serial(placements, src_of):
+def virsh_serial(placements, src_of, cap=None, check=None):
+    """Plain virsh, one move at a time, to the destinations the drain chose; CHECK(name) after each."""
+    flags = ["--bandwidth", str(cap)] if cap else []
     t0 = time.monotonic()
     for name, dst in placements:
-        L.run(["virsh", "-c", L.uri(src_of(name)), "migrate", "--live", "--p2p", "--persistent", "--undefinesource",
-               name, L.tcp_uri(dst)], timeout=300)
+        r = moves.virsh_move(name, src_of(name), dst, flags, timeout=300)
+        if not r["finished"]:
+            raise RuntimeError("virsh could not move %s: %s" % (name, r["error"]))
+        L.set_guest_host(name, dst)
+        if check:
+            check(name)
     return time.monotonic() - t0
 
 
-def main():
+class Guests:
+    """The benchmark's guests, with an integrity read after every move."""
+
+    def __init__(self, names):
+        self.names = names
+        self.before = {}
+        self.damage = []
+
+    def snapshot(self):
+        for n in self.names:
+            self.before[n] = L.guest_status(L.load_state()["guests"][n]["ip"])
+
+    def check(self, name):
+        g = L.load_state()["guests"][name]
+        d = moves.damage(self.before[name], moves.settled_status(g["ip"]))
+        place = moves.where(name, L.load_state()["hosts"])
+        if any(d.values()) or place != {g["host"]: "running"}:
+            self.damage.append("%s: %s, found %s\n%s" % (name, d, place, L.console_log(name)))
+
+    def check_all(self):
+        for n in self.names:
+            self.check(n)
+
+
+def drain(guests, rate, cap, label):
+    """One drain of h1 with the evacuate_host playbook: (report, playbook wall)."""
+    reports = L.state_path("bench-reports-%s" % label)
+    options = {"memory_reserve_mib": 64}
+    if cap:
+        options["bandwidth_mibps"] = cap
+    extra = {"source": "h1", "evacuate_host_max_outbound": 2, "evacuate_host_max_inbound": 1,
+             "evacuate_host_headroom_mib": 64, "evacuate_host_state_dir": L.state_path("bench-evac-%s" % label),
+             "evacuate_host_report_dir": reports, "evacuate_host_rate_mibps": int(cap or rate),
+             "evacuate_host_migrate_options": options}
+    guests.snapshot()
+    t0 = time.monotonic()
+    p = L.playbook(os.path.join(L.TOP, "playbooks", "evacuate_host.yml"), extra_vars=extra)
+    playbook_s = time.monotonic() - t0
+    if p.returncode != 0:
+        raise RuntimeError("the drain failed:\n" + p.stdout[-5000:])
+    with open(os.path.join(reports, "h1", "report.json")) as f:
+        report = json.load(f)
+    for r in report["results"]:
+        L.set_guest_host(r["name"], r["destination"])
+    guests.check_all()
+    return report, playbook_s
+
+
+def spread(values):
+    return "%.1f (%.1f-%.1f)" % (statistics.median(values), min(values), max(values))
+
+
+def scenario(guests, rate, cap, runs):
+    """RUNS interleaved rounds: the drain, then (after moving every guest home, untimed) the same moves
+    with a serial virsh loop given the same cap, then home again."""
+    rows = {"drain": [], "playbook": [], "virsh": [], "bound": [], "predicted": []}
+    for _i in range(runs):
+        report, playbook_s = drain(guests, rate, cap, "cap%s" % cap)
+        placements = [(r["name"], r["destination"]) for r in report["results"]]
+        moved = sum(r.get("bytes_transferred") or 0 for r in report["results"]) / 1048576.0
+        # the bound: every byte the drain moved through the h1 link, at the link rate or, with a cap,
+        # at the cap times the drain's outbound concurrency (2)
+        rows["bound"].append(moved / (min(rate, 2 * cap) if cap else rate))
+        rows["drain"].append(report["wall_s"])
+        rows["playbook"].append(playbook_s)
+        rows["predicted"].append(report["plan"]["predicted_total_s"] or 0)
+        guests.snapshot()
+        virsh_serial([(n, "h1") for n, _d in placements], lambda n, p=dict(placements): p[n], check=guests.check)
+        guests.snapshot()
+        rows["virsh"].append(virsh_serial(placements, lambda n: "h1", cap, check=guests.check))
+        guests.snapshot()
+        virsh_serial([(n, "h1") for n, _d in placements], lambda n, p=dict(placements): p[n], check=guests.check)
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3, help="interleaved runs per scenario")
+    a = ap.parse_args(argv)
     own_lab = not L.load_state()
     if own_lab:
         L.up(3)
     names = ["bench_ev%d" % i for i in range(GUESTS)]
+    guests = Guests(names)
     try:
         rate = link_rate()
         for i, name in enumerate(names):
@@ -67,48 +161,42 @@ def main():
             L.define_guest(name, "h1", disk="nbd", memory_mib=128,
                            mem_workload_mib=32 if i < 2 else 0, mem_rate=16 if i < 2 else 0)
         for name in names:
-            L.wait_guest(L.load_state()["guests"][name]["ip"])
-        reports = L.state_path("bench-reports")
-        extra = {"source": "h1", "evacuate_host_max_outbound": 2, "evacuate_host_max_inbound": 1,
-                 "evacuate_host_headroom_mib": 64, "evacuate_host_state_dir": L.state_path("bench-evac"),
-                 "evacuate_host_report_dir": reports, "evacuate_host_rate_mibps": int(rate),
-                 "evacuate_host_migrate_options": {"memory_reserve_mib": 64}}
-        t0 = time.monotonic()
-        p = L.playbook(os.path.join(L.TOP, "playbooks", "evacuate_host.yml"), extra_vars=extra)
-        playbook_s = time.monotonic() - t0
-        if p.returncode != 0:
-            print(p.stdout[-5000:])
-            print("the drain failed; no figures")
-            return
-        with open(os.path.join(reports, "h1", "report.json")) as f:
-            report = json.load(f)
-        moved = sum(r.get("bytes_transferred") or 0 for r in report["results"]) / 1048576.0
-        placements = [(r["name"], r["destination"]) for r in report["results"]]
-        # back to h1 (not timed), then the same moves one by one with plain virsh
-        virsh_serial([(n, "h1") for n, _d in placements], lambda n: dict(placements)[n])
-        virsh_s = virsh_serial(placements, lambda n: "h1")
-        bound = moved / rate
+            L.wait_guest(L.load_state()["guests"][name]["ip"], disk=True)
         print()
         print("drain of %d guests (128 MiB each, 2 rewriting 32 MiB at 16 MiB/s), 2 out of h1 at once, 1 into "
-              "each destination at once" % GUESTS)
+              "each destination at once; %d interleaved runs per scenario" % (GUESTS, a.runs))
         print("measured link rate h1 -> h2 (one TCP stream): %.0f MiB/s" % rate)
-        print("%-44s %9s %12s" % ("run", "wall s", "x bound"))
-        for label, secs in (("lower bound (%.0f MiB moved / link rate)" % moved, bound),
-                            ("evacuate: the drain itself", report["wall_s"]),
-                            ("evacuate_host playbook (plan, drain, report)", playbook_s),
-                            ("serial loop of virsh migrate --live", virsh_s)):
-            print("%-44s %9.2f %12.1f" % (label, secs, secs / bound if bound else 0))
-        print("ratio drain / serial virsh: %.2f; predicted drain %s s" % (
-            report["wall_s"] / virsh_s, report["plan"]["predicted_total_s"]))
-        print(json.dumps({"link_mibps": round(rate), "moved_mib": round(moved, 1), "bound_s": round(bound, 2),
-                          "drain_s": report["wall_s"], "playbook_s": round(playbook_s, 1),
-                          "virsh_serial_s": round(virsh_s, 1)}))
+        out = {"link_mibps": round(rate)}
+        for cap in (None, CAP):
+            rows = scenario(guests, rate, cap, a.runs)
+            bound = statistics.median(rows["bound"])
+            print("\n%s" % ("no bandwidth cap" if not cap else
+                            "every migration capped at %d MiB/s (the link is faster: parallel moves must win)" % cap))
+            print("%-46s %20s %10s" % ("run", "wall s med (min-max)", "x bound"))
+            for label, key in (("lower bound (bytes moved / rate)", "bound"),
+                               ("drain predicted by the plan", "predicted"),
+                               ("evacuate: the drain itself", "drain"),
+                               ("evacuate_host playbook (plan, drain, report)", "playbook"),
+                               ("serial loop of virsh migrate --live%s" % (" --bandwidth %d" % cap if cap else ""),
+                                "virsh")):
+                print("%-46s %20s %10.1f" % (label, spread(rows[key]), statistics.median(rows[key]) / bound))
+            ratio = statistics.median(rows["drain"]) / statistics.median(rows["virsh"])
+            pb = statistics.median(rows["playbook"]) / statistics.median(rows["virsh"])
+            print("drain / serial virsh: %.2f (%s); playbook / serial virsh: %.2f (%s)" % (
+                ratio, "ours faster" if ratio < 1 else "OURS SLOWER", pb, "ours faster" if pb < 1 else "OURS SLOWER"))
+            out["cap%s" % (cap or 0)] = dict((k, round(statistics.median(v), 2)) for k, v in rows.items())
+        print("BENCH_EVACUATE " + json.dumps(out))
     finally:
         for name in names:
             L.remove_guest(name)
         if own_lab:
             L.down()
+    if guests.damage:
+        print("\nINTEGRITY FAILURE after a benchmark move:\n" + "\n".join(guests.damage))
+        return 1
+    print("integrity: every guest intact after every benchmark move")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

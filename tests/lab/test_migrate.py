@@ -112,9 +112,8 @@ def test_busy_guest_under_cap_with_postcopy(lab, figures):
 
 
 def test_busy_guest_under_cap_without_postcopy(lab, figures):
-    """Pre-copy alone cannot finish; without post-copy the module finishes it by pausing the guest once
-    pre-copy stalls at the largest allowed downtime (auto-converge is the default final action, but
-    its throttling made TCG guests crash too often here - see the closing note)."""
+    """Pre-copy alone cannot finish; with final_action=pause the module finishes it by pausing the guest
+    once pre-copy stalls at the largest allowed downtime."""
     g = L.define_guest("mig_busy_ac", "h1", disk="nbd", mem_workload_mib=64, mem_rate=0)
     L.wait_guest(g["ip"])
     time.sleep(1)
@@ -124,6 +123,22 @@ def test_busy_guest_under_cap_without_postcopy(lab, figures):
     assert result["paused"] is True and "pause" in [d["action"] for d in result["decisions"]]
     assert result["plan"]["flags"]["auto_converge"] is False
     L.virsh("h2", "destroy", "mig_busy_ac")
+
+
+def test_busy_guest_under_cap_auto_converge(lab, figures):
+    """The default without post-copy: auto-converge, throttling from the start where the measured dirty
+    rate fits half the link, finishes with no pause and the guest intact."""
+    g = L.define_guest("mig_busy_conv", "h1", disk="nbd", mem_workload_mib=64, mem_rate=0)
+    L.wait_guest(g["ip"])
+    time.sleep(1)
+    result, _probe = migrate_with_probe(lab, figures, "busy_capped_converge", "mig_busy_conv", "h2",
+                                        mig_bandwidth=32, mig_expect_strategy="converge", mig_expect_postcopy=False)
+    throttle = result["plan"]["auto_converge"]
+    assert result["plan"]["flags"]["auto_converge"] is True and throttle["increment"] == 20
+    assert throttle["initial"] > 20, throttle     # the guest dirties faster than half the capped link
+    assert "pause" not in [d["action"] for d in result["decisions"]] and not result.get("paused")
+    figures["busy_capped_converge"]["throttle"] = throttle
+    L.virsh("h2", "destroy", "mig_busy_conv")
 
 
 def test_bad_input_changes_nothing(lab):

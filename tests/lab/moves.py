@@ -1,0 +1,122 @@
+"""Moving lab guests for the soak and the benchmarks: through the collection's migration engine
+(the code the migrate module runs, in this process, connected to each host's libvirtd over its unix
+socket) or through plain `virsh migrate`; and what a guest looked like before and after a move.
+
+Both arms are timed the same way: from the call to the guest running on the destination (virsh
+returns once the destination runs the guest; so does the engine).
+"""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def tls_uri(host):
+    """The destination URI a careful operator uses: libvirtd over TLS with the host's lab certificates."""
+    return "qemu+tls://%s/system?pkipath=/etc/libvirt/pki" % L.host_ip(host)
+
+
+def engine():
+    """ours(name, src, dst, **options) -> the engine's result, plus wall_s; never raises for a failed
+    move (the result then has 'error')."""
+    sys.path.insert(0, L.collections_path())
+    # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClient
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M
+    M.start_event_loop()
+    defaults = M.option_defaults(M.migration_argspec())
+
+    def ours(name, src, dst, **kw):
+        kw.setdefault("dest_uri", tls_uri(dst) if kw.get("tls") else L.tcp_uri(dst))
+        opts = dict(defaults, **kw)
+        problems = M.validate(opts)
+        if problems:
+            raise ValueError("; ".join(problems))
+        t0 = time.monotonic()
+        src_c, dst_c = LibvirtClient(L.uri(src)), LibvirtClient(L.uri(dst))
+        try:
+            r = M.LiveMigration(src_c, dst_c, name, opts).run()
+        except M.MigrationError as e:
+            r = dict(e.result, error=e.msg)
+        finally:
+            src_c.close()
+            dst_c.close()
+        r["wall_s"] = time.monotonic() - t0
+        return r
+    return ours
+
+
+def virsh_move(name, src, dst, flags=(), timeout=None):
+    """Plain `virsh migrate --live --p2p --persistent --undefinesource` plus FLAGS; on TIMEOUT the job
+    is aborted (the guest stays on the source). -> {'wall_s', 'finished', 'error'}"""
+    cmd = ["virsh", "-c", L.uri(src), "migrate", "--live", "--p2p", "--persistent", "--undefinesource"]
+    cmd += list(flags) + [name, L.tcp_uri(dst)]
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _out, err = p.communicate(timeout=timeout)
+        finished = p.returncode == 0
+    except subprocess.TimeoutExpired:
+        L.virsh(src, "domjobabort", name, check=False)
+        _out, err = p.communicate(timeout=120)
+        finished, err = False, "aborted after %s s" % timeout
+    return {"wall_s": time.monotonic() - t0, "finished": finished, "error": None if finished else err.strip()}
+
+
+def where(name, hosts):
+    """{host: state} for every host that knows the domain."""
+    out = {}
+    for h in hosts:
+        p = L.virsh(h, "domstate", name, check=False)
+        if p.returncode == 0:
+            out[h] = p.stdout.strip()
+    return out
+
+
+def settled_place(name, hosts, expected, timeout=30.0):
+    """where(NAME) once it is EXPECTED, or as it is after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = where(name, hosts)
+        if state == expected or time.monotonic() > deadline:
+            return state
+        time.sleep(0.5)
+
+
+def damage(before, after):
+    """What a move did to a guest, as counts: {'bad_words', 'dead', 'rebooted', 'disk_gaps'} (all 0:
+    intact). BEFORE and AFTER are the guest's status (None: it did not answer)."""
+    if after is None:
+        return {"bad_words": 0, "dead": 1, "rebooted": 0, "disk_gaps": 0}
+    return {"bad_words": max(0, after.get("mem_bad_words", 0) - before.get("mem_bad_words", 0)),
+            "dead": 0,
+            "rebooted": int(after.get("boot_id") != before.get("boot_id")),
+            "disk_gaps": max(0, after.get("disk_gaps", 0) - before.get("disk_gaps", 0))}
+
+
+def settled_status(ip, timeout=10.0):
+    """The guest's status once it answers after a move (None if it does not within TIMEOUT)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = L.guest_status(ip)
+        if st is not None or time.monotonic() > deadline:
+            return st
+        time.sleep(0.2)
+
+
+def concurrently(*calls):
+    """Run the zero-argument CALLS at once; their results in order."""
+    out = [None] * len(calls)
+
+    def work(i, fn):
+        out[i] = fn()
+    threads = [threading.Thread(target=work, args=(i, fn)) for i, fn in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(900)
+    return out
