@@ -30,7 +30,7 @@ description:
     finish, or abort. Auto-converge starts with the vCPU throttle at which the measured dirty rate fits
     in half the link (at least QEMU's own 20 %, at most 95 %) and steps by 20 %, instead of QEMU's
     20 % + 10 % a pass, which on a busy guest lets the deadline pass and ends in a long pause
-    (returned in RV(plan.auto_converge))."
+    (returned in RV(plan), key V(auto_converge))."
   - "B(Never lose a VM): any failure before the switch-over leaves the guest running on the source
     exactly as it was and removes what was left on the destination. Post-copy is used only when
     O(allow_postcopy=true) - if the network fails during post-copy the guest is lost - and is never
