@@ -87,9 +87,45 @@ def validate(params):
                         'guest is lost' % params['completion'])
     if params['final_action'] == 'postcopy' and not params['allow_postcopy']:
         problems.append('final_action=postcopy needs allow_postcopy=true')
-    if params['migration_uri'] and '://' not in params['migration_uri']:
-        problems.append('migration_uri must look like tcp://host[:port] (got %s)' % params['migration_uri'])
+    if params['migration_uri']:
+        problems += migration_uri_problems(params['migration_uri'])
+    if (params.get('parallel_connections') or 0) > MAX_PARALLEL:
+        problems.append('parallel_connections must be at most %d: QEMU counts multifd channels in a byte (got %s)'
+                        % (MAX_PARALLEL, params['parallel_connections']))
+    if params.get('status_file') and not os.path.isdir(os.path.dirname(os.path.abspath(params['status_file']))):
+        problems.append('status_file %s: its directory does not exist on this host' % params['status_file'])
+    if params.get('dest_uri'):
+        scheme = params['dest_uri'].split('://', 1)[0] if '://' in params['dest_uri'] else ''
+        if scheme.split('+', 1)[0] not in DEST_DRIVERS:
+            problems.append("dest_uri must be a libvirt URI of the destination's QEMU driver, e.g. "
+                            "qemu+tls://host/system or qemu+tcp://host/system (got %s)" % params['dest_uri'])
     return problems
+
+
+MAX_PARALLEL = 255
+MIGRATION_SCHEMES = ('tcp', 'rdma', 'unix')
+DEST_DRIVERS = ('qemu', 'test')
+
+
+def migration_uri_problems(uri):
+    """What is wrong with a migration_uri (the address QEMU's stream goes to), before libvirt sees it."""
+    if '://' not in uri:
+        return ['migration_uri must look like tcp://host[:port] (got %s)' % uri]
+    parsed = urlparse(uri)
+    if parsed.scheme not in MIGRATION_SCHEMES:
+        return ['migration_uri scheme %r is not one QEMU migrates over (%s; got %s)'
+                % (parsed.scheme, ', '.join(MIGRATION_SCHEMES), uri)]
+    if parsed.scheme == 'unix':
+        return [] if parsed.path else ['migration_uri unix:// needs a socket path (got %s)' % uri]
+    try:
+        port = parsed.port
+    except ValueError:
+        return ['migration_uri has a port that is not a number from 1 to 65535 (got %s)' % uri]
+    if not parsed.hostname:
+        return ['migration_uri needs a host (got %s)' % uri]
+    if port is not None and not 0 < port < 65536:
+        return ['migration_uri has a port that is not a number from 1 to 65535 (got %s)' % uri]
+    return []
 
 
 def option_defaults(spec):

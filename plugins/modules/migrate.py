@@ -63,13 +63,16 @@ options:
     description:
       - libvirt URI of the destination. With O(p2p=true) (default) the B(source libvirtd) opens it, so
         it must be reachable from the source host (for example V(qemu+tcp://hv2/system) or
-        V(qemu+tls://hv2/system)); otherwise the module opens it.
+        V(qemu+tls://hv2/system)); otherwise the module opens it. Only URIs of libvirt's QEMU driver
+        (C(qemu), C(qemu+tcp), C(qemu+tls), C(qemu+ssh), ...) are taken; anything else is refused before
+        anything happens.
     type: str
     required: true
   migration_uri:
     description:
       - Where the migration stream goes (for example V(tcp://10.0.0.2) for a dedicated migration
-        network). Default - chosen by libvirt from the destination's configuration.
+        network). C(tcp://HOST[:PORT]), C(rdma://HOST[:PORT]) or C(unix:///PATH); anything else is
+        refused before anything happens. Default - chosen by libvirt from the destination's configuration.
     type: str
   p2p:
     description: Peer-to-peer migration (the source libvirtd drives it). With V(false), the module connects to both.
@@ -113,7 +116,7 @@ options:
     type: float
     default: 8.0
   parallel_connections:
-    description: Parallel migration connections (multifd). Default - one.
+    description: Parallel migration connections (multifd), 1 to 255. Default - one.
     type: int
   compression:
     description:
@@ -209,7 +212,7 @@ options:
       - A file on the host running the module that is rewritten with the migration's progress (JSON) at
         every poll, so a long migration can be watched while it runs (also see
         M(vmmigration.libvirt.migration_job_info)). Its C(phase) is C(starting), C(migrating), C(postcopy),
-        C(postcopy_recovery) (with the attempt) or C(done).
+        C(postcopy_recovery) (with the attempt) or C(done). Its directory must exist.
     type: path
 '''
 

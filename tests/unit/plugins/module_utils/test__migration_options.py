@@ -144,3 +144,31 @@ def test_auto_converge_throttle_reaches_libvirt():
     flags, p = m.flags_and_params({"flags": {"postcopy": False, "auto_converge": False}},
                                   {"copied": [], "unsafe_override_for": []})
     assert not flags & L.VIR_MIGRATE_AUTO_CONVERGE and L.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL not in p
+
+
+def test_migration_uri_scheme_host_and_port():
+    assert migrate.validate(params(migration_uri="tcp://198.18.0.12")) == []
+    assert migrate.validate(params(migration_uri="unix:///run/mig.sock")) == []
+    assert "scheme 'http' is not one QEMU migrates over" in migrate.validate(params(migration_uri="http://h2"))[0]
+    assert "needs a host" in migrate.validate(params(migration_uri="tcp://:49152"))[0]
+    assert "port that is not a number" in migrate.validate(params(migration_uri="tcp://h2:99999"))[0]
+    assert "port that is not a number" in migrate.validate(params(migration_uri="tcp://h2:port"))[0]
+
+
+def test_parallel_connections_within_what_qemu_takes():
+    assert migrate.validate(params(parallel_connections=255)) == []
+    assert "at most 255" in migrate.validate(params(parallel_connections=256))[0]
+
+
+def test_status_file_in_a_missing_directory(tmp_path):
+    assert migrate.validate(params(status_file=str(tmp_path / "s.json"))) == []
+    problems = migrate.validate(params(status_file=str(tmp_path / "nope" / "s.json")))
+    assert problems == ["status_file %s: its directory does not exist on this host" % (tmp_path / "nope" / "s.json")]
+
+
+def test_dest_uri_must_name_a_qemu_driver():
+    for good in ("qemu+tls://h2/system", "qemu+tcp://h2/system", "qemu+ssh://root@h2/system", "qemu:///system"):
+        assert migrate.validate(params(dest_uri=good)) == [], good
+    for bad in ("http://h2/", "h2", "xen://h2/"):
+        assert "dest_uri must be a libvirt URI of the destination's QEMU driver" in migrate.validate(
+            params(dest_uri=bad))[0], bad
