@@ -49,12 +49,24 @@ COLD_ARGSPEC = dict(
     verify=dict(type='bool', default=True),
     memory_reserve_mib=dict(type='int', default=256),
     work_dir=dict(type='path', default='/var/tmp'),
-    copy_timeout_s=dict(type='int', default=1800),
+    copy_timeout_s=dict(type='int'),
 )
 
 # Room kept free on the destination pool and in work_dir beyond what a copy needs (filesystem
 # metadata, a qcow2 that grows by a cluster while being written).
 SPACE_MARGIN = 16 * 1024 * 1024
+
+
+def copy_deadline_s(option, allocation):
+    """Seconds one file's copy may take: the copy_timeout_s option, else 30 minutes or 1 s per 10 MiB the
+    file occupies, whichever is longer (three passes - read, write, read back - at 30 MiB/s)."""
+    if option:
+        return option
+    return max(DEFAULT_COPY_TIMEOUT_S, int(allocation // COPY_RATE_FLOOR))
+
+
+DEFAULT_COPY_TIMEOUT_S = 1800
+COPY_RATE_FLOOR = 10 * 1024 * 1024
 
 
 def space_problems(needs, free):
@@ -79,7 +91,7 @@ class Deadline:
 
     def check(self):
         if self.clock() > self.at:
-            raise CopyTimeout('%s did not finish within copy_timeout_s=%d s: aborted' % (self.what, self.seconds))
+            raise CopyTimeout('%s did not finish within %d s (copy_timeout_s): aborted' % (self.what, self.seconds))
 
 
 class CopyTimeout(Exception):
@@ -321,12 +333,7 @@ class ColdMigration:
             place = 'the destination directory %s' % os.path.dirname(f['dest'])
             needs[place] = needs.get(place, 0) + f['allocation']
             if place not in free:
-                pool = self._pool(self.dst, os.path.dirname(f['dest']))
-                try:
-                    pool.refresh(0)
-                    free[place] = pool.info()[3]
-                except libvirt.libvirtError:
-                    free[place] = None
+                free[place] = self._free_bytes(os.path.dirname(f['dest']))
         if files:
             place = 'work_dir %s on this host' % self.o['work_dir']
             needs[place] = max(f['allocation'] for f in files)
@@ -336,6 +343,21 @@ class ColdMigration:
             except OSError:
                 free[place] = None
         return {'needs': needs, 'free': free}
+
+    def _free_bytes(self, path):
+        """Free bytes where PATH is (or will be) on the destination, changing nothing there: the pool over
+        PATH, else over its nearest existing parent (a directory the move would create); None if unreadable."""
+        while True:
+            try:
+                pool, transient = pool_for_dir(self.dst, path, create=True, build=False)
+                if transient:
+                    self.transient.append(pool)
+                return pool.info()[3]
+            except libvirt.libvirtError:
+                parent = os.path.dirname(path)
+                if parent == path:
+                    return None
+                path = parent
 
     def shutdown(self, dom):
         timeout = self.o['shutdown_timeout_s']
@@ -378,7 +400,8 @@ class ColdMigration:
         new = dst_pool.createXML(vol_xml, 0)
         self.created.append((dst_pool, new))
         t0 = self.clock()
-        deadline = Deadline(self.o['copy_timeout_s'], 'the copy of %s' % f['source'], self.clock)
+        deadline = Deadline(copy_deadline_s(self.o.get('copy_timeout_s'), f.get('allocation') or info[2]),
+                            'the copy of %s' % f['source'], self.clock)
         fd, tmp = tempfile.mkstemp(prefix='vmm-cold-', dir=self.o['work_dir'])
         try:
             digest, length = download(vol, self.src.conn, fd, deadline)

@@ -95,7 +95,7 @@ def validate(params):
     if params.get('status_file') and not os.path.isdir(os.path.dirname(os.path.abspath(params['status_file']))):
         problems.append('status_file %s: its directory does not exist on this host' % params['status_file'])
     if params.get('dest_uri'):
-        scheme = params['dest_uri'].split('://', 1)[0] if '://' in params['dest_uri'] else ''
+        scheme = params['dest_uri'].split('://', 1)[0].lower() if '://' in params['dest_uri'] else ''
         if scheme.split('+', 1)[0] not in DEST_DRIVERS:
             problems.append("dest_uri must be a libvirt URI of the destination's QEMU driver, e.g. "
                             "qemu+tls://host/system or qemu+tcp://host/system (got %s)" % params['dest_uri'])
@@ -111,7 +111,10 @@ def migration_uri_problems(uri):
     """What is wrong with a migration_uri (the address QEMU's stream goes to), before libvirt sees it."""
     if '://' not in uri:
         return ['migration_uri must look like tcp://host[:port] (got %s)' % uri]
-    parsed = urlparse(uri)
+    try:
+        parsed = urlparse(uri)
+    except ValueError as e:     # e.g. an unclosed IPv6 bracket
+        return ['migration_uri does not parse (%s; got %s)' % (e, uri)]
     if parsed.scheme not in MIGRATION_SCHEMES:
         return ['migration_uri scheme %r is not one QEMU migrates over (%s; got %s)'
                 % (parsed.scheme, ', '.join(MIGRATION_SCHEMES), uri)]
@@ -426,7 +429,8 @@ class LiveMigration:
             plan = S.choose_plan(prediction, o['completion'], o['allow_postcopy'], o['final_action'], deadline)
         except ValueError as e:
             raise MigrationError(str(e), self.result)
-        if plan['flags']['auto_converge']:
+        if plan['strategy'] == 'converge':
+            # (a plan expected to converge keeps QEMU's own gentle throttle as its fallback)
             plan['auto_converge'] = S.auto_converge_throttle(rate, dirty)
         plan['dirty_rate_mibps'] = round(dirty / float(S.MIB), 1) if dirty is not None else None
         plan['ram_mib'] = ram // S.MIB

@@ -93,8 +93,8 @@ options:
     description:
       - Deadline, in seconds, of each file's copy (read from the source, write to the destination, read
         back to verify). A copy still running then is aborted and the move rolled back.
+      - Default - 1800, or 1 s per 10 MiB the file occupies when that is longer.
     type: int
-    default: 1800
 '''
 
 EXAMPLES = r'''
@@ -176,7 +176,7 @@ def main():
         module.fail_json(msg='shutdown_timeout_s must be greater than 0 (got %s)' % p['shutdown_timeout_s'])
     if p['memory_reserve_mib'] < 0:
         module.fail_json(msg='memory_reserve_mib must not be negative')
-    if p['copy_timeout_s'] <= 0:
+    if p['copy_timeout_s'] is not None and p['copy_timeout_s'] <= 0:
         module.fail_json(msg='copy_timeout_s must be greater than 0 (got %s)' % p['copy_timeout_s'])
     start_event_loop()   # keepalive: a destination that stops answering ends the copy, not the wait
     with libvirt_session(module) as cache:

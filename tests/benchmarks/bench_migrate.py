@@ -1,7 +1,7 @@
 """Benchmark: our migrate module against plain and tuned `virsh migrate`, like with like.
 
-Every arm moves the same guest, in turn (runs interleaved: virsh, tuned virsh, ours, ours..., then
-again), so every arm moves it equally often each way between h1 and h2 (an even number of runs).
+Every arm moves the same guest, in turn (runs interleaved, the order rotating every round), so the arms
+move it both ways between h1 and h2 (the table counts each arm's directions).
 The same two metrics for every arm:
   - wall: from the user's command (`virsh migrate ...`, or `ansible-playbook` running one migrate task
     from the controller namespace) to its end, when the destination runs the guest;
@@ -109,9 +109,11 @@ def spread(values):
 
 
 def interleaved(bench, arms, runs):
+    """RUNS rounds, each arm once a round; the order rotates every round, so that with an even number
+    of arms (the guest then always comes back to the same host) no arm always moves the same way."""
     rows = dict((label, []) for label, _arm in arms)
-    for _i in range(runs):
-        for label, arm in arms:
+    for i in range(runs):
+        for label, arm in arms[i % len(arms):] + arms[:i % len(arms)]:
             rows[label].append(bench.move(arm))
             time.sleep(1)
     return rows
@@ -138,12 +140,16 @@ def print_rows(title, rows, bound=None):
                 "", "", spread(extra)))
         if bound:
             print("%-34s %5s %22s  x RAM/cap" % ("", "", spread([r["wall_s"] / bound for r in done])))
-    return dict((label, statistics.median([r["wall_s"] for r in rs if r["finished"]]) if any(
-        r["finished"] for r in rs) else None) for label, rs in rows.items())
+    return dict((label, median_or_none([r["wall_s"] for r in rs if r["finished"]])) for label, rs in rows.items())
+
+
+def median_or_none(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def verdict(what, ours, peer, peer_label):
-    if ours is None or peer is None:
+    if not ours or not peer:
         return "%s: cannot compare (one side never finished)" % what
     return "%s: ours %.2f vs %s %.2f -> ours is %s (ratio %.2f)" % (
         what, ours, peer_label, peer, "better or equal" if ours <= peer else "WORSE", ours / peer)
@@ -171,8 +177,7 @@ def main(argv=None):
                                   ("virsh tuned (%s)" % " ".join(TUNED), virsh_arm(TUNED)),
                                   ("ours (migrate task, defaults)", ours_arm())], a.runs)
         idle_med = print_rows("(1) idle guest, %d MiB, NBD disk, %d interleaved runs per arm" % (RAM, a.runs), rows)
-        blackout = dict((k, statistics.median([r["blackout_ms"] for r in v if r["finished"]] or [0]))
-                        for k, v in rows.items())
+        blackout = dict((k, median_or_none([r["blackout_ms"] for r in v if r["finished"]])) for k, v in rows.items())
         bound = RAM / float(CAP)
         cap = ["--bandwidth", str(CAP)]
         brows = interleaved(busy, [
@@ -186,6 +191,9 @@ def main(argv=None):
                               brows, bound)
         print()
         print(verdict("idle wall s", idle_med["ours (migrate task, defaults)"], idle_med["virsh migrate --live"],
+                      "plain virsh"))
+        own = median_or_none([r.get("module_s") for r in rows["ours (migrate task, defaults)"] if r["finished"]])
+        print(verdict("idle, the migrate module's own time vs virsh's wall", own, idle_med["virsh migrate --live"],
                       "plain virsh"))
         print(verdict("idle blackout ms", blackout["ours (migrate task, defaults)"],
                       blackout["virsh migrate --live"], "plain virsh"))

@@ -25,7 +25,7 @@ def engine():
     move (the result then has 'error')."""
     sys.path.insert(0, L.collections_path())
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClient
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClient, LibvirtClientError
     from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M
     M.start_event_loop()
     defaults = M.option_defaults(M.migration_argspec())
@@ -40,8 +40,8 @@ def engine():
         src_c, dst_c = LibvirtClient(L.uri(src)), LibvirtClient(L.uri(dst))
         try:
             r = M.LiveMigration(src_c, dst_c, name, opts).run()
-        except M.MigrationError as e:
-            r = dict(e.result, error=e.msg)
+        except LibvirtClientError as e:       # MigrationError and every other failure of the engine
+            r = dict(getattr(e, "result", None) or {}, error=e.msg)
         finally:
             src_c.close()
             dst_c.close()

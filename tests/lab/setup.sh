@@ -24,7 +24,7 @@ fi
 
 start=$(date +%s)
 export DEBIAN_FRONTEND=noninteractive
-codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+codename=$(sed -n "s/^VERSION_CODENAME=//p" /etc/os-release)
 pkgs=(busybox-static iproute2 iputils-ping iputils-arping pkg-config openssh-server
       openssh-client shellcheck gcc libc6-dev python3-venv xz-utils cpio util-linux procps git
       swtpm swtpm-tools openssl tcpdump)
@@ -37,6 +37,10 @@ virt=(qemu-system-x86 qemu-system-common qemu-system-data qemu-utils seabios
       libvirt-daemon-driver-network libvirt-daemon-driver-nwfilter libvirt-daemon-driver-storage
       libvirt-daemon-driver-secret libvirt-daemon-driver-nodedev libvirt-daemon-driver-interface
       libvirt-daemon-system-systemd)
+# (libvirt split these out after 9.0: Debian 12 has no such packages)
+bpo_only=(libvirt-common libvirt-daemon-common libvirt-daemon-lock libvirt-daemon-log libvirt-daemon-plugin-lockd
+          libvirt-daemon-driver-network libvirt-daemon-driver-nwfilter libvirt-daemon-driver-storage
+          libvirt-daemon-driver-secret libvirt-daemon-driver-nodedev libvirt-daemon-driver-interface)
 suite=""
 if [ "$codename" = bookworm ] && [ "${VMMLAB_STOCK:-0}" != 1 ]; then
     suite=bookworm-backports
@@ -44,7 +48,9 @@ elif [ "$codename" != bookworm ] && [ "$codename" != trixie ]; then
     log "warning: Debian '$codename' is not one this setup knows (bookworm, trixie); trying its own packages"
 fi
 
-installed_version() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | awk '/install ok installed/ {print $4}'; }
+installed_version() {
+    { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null || true; } | awk '/install ok installed/ {print $4}'
+}
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -53,7 +59,8 @@ done
 virt_want=()
 if [ -n "$suite" ]; then
     # Backports must be known to apt; the entry names the suite only, on Debian's own mirror.
-    if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    if ! grep -rqsE --include='*.list' --include='*.sources' '^[^#]*bookworm-backports' \
+            /etc/apt/sources.list /etc/apt/sources.list.d/; then
         log "adding Debian's bookworm-backports suite to apt's sources (used only for QEMU and libvirt)"
         cat > /etc/apt/sources.list.d/vmmigration-lab-backports.sources <<'SRC'
 Types: deb
@@ -69,7 +76,10 @@ SRC
 else
     for p in "${virt[@]}"; do
         v=$(installed_version "$p")
-        if [ -z "$v" ]; then
+        if [ "$codename" = bookworm ] && [[ " ${bpo_only[*]} " == *" $p "* ]]; then
+            # the compatibility pass: parts that only the newer libvirt has go
+            [ -z "$v" ] || virt_want+=("$p-")
+        elif [ -z "$v" ]; then
             virt_want+=("$p")
         elif [ "$codename" = bookworm ] && [[ "$v" == *bpo* ]]; then
             virt_want+=("$p/bookworm")     # the compatibility pass: back to Debian 12's own

@@ -11,12 +11,13 @@ and guest V with plain virsh: plain, --auto-converge, --postcopy --postcopy-afte
 
 After every move each moved guest is asked for its state: bad words found by its memory verifier,
 whether it answers, whether it rebooted, gaps in its disk counter. The table counts them per arm and
-strategy. Exit status 1 when any guest of either arm was damaged or any move of ours that should have
-worked did not (a damaged control-arm guest means the lab's QEMU itself corrupts: no result of ours
+strategy. Exit status 1 when any guest of either arm was damaged or any move of ours did not end as it
+should (migrated; rolled back for the killed one) (a damaged control-arm guest means the lab's QEMU itself corrupts: no result of ours
 could then be trusted).
 
   .venv/bin/python tests/soak/soak.py --rounds 1    # the slice CI runs (about 15 moves)
-  bash tests/soak.sh                                 # the full soak: 9 rounds, 108 moves of ours
+  bash tests/soak.sh                                 # the full soak: 9 rounds, 117 moves of ours
+                                                     # (9 of them the killed ones, which must fail)
 """
 import argparse
 import collections
@@ -57,7 +58,8 @@ class Soak:
         r["moves"] += len(befores)
         if not ok:
             r["failed moves"] += 1
-            self.failures.append("%s %s: %s" % (arm, strategy, detail))
+            if arm == "ours":     # (a control-arm move that did not finish is counted, not a failure)
+                self.failures.append("%s %s: %s" % (arm, strategy, detail))
         for name, before in befores.items():
             after = moves.settled_status(self.ips[name])
             d = moves.damage(before, after)

@@ -41,7 +41,7 @@ def test_deadline_raises_only_once_passed():
     clock.t = 10.0
     d.check()
     clock.t = 10.01
-    with pytest.raises(CM.CopyTimeout, match=r'the copy of /x did not finish within copy_timeout_s=10 s'):
+    with pytest.raises(CM.CopyTimeout, match=r'the copy of /x did not finish within 10 s \(copy_timeout_s\)'):
         d.check()
 
 
@@ -99,3 +99,9 @@ def test_a_download_within_its_deadline_finishes():
     digest, length = CM.download(FakeVol(), FakeConn(stream), None, CM.Deadline(5, 'the copy', clock))
     assert stream.finished and not stream.aborted and length == 4
     assert digest == '88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589'
+
+
+def test_the_default_copy_deadline_grows_with_the_file():
+    assert CM.copy_deadline_s(None, 1 * 1024 ** 3) == 1800              # 1 GiB: 30 minutes
+    assert CM.copy_deadline_s(None, 100 * 1024 ** 3) == 10240           # 100 GiB: 1 s per 10 MiB
+    assert CM.copy_deadline_s(5, 100 * 1024 ** 3) == 5                  # the option wins

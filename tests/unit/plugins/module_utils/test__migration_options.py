@@ -172,3 +172,9 @@ def test_dest_uri_must_name_a_qemu_driver():
     for bad in ("http://h2/", "h2", "xen://h2/"):
         assert "dest_uri must be a libvirt URI of the destination's QEMU driver" in migrate.validate(
             params(dest_uri=bad))[0], bad
+
+
+def test_a_migration_uri_that_does_not_parse_is_a_problem_not_a_traceback():
+    assert "does not parse" in migrate.validate(params(migration_uri="tcp://[2001:db8::1"))[0]
+    assert migrate.validate(params(migration_uri="tcp://[2001:db8::1]:49152")) == []
+    assert migrate.validate(params(dest_uri="QEMU+TLS://h2/system")) == []
