@@ -109,11 +109,13 @@ def spread(values):
 
 
 def interleaved(bench, arms, runs):
-    """RUNS rounds, each arm once a round; the order rotates every round, so that with an even number
-    of arms (the guest then always comes back to the same host) no arm always moves the same way."""
+    """RUNS rounds, each arm once a round. With an odd number of arms every round starts from the other
+    host, so each arm alternates by itself; with an even number the order rotates every round (else the
+    guest would come back to the same host and each arm always move the same way)."""
     rows = dict((label, []) for label, _arm in arms)
     for i in range(runs):
-        for label, arm in arms[i % len(arms):] + arms[:i % len(arms)]:
+        k = i % len(arms) if len(arms) % 2 == 0 else 0
+        for label, arm in arms[k:] + arms[:k]:
             rows[label].append(bench.move(arm))
             time.sleep(1)
     return rows
