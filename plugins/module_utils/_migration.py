@@ -27,12 +27,7 @@ from ansible.module_utils.six.moves.urllib.parse import urlparse
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _compat as compat
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _strategy as S
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, relevant_disks
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (  # noqa: F401 pylint: disable=unused-import
-    _EVENTS,
-    LibvirtClientError,
-    libvirt,
-    start_event_loop,
-)
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import _EVENTS, LibvirtClientError, libvirt
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
 
 POSITIVE = ('bandwidth_mibps', 'postcopy_bandwidth_mibps', 'expected_bandwidth_mibps', 'max_downtime_ms',

@@ -189,6 +189,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     ClientCache,
     libvirt_session,
     require_libvirt,
+    start_event_loop,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import (
@@ -201,7 +202,6 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation im
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (
     migration_argspec,
     option_defaults,
-    start_event_loop,
     validate,
 )
 

@@ -316,11 +316,11 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
+    start_event_loop,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (
     LiveMigration,
     migration_argspec,
-    start_event_loop,
     validate,
 )
 

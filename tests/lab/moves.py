@@ -25,9 +25,10 @@ def engine():
     move (the result then has 'error')."""
     sys.path.insert(0, L.collections_path())
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClient, LibvirtClientError
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+        LibvirtClient, LibvirtClientError, start_event_loop)
     from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M
-    M.start_event_loop()
+    start_event_loop()
     defaults = M.option_defaults(M.migration_argspec())
 
     def ours(name, src, dst, **kw):
