@@ -24,6 +24,8 @@ import xml.etree.ElementTree as ET
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import redact_uri
+
 LIBVIRT_IMPORT_ERROR = None
 try:
     import libvirt
@@ -119,10 +121,11 @@ class LibvirtClient:
             raise LibvirtClientError(INSTALL_HINT)
         if not uri or not isinstance(uri, str) or '://' not in uri and uri not in ('test:///default',):
             raise LibvirtClientError("malformed libvirt URI %r: expected e.g. qemu:///system or "
-                                     "qemu+tcp://host/system" % (uri,))
+                                     "qemu+tcp://host/system" % (redact_uri(uri) if isinstance(uri, str) else uri,))
         if retries < 0 or retry_delay < 0:
             raise LibvirtClientError('connect_retries and connect_retry_delay must not be negative')
-        self.uri = uri
+        self._uri = uri                 # what libvirt opens
+        self.uri = redact_uri(uri)      # what messages and results show: no password
         self.retries = retries
         self.retry_delay = retry_delay
         self._sleep = sleep
@@ -141,7 +144,7 @@ class LibvirtClient:
         delays = backoff_delays(self.retries, self.retry_delay)
         for attempt in range(len(delays) + 1):
             try:
-                conn = libvirt.open(self.uri)
+                conn = libvirt.open(self._uri)
                 if self.keepalive:
                     try:
                         # needs a running libvirt event loop (start_event_loop); without

@@ -40,6 +40,18 @@ options:
       - Set to V(false) for the host facts alone.
     type: bool
     default: true
+  cert_warn_days:
+    description:
+      - RV(transport_security) warns about a certificate that expires within this many days.
+    type: int
+    default: 30
+  peer_addresses:
+    description:
+      - Addresses (names or IPs) other hosts use to reach this one. RV(transport_security) warns when this host's
+        server certificates (QEMU's migration, libvirtd) do not name one of them - the handshake would fail.
+    type: list
+    elements: str
+    default: []
 '''
 
 EXAMPLES = r'''
@@ -62,6 +74,23 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+transport_security:
+  description:
+    - Whether this host is set up for TLS, read from libvirt's files on the host the module runs on (V(null)
+      when O(uri) names another host) - C(migration_tls) (QEMU's migration - ready, cert_dir, missing files,
+      verify_peer, force, certificates), C(libvirt_tls) (libvirtd - listening on 16514, ready, missing,
+      certificates), C(migration_host), and the C(problems) (an expired or unreadable certificate) and
+      C(warnings) (one that expires within O(cert_warn_days)) they show.
+    - Each certificate - subject_cn, issuer_cn, names (subjectAltName DNS names and addresses), expires,
+      days_left, path.
+    - Give it to M(vmmigration.libvirt.migrate) as O(vmmigration.libvirt.migrate#module:dest_security).
+  returned: always
+  type: dict
+  sample:
+    migration_tls: {ready: true, cert_dir: /etc/pki/qemu, missing: [], verify_peer: true, force: false}
+    libvirt_tls: {listening: true, ready: true, missing: []}
+    problems: []
+    warnings: ['this host libvirtd server certificate /etc/pki/libvirt/servercert.pem expires in 12 days (2027-01-02T10:00:00Z)']
 host:
   description: The hypervisor's facts.
   returned: always
@@ -160,12 +189,15 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     require_libvirt,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._facts import gather
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import connection_transport, host_security
 
 
 def main():
     argument_spec = dict(
         domains=dict(type='list', elements='str', default=[]),
         include_domains=dict(type='bool', default=True),
+        cert_warn_days=dict(type='int', default=30),
+        peer_addresses=dict(type='list', elements='str', default=[]),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -173,6 +205,11 @@ def main():
     with libvirt_session(module) as cache:
         facts = gather(cache.get(module.params['uri']), domains=module.params['domains'],
                        include_domains=module.params['include_domains'])
+    local = connection_transport(module.params['uri']) == 'local'
+    facts['transport_security'] = host_security(warn_days=module.params['cert_warn_days'],
+                                                peer_addresses=module.params['peer_addresses']) if local else None
+    for warning in (facts['transport_security'] or {}).get('warnings', []):
+        module.warn(warning)
     module.exit_json(changed=False, **facts)
 
 
