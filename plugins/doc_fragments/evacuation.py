@@ -27,6 +27,14 @@ options:
         description: libvirt URI of the destination.
         type: str
         required: true
+      security:
+        description:
+          - The destination's RV(vmmigration.libvirt.host_info#module:transport_security), gathered on it (the
+            roles do). With it, a live move's O(vmmigration.libvirt.migrate#module:tls=auto) knows before
+            anything moves whether the destination is set up for TLS; every move that would send a guest's
+            memory in the clear without O(vmmigration.libvirt.migrate#module:allow_plaintext) is refused
+            before the drain starts.
+        type: dict
   domains:
     description: Domains to move. Default - every active domain of the source.
     type: list

@@ -29,6 +29,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._domain import parse_domain
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import plan_transport
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import (
     _pool_path,
     pool_for_dir,
@@ -50,6 +51,8 @@ COLD_ARGSPEC = dict(
     memory_reserve_mib=dict(type='int', default=256),
     work_dir=dict(type='path', default='/var/tmp'),
     copy_timeout_s=dict(type='int'),
+    tls=dict(type='str', default='auto'),
+    allow_plaintext=dict(type='bool', default=False),
 )
 
 # Room kept free on the destination pool and in work_dir beyond what a copy needs (filesystem
@@ -308,6 +311,12 @@ class ColdMigration:
             self.result['plan'] = {'shutdown': was_running, 'start_on_destination': start,
                                    'files': [dict(f) for f in files], 'space': space,
                                    'shared': [t for t, v in dom_report['storage'].items() if v['verdict'] == 'shared']}
+            transport = plan_transport(self.o.get('tls'), self.o.get('allow_plaintext'),
+                                       copies_over=[src.uri, dst.uri] if files else [])
+            self.result['transport'] = dict((k, v) for k, v in transport.items() if k not in ('refused', 'tls'))
+            if transport['refused']:
+                raise ColdMigrationError('will not move %s (nothing was changed): %s' % (self.name, transport['refused']),
+                                         self.result)
             problems = space_problems(space['needs'], space['free'])
             if problems:
                 raise ColdMigrationError('cannot move %s: not enough room for its copies (nothing was changed): %s'

@@ -21,6 +21,7 @@ import time
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _planner as P
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _security as SEC
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, recommend
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import write_status as write_json
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
@@ -30,7 +31,7 @@ LIVE_METHODS = ('live', 'live_copy_storage', 'offline')
 # the plan's options (evacuation_plan and evacuate; documented in doc_fragments/evacuation.py)
 PLAN_ARGSPEC = dict(
     destinations=dict(type='list', elements='dict', required=True, options=dict(
-        name=dict(type='str', required=True), uri=dict(type='str', required=True))),
+        name=dict(type='str', required=True), uri=dict(type='str', required=True), security=dict(type='dict'))),
     domains=dict(type='list', elements='str'),
     headroom_mib=dict(type='int', default=1024),
     anti_affinity=dict(type='dict', default={}),
@@ -74,7 +75,7 @@ def plan_evacuation(cache, p):
         names = sorted(d.name() for d in src.call('cannot list domains', src.conn.listAllDomains, 0)
                        if d.isActive())
     groups = group_of(p.get('anti_affinity'))
-    per_vm = dict((n, {'memory_mib': 0, 'allowed': [], 'method': {}, 'refused': {}}) for n in names)
+    per_vm = dict((n, {'memory_mib': 0, 'allowed': [], 'method': {}, 'refused': {}, 'copies': {}}) for n in names)
     hosts = []
     for dest in p['destinations']:
         dst = cache.get(dest['uri'])
@@ -102,6 +103,7 @@ def plan_evacuation(cache, p):
             if method in LIVE_METHODS or method == 'cold':
                 info['allowed'].append(dest['name'])
                 info['method'][dest['name']] = method
+                info['copies'][dest['name']] = copy_needed
             else:
                 info['refused'][dest['name']] = failing or ['recommended: %s' % r['recommended']]
     vms = []
@@ -120,6 +122,7 @@ def plan_evacuation(cache, p):
     out_moves = []
     for t in timeline:
         out_moves.append({'name': t['name'], 'destination': t['dest'], 'method': per_vm[t['name']]['method'][t['dest']],
+                          'copies_disks': per_vm[t['name']]['copies'][t['dest']],
                           'memory_mib': per_vm[t['name']]['memory_mib'], 'start_s': t['start_s'], 'end_s': t['end_s']})
     return {'moves': out_moves, 'left': placed['unplaced'], 'predicted_total_s': makespan,
             'refused': dict((n, per_vm[n]['refused']) for n in names if per_vm[n]['refused']),
@@ -173,7 +176,9 @@ def split_plan(plan, policy):
 def journal_append(path, entry):
     if not path:
         return
-    with open(path, 'a') as f:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)   # its owner's only
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, 'a') as f:
         f.write(json.dumps(entry, sort_keys=True) + '\n')
         f.flush()
         os.fsync(f.fileno())
@@ -223,7 +228,7 @@ def summarize_result(name, move, result, error=None):
             'strategy': plan.get('strategy'), 'total_time_s': r.get('total_time_s'),
             'downtime_ms': r.get('downtime_ms'), 'bytes_transferred': r.get('bytes_transferred'),
             'postcopy': r.get('postcopy'), 'paused': r.get('paused'), 'announced': r.get('announced'),
-            'error': error}
+            'transport': (r.get('transport') or {}).get('transport'), 'error': error}
 
 
 class Evacuation:
@@ -251,7 +256,8 @@ class Evacuation:
         try:
             src = cache.get(move.get('from_uri') or p['uri'])
             dst = cache.get(move['uri'])
-            where = {'uri': src.uri, 'dest_uri': dst.uri, 'domain': name}
+            # the URIs as given (libvirt opens them); results and the journal show them redacted
+            where = {'uri': move.get('from_uri') or p['uri'], 'dest_uri': move['uri'], 'domain': name}
             if move['method'] == 'cold':
                 opts = option_defaults(COLD_ARGSPEC)
                 opts.update(p.get('cold_options') or {})
@@ -263,7 +269,7 @@ class Evacuation:
                 opts.update(where)
                 opts['status_file'] = self.vm_status_path(name)
                 opts['hard_timeout_s'] = p['per_vm_timeout_s']
-                result = LiveMigration(src, dst, name, opts).run()
+                result = LiveMigration(src, dst, name, opts, hosts_security=self.move_security(move)).run()
                 if p.get('announce') and result.get('state') in ('migrated', 'migrated_after_recovery'):
                     result['announced'] = self._announce(dst, name)
         except Exception as e:  # pylint: disable=broad-except
@@ -282,6 +288,43 @@ class Evacuation:
         journal_append(p.get('journal'), {'event': 'end', 'time': self.now(), 'vm': name,
                                           'rollback': bool(p.get('rollback')),
                                           'result': dict((k, v) for k, v in line.items() if k != 'decisions')})
+
+    def source_security(self):
+        """This host's TLS state when the module runs on it (a local URI), else None (not known here)."""
+        if not hasattr(self, '_source_security'):
+            local = SEC.connection_transport(self.p['uri']) == 'local'
+            self._source_security = SEC.host_security() if local else None
+        return self._source_security
+
+    def move_security(self, move):
+        """{'source', 'dest'} TLS states for one move (a rollback moves back to this host)."""
+        by_name = dict((d['name'], d.get('security')) for d in self.p['destinations'])
+        if self.p.get('rollback'):
+            return {'source': by_name.get(move.get('from')), 'dest': self.source_security()}
+        return {'source': self.source_security(), 'dest': by_name.get(move.get('destination'))}
+
+    def transports(self, moves):
+        """Decide each live move's transport now, before anything changes; the refusals (what to configure)."""
+        o = self.p.get('migrate_options') or {}
+        c = self.p.get('cold_options') or {}
+        uris = dict((d['name'], d['uri']) for d in self.p['destinations'])
+        refused = []
+        for m in moves:
+            if m.get('method') == 'cold':
+                # disks a cold move copies travel over the libvirt connections
+                over = [self.p['uri'], uris.get(m.get('destination'), '')] if m.get('copies_disks') else []
+                t = SEC.plan_transport(c.get('tls', 'auto'), c.get('allow_plaintext', False), copies_over=over)
+                m['transport'] = t['transport']
+                if t['refused']:
+                    refused.append('%s -> %s (cold): %s' % (m['name'], m.get('destination'), t['refused']))
+                continue
+            sec = self.move_security(m)
+            t = SEC.plan_transport(o.get('tls', 'auto'), o.get('allow_plaintext', False), sec['source'], sec['dest'],
+                                   src_label='this host', dest_label=m.get('destination') or 'the destination')
+            m['transport'] = t['transport'] if t['encrypted'] is not None or not t['tls'] else 'tls (checked at start)'
+            if t['refused']:
+                refused.append('%s -> %s: %s' % (m['name'], m.get('destination'), t['refused']))
+        return refused
 
     @staticmethod
     def _announce(dst, name):
@@ -319,7 +362,10 @@ class Evacuation:
         self.t0 = self.clock()
         uris = dict((d['name'], d['uri']) for d in p['destinations'])
         if p.get('rollback'):
-            to_run = rollback_moves(read_journal(p.get('journal')), p.get('source_name') or p['uri'])
+            to_run = rollback_moves(read_journal(p.get('journal')), p.get('source_name') or SEC.redact_uri(p['uri']))
+            for m in to_run:
+                # the journal keeps URIs without passwords: reach each host as the destinations give it
+                m['from_uri'] = uris.get(m.get('from')) or m['from_uri']
             # each VM comes back here: from where the journal says it went, to this host's URI as it reaches it
             for m in to_run:
                 uris[m['destination']] = p['return_uri']
@@ -328,6 +374,9 @@ class Evacuation:
         else:
             plan = plan_evacuation(self.cache, dict(p, allow_cold=True))
             to_run, left = split_plan(plan, p['non_live_policy'])
+        refused = self.transports(to_run)
+        if refused:
+            raise PlaintextRefused('will not drain: %s' % ' | '.join(refused))
         out = {'plan': plan, 'left': left, 'changed': bool(to_run) or any(x['action'] == 'shutdown' for x in left),
                'plan_lines': R.plan_lines(plan, p.get('source_name') or '')}
         out['plan_lines'] += ['  %s: %s' % (x['name'], x['action']) for x in left if x['action'] == 'shutdown']
@@ -350,7 +399,7 @@ class Evacuation:
 
     def _drain(self, plan, to_run, left, uris, out):
         p = self.p
-        journal_append(p.get('journal'), {'event': 'plan', 'time': self.now(), 'source': p['uri'],
+        journal_append(p.get('journal'), {'event': 'plan', 'time': self.now(), 'source': SEC.redact_uri(p['uri']),
                                           'moves': [dict((k, m[k]) for k in ('name', 'destination', 'method'))
                                                     for m in to_run], 'left': left})
         src = self.cache.get(p['uri'])
@@ -383,7 +432,7 @@ class Evacuation:
             if move is not None:
                 journal_append(p.get('journal'), {'event': 'start', 'time': self.now(), 'vm': move['name'],
                                                   'destination': move['destination'], 'method': move['method'],
-                                                  'uri': move['uri'], 'rollback': bool(p.get('rollback'))})
+                                                  'uri': SEC.redact_uri(move['uri']), 'rollback': bool(p.get('rollback'))})
                 t = threading.Thread(target=self._move, args=(move,))
                 t.daemon = True
                 t.start()
@@ -409,7 +458,7 @@ class Evacuation:
                 still_running_on_source=still, verified=set(back) <= set(still),
                 state='rolled_back' if back else 'nothing_moved')
             out['report'] = {'table': R.table(out['results'], left), 'html': R.timeline_html(
-                out['results'], 'Rollback to %s' % (p.get('source_name') or p['uri']))}
+                out['results'], 'Rollback to %s' % (p.get('source_name') or SEC.redact_uri(p['uri'])))}
             journal_append(p.get('journal'), {'event': 'done', 'time': self.now(), 'state': out['state'],
                                               'rollback': True})
             write_json(p.get('status_file'), dict(self.status('finished', [], left, plan)))
@@ -423,7 +472,7 @@ class Evacuation:
                    changed=bool(results) or any(x['action'] == 'shutdown' for x in left))
         out['failed_vms'] = [r['name'] for r in results if r['error']]
         out['report'] = {'table': R.table(results, left),
-                         'html': R.timeline_html(results, 'Evacuation of %s' % (p.get('source_name') or p['uri']))}
+                         'html': R.timeline_html(results, 'Evacuation of %s' % (p.get('source_name') or SEC.redact_uri(p['uri'])))}
         out['state'] = 'evacuated' if not still else ('partial' if results else 'nothing_moved')
         write_json(p.get('status_file'), dict(self.status('finished', [], left, plan), summary={
             'state': out['state'], 'wall_s': out['wall_s'], 'still_running_on_source': still}))
@@ -447,6 +496,14 @@ class Evacuation:
             return 'shut down'
         except Exception as e:  # pylint: disable=broad-except
             return 'shutdown failed: %s' % e
+
+
+class PlaintextRefused(Exception):
+    """A move of the plan would send a guest's memory in the clear and nobody allowed it; nothing was done."""
+
+    def __init__(self, msg):
+        Exception.__init__(self, msg)
+        self.msg = msg
 
 
 class EvacuationRunning(Exception):

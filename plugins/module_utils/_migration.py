@@ -26,6 +26,7 @@ from ansible.module_utils.six.moves.urllib.parse import urlparse
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _compat as compat
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _strategy as S
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _security as security
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, relevant_disks
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import _EVENTS, LibvirtClientError, libvirt
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
@@ -53,7 +54,8 @@ def migration_argspec():
         downtime_step_delay_s_per_gib=dict(type='float', default=8.0),
         parallel_connections=dict(type='int'),
         compression=dict(type='str'),
-        tls=dict(type='bool', default=False),
+        tls=dict(type='str', default='auto'),
+        allow_plaintext=dict(type='bool', default=False),
         copy_storage=dict(type='str', choices=['auto', 'all', 'incremental', 'none'], default='auto'),
         completion=dict(type='str', choices=['auto', 'precopy', 'hybrid', 'postcopy', 'converge'], default='auto'),
         allow_postcopy=dict(type='bool', default=False),
@@ -84,6 +86,10 @@ def validate(params):
         problems.append('final_action=postcopy needs allow_postcopy=true')
     if params['migration_uri']:
         problems += migration_uri_problems(params['migration_uri'])
+    try:
+        security.normalize_mode(params.get('tls'))
+    except ValueError as e:
+        problems.append(str(e))
     if (params.get('parallel_connections') or 0) > MAX_PARALLEL:
         problems.append('parallel_connections must be at most %d: QEMU counts multifd channels in a byte (got %s)'
                         % (MAX_PARALLEL, params['parallel_connections']))
@@ -160,7 +166,10 @@ def write_status(path, data):
     if not path:
         return
     tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
+    # readable by its owner only: it names hosts, guests and their URIs
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, 'w') as f:
         json.dump(data, f)
     os.rename(tmp, path)
 
@@ -218,8 +227,12 @@ def _host(client):
 class LiveMigration:
     """One live migration of one domain; construct, then call run(check_mode)."""
 
-    def __init__(self, src, dst, name, opts, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, src, dst, name, opts, clock=time.monotonic, sleep=time.sleep, hosts_security=None):
         self.src, self.dst, self.name, self.o = src, dst, name, opts
+        # {'source': .., 'dest': ..}: each host's _security.host_security() state, None when unknown; the
+        # source's is read here when its connection is local (the module runs on the source)
+        self.hosts_security = dict(hosts_security or {})
+        self.transport = None
         self.clock, self.sleep = clock, sleep
         self.t0 = None
         self.decisions = []
@@ -254,6 +267,22 @@ class LiveMigration:
         problems = self.feature_problems(names)
         if problems:
             raise MigrationError('cannot migrate %s: %s' % (self.name, '; '.join(problems)), self.result)
+
+    def decide_transport(self):
+        """TLS or not for the stream, before anything changes: refuse the guest's memory in the clear unless
+        the operator allowed it (allow_plaintext)."""
+        sec = self.hosts_security
+        if 'source' not in sec:
+            local = security.connection_transport(getattr(self.src, 'uri', None)) == 'local'
+            sec['source'] = security.host_security() if local else None
+        self.transport = security.plan_transport(
+            self.o.get('tls'), self.o.get('allow_plaintext'), sec.get('source'), sec.get('dest'),
+            src_label='the source %s' % security.redact_uri(getattr(self.src, 'uri', '')),
+            dest_label='the destination %s' % security.redact_uri(getattr(self.dst, 'uri', '')))
+        self.result['transport'] = dict((k, v) for k, v in self.transport.items() if k != 'refused')
+        if self.transport['refused']:
+            raise MigrationError('will not migrate %s: %s' % (self.name, self.transport['refused']), self.result)
+        return self.transport
 
     # -- helpers ------------------------------------------------------------------------------
     def note(self, action, reason, arg=None):
@@ -313,7 +342,7 @@ class LiveMigration:
                 params[libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT] = int(throttle['increment'])
         if storage['unsafe_override_for']:
             flags |= libvirt.VIR_MIGRATE_UNSAFE
-        if o['tls']:
+        if (self.transport or self.decide_transport())['tls']:
             flags |= libvirt.VIR_MIGRATE_TLS
         if storage['copied']:
             flags |= (libvirt.VIR_MIGRATE_NON_SHARED_INC if storage['copy_mode'] == 'incremental'
@@ -405,6 +434,7 @@ class LiveMigration:
                 return self.result
             raise MigrationError('%s is not running: live migration needs a running domain (a stopped one moves '
                                  'with vmmigration.libvirt.cold_migrate)' % self.name, self.result)
+        self.decide_transport()
         if _postcopy_failed(dom):
             return self.resume(dom, check_mode)
         self.require_features(compat.migration_features(o))

@@ -33,10 +33,11 @@ def _mib(n):
 
 def table(results, left):
     """The report as aligned text lines: one per VM moved or tried, then the ones left."""
-    head = ('VM', 'TO', 'METHOD', 'STRATEGY', 'STATE', 'START', 'TIME', 'DOWNTIME', 'MOVED')
+    head = ('VM', 'TO', 'METHOD', 'STRATEGY', 'STREAM', 'STATE', 'START', 'TIME', 'DOWNTIME', 'MOVED')
     rows = [head]
     for r in results:
-        rows.append((r['name'], r['destination'], r['method'], r.get('strategy') or '-', r['state'],
+        rows.append((r['name'], r['destination'], r['method'], r.get('strategy') or '-', r.get('transport') or '-',
+                     r['state'],
                      _fmt(r.get('start_s'), ' s'), _fmt(r.get('total_time_s'), ' s'),
                      _fmt(r.get('downtime_ms'), ' ms'), _fmt(_mib(r.get('bytes_transferred')), ' MiB')))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
@@ -120,9 +121,9 @@ def plan_lines(plan, source=''):
     lines = ['plan%s: %d to move, %d left, predicted %s s' % (
         ' for ' + source if source else '', len(moves), len(left), _fmt(plan.get('predicted_total_s')))]
     for m in moves:
-        lines.append('  %s -> %s (%s, %s MiB): %s-%s s' % (m['name'], m['destination'], m['method'],
-                                                           m.get('memory_mib'), _fmt(m.get('start_s')),
-                                                           _fmt(m.get('end_s'))))
+        lines.append('  %s -> %s (%s, %s MiB%s): %s-%s s' % (
+            m['name'], m['destination'], m['method'], m.get('memory_mib'),
+            ', ' + m['transport'] if m.get('transport') else '', _fmt(m.get('start_s')), _fmt(m.get('end_s'))))
     for name, reason in sorted(left.items()):
         lines.append('  %s stays: %s' % (name, reason))
     return lines

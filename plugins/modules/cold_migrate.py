@@ -95,6 +95,20 @@ options:
         back to verify). A copy still running then is aborted and the move rolled back.
       - Default - 1800, or 1 s per 10 MiB the file occupies when that is longer.
     type: int
+  tls:
+    description:
+      - Whether disk copies must be encrypted. They travel over the libvirt connections (O(uri) and
+        O(dest_uri)), so a C(qemu+tls://) or C(qemu+ssh://) destination URI encrypts them and C(qemu+tcp://)
+        does not.
+      - V(auto) and V(required) refuse, before anything changes, to copy a disk over a connection in the
+        clear; V(auto) allows it with O(allow_plaintext=true). V(off) needs O(allow_plaintext=true) for a
+        clear connection. A move whose disks are all shared copies nothing and is never refused.
+    type: str
+    default: auto
+  allow_plaintext:
+    description: Allow disk copies over a connection in the clear (only on a trusted, dedicated network).
+    type: bool
+    default: false
 '''
 
 EXAMPLES = r'''
@@ -111,6 +125,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+transport:
+  description: How the disk copies travel - encrypted, transport (V(tls), V(ssh), V(plaintext) or V(none)) and why.
+  returned: when the move was planned
+  type: dict
+  sample: {encrypted: true, transport: tls, why: disk copies travel over tls libvirt connections}
 state:
   description: V(migrated), V(already_there) or V(planned) (check mode).
   returned: always
@@ -163,6 +182,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     start_event_loop,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC, ColdMigration
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import normalize_mode
 
 
 def main():
@@ -178,6 +198,10 @@ def main():
         module.fail_json(msg='memory_reserve_mib must not be negative')
     if p['copy_timeout_s'] is not None and p['copy_timeout_s'] <= 0:
         module.fail_json(msg='copy_timeout_s must be greater than 0 (got %s)' % p['copy_timeout_s'])
+    try:
+        normalize_mode(p['tls'])
+    except ValueError as e:
+        module.fail_json(msg=str(e))
     start_event_loop()   # keepalive: a destination that stops answering ends the copy, not the wait
     with libvirt_session(module) as cache:
         src = cache.get(p['uri'])

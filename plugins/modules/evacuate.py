@@ -70,6 +70,9 @@ options:
     description:
       - Options of the live migrations, as M(vmmigration.libvirt.migrate) takes them (for example
         V(allow_postcopy), V(bandwidth_mibps), V(max_downtime_ms), V(completion)); the rest keep that module's defaults.
+      - Its V(tls) (default V(auto)) and V(allow_plaintext) decide each move's transport before the drain starts; a
+        move that would send a guest's memory in the clear without V(allow_plaintext=true) stops the drain
+        before anything moves, naming what to configure. Each planned move says its C(transport).
     type: dict
     default: {}
   cold_options:
@@ -197,6 +200,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation im
     PLAN_ARGSPEC,
     Evacuation,
     EvacuationRunning,
+    PlaintextRefused,
     validate_plan_options,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (
@@ -204,6 +208,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration imp
     option_defaults,
     validate,
 )
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import normalize_mode
 
 
 def main():
@@ -235,6 +240,10 @@ def main():
         live = option_defaults(live_spec)
         live.update(p['migrate_options'])
         problems += ['migrate_options: %s' % x for x in validate(live)]
+    try:
+        normalize_mode((p['cold_options'] or {}).get('tls'))
+    except ValueError as e:
+        problems.append('cold_options: %s' % e)
     if p['rollback'] and not (p['journal'] and p['return_uri']):
         problems.append('rollback needs journal and return_uri')
     if p['per_vm_timeout_s'] <= 0 or p['timeout_s'] <= 0:
@@ -242,7 +251,7 @@ def main():
     if problems:
         module.fail_json(msg='; '.join(problems))
     start_event_loop()
-    with libvirt_session(module, errors=(EvacuationRunning,)) as cache:
+    with libvirt_session(module, errors=(EvacuationRunning, PlaintextRefused)) as cache:
         cache.get(p['uri']).host_uuid()
         result = Evacuation(cache, p, lambda: ClientCache(p['connect_retries'], p['connect_retry_delay'])).run(
             check_mode=module.check_mode)

@@ -126,9 +126,30 @@ options:
         when either is older. Default - none.
     type: str
   tls:
-    description: Encrypt the migration stream with TLS (libvirt's migrate_tls configuration is required).
+    description:
+      - Whether the migration stream (the guest's memory, and the disks O(copy_storage) copies) is encrypted with TLS.
+      - V(auto) - TLS whenever both hosts are set up for it (QEMU's migration certificates in the directory
+        qemu.conf names, read on the source and in O(dest_security)); when one is not, the move is refused
+        before anything happens, naming what to configure, unless O(allow_plaintext=true).
+      - V(required) - TLS or nothing, even with O(allow_plaintext).
+      - V(off) - no TLS; needs O(allow_plaintext=true).
+      - The YAML booleans of earlier releases still work - V(true) is V(required), V(false) is V(off).
+      - Check mode and RV(transport) say which it is.
+    type: str
+    default: auto
+  allow_plaintext:
+    description:
+      - Allow the guest's memory to cross the network in the clear, when O(tls=auto) finds a host not set
+        up for TLS or O(tls=off). Only for a trusted, dedicated migration network; set it per run or per
+        inventory group.
     type: bool
     default: false
+  dest_security:
+    description:
+      - The destination's RV(vmmigration.libvirt.host_info#module:transport_security), gathered on the destination
+        (the roles do). With it, O(tls=auto) knows before anything happens whether the destination is set up
+        for TLS; without it, TLS is asked for and libvirt checks the destination's certificates when the move starts.
+    type: dict
   copy_storage:
     description:
       - What to do with disks not proven shared. V(auto) and V(all) copy them in full during the migration
@@ -304,6 +325,13 @@ source:
   description: Source host (uri, hostname, uuid).
   returned: always
   type: dict
+transport:
+  description:
+    - How the guest's memory travels - tls (V(true) when libvirt was asked for TLS), encrypted (V(null) while
+      libvirt has still to check the destination), transport (V(tls) or V(plaintext)) and why.
+  returned: when the domain was found on the source
+  type: dict
+  sample: {tls: true, encrypted: true, transport: tls, why: both hosts are set up for TLS migration}
 destination:
   description: Destination host (uri, hostname, uuid).
   returned: when it was reached
@@ -326,7 +354,8 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration imp
 
 
 def main():
-    argument_spec = dict(domain=dict(type='str', required=True), dest_uri=dict(type='str', required=True))
+    argument_spec = dict(domain=dict(type='str', required=True), dest_uri=dict(type='str', required=True),
+                         dest_security=dict(type='dict'))
     argument_spec.update(migration_argspec())
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -340,7 +369,9 @@ def main():
         src = cache.get(p['uri'])
         dst = cache.get(p['dest_uri'])
         src.host_uuid()
-        result = LiveMigration(src, dst, p['domain'], p).run(check_mode=module.check_mode)
+        result = LiveMigration(src, dst, p['domain'], p,
+                               hosts_security={'dest': p['dest_security']} if p['dest_security'] else None,
+                               ).run(check_mode=module.check_mode)
     if result.get('state') == 'migrated_after_recovery':
         module.warn('the post-copy migration of %s failed (%s) and was resumed: it runs on the destination'
                     % (p['domain'], result.get('recovered_from', 'an earlier run')))

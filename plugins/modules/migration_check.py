@@ -81,6 +81,22 @@ options:
         every disk counts as not proven shared.
     type: bool
     default: true
+  tls:
+    description:
+      - The transport security the move would ask for, as M(vmmigration.libvirt.migrate) takes it (V(auto),
+        V(required), V(off)). Each domain gets a C(transport) check - a fail when the guest's memory would cross
+        the network in the clear and O(allow_plaintext) is not set, or when V(required) cannot be met.
+    type: str
+    default: auto
+  allow_plaintext:
+    description: As M(vmmigration.libvirt.migrate) takes it.
+    type: bool
+    default: false
+  dest_security:
+    description:
+      - The destination's RV(vmmigration.libvirt.host_info#module:transport_security) (gathered on it). Without it the
+        destination's side is checked by libvirt when the move starts.
+    type: dict
   fail_on:
     description:
       - V(fail) - the task fails when any domain's verdict is V(fail).
@@ -134,6 +150,10 @@ domains:
       description: Shared-storage findings per disk target - verdict, method, reason.
       type: dict
       returned: always
+transport:
+  description: How the moves would travel - tls, encrypted, transport, why, and refused (what to configure) or null.
+  returned: always
+  type: dict
 verdict:
   description: Worst verdict over all domains.
   returned: always
@@ -158,13 +178,20 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, WARN, overall
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, PASS, WARN, overall
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import (
+    connection_transport,
+    host_security,
+    normalize_mode,
+    plan_transport,
+    redact_uri,
+)
 
 
 def main():
@@ -176,6 +203,9 @@ def main():
         allow_storage_copy=dict(type='bool', default=True),
         probe_storage=dict(type='bool', default=True),
         fail_on=dict(type='str', choices=['fail', 'warn', 'never'], default='fail'),
+        tls=dict(type='str', default='auto'),
+        allow_plaintext=dict(type='bool', default=False),
+        dest_security=dict(type='dict'),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -185,6 +215,14 @@ def main():
         module.fail_json(msg='domains must name at least one domain')
     if p['memory_reserve_mib'] < 0 or p['planned_memory_mib'] < 0:
         module.fail_json(msg='memory_reserve_mib and planned_memory_mib must not be negative')
+    try:
+        normalize_mode(p['tls'])
+    except ValueError as e:
+        module.fail_json(msg=str(e))
+    source = host_security() if connection_transport(p['uri']) == 'local' else None
+    transport = plan_transport(p['tls'], p['allow_plaintext'], source, p['dest_security'],
+                               src_label='the source %s' % redact_uri(p['uri']),
+                               dest_label='the destination %s' % redact_uri(p['dest_uri']))
     started = time.monotonic()
     with libvirt_session(module) as cache:
         src = cache.get(p['uri'])
@@ -193,8 +231,13 @@ def main():
         report = check_domains(src, dst, p['domains'], reserve_mib=p['memory_reserve_mib'],
                                planned_mib=p['planned_memory_mib'], allow_storage_copy=p['allow_storage_copy'],
                                probe_storage=p['probe_storage'])
+    for d in (d for d in report['domains'] if d['recommended'] != 'already_there'):
+        d['checks'].append({'check': 'transport', 'status': FAIL if transport['refused'] else PASS,
+                            'reason': transport['refused'] or transport['why'], 'blocks': 'live'})
+        d['verdict'] = overall(d['checks'])
     worst = overall([{'status': d['verdict']} for d in report['domains']])
-    result = dict(changed=False, verdict=worst, elapsed_s=round(time.monotonic() - started, 3), **report)
+    result = dict(changed=False, verdict=worst, elapsed_s=round(time.monotonic() - started, 3), transport=transport,
+                  **report)
     bad = [d for d in report['domains'] if d['verdict'] == FAIL or (p['fail_on'] == 'warn' and d['verdict'] == WARN)]
     if p['fail_on'] != 'never' and bad:
         reasons = ['%s: %s' % (d['name'], '; '.join(c['reason'] for c in d['checks'] if c['status'] != 'pass'))

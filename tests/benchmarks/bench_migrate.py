@@ -1,5 +1,7 @@
 """Benchmark: our migrate module against plain and tuned `virsh migrate`, like with like.
 
+Every arm encrypts the guest's memory: ours by default (tls=auto finds the lab hosts set up for TLS; a
+move of ours in the clear counts as a failure), virsh with --tls, as a careful operator runs it.
 Every arm moves the same guest, in turn (runs interleaved, the order rotating every round), so the arms
 move it both ways between h1 and h2 (the table counts each arm's directions).
 The same two metrics for every arm:
@@ -70,7 +72,10 @@ def ours_arm(**options):
                 result = json.load(f)
         except (OSError, ValueError):
             result = {"failed": True, "msg": p.stdout[-2000:]}
-        finished = p.returncode == 0 and result.get("state") == "migrated"
+        transport = (result.get("transport") or {}).get("transport")
+        finished = p.returncode == 0 and result.get("state") == "migrated" and transport == "tls"
+        if p.returncode == 0 and transport != "tls":
+            result["msg"] = "moved with transport %s, not tls: the safe default did not hold" % transport
         return {"wall_s": wall, "finished": finished, "downtime_ms": result.get("downtime_ms"),
                 "module_s": result.get("total_time_s"), "strategy": (result.get("plan") or {}).get("strategy"),
                 "postcopy": result.get("postcopy"), "error": None if finished else result.get("msg")}

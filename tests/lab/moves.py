@@ -17,12 +17,15 @@ import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
 
 def tls_uri(host):
     """The destination URI a careful operator uses: libvirtd over TLS with the host's lab certificates."""
-    return "qemu+tls://%s/system?pkipath=/etc/libvirt/pki" % L.host_ip(host)
+    return L.tls_uri(host)
 
 
 def engine():
     """ours(name, src, dst, **options) -> the engine's result, plus wall_s; never raises for a failed
-    move (the result then has 'error')."""
+    move (the result then has 'error'). The stream is encrypted unless the options say otherwise (tls:
+    required here - the lab hosts are all set up for TLS - as tls: auto finds them through the module;
+    this process cannot read the hosts' files, so libvirt checks them); the connection to the destination's
+    libvirtd is TLS too, unless tls_uri=False."""
     sys.path.insert(0, L.collections_path())
     # pylint: disable=import-outside-toplevel
     from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
@@ -32,7 +35,8 @@ def engine():
     defaults = M.option_defaults(M.migration_argspec())
 
     def ours(name, src, dst, **kw):
-        kw.setdefault("dest_uri", tls_uri(dst) if kw.get("tls") else L.tcp_uri(dst))
+        kw.setdefault("dest_uri", tls_uri(dst) if kw.pop("tls_uri", True) else L.tcp_uri(dst))
+        kw.setdefault("tls", "required")
         opts = dict(defaults, **kw)
         problems = M.validate(opts)
         if problems:
@@ -40,7 +44,7 @@ def engine():
         t0 = time.monotonic()
         src_c, dst_c = LibvirtClient(L.uri(src)), LibvirtClient(L.uri(dst))
         try:
-            r = M.LiveMigration(src_c, dst_c, name, opts).run()
+            r = M.LiveMigration(src_c, dst_c, name, opts, hosts_security={"source": None, "dest": None}).run()
         except LibvirtClientError as e:       # MigrationError and every other failure of the engine
             r = dict(getattr(e, "result", None) or {}, error=e.msg)
         finally:
@@ -51,11 +55,13 @@ def engine():
     return ours
 
 
-def virsh_move(name, src, dst, flags=(), timeout=None):
-    """Plain `virsh migrate --live --p2p --persistent --undefinesource` plus FLAGS; on TIMEOUT the job
-    is aborted (the guest stays on the source). -> {'wall_s', 'finished', 'error'}"""
+def virsh_move(name, src, dst, flags=(), timeout=None, tls=True):
+    """Plain `virsh migrate --live --p2p --persistent --undefinesource` plus FLAGS, with --tls like ours
+    by default (a careful operator encrypts the guest's memory); on TIMEOUT the job is aborted (the guest
+    stays on the source). -> {'wall_s', 'finished', 'error'}"""
     cmd = ["virsh", "-c", L.uri(src), "migrate", "--live", "--p2p", "--persistent", "--undefinesource"]
-    cmd += list(flags) + [name, L.tcp_uri(dst)]
+    cmd += ["--tls"] if tls else []
+    cmd += list(flags) + [name, tls_uri(dst) if tls else L.tcp_uri(dst)]
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -76,6 +76,31 @@ def test_destination_without_room_is_refused_before_anything_changes(lab, figure
         L.remove_guest("cold_room")
 
 
+def test_disk_copies_in_the_clear_are_refused_by_default_and_allowed_when_said(lab, figures):
+    """A destination reached over qemu+tcp:// would carry the disk copies in the clear: refused before
+    anything changes (check mode and run alike; the guest never shut down), naming the fix; with
+    allow_plaintext the same move copies its disk."""
+    g = L.define_guest("cold_clear", "h1", disk="local")
+    try:
+        L.wait_guest(g["ip"])
+        before = L.guest_status(g["ip"])
+        run_target("cold_migrate", target_hosts="h1", cold_domain="cold_clear", cold_dest="h2", cold_tls=False,
+                   cold_expect_copy=["vda"], cold_expect_shutdown=True, cold_fault=True, cold_refused=True)
+        result = result_of("cold_clear")
+        assert result["failed"] and "in the clear" in result["msg"] and "qemu+tls://" in result["msg"], result["msg"]
+        assert "allow_plaintext" in result["msg"] and "nothing was changed" in result["msg"]
+        after = L.guest_status(g["ip"])
+        assert after and after["boot_id"] == before["boot_id"], "the guest was shut down or stopped answering"
+        assert where(lab, "cold_clear") == {"h1": "running"}
+        figures["cold_clear_refused"] = {"msg": result["msg"][:240]}
+        run_target("cold_migrate", target_hosts="h1", cold_domain="cold_clear", cold_dest="h2", cold_tls=False,
+                   cold_allow_plaintext=True, cold_expect_copy=["vda"], cold_expect_shutdown=True)
+        assert where(lab, "cold_clear") == {"h2": "running"}
+        assert result_of("cold_clear")["transport"]["transport"] == "plaintext"
+    finally:
+        L.remove_guest("cold_clear")
+
+
 def test_disk_copy_past_its_deadline_is_aborted_and_rolled_back(lab, figures):
     """A copy (768 MiB of data) that cannot finish within copy_timeout_s=1 is aborted half-way: the
     partial copy is removed from the destination and the guest runs on the source again with no write

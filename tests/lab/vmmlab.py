@@ -191,6 +191,11 @@ def tcp_uri(name):
     return "qemu+tcp://%s/system" % host_ip(name)
 
 
+def tls_uri(name):
+    """libvirtd over TLS with the host's lab certificates (pkipath: each host's own /etc/libvirt/pki)."""
+    return "qemu+tls://%s/system?pkipath=/etc/libvirt/pki" % host_ip(name)
+
+
 def virsh(name, *args, check=True, timeout=120):
     return run(["virsh", "-q", "-c", uri(name)] + list(args), check=check, timeout=timeout)
 
@@ -372,12 +377,12 @@ def make_cert(dirname, base, subject, ca=None, ext=None, key=None):
     with open(extfile, "w") as f:
         f.write(ext or "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
     if ca is None:
-        _openssl("req", "-x509", "-new", "-key", key, "-subj", subject, "-days", "30", "-out", cert,
+        _openssl("req", "-x509", "-new", "-key", key, "-subj", subject, "-days", "365", "-out", cert,
                  "-extensions", "v3", "-config", _req_config(dirname, extfile))
     else:
         csr = os.path.join(dirname, base + ".csr")
         _openssl("req", "-new", "-key", key, "-subj", subject, "-out", csr, "-config", _req_config(dirname, None))
-        _openssl("x509", "-req", "-in", csr, "-CA", ca[1], "-CAkey", ca[0], "-CAcreateserial", "-days", "30",
+        _openssl("x509", "-req", "-in", csr, "-CA", ca[1], "-CAkey", ca[0], "-CAcreateserial", "-days", "365",
                  "-out", cert, "-extfile", extfile)
     return key, cert
 
@@ -564,9 +569,12 @@ def write_inventory(names):
         inv["all"]["children"]["hypervisors"]["hosts"][h] = {
             "ansible_host": host_ip(h),
             "libvirt_uri": "qemu:///system",
-            "libvirt_migration_uri": tcp_uri(h),
-            # libvirtd over TLS, the host's client certificate from the lab CA (a pkipath on every host)
-            "libvirt_tls_uri": "qemu+tls://%s/system?pkipath=/etc/libvirt/pki" % host_ip(h),
+            # libvirtd over TLS, the host's client certificate from the lab CA (a pkipath on every host):
+            # the lab is a site set up for TLS, as the collection's defaults expect
+            "libvirt_migration_uri": tls_uri(h),
+            "libvirt_tls_uri": tls_uri(h),
+            # the same libvirtd over plain TCP, for the tests of what is refused in the clear
+            "libvirt_tcp_uri": tcp_uri(h),
             "lab_host_uuid": host_uuid(h),
         }
     path = state_path("inventory.json")

@@ -137,7 +137,7 @@ class Soak:
         self.move("precopy", ["sa"])
         self.move("multifd", ["sa"], parallel_connections=2)
         self.virsh("plain", "sv", [])
-        self.move("tls", ["sa"], tls=True)
+        self.move("libvirtd over plain TCP (the stream TLS)", ["sa"], tls_uri=False)
         self.move("auto-converge", ["sa"], bandwidth_mibps=CAP, completion="converge")
         self.virsh("--auto-converge", "sv", ["--auto-converge", "--bandwidth", str(CAP)])
         self.move("hybrid", ["sa"], bandwidth_mibps=CAP, allow_postcopy=True, completion="hybrid")

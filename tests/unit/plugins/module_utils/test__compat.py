@@ -120,7 +120,34 @@ def live(src_version, dst_version, dom, **opts):
     p.update(opts)
     src = FakeClient("qemu:///system", src_version, dom)
     dst = FakeClient("qemu+tcp://h2/system", dst_version)
-    return migrate.LiveMigration(src, dst, "g", p, clock=lambda: 100.0, sleep=lambda s: None)
+    return migrate.LiveMigration(src, dst, "g", p, clock=lambda: 100.0, sleep=lambda s: None,
+                                 hosts_security=opts.pop("hosts_security", {"source": READY, "dest": READY}))
+
+
+READY = {"migration_tls": {"ready": True, "missing": [], "cert_dir": "/etc/pki/qemu"}}
+BARE = {"migration_tls": {"ready": False, "missing": ["server-cert.pem"], "cert_dir": "/etc/pki/qemu"}}
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_plaintext_is_refused_by_default_before_anything(check_mode):
+    dom = FakeDom()
+    m = live(11003000, 11003000, dom, hosts_security={"source": READY, "dest": BARE})
+    with pytest.raises(migrate.MigrationError) as e:
+        m.run(check_mode=check_mode)
+    assert "in the clear" in e.value.msg and "the destination qemu+tcp://h2/system is not set up" in e.value.msg
+    assert "server-cert.pem" in e.value.msg and "allow_plaintext" in e.value.msg
+    assert dom.calls == [] and e.value.result["transport"]["transport"] == "plaintext"
+
+
+def test_tls_between_ready_hosts_and_plaintext_only_when_allowed():
+    m = live(11003000, 11003000, FakeDom())
+    assert m.decide_transport()["tls"]
+    m = live(11003000, 11003000, FakeDom(), allow_plaintext=True, hosts_security={"source": BARE, "dest": READY})
+    t = m.decide_transport()
+    assert not t["tls"] and not t["refused"]
+    flags, _p = m.flags_and_params({"flags": {"postcopy": False, "auto_converge": False}},
+                                   {"copied": [], "unsafe_override_for": []})
+    assert not flags & migrate.libvirt.VIR_MIGRATE_TLS
 
 
 @pytest.mark.parametrize("check_mode", [True, False])

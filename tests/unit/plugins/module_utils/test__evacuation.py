@@ -79,7 +79,7 @@ def test_validate_plan_options():
 RESULTS = [
     {"name": "a", "destination": "h2", "method": "live", "strategy": "precopy", "state": "migrated",
      "start_s": 0.0, "end_s": 3.0, "total_time_s": 2.9, "downtime_ms": 80, "bytes_transferred": 3 * 1048576,
-     "error": None},
+     "transport": "tls", "error": None},
     {"name": "b<x>", "destination": "h3", "method": "cold", "strategy": None, "state": "rolled_back",
      "start_s": 1.0, "end_s": 6.0, "total_time_s": None, "downtime_ms": None, "bytes_transferred": None,
      "error": "disk full"},
@@ -88,9 +88,10 @@ RESULTS = [
 
 def test_report_table_and_timeline():
     lines = R.table(RESULTS, [{"name": "z", "action": "skip", "reason": "no host fits"}])
-    assert lines[0].split() == ["VM", "TO", "METHOD", "STRATEGY", "STATE", "START", "TIME", "DOWNTIME", "MOVED"]
-    assert lines[1].split() == ["a", "h2", "live", "precopy", "migrated", "0.0", "s", "2.9", "s", "80", "ms", "3.0",
-                                "MiB"]
+    assert lines[0].split() == ["VM", "TO", "METHOD", "STRATEGY", "STREAM", "STATE", "START", "TIME", "DOWNTIME",
+                                "MOVED"]
+    assert lines[1].split() == ["a", "h2", "live", "precopy", "tls", "migrated", "0.0", "s", "2.9", "s", "80", "ms",
+                                "3.0", "MiB"]
     assert lines[-2] == "b<x> failed: disk full" and lines[-1] == "z not moved (skip): no host fits"
     assert R.table([], [{"name": "z", "action": "skip", "reason": "why"}]) == ["z not moved (skip): why"]
     html = R.timeline_html(RESULTS, "Evacuation of h1")
@@ -225,3 +226,48 @@ def test_no_new_move_after_the_timeout():
     assert len(out["results"]) == 1
     assert [x["action"] for x in out["left"]] == ["not_started", "not_started"]
     assert "timeout_s reached" in out["left"][0]["reason"]
+
+
+READY_TLS = {"migration_tls": {"ready": True, "missing": [], "cert_dir": "/etc/pki/qemu"}}
+BARE_TLS = {"migration_tls": {"ready": False, "missing": ["ca-cert.pem"], "cert_dir": "/etc/pki/qemu"}}
+
+
+def _drain_transports(migrate_options, dest_security, source_security=None):
+    source_security = source_security or READY_TLS
+    p = {"uri": "qemu:///system", "migrate_options": migrate_options,
+         "destinations": [{"name": "h2", "uri": "qemu+tcp://h2/system", "security": dest_security},
+                          {"name": "h3", "uri": "qemu+tcp://h3/system", "security": READY_TLS}]}
+    ev = E.Evacuation(None, p, None)
+    ev._source_security = source_security  # pylint: disable=protected-access
+    moves = [{"name": "a", "destination": "h2", "method": "live"}, {"name": "b", "destination": "h3", "method": "live"},
+             {"name": "c", "destination": "h2", "method": "cold"}]
+    return ev.transports(moves), moves
+
+
+def test_a_drain_refuses_every_plaintext_move_before_it_starts():
+    refused, moves = _drain_transports({}, BARE_TLS)
+    assert len(refused) == 1 and refused[0].startswith("a -> h2: ") and "h2 is not set up" in refused[0]
+    assert [m.get("transport") for m in moves] == ["plaintext", "tls", "none"]
+
+
+def test_a_drain_refuses_cold_disk_copies_in_the_clear_before_it_starts():
+    p = {"uri": "qemu:///system", "migrate_options": {}, "cold_options": {},
+         "destinations": [{"name": "h2", "uri": "qemu+tcp://h2/system"}, {"name": "h3", "uri": "qemu+tls://h3/system"}]}
+    ev = E.Evacuation(None, p, None)
+    moves = [{"name": "a", "destination": "h2", "method": "cold", "copies_disks": True},
+             {"name": "b", "destination": "h3", "method": "cold", "copies_disks": True},
+             {"name": "c", "destination": "h2", "method": "cold", "copies_disks": False}]
+    refused = ev.transports(moves)
+    assert len(refused) == 1 and refused[0].startswith("a -> h2 (cold): ") and "qemu+tls://" in refused[0]
+    assert [m["transport"] for m in moves] == ["plaintext", "tls", "none"]
+    p["cold_options"] = {"allow_plaintext": True}
+    assert E.Evacuation(None, p, None).transports(moves) == []
+
+
+def test_a_drain_moves_in_the_clear_only_when_allowed_and_uses_tls_where_it_can():
+    refused, moves = _drain_transports({"allow_plaintext": True}, BARE_TLS)
+    assert refused == [] and [m.get("transport") for m in moves] == ["plaintext", "tls", "none"]
+    refused, moves = _drain_transports({"tls": "required", "allow_plaintext": True}, BARE_TLS)
+    assert len(refused) == 1 and "tls=required" in refused[0]
+    refused, moves = _drain_transports({}, None)          # the destination's state not gathered: libvirt checks it
+    assert refused == [] and moves[0]["transport"] == "tls (checked at start)"

@@ -124,7 +124,8 @@ def test_a_resume_that_moves_no_data_is_given_up_as_hung():
 
 def test_postcopy_cap_and_address_reach_libvirt():
     m = migrate.LiveMigration(None, None, "g", params(bandwidth_mibps=32, postcopy_bandwidth_mibps=8,
-                                                      migration_uri="tcp://198.18.0.12", tls=True))
+                                                      migration_uri="tcp://198.18.0.12", tls=True),
+                              hosts_security={"source": None, "dest": None})
     flags, p = m.flags_and_params({"flags": {"postcopy": True, "auto_converge": False}},
                                   {"copied": [], "unsafe_override_for": []})
     L = migrate.libvirt
@@ -134,7 +135,7 @@ def test_postcopy_cap_and_address_reach_libvirt():
 
 
 def test_auto_converge_throttle_reaches_libvirt():
-    m = migrate.LiveMigration(None, None, "g", params(bandwidth_mibps=32))
+    m = migrate.LiveMigration(None, None, "g", params(bandwidth_mibps=32, tls="off", allow_plaintext=True))
     flags, p = m.flags_and_params({"flags": {"postcopy": False, "auto_converge": True},
                                    "auto_converge": {"initial": 73, "increment": 20}},
                                   {"copied": [], "unsafe_override_for": []})
