@@ -103,7 +103,7 @@ def plan_evacuation(cache, p):
             if method in LIVE_METHODS or method == 'cold':
                 info['allowed'].append(dest['name'])
                 info['method'][dest['name']] = method
-                info['copies'][dest['name']] = copy_needed
+                info['copies'][dest['name']] = copy_needed or bool(r.get('state_files'))
             else:
                 info['refused'][dest['name']] = failing or ['recommended: %s' % r['recommended']]
     vms = []
@@ -312,7 +312,10 @@ class Evacuation:
         for m in moves:
             if m.get('method') == 'cold':
                 # disks a cold move copies travel over the libvirt connections
-                over = [self.p['uri'], uris.get(m.get('destination'), '')] if m.get('copies_disks') else []
+                # (a rollback's moves do not know what they copy: count them as copying)
+                here = m.get('from_uri') or self.p['uri']
+                there = self.p['return_uri'] if self.p.get('rollback') else uris.get(m.get('destination'), '')
+                over = [here, there] if m.get('copies_disks', True) else []
                 t = SEC.plan_transport(c.get('tls', 'auto'), c.get('allow_plaintext', False), copies_over=over)
                 m['transport'] = t['transport']
                 if t['refused']:
@@ -369,7 +372,8 @@ class Evacuation:
             # each VM comes back here: from where the journal says it went, to this host's URI as it reaches it
             for m in to_run:
                 uris[m['destination']] = p['return_uri']
-            plan = {'moves': to_run, 'left': {}, 'predicted_total_s': None, 'refused': {}}
+            plan = {'moves': [dict((k, v) for k, v in m.items() if k != 'from_uri') for m in to_run], 'left': {},
+                    'predicted_total_s': None, 'refused': {}}
             left = []
         else:
             plan = plan_evacuation(self.cache, dict(p, allow_cold=True))

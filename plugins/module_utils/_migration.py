@@ -99,7 +99,7 @@ def validate(params):
         scheme = params['dest_uri'].split('://', 1)[0].lower() if '://' in params['dest_uri'] else ''
         if scheme.split('+', 1)[0] not in DEST_DRIVERS:
             problems.append("dest_uri must be a libvirt URI of the destination's QEMU driver, e.g. "
-                            "qemu+tls://host/system or qemu+tcp://host/system (got %s)" % params['dest_uri'])
+                            "qemu+tls://host/system or qemu+tcp://host/system (got %s)" % security.redact_uri(params['dest_uri']))
     return problems
 
 
@@ -268,9 +268,10 @@ class LiveMigration:
         if problems:
             raise MigrationError('cannot migrate %s: %s' % (self.name, '; '.join(problems)), self.result)
 
-    def decide_transport(self):
+    def decide_transport(self, paused=False):
         """TLS or not for the stream, before anything changes: refuse the guest's memory in the clear unless
-        the operator allowed it (allow_plaintext)."""
+        the operator allowed it (allow_plaintext). PAUSED: a failed post-copy is to be resumed (the refusal
+        then says where the guest is)."""
         sec = self.hosts_security
         if 'source' not in sec:
             local = security.connection_transport(getattr(self.src, 'uri', None)) == 'local'
@@ -281,7 +282,10 @@ class LiveMigration:
             dest_label='the destination %s' % security.redact_uri(getattr(self.dst, 'uri', '')))
         self.result['transport'] = dict((k, v) for k, v in self.transport.items() if k != 'refused')
         if self.transport['refused']:
-            raise MigrationError('will not migrate %s: %s' % (self.name, self.transport['refused']), self.result)
+            where = ('; the guest stays paused in its failed post-copy, split between both hosts: do not destroy '
+                     'either side, and run again once that is fixed to resume it' if paused else '')
+            raise MigrationError('will not migrate %s: %s%s' % (self.name, self.transport['refused'], where),
+                                 self.result)
         return self.transport
 
     # -- helpers ------------------------------------------------------------------------------
@@ -434,9 +438,10 @@ class LiveMigration:
                 return self.result
             raise MigrationError('%s is not running: live migration needs a running domain (a stopped one moves '
                                  'with vmmigration.libvirt.cold_migrate)' % self.name, self.result)
-        self.decide_transport()
         if _postcopy_failed(dom):
+            self.decide_transport(paused=True)
             return self.resume(dom, check_mode)
+        self.decide_transport()
         self.require_features(compat.migration_features(o))
         report, dom_report = self.precheck(dom)
         self.result['destination'] = report['destination'] and {
@@ -694,6 +699,8 @@ class LiveMigration:
                            % '; '.join(problems))
         flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_POSTCOPY | libvirt.VIR_MIGRATE_POSTCOPY_RESUME
                  | libvirt.VIR_MIGRATE_PERSIST_DEST)
+        if (self.transport or {}).get('tls'):
+            flags |= libvirt.VIR_MIGRATE_TLS    # the resumed stream is encrypted like the move it resumes
         if self.o['p2p']:
             flags |= libvirt.VIR_MIGRATE_PEER2PEER
         params = self.resume_params()

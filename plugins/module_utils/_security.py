@@ -23,12 +23,15 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import base64
 import calendar
+import errno
 import os
 import re
 import socket
 import time
 
 from urllib.parse import urlparse
+
+from ansible.module_utils.parsing.convert_bool import boolean
 
 LIBVIRTD_CONF = '/etc/libvirt/libvirtd.conf'
 QEMU_CONF = '/etc/libvirt/qemu.conf'
@@ -86,11 +89,15 @@ def parse_conf(text):
 
 
 def read_conf(path):
+    """A libvirt configuration file as a dict: {} when it does not exist, None when it cannot be read
+    (then what it says is unknown, not absent)."""
     try:
         with open(path) as f:
             return parse_conf(f.read())
-    except (IOError, OSError):
-        return {}
+    except (IOError, OSError) as e:
+        return {} if e.errno == errno.ENOENT else None
+    except ValueError:      # not text
+        return None
 
 
 # --- X.509, the parts we need -----------------------------------------------------------------------
@@ -221,6 +228,8 @@ def host_security(libvirtd_conf=LIBVIRTD_CONF, qemu_conf=QEMU_CONF, now=None, wa
     certificates name PEER_ADDRESSES, the addresses other hosts reach it by)."""
     now = time.time() if now is None else now
     qconf, lconf = read_conf(qemu_conf), read_conf(libvirtd_conf)
+    unreadable = [p for p, c in ((qemu_conf, qconf), (libvirtd_conf, lconf)) if c is None]
+    qconf, lconf = qconf or {}, lconf or {}
     cert_dir = qconf.get('migrate_tls_x509_cert_dir') or qconf.get('default_tls_x509_cert_dir') or QEMU_DEFAULT_CERT_DIR
     verify = qconf.get('migrate_tls_x509_verify', qconf.get('default_tls_x509_verify', 1))
     missing = [f for f in MIGRATION_FILES if not os.path.isfile(os.path.join(cert_dir, f))]
@@ -236,10 +245,17 @@ def host_security(libvirtd_conf=LIBVIRTD_CONF, qemu_conf=QEMU_CONF, now=None, wa
                 'ready': LIBVIRT_TLS_PORT in ports and not lmissing,
                 'certificates': dict(({'cert_file': 'server', 'ca_file': 'ca'}[k], read_cert(v, now)) for k, v in files.items()
                                      if k != 'key_file' and v not in lmissing)}
-    state = {'migration_tls': migration, 'libvirt_tls': libvirtd,
+    if qemu_conf in unreadable:
+        # the directory qemu.conf names is unknown: ready or not cannot be told here (libvirt checks it)
+        migration['ready'] = None
+    if libvirtd_conf in unreadable:
+        libvirtd['ready'] = None
+    state = {'migration_tls': migration, 'libvirt_tls': libvirtd, 'unreadable': unreadable,
              'migration_host': qconf.get('migration_host')}
     state['problems'], state['warnings'] = certificate_findings(state, addresses=peer_addresses, now=now,
                                                                 warn_days=warn_days)
+    state['warnings'] += ['cannot read %s (run with become): whether this host is set up for TLS is not known here'
+                          % p for p in unreadable]
     return state
 
 
@@ -249,7 +265,10 @@ def certificate_findings(state, addresses=(), now=None, warn_days=WARN_DAYS, lab
     now = time.time() if now is None else now
     problems, warnings = [], []
     for part, title in (('migration_tls', "QEMU's migration"), ('libvirt_tls', 'libvirtd')):
-        for role, info in sorted(((state or {}).get(part) or {}).get('certificates', {}).items()):
+        certificates = _section(state, part).get('certificates')
+        for role, info in sorted(certificates.items() if isinstance(certificates, dict) else []):
+            if not isinstance(info, dict):
+                continue
             where = ('%s %s %s certificate %s' % (label, title, role, info.get('path'))).strip()
             if info.get('error'):
                 problems.append('%s: %s' % (where, info['error']))
@@ -314,20 +333,31 @@ def connection_transport(uri):
 
 def redact_uri(uri):
     """A URI without a password: user:secret@ and password=/passwd= query values become ***."""
-    if not uri:
+    if not uri or not isinstance(uri, str):
         return uri
-    uri = re.sub(r'(^|://)([^/@:]*):[^/@]*@', r'\1\2:***@', uri)
+    base, sep, query = uri.partition('?')
+    scheme, colons, rest = base.partition('://') if '://' in base else ('', '', base)
+    at = rest.rfind('@')        # the last @: a password may hold an unencoded @ or /
+    if at > 0 and ':' in rest[:at]:
+        rest = rest[:at].split(':', 1)[0] + ':***' + rest[at:]
+    uri = scheme + colons + rest + sep + query
     return re.sub(r'((?:password|passwd|pass|secret|token)=)[^&;]*', r'\1***', uri, flags=re.I)
 
 
+def _section(state, part):
+    """STATE[PART] when it is a mapping (states come from the hosts, or from the user), else {}."""
+    info = state.get(part) if isinstance(state, dict) else None
+    return info if isinstance(info, dict) else {}
+
+
 def _ready(state, part):
-    if not state:
-        return None
-    return bool((state.get(part) or {}).get('ready'))
+    """True / False when the host's state says so, None when it is not known."""
+    ready = _section(state, part).get('ready')
+    return None if ready is None else bool(ready)
 
 
 def _why_not(state, part, label):
-    info = (state or {}).get(part) or {}
+    info = _section(state, part)
     if part == 'migration_tls':
         return "%s is not set up for TLS migration (missing %s in %s)" % (
             label, ', '.join(info.get('missing') or ['?']), info.get('cert_dir'))
@@ -344,6 +374,7 @@ def plan_transport(mode, allow_plaintext, source=None, dest=None, copies_over=No
     (unknown until libvirt checks), 'transport': 'tls' | 'ssh' | 'plaintext' | 'none', 'why': text,
     'refused': None or the message saying what to configure}."""
     mode = normalize_mode(mode)
+    allow_plaintext = boolean(allow_plaintext, strict=False) if allow_plaintext is not None else False
     if copies_over is not None:
         return _plan_copies(mode, allow_plaintext, copies_over)
     src_ok, dst_ok = _ready(source, 'migration_tls'), _ready(dest, 'migration_tls')

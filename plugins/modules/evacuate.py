@@ -186,6 +186,7 @@ report:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     CONNECTION_ARGSPEC,
@@ -240,10 +241,12 @@ def main():
         live = option_defaults(live_spec)
         live.update(p['migrate_options'])
         problems += ['migrate_options: %s' % x for x in validate(live)]
-    try:
-        normalize_mode((p['cold_options'] or {}).get('tls'))
-    except ValueError as e:
-        problems.append('cold_options: %s' % e)
+    for name in ('migrate_options', 'cold_options'):
+        try:
+            normalize_mode((p[name] or {}).get('tls'))
+            boolean((p[name] or {}).get('allow_plaintext', False), strict=True)
+        except (ValueError, TypeError) as e:
+            problems.append('%s: %s' % (name, e))
     if p['rollback'] and not (p['journal'] and p['return_uri']):
         problems.append('rollback needs journal and return_uri')
     if p['per_vm_timeout_s'] <= 0 or p['timeout_s'] <= 0:

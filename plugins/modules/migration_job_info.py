@@ -122,7 +122,7 @@ def main():
                 except libvirt.libvirtError:
                     stats = {}
         elif not p['status_file']:
-            raise LibvirtClientError('no domain named %s on %s' % (p['domain'], p['uri']))
+            raise LibvirtClientError('no domain named %s on %s' % (p['domain'], client.uri))
     active = bool(stats) and not completed
     module.exit_json(changed=False, active=active, completed=completed, job=summarize(stats),
                      percent=progress_percent(stats) if active else None, status=read_status(p['status_file']))

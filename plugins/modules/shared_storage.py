@@ -137,9 +137,9 @@ def main():
         dst = cache.get(p['dest_uri'])
         dom = src.lookup(p['domain'])
         if dom is None:
-            raise LibvirtClientError('no domain named %s on %s' % (p['domain'], p['uri']))
+            raise LibvirtClientError('no domain named %s on %s' % (p['domain'], src.uri))
         if src.host_uuid() == dst.host_uuid():
-            raise LibvirtClientError('the destination %s is the source host (same host UUID)' % p['dest_uri'])
+            raise LibvirtClientError('the destination %s is the source host (same host UUID)' % dst.uri)
         disks = relevant_disks(domain_facts(src, dom)['disks'])
         findings = probe_disks(src, dst, disks)
     out = [findings[d['target']] for d in disks if d['target'] in findings]

@@ -134,15 +134,20 @@ def test_plaintext_refused_by_default_allowed_when_said_and_seen_on_the_wire(lab
                                migrate_vm_options={"memory_reserve_mib": 64, "status_file": status})
             assert allowed.returncode == 0, allowed.stdout[-4000:]
             assert "stream plaintext" in allowed.stdout, allowed.stdout[-3000:]
-        assert where(lab, "sec1") == {"h2": "running"}
+            assert where(lab, "sec1") == {"h2": "running"}
+            integrity(before, L.guest_status(g["ip"]), "sec1")
+            assert oct(os.stat(status).st_mode & 0o777) == "0o600"
+            # back from the host without TLS (now the source), allowed the same way
+            home = move("sec1", "h2", "h1", migrate_vm_allow_plaintext=True)
+            assert home.returncode == 0 and "stream plaintext" in home.stdout, home.stdout[-4000:]
+        assert where(lab, "sec1") == {"h1": "running"}
         integrity(before, L.guest_status(g["ip"]), "sec1")
-        assert oct(os.stat(status).st_mode & 0o777) == "0o600"
         plain_bytes, plain_hits = wire(plain)
-        with capture("h1", tls):
-            back = move("sec1", "h2", "h1")
+        with capture("h2", tls):
+            back = move("sec1", "h1", "h2")
         assert back.returncode == 0, back.stdout[-4000:]
         assert "stream tls" in back.stdout, back.stdout[-3000:]
-        assert where(lab, "sec1") == {"h1": "running"}
+        assert where(lab, "sec1") == {"h2": "running"}
         integrity(before, L.guest_status(g["ip"]), "sec1")
         tls_bytes, tls_hits = wire(tls)
         figures["wire"] = {"plaintext": {"payload_mib": round(plain_bytes / 2 ** 20, 1), "marker_hits": plain_hits},

@@ -240,7 +240,7 @@ def _drain_transports(migrate_options, dest_security, source_security=None):
     ev = E.Evacuation(None, p, None)
     ev._source_security = source_security  # pylint: disable=protected-access
     moves = [{"name": "a", "destination": "h2", "method": "live"}, {"name": "b", "destination": "h3", "method": "live"},
-             {"name": "c", "destination": "h2", "method": "cold"}]
+             {"name": "c", "destination": "h2", "method": "cold", "copies_disks": False}]
     return ev.transports(moves), moves
 
 
@@ -271,3 +271,13 @@ def test_a_drain_moves_in_the_clear_only_when_allowed_and_uses_tls_where_it_can(
     assert len(refused) == 1 and "tls=required" in refused[0]
     refused, moves = _drain_transports({}, None)          # the destination's state not gathered: libvirt checks it
     assert refused == [] and moves[0]["transport"] == "tls (checked at start)"
+
+
+def test_a_rollback_checks_its_cold_moves_from_where_the_vms_are():
+    p = {"uri": "qemu:///system", "rollback": True, "return_uri": "qemu+tls://h1/system", "cold_options": {},
+         "migrate_options": {}, "destinations": [{"name": "h2", "uri": "qemu+tcp://h2/system"}]}
+    ev = E.Evacuation(None, p, None)
+    ev._source_security = READY_TLS  # pylint: disable=protected-access
+    moves = [{"name": "a", "destination": "h1", "method": "cold", "from": "h2", "from_uri": "qemu+tcp://h2/system"}]
+    refused = ev.transports(moves)      # copies unknown: counted as copying, and h2 is reached in the clear
+    assert len(refused) == 1 and "qemu+tcp://h2/system" in refused[0]

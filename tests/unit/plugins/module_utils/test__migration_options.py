@@ -179,3 +179,16 @@ def test_a_migration_uri_that_does_not_parse_is_a_problem_not_a_traceback():
     assert "does not parse" in migrate.validate(params(migration_uri="tcp://[2001:db8::1"))[0]
     assert migrate.validate(params(migration_uri="tcp://[2001:db8::1]:49152")) == []
     assert migrate.validate(params(dest_uri="QEMU+TLS://h2/system")) == []
+
+
+def test_a_postcopy_recovery_asks_for_tls_like_the_move():
+    m, dom, _outcome, _sleeps = recovery(0)
+    assert not dom.calls[0][2] & migrate.libvirt.VIR_MIGRATE_TLS
+    sleeps = []
+    m = migrate.LiveMigration(type("Client", (), {"uri": "qemu+tcp://h1/system"})(), None, "g", params(),
+                              clock=lambda: 100.0, sleep=sleeps.append, hosts_security={"source": None, "dest": None})
+    m.decide_transport()
+    m.t0 = 90.0
+    dom = FakeDom(0)
+    m._recover_postcopy(dom)  # pylint: disable=protected-access
+    assert dom.calls[0][2] & migrate.libvirt.VIR_MIGRATE_TLS

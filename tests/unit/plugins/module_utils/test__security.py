@@ -189,3 +189,33 @@ def test_a_client_shows_its_uri_without_the_password():
     with pytest.raises(C.LibvirtClientError) as e:
         C.LibvirtClient('vmm:planted-secret@h2')
     assert 'planted-secret' not in e.value.msg
+
+
+@pytest.mark.parametrize('allow', [False, None, 'no', 'false', 'False', '0', 'off'])
+def test_only_a_true_allow_plaintext_allows_the_clear(allow):
+    assert S.plan_transport('off', allow, None, None)['refused']
+    assert S.plan_transport('auto', allow, copies_over=['qemu+tcp://h/system'])['refused']
+
+
+@pytest.mark.parametrize('state', ['x', {'migration_tls': 'x'}, {'migration_tls': {'ready': 'yes', 'certificates': 'x'}},
+                                   {'migration_tls': {'certificates': {'server': 'x'}}}, ['y']])
+def test_odd_states_are_unknown_or_read_as_given_never_a_traceback(state):
+    t = S.plan_transport('auto', False, state, state)
+    assert t['tls'] and not t['refused']
+    assert S.certificate_findings(state) == ([], [])
+
+
+def test_an_unreadable_qemu_conf_makes_the_host_unknown_not_bare(tmp_path):
+    state = S.host_security(str(tmp_path / 'none.conf'), str(tmp_path), ports=set())   # a directory: unreadable
+    assert state['migration_tls']['ready'] is None and state['unreadable'] == [str(tmp_path)]
+    assert any('cannot read' in w for w in state['warnings'])
+    t = S.plan_transport('auto', False, state, None)
+    assert t['tls'] and not t['refused']       # asked for; libvirt checks
+
+
+@pytest.mark.parametrize('uri,shown', [('qemu+tcp://root:p@ss@h/system', 'qemu+tcp://root:***@h/system'),
+                                       ('qemu+tcp://root:p/ss@h/system', 'qemu+tcp://root:***@h/system'),
+                                       ('qemu+ssh://root@h/system', 'qemu+ssh://root@h/system'),
+                                       ('qemu:///system', 'qemu:///system')])
+def test_redact_passwords_with_at_and_slash(uri, shown):
+    assert S.redact_uri(uri) == shown
