@@ -516,7 +516,8 @@ class LiveMigration:
                                 else max(0.5, o['downtime_step_delay_s_per_gib'] * float(ram) / S.GIB),
                                 start_ms=min(o['max_downtime_ms'], 50))
         cfg = {'plan': plan, 'ramp': ramp, 'deadline_s': deadline, 'hard_timeout_s': o['hard_timeout_s'],
-               'stall_iterations': o['stall_iterations'], 'stall_window_s': o['dead_link_s']}
+               'stall_iterations': o['stall_iterations'], 'stall_window_s': o['dead_link_s'],
+               'start_grace_s': self.hang_s()}
         state = {'elapsed_s': 0.0, 'iteration': 0, 'history': self.history, 'downtime_ms': 0,
                  'postcopy': False, 'final_taken': None, 'paused': False, 'postcopy_interrupted': False}
         uuid = dom.UUIDString()

@@ -152,16 +152,20 @@ def is_stalled(history, iterations=2, min_progress=0.05):
     return min(peaks[-iterations:]) > min(peaks[:-iterations]) * (1.0 - min_progress)
 
 
-def link_dead(history, window_s=4.0):
-    """True when no byte was transferred over the last WINDOW_S seconds: the link, not the guest, is
-    the problem, and post-copy or pausing would only make it worse."""
+def link_dead(history, window_s=4.0, start_grace_s=60.0):
+    """True when no byte was transferred over the last WINDOW_S seconds after bytes had flowed: the link,
+    not the guest, is the problem, and post-copy or pausing would only make it worse. Before the first byte
+    the stream is still being set up (the destination QEMU starting, the TLS handshake - seconds on a busy
+    host), which is no dead link: only START_GRACE_S without any byte counts as one."""
     if not history or history[-1][0] < window_s:
         return False
     now, processed = history[-1][0], history[-1][3]
     before = [h[3] for h in history if h[0] <= now - window_s]
     if not before or processed is None or before[-1] is None:
         return False
-    return processed <= before[-1]
+    if not any(h[3] for h in history):
+        return now >= start_grace_s
+    return processed <= before[-1] and before[-1] > 0
 
 
 def completion_deadline(ram, per_gib_s, minimum_s=30.0):
@@ -184,14 +188,15 @@ def decide(state, cfg):
     elapsed = state['elapsed_s']
     if state.get('postcopy'):
         if not state.get('postcopy_interrupted') and link_dead(state.get('history') or [],
-                                                               cfg.get('stall_window_s', 4.0)):
+                                                               cfg.get('stall_window_s', 4.0),
+                                                               cfg.get('start_grace_s', 60.0)):
             return ('postcopy_pause', None, 'no data transferred for %.0f s in post-copy: the link looks dead; '
                     'interrupting post-copy so that it can be resumed once the link is back (a post-copy '
                     'migration is never aborted)' % cfg.get('stall_window_s', 4.0))
         return ('wait', None, 'post-copy running: it always finishes and is never aborted')
     if state.get('final_taken') == 'abort':
         return ('wait', None, 'abort requested: waiting for libvirt to end the job')
-    if link_dead(state.get('history') or [], cfg.get('stall_window_s', 4.0)):
+    if link_dead(state.get('history') or [], cfg.get('stall_window_s', 4.0), cfg.get('start_grace_s', 60.0)):
         return ('abort', None, 'no data transferred for %.0f s: the migration link looks dead; aborting while '
                 'the source still holds the whole guest' % cfg.get('stall_window_s', 4.0))
     if plan['strategy'] in ('postcopy', 'hybrid') and (state.get('iteration') or 0) >= 2:

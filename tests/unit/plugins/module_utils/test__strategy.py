@@ -209,3 +209,15 @@ def test_auto_converge_throttle_bounds():
     assert S.auto_converge_throttle(1 * MIB, 1000 * MIB)['initial'] == S.AUTO_CONVERGE_CEILING
     assert S.auto_converge_throttle(None, 58 * MIB)['initial'] == S.AUTO_CONVERGE_FLOOR        # link unknown
     assert S.auto_converge_throttle(32 * MIB, None)['initial'] == S.AUTO_CONVERGE_FLOOR        # dirty rate unknown
+
+
+def test_a_stream_still_being_set_up_is_no_dead_link():
+    # measured in the lab (a drain of five guests over TLS on a loaded machine): the destination QEMU
+    # starting and the TLS handshake took over 5 s before the first byte; that was aborted as a dead link
+    setting_up = [(t * 0.5, 0, 256 * MIB, 0) for t in range(20)]          # 10 s, no byte yet
+    assert not S.link_dead(setting_up, 5.0, start_grace_s=60.0)
+    never = [(t * 0.5, 0, 256 * MIB, 0) for t in range(122)]              # 61 s, never a byte
+    assert S.link_dead(never, 5.0, start_grace_s=60.0)
+    flowed = [(t * 0.5, 1, 200 * MIB, (t + 1) * MIB) for t in range(10)] + \
+        [(5 + t * 0.5, 1, 200 * MIB, 10 * MIB) for t in range(12)]        # 10 MiB, then 6 s of nothing
+    assert S.link_dead(flowed, 5.0, start_grace_s=60.0)
