@@ -16,6 +16,8 @@ import time
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
+
 display = Display()
 
 MODULE = 'vmmigration.libvirt.evacuation_status'
@@ -35,22 +37,26 @@ class ActionModule(ActionBase):
             args['wait_s'] = 10
         started = time.monotonic()
         host = task_vars.get('inventory_hostname') if task_vars else ''
-        last, res, shown = None, {}, set()
-        while True:
-            res = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
+        seen = {'last': None, 'res': {}, 'shown': set()}
+
+        def round_done():
+            """One round: the module waits up to wait_s on the host for news; True when following ends."""
+            res = seen['res'] = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
             if res.get('failed'):
-                break
+                return True
             lines = res.get('lines') or []
-            if lines != last:
+            if lines != seen['last']:
                 # a VM's "done" line is shown once; the summary and the running VMs at every change
-                fresh = [line for line in lines if not (line.startswith('  done ') and line in shown)]
-                shown.update(lines)
+                fresh = [line for line in lines if not (line.startswith('  done ') and line in seen['shown'])]
+                seen['shown'].update(lines)
                 display.display('\n'.join('[%s] %s' % (host, line) for line in fresh))
-                last = lines
-            elapsed = time.monotonic() - started
-            if res.get('state') in ('finished', 'dead') or elapsed > timeout:
-                break
-            if res.get('state') == 'absent' and elapsed > float(args.get('absent_timeout_s') or 120):
-                break
+                seen['last'] = lines
+            if res.get('state') in ('finished', 'dead'):
+                return True
+            return res.get('state') == 'absent' and \
+                time.monotonic() - started > float(args.get('absent_timeout_s') or 120)
+        # the rounds' pace is the module's own wait (wait_s): no sleep between them
+        wait_until(round_done, timeout, 0.01, time.monotonic, lambda _s: None)
+        res = seen['res']
         result.update(res)
         return result

@@ -20,6 +20,8 @@ import socket
 import struct
 import time
 
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
+
 BROADCAST = 'ff:ff:ff:ff:ff:ff'
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86dd
@@ -93,12 +95,12 @@ def announce_self_command(initial_ms=50, max_ms=550, rounds=5, step_ms=100):
 def announce_self(dom, **kw):
     """Have QEMU announce the domain's NICs again (QMP announce-self through libvirt's QEMU monitor API:
     works over a remote connection, needs no root). KW: announce_self_command's arguments."""
-    import libvirt_qemu  # pylint: disable=import-outside-toplevel
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import libvirt  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (  # pylint: disable=import-outside-toplevel
+        LibvirtClientError, qemu_monitor_command)
     try:
-        libvirt_qemu.qemuMonitorCommand(dom, announce_self_command(**kw), 0)
-    except libvirt.libvirtError as e:
-        raise AdvertiseError('QEMU announce-self failed: %s' % e.get_error_message())
+        qemu_monitor_command(dom, announce_self_command(**kw), 0)
+    except LibvirtClientError as e:
+        raise AdvertiseError('QEMU announce-self failed: %s' % e.detail)
 
 
 def send_frames(ifname, frames, count=1, interval_s=0.0, sock_factory=None, sleep=time.sleep):
@@ -338,11 +340,11 @@ def unconfirmed(nics, reported):
 
 def check_against_agent(dom, nics):
     """Refuse addresses the guest agent says the VM does not hold on that NIC; without an agent, say so."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import libvirt  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt  # pylint: disable=import-outside-toplevel
     try:
         reported = parse_libvirt_addresses(dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, 0))
-    except libvirt.libvirtError as e:
-        return ['addresses not checked against the guest (agent: %s)' % e.get_error_message()]
+    except LibvirtClientError as e:
+        return ['addresses not checked against the guest (agent: %s)' % e.detail]
     wrong = unconfirmed(nics, reported)
     if wrong:
         raise AdvertiseError('; '.join('%s is not an address of the domain on %s (the guest agent reports: %s)'
@@ -451,7 +453,7 @@ ADDRESS_SOURCES = ('agent', 'lease', 'neighbours')
 def discover_addresses(client, dom, sources, run_command):
     """Addresses of the domain's NICs from each source asked for; a source that cannot answer (no
     guest agent, no libvirt network) is noted, not fatal. Returns (interfaces, notes)."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import libvirt  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt  # pylint: disable=import-outside-toplevel
     found, notes = [], []
     for source in sources:
         if source == 'neighbours':
@@ -461,8 +463,8 @@ def discover_addresses(client, dom, sources, run_command):
                 'lease': libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE}[source]
         try:
             found.append((source, parse_libvirt_addresses(dom.interfaceAddresses(kind, 0))))
-        except libvirt.libvirtError as e:
-            notes.append('%s: %s' % (source, e.get_error_message()))
+        except LibvirtClientError as e:
+            notes.append('%s: %s' % (source, e.detail))
     return merge_addresses(domain_nics(client, dom), found), notes
 
 
@@ -523,31 +525,39 @@ def wait_reachable(addresses, timeout_s, interval_s=0.05, clock=time.monotonic, 
         sent_seq = {}
         answered = dict((a, None) for a in targets)
         start = clock()
-        next_send = start
-        while any(v is None for v in answered.values()):
-            now = clock()
-            if now - start > timeout_s:
-                break
-            if now >= next_send:
-                for a, v in targets.items():
-                    if answered[a] is None:
-                        seq_of[a] = (seq_of[a] + 1) & 0xFFFF
-                        sent_seq[seq_of[a]] = a
-                        try:
-                            socks[v].sendto(echo_request(ident, seq_of[a], v), (a, 0))
-                        except OSError:
-                            pass  # no route (yet): try again at the next round
-                next_send = now + interval_s
-            ready = select.select(list(socks.values()), [], [], max(0.0, min(next_send - clock(), 0.05)))[0]
-            for v, s in socks.items():
-                if s not in ready:
-                    continue
-                data, peer = s.recvfrom(2048)
-                got = parse_echo_reply(data, v)
-                if got and got[0] == ident and sent_seq.get(got[1]) is not None:
-                    a = sent_seq[got[1]]
-                    if answered[a] is None and str(ipaddress.ip_address(peer[0].split('%')[0])) == a:
-                        answered[a] = round(clock() - start, 3)
+
+        def send_round():
+            """Echo every address not answered yet; True once all have answered."""
+            if all(v is not None for v in answered.values()):
+                return True
+            for a, v in targets.items():
+                if answered[a] is None:
+                    seq_of[a] = (seq_of[a] + 1) & 0xFFFF
+                    sent_seq[seq_of[a]] = a
+                    try:
+                        socks[v].sendto(echo_request(ident, seq_of[a], v), (a, 0))
+                    except OSError:
+                        pass  # no route (yet): try again at the next round
+            return False
+
+        def listen(seconds):
+            """The wait between rounds: read replies for SECONDS (stopping early once all answered)."""
+            end = clock() + seconds
+            while any(v is None for v in answered.values()):
+                left = end - clock()
+                if left <= 0:
+                    return
+                for v, sock in socks.items():
+                    if sock not in select.select([sock], [], [], 0)[0]:
+                        continue
+                    data, peer = sock.recvfrom(2048)
+                    got = parse_echo_reply(data, v)
+                    if got and got[0] == ident and sent_seq.get(got[1]) is not None:
+                        a = sent_seq[got[1]]
+                        if answered[a] is None and str(ipaddress.ip_address(peer[0].split('%')[0])) == a:
+                            answered[a] = round(clock() - start, 3)
+                select.select(list(socks.values()), [], [], max(0.0, min(left, 0.05)))
+        wait_until(send_round, timeout_s, interval_s, clock, listen)
         return answered
     finally:
         for s in socks.values():

@@ -80,13 +80,20 @@ def start_event_loop():
 
 
 class LibvirtClientError(Exception):
-    """Every libvirt failure of this collection, with a readable message and libvirt's code."""
+    """Every libvirt failure of this collection, with a readable message (what was being done: what
+    libvirt said), libvirt's own text (DETAIL) and its error code (compare with the ERR_* names below)."""
 
-    def __init__(self, msg, code=None, transient=False):
+    def __init__(self, msg, code=None, transient=False, detail=None):
         super(LibvirtClientError, self).__init__(msg)
         self.msg = msg
         self.code = code
         self.transient = transient
+        self.detail = detail if detail is not None else msg
+
+
+def error_code(name):
+    """libvirt's numeric code for the error NAME (e.g. 'VIR_ERR_NO_DOMAIN'); None without the binding."""
+    return getattr(libvirt, name, None) if libvirt is not None else None
 
 
 def _silence_libvirt_stderr():
@@ -107,10 +114,96 @@ def backoff_delays(retries, delay, jitter=0.25, rand=random.random):
 
 
 def wrap_error(exc, what):
-    """Turn a libvirt.libvirtError into a LibvirtClientError that says what was being done."""
+    """Turn a libvirt.libvirtError (or an OSError of the binding, or a LibvirtClientError raised below)
+    into a LibvirtClientError that says what was being done."""
+    if isinstance(exc, LibvirtClientError):
+        return LibvirtClientError('%s: %s' % (what, exc.detail), code=exc.code, transient=exc.transient,
+                                  detail=exc.detail)
     code = exc.get_error_code() if hasattr(exc, 'get_error_code') else None
     text = exc.get_error_message() if hasattr(exc, 'get_error_message') else None
-    return LibvirtClientError('%s: %s' % (what, text or str(exc)), code=code, transient=is_transient(code))
+    text = text or str(exc) or type(exc).__name__
+    return LibvirtClientError('%s: %s' % (what, text), code=code, transient=is_transient(code), detail=text)
+
+
+def _libvirt_errors():
+    """What a call into the binding can raise besides our own error."""
+    return (libvirt.libvirtError, OSError) if libvirt is not None else (OSError,)
+
+
+# The libvirt object types the driver hands out wrapped (see Driven).
+_OBJECT_TYPES = ('virConnect', 'virDomain', 'virStoragePool', 'virStorageVol', 'virStream', 'virNetwork',
+                 'virDomainSnapshot', 'virDomainCheckpoint', 'virSecret', 'virNodeDevice', 'virInterface',
+                 'virNWFilter')
+
+
+def _object_types():
+    if libvirt is None:
+        return ()
+    return tuple(getattr(libvirt, n) for n in _OBJECT_TYPES if isinstance(getattr(libvirt, n, None), type))
+
+
+def _wrap(value, label):
+    types = _object_types()
+    if types and isinstance(value, types):
+        return Driven(value, label)
+    if isinstance(value, list) and value and types and all(isinstance(v, types) for v in value):
+        return [Driven(v, label) for v in value]
+    return value
+
+
+def unwrap(value):
+    """The binding's own object behind VALUE (for APIs of the binding that take one: events, QEMU)."""
+    if isinstance(value, Driven):
+        return value.raw
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(unwrap(v) for v in value)
+    return value
+
+
+class Driven:
+    """A libvirt object - connection, domain, pool, volume, stream - seen through the driver: every
+    method call that fails raises LibvirtClientError saying which call, on what, failed (never the
+    binding's libvirtError), and every libvirt object a call returns comes back driven too. This is the
+    one boundary between the collection and the binding: nothing outside this module catches libvirtError.
+    """
+
+    __slots__ = ('raw', '_where')
+
+    def __init__(self, raw, where=None):
+        self.raw = raw
+        self._where = where     # the connection's (redacted) URI, for messages
+
+    def _label(self):
+        if isinstance(self.raw, libvirt.virConnect):
+            return 'libvirt at %s' % self._where
+        base = next((c for c in type(self.raw).__mro__ if c.__module__ == 'libvirt'), type(self.raw))
+        kind = base.__name__[3:].lower() if base.__name__.startswith('vir') else base.__name__.lower()
+        try:
+            name = self.raw.name() if hasattr(self.raw, 'name') else None
+        except Exception:  # pylint: disable=broad-except
+            name = None
+        label = '%s %s' % (kind, name) if name else kind
+        return '%s on %s' % (label, self._where) if self._where else label
+
+    def __getattr__(self, name):
+        attr = getattr(self.raw, name)
+        if not callable(attr):
+            return attr
+        where = self._where
+
+        def call(*args, **kwargs):
+            try:
+                result = attr(*unwrap(args), **dict((k, unwrap(v)) for k, v in kwargs.items()))
+            except _libvirt_errors() as e:
+                raise wrap_error(e, '%s failed (%s)' % (name, self._label()))
+            return _wrap(result, where)
+        call.__name__ = name
+        return call
+
+    def __repr__(self):
+        return '<driven %s>' % type(self.raw).__name__
 
 
 class LibvirtClient:
@@ -135,8 +228,9 @@ class LibvirtClient:
 
     @property
     def conn(self):
+        """The connection, driven: its calls and the objects they return raise LibvirtClientError."""
         if self._conn is None:
-            self._conn = self._open()
+            self._conn = Driven(self._open(), self.uri)
         return self._conn
 
     def _open(self):
@@ -150,10 +244,10 @@ class LibvirtClient:
                         # needs a running libvirt event loop (start_event_loop); without
                         # one libvirt refuses and calls simply have no keepalive
                         conn.setKeepAlive(self.keepalive[0], self.keepalive[1])
-                    except libvirt.libvirtError:
+                    except _libvirt_errors():
                         pass
                 return conn
-            except libvirt.libvirtError as e:
+            except _libvirt_errors() as e:
                 last = wrap_error(e, 'cannot connect to libvirt at %s' % self.uri)
                 if not last.transient or attempt == len(delays):
                     break
@@ -161,17 +255,21 @@ class LibvirtClient:
         raise last
 
     def call(self, what, fn, *args, **kwargs):
-        """Run one libvirt call; a libvirt error becomes a LibvirtClientError saying WHAT failed."""
+        """Run one libvirt call; its failure becomes a LibvirtClientError saying WHAT failed."""
         try:
             return fn(*args, **kwargs)
-        except libvirt.libvirtError as e:
+        except (LibvirtClientError,) + _libvirt_errors() as e:
             raise wrap_error(e, what)
+
+    def reset(self):
+        """Forget a connection that failed (a dropped peer): the next call opens a new one."""
+        self.close()
 
     def close(self):
         if self._conn is not None:
             try:
-                self._conn.close()
-            except libvirt.libvirtError:
+                self._conn.raw.close()
+            except _libvirt_errors():
                 pass
             self._conn = None
 
@@ -187,10 +285,19 @@ class LibvirtClient:
         """The domain called NAME, or None when this host has no such domain."""
         try:
             return self.conn.lookupByName(name)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+        except LibvirtClientError as e:
+            if e.code == libvirt.VIR_ERR_NO_DOMAIN:
                 return None
             raise wrap_error(e, 'cannot look up domain %s on %s' % (name, self.uri))
+
+    def lookup_uuid(self, uuid):
+        """The domain with UUID, or None when this host has no such domain."""
+        try:
+            return self.conn.lookupByUUIDString(uuid)
+        except LibvirtClientError as e:
+            if e.code == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise wrap_error(e, 'cannot look up domain %s on %s' % (uuid, self.uri))
 
 
 class ClientCache:
@@ -219,6 +326,15 @@ def require_libvirt(module):
                          exception=LIBVIRT_IMPORT_ERROR)
 
 
+def qemu_monitor_command(dom, command, flags=0):
+    """A QMP command to the domain's QEMU through libvirt (libvirt_qemu), driven like every call."""
+    import libvirt_qemu  # pylint: disable=import-outside-toplevel
+    try:
+        return libvirt_qemu.qemuMonitorCommand(unwrap(dom), command, flags)
+    except _libvirt_errors() as e:
+        raise wrap_error(e, 'QEMU monitor command failed')
+
+
 @contextlib.contextmanager
 def libvirt_session(module, errors=()):
     """The connections of one task: yields a ClientCache built from the shared connection options,
@@ -230,5 +346,12 @@ def libvirt_session(module, errors=()):
         yield cache
     except caught as e:
         module.fail_json(msg=getattr(e, 'msg', None) or str(e), **getattr(e, 'result', {}))
+    except OSError as e:
+        module.fail_json(msg='%s%s' % (e.strerror or e, ': %s' % e.filename if e.filename else ''),
+                         **getattr(e, 'result', {}))
+    except Exception as e:  # pylint: disable=broad-except
+        # a defect of ours: a clear message, the traceback only with -vvv, never a raw module crash
+        module.fail_json(msg='unexpected error in vmmigration.libvirt (please report it): %s: %s'
+                         % (type(e).__name__, e), exception=traceback.format_exc())
     finally:
         cache.close()

@@ -35,6 +35,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage impor
     pool_for_dir,
     probe_directory,
 )
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
 
 CHUNK = 1024 * 1024
 ZEROS = b'\0' * CHUNK
@@ -117,7 +118,7 @@ def hash_zeros(digest, length):
 def _abort(stream):
     try:
         stream.abort()
-    except libvirt.libvirtError:
+    except LibvirtClientError:
         pass
 
 
@@ -254,10 +255,10 @@ class ColdMigration:
             try:
                 pool = self._pool(self.src, path, create=True)
                 vols = pool.listAllVolumes(0)
-            except libvirt.libvirtError as e:
-                if 'No such file' in (e.get_error_message() or ''):
+            except LibvirtClientError as e:
+                if 'No such file' in (e.detail or ''):
                     continue
-                raise ColdMigrationError('cannot read the TPM state in %s: %s' % (path, e.get_error_message()),
+                raise ColdMigrationError('cannot read the TPM state in %s: %s' % (path, e.detail),
                                          self.result)
             files += [{'kind': 'tpm', 'target': 'tpm', 'source': v.path()} for v in vols
                       if v.info()[0] == libvirt.VIR_STORAGE_VOL_FILE and not v.name().startswith('.')]
@@ -273,7 +274,7 @@ class ColdMigration:
         if kind == 'disk' and self.o.get('dest_pool'):
             try:
                 pool = self.dst.conn.storagePoolLookupByName(self.o['dest_pool'])
-            except libvirt.libvirtError:
+            except LibvirtClientError:
                 raise ColdMigrationError('no storage pool named %s on the destination' % self.o['dest_pool'],
                                          self.result)
             return os.path.join(_pool_path(pool), base)
@@ -362,7 +363,7 @@ class ColdMigration:
                 if transient:
                     self.transient.append(pool)
                 return pool.info()[3]
-            except libvirt.libvirtError:
+            except LibvirtClientError:
                 parent = os.path.dirname(path)
                 if parent == path:
                     return None
@@ -370,19 +371,21 @@ class ColdMigration:
 
     def shutdown(self, dom):
         timeout = self.o['shutdown_timeout_s']
-        deadline = self.clock() + timeout
-        next_press = 0
-        while self.clock() < deadline:
+        presses = {'next': 0}
+
+        def stopped():
             if not dom.isActive():
-                self.step('shutdown', 'guest shut down')
-                return
-            if self.clock() >= next_press:
+                return True
+            if self.clock() >= presses['next']:
                 try:
                     dom.shutdown()   # an early ACPI event can be lost: press again every few seconds
-                except libvirt.libvirtError:
+                except LibvirtClientError:
                     pass
-                next_press = self.clock() + 5
-            self.sleep(0.2)
+                presses['next'] = self.clock() + 5
+            return False
+        if wait_until(stopped, timeout, 0.2, self.clock, self.sleep):
+            self.step('shutdown', 'guest shut down')
+            return
         if not self.o['force']:
             raise ColdMigrationError('%s did not shut down within %d s (force=true powers it off)'
                                      % (self.name, timeout), self.result)
@@ -402,7 +405,7 @@ class ColdMigration:
             dst_pool.storageVolLookupByName(dst_base)
             raise ColdMigrationError('the destination already has %s: refusing to overwrite it' % f['dest'],
                                      self.result)
-        except libvirt.libvirtError:
+        except LibvirtClientError:
             pass
         vol_xml = ("<volume><name>%s</name><capacity unit='bytes'>%d</capacity><allocation>0</allocation>"
                    "<target><format type='%s'/></target></volume>" % (dst_base, info[1], fmt))
@@ -444,9 +447,9 @@ class ColdMigration:
 
     def move(self, dom, facts, files, was_running, start):
         src = self.src
-        if was_running:
-            self.shutdown(dom)
         try:
+            if was_running:
+                self.shutdown(dom)
             for f in files:
                 self.copy(f)
             self.defined = self.dst.conn.defineXML(self.dest_xml(dom, files))
@@ -454,17 +457,20 @@ class ColdMigration:
             if start:
                 self.defined.create()
                 self.step('start', 'started on the destination')
-        except (libvirt.libvirtError, ColdMigrationError, CopyTimeout, OSError, RuntimeError) as e:
+        except (LibvirtClientError, CopyTimeout, OSError, RuntimeError) as e:
             # (RuntimeError: libvirt-python's sparse stream helpers raise it when a handler fails)
-            msg = e.msg if isinstance(e, ColdMigrationError) else (
-                e.get_error_message() if isinstance(e, libvirt.libvirtError) else str(e))
+            msg = e.msg if isinstance(e, LibvirtClientError) else str(e)
             self.rollback(dom, was_running)
             self.result['steps'] = self.steps
             self.result['changed'] = False
             self.result['state'] = 'rolled_back'
-            raise ColdMigrationError('cold migration of %s failed: %s; %s' % (
-                self.name, msg, 'the guest runs on the source again' if was_running else
-                'the guest is still defined on the source'), self.result)
+            where = 'the guest runs on the source again' if was_running else 'the guest is still defined on the source'
+            if was_running and not self._running_on_source(dom):
+                # (the rollback's steps say why the restart failed)
+                self.result.update(state='stopped_on_source', changed=True)
+                where = ('the guest is defined on the source with its disks but could not be started there again (%s): '
+                         'start it (virsh start %s)' % (self.steps[-1]['detail'], self.name))
+            raise ColdMigrationError('cold migration of %s failed: %s; %s' % (self.name, msg, where), self.result)
         # commit point passed: the destination has the guest (running if it ran)
         self.step('committed', 'destination has %s%s' % (self.name, ' running' if start else ''))
         flags = 0
@@ -472,7 +478,19 @@ class ColdMigration:
             flags |= libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
         else:
             flags |= libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
-        dom.undefineFlags(flags)
+        try:
+            dom.undefineFlags(flags)
+        except LibvirtClientError as e:
+            # past the commit point nothing is rolled back: say where the guest is and what is left to do
+            self.step('undefine_source', 'could not remove the source definition: %s' % e.detail)
+            self.result.update(state='migrated', steps=self.steps, copied=files, removed_from_source=[],
+                               source_cleanup_failed=True, total_time_s=round(self.clock() - self.t0, 3),
+                               bytes_copied=sum(f.get('bytes', 0) for f in files))
+            raise ColdMigrationError(
+                'moved %s: it is defined%s on the destination %s; source cleanup failed: could not remove its '
+                'definition on the source (%s) - remove it there (virsh undefine %s) before anything starts '
+                'it again; its disks on the source were kept' % (
+                    self.name, ' and running' if start else '', self.dst.uri, e.detail, self.name), self.result)
         self.step('undefine_source', 'source definition removed')
         removed = []
         if not self.o['keep_source_disks']:
@@ -483,14 +501,30 @@ class ColdMigration:
                     pool = self._pool(src, os.path.dirname(f['source']))
                     pool.storageVolLookupByName(os.path.basename(f['source'])).delete(0)
                     removed.append(f['source'])
-                except libvirt.libvirtError as e:
-                    self.step('cleanup', 'could not remove %s: %s' % (f['source'], e.get_error_message()))
+                except LibvirtClientError as e:
+                    self.step('cleanup', 'could not remove %s: %s' % (f['source'], e.detail))
         if removed:
             self.step('cleanup', 'removed from the source: %s' % ', '.join(removed))
         self.result.update(state='migrated', steps=self.steps, copied=files, removed_from_source=removed,
                            total_time_s=round(self.clock() - self.t0, 3),
                            bytes_copied=sum(f.get('bytes', 0) for f in files))
         return self.result
+
+    @staticmethod
+    def _active(dom):
+        try:
+            return bool(dom.isActive())
+        except LibvirtClientError:
+            return False
+
+    def _running_on_source(self, dom):
+        if self._active(dom):
+            return True
+        try:
+            again = self.src.lookup(self.name)
+            return again is not None and bool(again.isActive())
+        except LibvirtClientError:
+            return False
 
     def rollback(self, dom, was_running):
         if self.defined is not None:
@@ -499,26 +533,44 @@ class ColdMigration:
                     self.defined.destroy()
                 self.defined.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
                 self.step('rollback', 'removed the definition from the destination')
-            except libvirt.libvirtError as e:
-                self.step('rollback', 'could not remove the destination definition: %s' % e.get_error_message())
+            except LibvirtClientError as e:
+                self.step('rollback', 'could not remove the destination definition: %s' % e.detail)
         for _pool, vol in reversed(self.created):
             try:
                 path = vol.path()
                 vol.delete(0)
                 self.step('rollback', 'removed %s from the destination' % path)
-            except libvirt.libvirtError as e:
-                self.step('rollback', 'could not remove a copied volume: %s' % e.get_error_message())
-        if was_running and not dom.isActive():
+            except LibvirtClientError as e:
+                self.step('rollback', 'could not remove a copied volume: %s' % e.detail)
+        if was_running and not self._active(dom):
+            self._restart_on_source(dom)
+
+    def _restart_on_source(self, dom):
+        """Start the guest on the source again; a lost connection is opened anew, for up to 30 s."""
+        errors = []
+        seen = {'dom': dom}
+
+        def started():
             try:
-                dom.create()
-                self.step('rollback', 'restarted the guest on the source')
-            except libvirt.libvirtError as e:
-                self.step('rollback', 'could not restart the guest on the source: %s' % e.get_error_message())
+                if seen['dom'] is None:
+                    seen['dom'] = self.src.lookup(self.name)
+                seen['dom'].create()
+                return True
+            except LibvirtClientError as e:
+                errors.append(e.detail)
+                if e.transient:
+                    self.src.reset()
+                    seen['dom'] = None
+                return False
+        if wait_until(started, 30, 2, self.clock, self.sleep):
+            self.step('rollback', 'restarted the guest on the source')
+        else:
+            self.step('rollback', 'could not restart the guest on the source: %s' % errors[-1])
 
     def _drop_transient(self):
         for pool in self.transient:
             try:
                 pool.destroy()
-            except libvirt.libvirtError:
+            except LibvirtClientError:
                 pass
         self.transient = []

@@ -14,17 +14,25 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import errno
 import json
 import os
 import threading
 import time
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not a Linux host
+    fcntl = None
+
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _planner as P
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _security as SEC
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, recommend
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import write_status as write_json
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
 
 LIVE_METHODS = ('live', 'live_copy_storage', 'offline')
 
@@ -54,7 +62,14 @@ def validate_plan_options(p):
         problems.append('destinations is empty')
     if len(set(names)) != len(names):
         problems.append('destination names must be unique')
-    unknown = [d for d in p['pinned'].values() if d not in names]
+    # free-form keys (group and VM names): an argument spec cannot type them, so they are checked here
+    for group, members in (p.get('anti_affinity') or {}).items():
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            problems.append('anti_affinity: group %s must be a list of VM names (got %r)' % (group, members))
+    for vm, dest in (p.get('pinned') or {}).items():
+        if not isinstance(dest, str):
+            problems.append('pinned: %s must name one destination (got %r)' % (vm, dest))
+    unknown = [d for d in p['pinned'].values() if isinstance(d, str) and d not in names]
     if unknown:
         problems.append('pinned to hosts that are not destinations: %s' % ', '.join(sorted(set(unknown))))
     return problems
@@ -68,8 +83,17 @@ def group_of(anti_affinity):
     return out
 
 
+class SourceAsDestination(LibvirtClientError):
+    """A destination that is the host being drained (the same libvirt host UUID): nothing can go there."""
+
+
 def plan_evacuation(cache, p):
+    """The plan: which VM goes where, how, and when (predicted). Cold moves are planned only with
+    P['allow_cold'] (the drain passes it for the cold policy only, like the preflight), so the plan places
+    only VMs that will really move; a VM that only a cold move could take is left with that reason and
+    listed in 'cold_only' (the shutdown policy stops those)."""
     src = cache.get(p['uri'])
+    src_uuid = src.host_uuid()
     names = p.get('domains')
     if not names:
         names = sorted(d.name() for d in src.call('cannot list domains', src.conn.listAllDomains, 0)
@@ -86,6 +110,11 @@ def plan_evacuation(cache, p):
             for n in names:
                 per_vm[n]['refused'][dest['name']] = ['destination unreachable']
             continue
+        if src_uuid and report['destination'].get('uuid') == src_uuid:
+            raise SourceAsDestination(
+                'destination %s is the source host itself (%s reaches the same libvirt host, UUID %s): a drain '
+                'cannot move VMs to the host it empties; nothing was changed - list other hosts as destinations'
+                % (dest['name'], SEC.redact_uri(dest['uri']), src_uuid))
         hosts.append({'name': dest['name'], 'free_mib': report['destination']['memory_free'] / (1024 * 1024),
                       'capacity_mib': report['destination']['memory_total'] / (1024 * 1024),
                       'groups': []})
@@ -98,12 +127,15 @@ def plan_evacuation(cache, p):
             method = r['recommended'] if r['recommended'] == 'already_there' else \
                 recommend(others, r['active'], copy_needed)
             if method == 'cold' and not p.get('allow_cold'):
+                info['cold_at'] = info.get('cold_at', []) + [dest['name']]
                 method = 'none'
             failing = [c['reason'] for c in r['checks'] if c['status'] == FAIL and c['check'] != 'memory']
             if method in LIVE_METHODS or method == 'cold':
                 info['allowed'].append(dest['name'])
                 info['method'][dest['name']] = method
                 info['copies'][dest['name']] = copy_needed or bool(r.get('state_files'))
+            elif method == 'none' and dest['name'] in info.get('cold_at', []):
+                info['refused'][dest['name']] = ['only a cold migration could move it'] + failing
             else:
                 info['refused'][dest['name']] = failing or ['recommended: %s' % r['recommended']]
     vms = []
@@ -126,6 +158,7 @@ def plan_evacuation(cache, p):
                           'memory_mib': per_vm[t['name']]['memory_mib'], 'start_s': t['start_s'], 'end_s': t['end_s']})
     return {'moves': out_moves, 'left': placed['unplaced'], 'predicted_total_s': makespan,
             'refused': dict((n, per_vm[n]['refused']) for n in names if per_vm[n]['refused']),
+            'cold_only': sorted(n for n in names if not per_vm[n]['allowed'] and per_vm[n].get('cold_at')),
             'free_after_mib': placed['free_after']}
 
 
@@ -168,9 +201,42 @@ def split_plan(plan, policy):
                          % m['destination']})
         else:
             run.append(m)
+    cold_only = set(plan.get('cold_only') or [])
     for name, reason in sorted(plan['left'].items()):
-        left.append({'name': name, 'action': 'skip', 'reason': reason})
+        action = 'shutdown' if policy == 'shutdown' and name in cold_only else 'skip'
+        left.append({'name': name, 'action': action, 'reason': reason})
     return run, left
+
+
+def take_lock(path, now=time.time):
+    """The drain's lock on this host: an exclusive flock on PATH (atomic; the kernel drops it when its
+    process dies, so a crashed drain leaves no stale lock). Returns the open file descriptor (held until
+    release_lock); raises EvacuationRunning naming the holder when another drain has it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (IOError, OSError) as e:
+        holder = read_json(path) or {}
+        os.close(fd)
+        if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise EvacuationRunning('an evacuation of this host is already running (pid %s, since %s): wait for it, '
+                                    'or watch it with the status file' % (holder.get('pid', '?'), holder.get('since', '?')))
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({'pid': os.getpid(), 'since': now()}).encode('utf-8'))
+    return fd
+
+
+def release_lock(fd):
+    """Drop the lock (the file stays: removing it would let two drains lock two different files)."""
+    if fd is None:
+        return
+    try:
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
 
 
 def journal_append(path, entry):
@@ -262,20 +328,25 @@ class Evacuation:
                 opts = option_defaults(COLD_ARGSPEC)
                 opts.update(p.get('cold_options') or {})
                 opts.update(where)
-                result = ColdMigration(src, dst, name, opts).run()
+                result = ColdMigration(src, dst, name, opts, clock=self.clock, sleep=self.sleep).run()
             else:
                 opts = option_defaults(migration_argspec())
                 opts.update(p.get('migrate_options') or {})
                 opts.update(where)
                 opts['status_file'] = self.vm_status_path(name)
                 opts['hard_timeout_s'] = p['per_vm_timeout_s']
-                result = LiveMigration(src, dst, name, opts, hosts_security=self.move_security(move)).run()
+                result = LiveMigration(src, dst, name, opts, clock=self.clock, sleep=self.sleep,
+                                       hosts_security=self.move_security(move)).run()
                 if p.get('announce') and result.get('state') in ('migrated', 'migrated_after_recovery'):
                     result['announced'] = self._announce(dst, name)
         except Exception as e:  # pylint: disable=broad-except
-            # one VM failing never stops the drain by itself; the engine has rolled it back
-            error = str(e)
+            # One VM failing never stops the drain by itself. What happened to it is the engine's result
+            # (rolled back, or moved with its source cleanup failed, or a post-copy left to finish); an
+            # error without one (a connection that failed before the engine started) changed nothing.
             result = getattr(e, 'result', None)
+            error = getattr(e, 'msg', None) or '%s: %s' % (type(e).__name__, e)
+            if result is None and not isinstance(e, LibvirtClientError):
+                error = 'unexpected error (a defect of vmmigration.libvirt; please report it): %s' % error
         finally:
             cache.close()
         line = summarize_result(name, move, result, error)
@@ -288,6 +359,15 @@ class Evacuation:
         journal_append(p.get('journal'), {'event': 'end', 'time': self.now(), 'vm': name,
                                           'rollback': bool(p.get('rollback')),
                                           'result': dict((k, v) for k, v in line.items() if k != 'decisions')})
+
+    def wait_limit_s(self):
+        """Seconds after its start at which the drain stops waiting for its moves, whatever happens: no move
+        starts after timeout_s, and each move's engine ends by per_vm_timeout_s (live) or its own shutdown and
+        copy deadlines (cold); this leaves them that and 10 minutes more."""
+        p = self.p
+        cold = p.get('cold_options') or {}
+        cold_s = (cold.get('shutdown_timeout_s') or 120) + (cold.get('copy_timeout_s') or 1800)
+        return p['timeout_s'] + max(p['per_vm_timeout_s'], cold_s) + 600
 
     def source_security(self):
         """This host's TLS state when the module runs on it (a local URI), else None (not known here)."""
@@ -376,7 +456,7 @@ class Evacuation:
                     'predicted_total_s': None, 'refused': {}}
             left = []
         else:
-            plan = plan_evacuation(self.cache, dict(p, allow_cold=True))
+            plan = plan_evacuation(self.cache, dict(p, allow_cold=p['non_live_policy'] == 'cold'))
             to_run, left = split_plan(plan, p['non_live_policy'])
         refused = self.transports(to_run)
         if refused:
@@ -389,17 +469,11 @@ class Evacuation:
             out['state'] = 'planned'
             return out
         lock = (p.get('journal') or p.get('status_file') or '') + '.lock'
-        if lock != '.lock':
-            other = read_json(lock)
-            if other and other.get('pid') != os.getpid() and pid_alive(other.get('pid')):
-                raise EvacuationRunning('an evacuation of this host is already running (pid %s, since %s): '
-                                        'wait for it, or watch it with the status file' % (other['pid'], other['since']))
-            write_json(lock, {'pid': os.getpid(), 'since': self.now()})
+        fd = take_lock(lock, self.now) if lock != '.lock' else None
         try:
             return self._drain(plan, to_run, left, uris, out)
         finally:
-            if lock != '.lock' and os.path.exists(lock):
-                os.unlink(lock)
+            release_lock(fd)
 
     def _drain(self, plan, to_run, left, uris, out):
         p = self.p
@@ -418,22 +492,28 @@ class Evacuation:
         if p.get('rollback'):
             # the engine's source is where the VM is now; the moves' names stay as the journal has them
             pending = [dict(m, uri=p['return_uri']) for m in to_run]
-        threads = []
-        stop = False
         deadline = self.t0 + p['timeout_s']
-        while pending or self.running:
+        # no wait without an end: past this the drain stops waiting for moves still running (each engine has
+        # its own bounds well inside it) and reports them as still running
+        give_up_at = self.t0 + self.wait_limit_s()
+        threads = []
+        flags = {'stop': False}
+
+        def step():
+            """Start what the limits admit; True once nothing runs and nothing more will start."""
             failed = any(r['error'] or r['state'] not in ('migrated', 'migrated_after_recovery', 'already_there',
                                                           'cold_migrated', 'moved')
                          for r in self.results)
             if (p['stop_on_failure'] and failed) or self.clock() > deadline:
-                stop = True
-            with self.lock:
-                move = None if stop else admit(pending, list(self.running.values()), p)
-                if move is not None:
+                flags['stop'] = True
+            while True:
+                with self.lock:
+                    move = None if flags['stop'] else admit(pending, list(self.running.values()), p)
+                    if move is None:
+                        break
                     pending.remove(move)
                     move['started_s'] = self.clock() - self.t0
                     self.running[move['name']] = move
-            if move is not None:
                 journal_append(p.get('journal'), {'event': 'start', 'time': self.now(), 'vm': move['name'],
                                                   'destination': move['destination'], 'method': move['method'],
                                                   'uri': SEC.redact_uri(move['uri']), 'rollback': bool(p.get('rollback'))})
@@ -441,20 +521,36 @@ class Evacuation:
                 t.daemon = True
                 t.start()
                 threads.append(t)
-                continue
-            if stop and not self.running:
-                break
+            with self.lock:
+                if not self.running and (flags['stop'] or not pending):
+                    return True
             if p.get('status_file'):
                 write_json(p['status_file'], self.status('running', pending, left, plan))
-            self.sleep(0.25)
+            return False
+        abandoned = []
+        if not wait_until(step, self.wait_limit_s(), 0.25, self.clock, self.sleep):
+            # nothing more starts; the moves still running are left to their engines and reported as such
+            with self.lock:
+                abandoned = sorted(self.running.values(), key=lambda m: m['name'])
+                self.running.clear()
         for t in threads:
-            t.join()
+            t.join(0 if abandoned else max(0.0, give_up_at - self.clock()))
+        for m in abandoned:
+            line = summarize_result(m['name'], m, {'state': 'still_running'},
+                                    'the drain stopped waiting for this move after %d s: its engine may still be '
+                                    'moving it - see the journal and both hosts before acting' % self.wait_limit_s())
+            line.update(start_s=round(m['started_s'], 2), end_s=None, decisions=None)
+            self.results.append(line)
         not_started = [{'name': m['name'], 'action': 'not_started',
                         'reason': 'the drain stopped: %s' % ('a migration failed (stop_on_failure)'
                                                              if self.clock() <= deadline else 'timeout_s reached')}
                        for m in pending]
         left = left + not_started
-        still = sorted(d.name() for d in src.call('cannot list domains', src.conn.listAllDomains, 0) if d.isActive())
+        try:
+            still = sorted(d.name() for d in src.call('cannot list domains', src.conn.listAllDomains, 0) if d.isActive())
+        except LibvirtClientError as e:
+            # the moves ran and their results stand; only the check of what is left cannot be made
+            return self._unverified(out, plan, left, e)
         if p.get('rollback'):
             back = [r['name'] for r in self.results if not r['error']]
             out.update(results=sorted(self.results, key=lambda r: r['start_s']), left=left, wall_s=round(
@@ -477,11 +573,31 @@ class Evacuation:
         out['failed_vms'] = [r['name'] for r in results if r['error']]
         out['report'] = {'table': R.table(results, left),
                          'html': R.timeline_html(results, 'Evacuation of %s' % (p.get('source_name') or SEC.redact_uri(p['uri'])))}
-        out['state'] = 'evacuated' if not still else ('partial' if results else 'nothing_moved')
+        # a drain that leaves VMs on the host is never a quiet success: 'incomplete' (the module fails
+        # unless allow_incomplete), with each VM left and why
+        out['state'] = 'evacuated' if not still else 'incomplete'
+        out['moved'] = sorted(r['name'] for r in results if not r['error'])
         write_json(p.get('status_file'), dict(self.status('finished', [], left, plan), summary={
             'state': out['state'], 'wall_s': out['wall_s'], 'still_running_on_source': still}))
         journal_append(p.get('journal'), {'event': 'done', 'time': self.now(), 'state': out['state'],
                                           'still_running_on_source': still})
+        return out
+
+    def _unverified(self, out, plan, left, error):
+        """The drain ran, but this host cannot be read any more to see what still runs on it."""
+        p = self.p
+        results = sorted(self.results, key=lambda r: r['start_s'])
+        out.update(results=results, left=left, still_running_on_source=None, verified=False, state='unverified',
+                   wall_s=round(self.clock() - self.t0, 2), changed=bool(results),
+                   failed_vms=[r['name'] for r in results if r['error']],
+                   moved=sorted(r['name'] for r in results if not r['error']),
+                   unverified_because='cannot list the domains of the source after the drain: %s' % error.msg)
+        out['report'] = {'table': R.table(results, left),
+                         'html': R.timeline_html(results, 'Evacuation of %s' % (p.get('source_name') or SEC.redact_uri(p['uri'])))}
+        journal_append(p.get('journal'), {'event': 'done', 'time': self.now(), 'state': 'unverified',
+                                          'rollback': bool(p.get('rollback'))})
+        write_json(p.get('status_file'), dict(self.status('finished', [], left, plan), summary={
+            'state': 'unverified', 'wall_s': out['wall_s'], 'still_running_on_source': None}))
         return out
 
     def _shutdown(self, dom):
@@ -491,15 +607,12 @@ class Evacuation:
             if not dom.isActive():
                 return 'already stopped'
             dom.shutdown()
-            end = self.clock() + timeout
-            while dom.isActive() and self.clock() < end:
-                self.sleep(0.5)
-            if dom.isActive():
-                dom.destroy()
-                return 'stopped hard after %s s' % timeout
-            return 'shut down'
-        except Exception as e:  # pylint: disable=broad-except
-            return 'shutdown failed: %s' % e
+            if wait_until(lambda: not dom.isActive(), timeout, 0.5, self.clock, self.sleep):
+                return 'shut down'
+            dom.destroy()
+            return 'stopped hard after %s s' % timeout
+        except LibvirtClientError as e:
+            return 'shutdown failed: %s' % e.msg
 
 
 class PlaintextRefused(Exception):

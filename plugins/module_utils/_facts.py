@@ -42,7 +42,7 @@ def host_bridges(client):
             root = ET.fromstring(iface.XMLDesc(0))
             if root.get('type') == 'bridge':
                 names.add(iface.name())
-    except libvirt.libvirtError:
+    except LibvirtClientError:
         pass
     if not names and _is_local(client.uri) and os.path.isdir('/sys/class/net'):
         for dev in os.listdir('/sys/class/net'):
@@ -56,7 +56,7 @@ def networks(client):
     for net in client.call('cannot list networks', client.conn.listAllNetworks, 0):
         try:
             bridge = net.bridgeName()
-        except libvirt.libvirtError:
+        except LibvirtClientError:
             bridge = None
         out.append({'name': net.name(), 'active': bool(net.isActive()), 'bridge': bridge})
     return sorted(out, key=lambda n: n['name'])
@@ -92,7 +92,7 @@ def domain_facts(client, dom):
         if disk['target'] and (disk['source'] or disk['volume']) and facts['active']:
             try:
                 disk['capacity'], disk['allocation'], disk['physical'] = dom.blockInfo(disk['target'], 0)
-            except libvirt.libvirtError:
+            except LibvirtClientError:
                 pass
     for iface in facts['interfaces']:
         iface['addresses'] = []
@@ -103,7 +103,7 @@ def domain_facts(client, dom):
                 continue
             try:
                 found = dom.interfaceAddresses(getattr(libvirt, source), 0) or {}
-            except libvirt.libvirtError:
+            except LibvirtClientError:
                 continue
             for entry in found.values():
                 mac = (entry.get('hwaddr') or '').lower()

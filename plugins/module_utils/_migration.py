@@ -28,14 +28,25 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils import _compat
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _strategy as S
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _security as security
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, relevant_disks
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import _EVENTS, LibvirtClientError, libvirt
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import _EVENTS, LibvirtClientError, error_code, libvirt
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
 
 POSITIVE = ('bandwidth_mibps', 'postcopy_bandwidth_mibps', 'expected_bandwidth_mibps', 'max_downtime_ms',
             'downtime_steps', 'parallel_connections', 'timeout_per_gib_s', 'min_timeout_s', 'hard_timeout_s',
             'stall_iterations', 'dead_link_s', 'poll_interval')
 NOT_NEGATIVE = ('downtime_step_delay_s', 'downtime_step_delay_s_per_gib', 'dirty_rate_sample_s', 'memory_reserve_mib',
                 'postcopy_recovery_attempts')
+
+
+# The options the migrate_vm role passes through from migrate_vm_options (its argument spec's sub-options
+# are generated from these by docs/make_role_options.py; a unit test checks its tasks pass the same).
+ROLE_MIGRATE_VM_OPTIONS = ('migration_uri', 'bandwidth_mibps', 'postcopy_bandwidth_mibps', 'expected_bandwidth_mibps',
+                           'max_downtime_ms', 'parallel_connections', 'compression', 'tls', 'allow_plaintext',
+                           'copy_storage', 'completion', 'allow_postcopy', 'final_action', 'hard_timeout_s',
+                           'postcopy_recovery_attempts', 'memory_reserve_mib', 'status_file')
+# What a drain sets itself in each live move (from per_vm_timeout_s and its status_file): not in migrate_options.
+SET_BY_THE_DRAIN = ('hard_timeout_s', 'status_file')
 
 
 def migration_argspec():
@@ -93,13 +104,30 @@ def validate(params):
     if (params.get('parallel_connections') or 0) > MAX_PARALLEL:
         problems.append('parallel_connections must be at most %d: QEMU counts multifd channels in a byte (got %s)'
                         % (MAX_PARALLEL, params['parallel_connections']))
-    if params.get('status_file') and not os.path.isdir(os.path.dirname(os.path.abspath(params['status_file']))):
-        problems.append('status_file %s: its directory does not exist on this host' % params['status_file'])
+    problems += file_option_problems(params, ('status_file',))
     if params.get('dest_uri'):
         scheme = params['dest_uri'].split('://', 1)[0].lower() if '://' in params['dest_uri'] else ''
         if scheme.split('+', 1)[0] not in DEST_DRIVERS:
             problems.append("dest_uri must be a libvirt URI of the destination's QEMU driver, e.g. "
                             "qemu+tls://host/system or qemu+tcp://host/system (got %s)" % security.redact_uri(params['dest_uri']))
+    return problems
+
+
+def file_option_problems(params, names):
+    """Files the module will write (NAMES of PARAMS): refused before anything changes when their directory
+    is missing or not writable here, instead of failing half-way with an OS error."""
+    problems = []
+    for name in names:
+        path = params.get(name)
+        if not path:
+            continue
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            problems.append('%s %s: its directory %s does not exist on this host' % (name, path, directory))
+        elif not os.access(directory, os.W_OK | os.X_OK):
+            problems.append('%s %s: its directory %s is not writable here' % (name, path, directory))
+        elif os.path.isdir(path):
+            problems.append('%s %s is a directory: give a file path' % (name, path))
     return problems
 
 
@@ -148,17 +176,18 @@ def measure_dirty_rate(client, dom, seconds=1, clock=time.monotonic, sleep=time.
     """The guest's dirty rate in bytes/s, measured by QEMU through libvirt; None if unsupported."""
     if not hasattr(dom, 'startDirtyRateCalc'):
         return None
+
+    def measured():
+        stats = client.conn.domainListGetStats([dom], libvirt.VIR_DOMAIN_STATS_DIRTYRATE, 0)[0][1]
+        if stats.get('dirtyrate.calc_status') == 2:
+            return {'rate': int(stats.get('dirtyrate.megabytes_per_second', 0)) * S.MIB}
+        return None
     try:
         dom.startDirtyRateCalc(int(seconds), 0)
-        deadline = clock() + seconds + 5
-        while clock() < deadline:
-            stats = client.conn.domainListGetStats([dom], libvirt.VIR_DOMAIN_STATS_DIRTYRATE, 0)[0][1]
-            if stats.get('dirtyrate.calc_status') == 2:
-                return int(stats.get('dirtyrate.megabytes_per_second', 0)) * S.MIB
-            sleep(0.1)
-    except libvirt.libvirtError:
+        found = wait_until(measured, seconds + 5, 0.1, clock, sleep)
+    except LibvirtClientError:
         return None
-    return None
+    return found['rate'] if found else None
 
 
 def write_status(path, data):
@@ -175,10 +204,12 @@ def write_status(path, data):
 
 
 def _state_name(dom):
+    """running, paused, shutoff...; 'gone' when the host no longer has the domain, 'unknown' when the
+    host cannot be asked (a lost connection)."""
     try:
         state = dom.state()[0]
-    except libvirt.libvirtError:
-        return 'gone'
+    except LibvirtClientError as e:
+        return 'gone' if e.code == error_code('VIR_ERR_NO_DOMAIN') else 'unknown'
     return {1: 'running', 3: 'paused', 5: 'shutoff'}.get(state, str(state))
 
 
@@ -186,7 +217,7 @@ def _postcopy_failed(dom):
     """The source side of a post-copy migration that failed and waits to be resumed."""
     try:
         state, reason = dom.state()[:2]
-    except libvirt.libvirtError:
+    except LibvirtClientError:
         return False
     return state == libvirt.VIR_DOMAIN_PAUSED and \
         reason == getattr(libvirt, 'VIR_DOMAIN_PAUSED_POSTCOPY_FAILED', 13)
@@ -219,7 +250,7 @@ def _host(client):
     try:
         facts['hostname'] = client.conn.getHostname()
         facts['uuid'] = client.host_uuid()
-    except libvirt.libvirtError:
+    except LibvirtClientError:
         pass
     return facts
 
@@ -248,7 +279,7 @@ class LiveMigration:
             try:
                 conn = getattr(client, 'conn', None)
                 self._versions[side] = conn.getLibVersion() if conn is not None else None
-            except (LibvirtClientError, libvirt.libvirtError):
+            except LibvirtClientError:
                 self._versions[side] = None
         return self._versions[side]
 
@@ -293,10 +324,16 @@ class LiveMigration:
         t = round(self.clock() - self.t0, 3) if self.t0 is not None else 0.0
         self.decisions.append({'t': t, 'action': action, 'argument': arg, 'reason': reason})
 
-    def _domain_on_destination(self, uuid):
+    def _domain_on_destination(self, uuid, errors=None):
+        """The domain on the destination, None when it is not there or the destination cannot say (then
+        ERRORS, a list, gets why; a lost connection is dropped, so that the next look opens a new one)."""
         try:
-            return self.dst.conn.lookupByUUIDString(uuid)
-        except libvirt.libvirtError:
+            return self.dst.lookup_uuid(uuid)
+        except LibvirtClientError as e:
+            if errors is not None:
+                errors.append(e.msg)
+            if e.transient and hasattr(self.dst, 'reset'):
+                self.dst.reset()
             return None
 
     # -- phases -------------------------------------------------------------------------------
@@ -375,8 +412,8 @@ class LiveMigration:
                 else:
                     dom.migrate3(self.dst.conn, params, flags)
                 outcome['ok'] = True
-            except libvirt.libvirtError as e:
-                outcome['error'] = e.get_error_message()
+            except LibvirtClientError as e:
+                outcome['error'] = e.detail
             except Exception as e:  # pylint: disable=broad-except
                 outcome['error'] = str(e)
         thread = threading.Thread(target=call, name='%s-%s' % (what, self.name))
@@ -393,20 +430,31 @@ class LiveMigration:
         (no byte moved for hang_s seconds: the destination QEMU can block for good - its main loop waits for
         a page that is still on the source while libvirt asks it to recover)."""
         thread, outcome = self._call_migrate(dom, params, flags, 'resume')
-        last, moved_at = None, self.clock()
-        while thread.is_alive():
-            thread.join(self.o['poll_interval'])
+        seen = {'last': None, 'moved_at': self.clock()}
+
+        def step():
+            if not thread.is_alive():
+                return 'ended'
             try:
                 processed = dom.jobStats(0).get('data_processed')
-            except libvirt.libvirtError:
+            except LibvirtClientError:
                 processed = None
-            if processed is not None and processed != last:
-                last, moved_at = processed, self.clock()
-            if thread.is_alive() and self.clock() - moved_at > self.hang_s():
-                return ('hung', 'the resume moved no data for %d s: the destination QEMU looks blocked (a thread '
-                        'holding its main lock waits for a page that is still on the source, so it cannot '
-                        'take the recovery request)' % self.hang_s())
+            if processed is not None and processed != seen['last']:
+                seen['last'], seen['moved_at'] = processed, self.clock()
+            return 'hung' if self.clock() - seen['moved_at'] > self.hang_s() else None
+        how = wait_until(step, self.resume_limit_s(), self.o['poll_interval'], self.clock, thread.join)
+        if how == 'hung':
+            return ('hung', 'the resume moved no data for %d s: the destination QEMU looks blocked (a thread '
+                    'holding its main lock waits for a page that is still on the source, so it cannot '
+                    'take the recovery request)' % self.hang_s())
+        if how is None:
+            return ('hung', 'the resume was still running after %d s: no longer waiting for it (libvirt keeps '
+                    'the job)' % self.resume_limit_s())
         return None if 'ok' in outcome else ('error', outcome.get('error', 'resume failed'))
+
+    def resume_limit_s(self):
+        """Seconds one post-copy resume call is watched at most (it normally ends long before)."""
+        return max(self.o['hard_timeout_s'] or 0, 1800) + self.hang_s()
 
     def resume_params(self):
         """The parameters a post-copy resume needs again: the migration address and post-copy cap."""
@@ -526,7 +574,7 @@ class LiveMigration:
                 self.src.conn.domainEventRegisterAny(
                     dom, libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
                     lambda conn, d, stats, opaque: self.events.append(stats), None)
-            except libvirt.libvirtError:
+            except LibvirtClientError:
                 pass
         self.t0 = self.clock()
         self.note('start', 'flags %s' % self._flag_names(flags), plan['strategy'])
@@ -534,14 +582,22 @@ class LiveMigration:
                                         'decisions': self.decisions[-5:]})
         thread, outcome = self._call_migrate(dom, params, flags, 'migrate')
         last = {}
-        while thread.is_alive():
+        # no wait without an end: the strategy aborts (or finishes) by the completion deadline or the hard
+        # timeout; libvirt then gets twice hang_s to end the job before this stops waiting for it
+        limit = self.wait_limit_s(deadline)
+
+        def step():
+            """One look at the job: True once the migration call returned (or was given up)."""
+            if not thread.is_alive():
+                return True
             state['elapsed_s'] = self.clock() - self.t0
             try:
                 stats = dom.jobStats(0)
-            except libvirt.libvirtError:
+            except LibvirtClientError:
                 stats = {}
             if stats.get('type') in (libvirt.VIR_DOMAIN_JOB_BOUNDED, libvirt.VIR_DOMAIN_JOB_UNBOUNDED):
-                last = stats
+                last.clear()
+                last.update(stats)
                 state['iteration'] = stats.get('memory_iteration')
                 self.history.append((round(state['elapsed_s'], 3), stats.get('memory_iteration'),
                                      stats.get('memory_remaining', stats.get('data_remaining', 0)),
@@ -555,19 +611,49 @@ class LiveMigration:
                 'data_processed': last.get('data_processed'), 'data_total': last.get('data_total'),
                 'memory_bps': last.get('memory_bps'), 'downtime_ms': state['downtime_ms'],
                 'decisions': self.decisions[-5:]})
-            thread.join(o['poll_interval'])
             if state['postcopy_interrupted'] and self.clock() - state['interrupted_at'] > self.hang_s():
                 outcome['error'] = ('libvirt did not end the post-copy migration %d s after it was interrupted '
                                     '(its migration call still waits for the destination)' % self.hang_s())
-                break
+                return True
+            return False
+        # thread.join is the sleep: the wait ends as soon as the migration call returns
+        if not wait_until(step, limit, o['poll_interval'], self.clock, thread.join):
+            self.give_up_waiting(dom, state, limit, outcome)
         wall = self.clock() - self.t0
         self.result['decisions'] = self.decisions
         self.result['total_time_s'] = round(wall, 3)
         self.result['postcopy'] = state['postcopy']
         self.result['paused'] = state['paused']
         if 'ok' not in outcome:
-            return self.rollback(dom, uuid, outcome.get('error') or 'migration failed', state)
+            error = outcome.get('error') or 'migration failed'
+            if state.get('abort_reason'):
+                error = 'aborted by the engine: %s (libvirt: %s)' % (state['abort_reason'], error)
+            return self.rollback(dom, uuid, error, state)
         return self.commit(dom, uuid, state, last)
+
+    def wait_limit_s(self, deadline):
+        """Seconds after which the monitor stops waiting for the migration call, whatever happens."""
+        return max(deadline, self.o['hard_timeout_s'] or 0) + 2 * self.hang_s()
+
+    def give_up_waiting(self, dom, state, limit, outcome):
+        """The migration call outlived every bound: stop waiting. A post-copy is never aborted (the guest runs
+        on the destination, with pages still on the source): that is reported as it is; a pre-copy is aborted
+        (the source still holds the whole guest) and rolled back by the caller."""
+        self.result.update(decisions=self.decisions, total_time_s=round(self.clock() - self.t0, 3),
+                           postcopy=state['postcopy'], paused=state['paused'])
+        if state['postcopy']:
+            self.note('gave_up', 'post-copy still running after %d s: no longer waiting; never aborted' % limit)
+            self.result['state'] = 'postcopy_running'
+            raise MigrationError(
+                'the post-copy migration of %s was still running after %d s: it is not aborted (the guest runs on '
+                'the destination and still fetches pages from the source); do not destroy either side; libvirt '
+                'finishes it - watch it with vmmigration.libvirt.migration_job_info' % (self.name, limit), self.result)
+        try:
+            dom.abortJob()
+        except LibvirtClientError as e:
+            self.note('abort', 'could not abort the job: %s' % e.detail)
+        outcome['error'] = ('the migration job did not end within %d s (its completion deadline and the time '
+                            'libvirt is given to end it): aborted' % limit)
 
     def apply(self, dom, action, arg, reason, state):
         if action == 'wait':
@@ -586,6 +672,7 @@ class LiveMigration:
                 state['paused'] = True
             elif action == 'abort':
                 state['final_taken'] = 'abort'
+                state['abort_reason'] = reason
                 dom.abortJob()
             elif action == 'postcopy_pause':
                 state['postcopy_interrupted'] = True
@@ -596,60 +683,113 @@ class LiveMigration:
                 else:
                     dom.abortJobFlags(libvirt.VIR_DOMAIN_ABORT_JOB_POSTCOPY)
             self.note(action, reason, arg)
-        except libvirt.libvirtError as e:
+        except LibvirtClientError as e:
             # a switch racing the end of the migration is harmless; anything else is reported
-            self.note(action, '%s (libvirt: %s)' % (reason, e.get_error_message()), arg)
+            self.note(action, '%s (libvirt: %s)' % (reason, e.detail), arg)
 
     def completed_stats(self, dom):
-        for attempt in range(20):
+        """The completed job's statistics: from the job-completed event, else libvirt's record (1 s at most)."""
+        def stats():
             if self.events:
                 return dict(self.events[-1])
             try:
-                stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
-                if stats.get('type') == libvirt.VIR_DOMAIN_JOB_COMPLETED:
-                    return stats
-            except libvirt.libvirtError:
-                pass
-            if attempt < 19:
-                self.sleep(0.05)
-        return {}
+                found = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            except LibvirtClientError:
+                return None
+            return found if found.get('type') == libvirt.VIR_DOMAIN_JOB_COMPLETED else None
+        return wait_until(stats, 1.0, 0.05, self.clock, self.sleep) or {}
 
     def commit(self, dom, uuid, state, last):
         """Destination confirmed running before the source definition is removed."""
         o = self.o
         stats = self.completed_stats(dom)
-        there = None
-        deadline = self.clock() + 15
-        while self.clock() < deadline:
-            there = self._domain_on_destination(uuid)
-            if there is not None and _state_name(there) in ('running', 'paused'):
-                break
-            self.sleep(0.1)
-        dst_state = _state_name(there) if there is not None else 'gone'
+        seen = {'dom': None, 'errors': []}
+
+        def up():
+            del seen['errors'][:]
+            seen['dom'] = self._domain_on_destination(uuid, seen['errors'])
+            return seen['dom'] is not None and _state_name(seen['dom']) in ('running', 'paused')
+        wait_until(up, 15, 0.1, self.clock, self.sleep)
+        there = seen['dom']
+        dst_state = _state_name(there) if there is not None else ('unknown' if seen['errors'] else 'gone')
+        resume_error = []
         if dst_state == 'paused' and state['paused']:
-            there.resume()
-            self.note('resume', 'the guest was paused to finish: resumed on the destination')
-            dst_state = _state_name(there)
+            there, dst_state = self._resume_on_destination(there, uuid, resume_error)
         self.result['stats'] = S.summarize(stats or last)
         self._figures(stats or last)
+        if dst_state == 'unknown':
+            self.result['state'] = 'destination_unknown'
+            raise MigrationError(
+                '%s migrated (the source ended the job) but the destination cannot be reached to confirm that it '
+                'runs there (%s)%s; the source definition was kept - do not start it there' % (
+                    self.name, '; '.join(seen['errors']) or 'its state cannot be read',
+                    '; it was paused to finish: resume it on the destination (virsh resume %s) once that answers'
+                    % self.name if state['paused'] else ''), self.result)
         if dst_state != 'running':
             self.result['state'] = 'destination_not_running'
-            raise MigrationError('%s migrated but is %s on the destination; the source definition was kept'
-                                 % (self.name, dst_state), self.result)
+            raise MigrationError('%s migrated but is %s on the destination%s; the source definition was kept'
+                                 % (self.name, dst_state, ' (it was paused to finish and could not be resumed: %s - '
+                                    'resume it there now: virsh resume %s)' % (resume_error[-1], self.name)
+                                    if resume_error else ''), self.result)
         self.note('committed', 'destination runs %s' % self.name)
         # wall-clock time the guest was confirmed running on the destination (for the time to network
         # convergence measured elsewhere, e.g. by ip_reachable's since)
         self.result['running_on_destination_at'] = round(time.time(), 3)
+        self.result['state'] = 'migrated'
         if o['undefine_source']:
             try:
                 if dom.isPersistent() and not dom.isActive():
                     dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
                     self.note('undefine_source', 'source definition removed after the commit')
-            except libvirt.libvirtError as e:
-                self.note('undefine_source', 'could not remove the source definition: %s' % e.get_error_message())
-        self.result['state'] = 'migrated'
+            except LibvirtClientError as e:
+                # past the commit point nothing is rolled back: say where the guest is and what is left
+                self.note('undefine_source', 'could not remove the source definition: %s' % e.detail)
+                self.result['source_cleanup_failed'] = True
+                raise MigrationError(
+                    'moved %s: it runs on the destination %s; source cleanup failed: could not remove its inactive '
+                    'definition on the source (%s) - remove it there (virsh undefine %s) before anything starts '
+                    'it again' % (self.name, self.dst.uri, e.detail, self.name), self.result)
         write_status(o['status_file'], {'domain': self.name, 'phase': 'done', 'result': self._short()})
         return self.result
+
+    def _resume_retrying(self, client, dom, find, errors):
+        """Resume DOM (paused to finish a move); a failed call, a dropped connection included, is tried again
+        for 10 s (FIND looks the domain up again on a new connection). Returns (resumed?, domain); ERRORS
+        gets why it failed."""
+        seen = {'dom': dom}
+
+        def resumed():
+            if seen['dom'] is None:
+                seen['dom'] = find()
+                if seen['dom'] is None:
+                    return False
+            try:
+                seen['dom'].resume()
+                return True
+            except LibvirtClientError as e:
+                errors.append(e.detail)
+                if _state_name(seen['dom']) == 'running':
+                    return True
+                if e.transient:
+                    client.reset()
+                    seen['dom'] = None
+                return False
+        ok = wait_until(resumed, 10, 0.5, self.clock, self.sleep)
+        return bool(ok), seen['dom'] or dom
+
+    def _resume_on_destination(self, there, uuid, errors):
+        """Resume on the destination a guest paused to finish its move: (domain, its state)."""
+        ok, there = self._resume_retrying(self.dst, there, lambda: self._domain_on_destination(uuid, errors), errors)
+        self.note('resume', 'the guest was paused to finish: resumed on the destination' if ok else
+                  'could not resume the guest on the destination: %s' % errors[-1])
+        return there, _state_name(there)
+
+    def _find_on_source(self, errors):
+        try:
+            return self.src.lookup(self.name)
+        except LibvirtClientError as e:
+            errors.append(e.msg)
+            return None
 
     def rollback(self, dom, uuid, error, state):
         """The guest keeps running on the source; nothing is left on the destination."""
@@ -668,14 +808,29 @@ class LiveMigration:
                 return self.result
             raise MigrationError('post-copy migration of %s failed (%s); %s' % (self.name, error, how), self.result)
         if src_state == 'paused':
-            try:
-                dom.resume()
-                self.note('resume', 'source guest resumed after the failed migration')
-            except libvirt.libvirtError as e:
-                self.note('resume', 'could not resume the source guest: %s' % e.get_error_message())
+            errors = []
+            ok, dom = self._resume_retrying(self.src, dom, lambda: self._find_on_source(errors), errors)
+            self.note('resume', 'source guest resumed after the failed migration' if ok else
+                      'could not resume the source guest: %s' % errors[-1])
         src_state = _state_name(dom)
-        there = self._domain_on_destination(uuid)
+        errors = []
+        there = self._domain_on_destination(uuid, errors)
+        if src_state != 'running' and there is not None and _state_name(there) == 'running':
+            # the job finished in libvirt although our call failed (a lost connection to the source): the guest
+            # runs on the destination - a move, not a rollback; only the source could not be cleaned up
+            self.note('committed', 'the destination runs %s although the migration call failed (%s)' % (self.name, error))
+            self.result.update(state='migrated', changed=True, source_cleanup_failed=True,
+                               running_on_destination_at=round(time.time(), 3))
+            raise MigrationError(
+                'moved %s: it runs on the destination %s (libvirt finished the job although our call failed: %s); '
+                'source cleanup failed: its state on the source is %s - check there that it is not running and '
+                'remove its inactive definition (virsh undefine %s) before anything starts it again'
+                % (self.name, self.dst.uri, error, src_state, self.name), self.result)
         cleaned = None
+        if there is None and errors:
+            cleaned = ('could not check the destination for a half-migrated copy (%s): libvirt removes an incoming '
+                       'guest whose migration failed; check with virsh list --all there' % errors[-1])
+            self.note('cleanup', cleaned)
         if there is not None and src_state == 'running':
             try:
                 if there.isActive():
@@ -683,13 +838,15 @@ class LiveMigration:
                 if there.isPersistent():
                     there.undefine()
                 cleaned = 'removed the half-migrated copy from the destination'
-            except libvirt.libvirtError as e:
-                cleaned = 'could not remove the half-migrated copy from the destination: %s' % e.get_error_message()
+            except LibvirtClientError as e:
+                cleaned = 'could not remove the half-migrated copy from the destination: %s' % e.detail
             self.note('cleanup', cleaned)
         self.result['state'] = 'rolled_back' if src_state == 'running' else 'source_%s' % src_state
         self.result['changed'] = src_state != 'running'
-        raise MigrationError('live migration of %s failed: %s; the guest is %s on the source%s' % (
-            self.name, error, src_state, '' if not cleaned else '; ' + cleaned), self.result)
+        where = ('its state on the source cannot be read (the connection to the source is lost): check it there'
+                 if src_state == 'unknown' else 'the guest is %s on the source' % src_state)
+        raise MigrationError('live migration of %s failed: %s; %s%s' % (
+            self.name, error, where, '' if not cleaned else '; ' + cleaned), self.result)
 
     def _recover_postcopy(self, dom):
         """Resume a failed post-copy migration (libvirt 8.5+), retrying while the link comes back: waits of

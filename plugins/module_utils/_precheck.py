@@ -30,8 +30,8 @@ def compare_cpu(dst_client, dom_facts, cpu_xml):
     try:
         dst_client.conn.compareHypervisorCPU(None, dom_facts['arch'], dom_facts['machine'],
                                              dom_facts['domain_type'], cpu_xml, flags)
-    except libvirt.libvirtError as e:
-        return e.get_error_message(), True
+    except LibvirtClientError as e:
+        return e.detail, True
     return None, True
 
 
@@ -40,7 +40,7 @@ def migratable_cpu_xml(dom):
     flags = libvirt.VIR_DOMAIN_XML_MIGRATABLE
     try:
         root = ET.fromstring(dom.XMLDesc(flags))
-    except libvirt.libvirtError:
+    except LibvirtClientError:
         root = ET.fromstring(dom.XMLDesc(0))
     cpu = root.find('cpu')
     return ET.tostring(cpu, encoding='unicode') if cpu is not None else None

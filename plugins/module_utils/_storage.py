@@ -30,7 +30,7 @@ import socket
 import uuid
 import xml.etree.ElementTree as ET
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import libvirt
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt
 
 DEFAULT_PORTS = {'nbd': 10809, 'iscsi': 3260, 'rbd': 6789, 'gluster': 24007, 'sheepdog': 7000, 'http': 80,
                  'https': 443, 'ftp': 21, 'ssh': 22, 'vxhs': 9999, 'nfs': 2049}
@@ -54,7 +54,7 @@ def pool_for_dir(client, path, create=True, build=False):
             if pool.isActive() and os.path.normpath(_pool_path(pool) or '') == os.path.normpath(path):
                 pool.refresh(0)
                 return pool, False
-        except libvirt.libvirtError:
+        except LibvirtClientError:
             continue
     if not create:
         return None, False
@@ -77,20 +77,20 @@ class _Dir:
         """Returns None when the directory is usable, else the reason it is not."""
         try:
             self.pool, self.transient = pool_for_dir(self.client, self.path)
-        except libvirt.libvirtError as e:
-            return e.get_error_message()
+        except LibvirtClientError as e:
+            return e.detail
         return None
 
     def close(self):
         if self.pool is not None and self.transient:
             try:
                 self.pool.destroy()
-            except libvirt.libvirtError:
+            except LibvirtClientError:
                 pass
         elif self.pool is not None:
             try:
                 self.pool.refresh(0)
-            except libvirt.libvirtError:
+            except LibvirtClientError:
                 pass
         self.pool = None
 
@@ -109,15 +109,15 @@ def probe_directory(src_client, dst_client, path, rand=random.randint):
                    "<target><format type='raw'/></target></volume>" % (name, size))
         try:
             marker = src.pool.createXML(vol_xml, 0)
-        except libvirt.libvirtError as e:
-            return 'unknown', 'cannot write a marker in %s on the source: %s' % (path, e.get_error_message())
+        except LibvirtClientError as e:
+            return 'unknown', 'cannot write a marker in %s on the source: %s' % (path, e.detail)
         err = dst.open()
         if err:
             return 'not_shared', '%s is not usable on the destination: %s' % (path, err)
         try:
             seen = dst.pool.storageVolLookupByName(name)
             seen_size = seen.info()[1]
-        except libvirt.libvirtError:
+        except LibvirtClientError:
             return 'not_shared', ('same path, different storage: a marker written in %s on the source is not '
                                   'there on the destination' % path)
         if seen_size != size:
@@ -127,7 +127,7 @@ def probe_directory(src_client, dst_client, path, rand=random.randint):
         if marker is not None:
             try:
                 marker.delete(0)
-            except libvirt.libvirtError:
+            except LibvirtClientError:
                 pass
         src.close()
         dst.close()
@@ -159,7 +159,7 @@ def _volume_path(client, disk):
     try:
         pool = client.conn.storagePoolLookupByName(disk['pool'])
         return pool.storageVolLookupByName(disk['volume']).path()
-    except libvirt.libvirtError:
+    except LibvirtClientError:
         return None
 
 

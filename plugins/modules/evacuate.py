@@ -26,7 +26,11 @@ description:
   - Progress goes to O(status_file) (read it with M(vmmigration.libvirt.evacuation_status)); every plan,
     start, end and shutdown is appended to O(journal) as one JSON line, so an interrupted run can be
     read back, resumed (run again - what is still on the source is planned anew) or rolled back.
-  - After the drain the source's running domains are compared with what the policy left there.
+  - After the drain the source's running domains are compared with what the policy left there. A drain that
+    leaves any VM running on the source ends in state V(incomplete) and B(fails), naming each VM left and why,
+    unless O(allow_incomplete) (then it returns V(incomplete) with a warning).
+  - A destination that is the source itself (the same libvirt host UUID, under another name or URI) is
+    refused before anything changes.
 author:
   - vmmigration.libvirt developers (@vmmigration)
 extends_documentation_fragment:
@@ -98,6 +102,13 @@ options:
   return_uri:
     description: This host's libvirt URI as the destinations reach it (the target of the migrations back).
     type: str
+  allow_incomplete:
+    description:
+      - Return without failing when VMs are still running on the source after the drain (state V(incomplete),
+        with a warning), for example when O(non_live_policy=skip) is meant to leave some behind.
+      - By default such a drain fails, so that a host is never taken for empty when it is not.
+    type: bool
+    default: false
 '''
 
 EXAMPLES = r'''
@@ -123,8 +134,10 @@ EXAMPLES = r'''
 RETURN = r'''
 state:
   description:
-    - V(planned) (check mode), V(evacuated) (no VM runs on the source), V(partial) or V(nothing_moved);
-      with O(rollback), V(rolled_back) or V(nothing_moved).
+    - V(planned) (check mode), V(evacuated) (no VM runs on the source) or V(incomplete) (VMs still run on
+      the source - the module fails unless O(allow_incomplete)); with O(rollback), V(rolled_back) or V(nothing_moved).
+    - V(unverified) when the source cannot be read after the moves (a lost connection) - the module fails; RV(results)
+      still say what each move did.
   returned: always
   type: str
 plan:
@@ -153,8 +166,16 @@ left:
   returned: always
   type: list
   elements: dict
+moved:
+  description: VMs that left the source.
+  returned: when the drain ran
+  type: list
+  elements: str
 failed_vms:
-  description: VMs whose move failed (each rolled back to the source).
+  description:
+    - VMs whose move failed - each with its state in RV(results) (V(rolled_back) - it runs on the source;
+      V(migrated) with an error - it moved but its source cleanup failed; V(postcopy_failed) or
+      V(postcopy_running) - split between both hosts, never destroyed).
   returned: when the drain ran
   type: list
   elements: str
@@ -205,6 +226,8 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation im
     validate_plan_options,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (
+    SET_BY_THE_DRAIN,
+    file_option_problems,
     migration_argspec,
     option_defaults,
     validate,
@@ -226,6 +249,7 @@ def main():
         source_name=dict(type='str'),
         rollback=dict(type='bool', default=False),
         return_uri=dict(type='str'),
+        allow_incomplete=dict(type='bool', default=False),
     )
     argument_spec.update(PLAN_ARGSPEC)
     argument_spec.update(CONNECTION_ARGSPEC)
@@ -237,6 +261,9 @@ def main():
     unknown = sorted(set(p['migrate_options']) - set(live_spec)) + sorted(set(p['cold_options']) - set(COLD_ARGSPEC))
     if unknown:
         problems.append('unknown migrate_options / cold_options: %s' % ', '.join(unknown))
+    elif set(p['migrate_options']) & set(SET_BY_THE_DRAIN):
+        problems.append('migrate_options: %s are set by the drain (per_vm_timeout_s, status_file): leave them out'
+                        % ', '.join(sorted(set(p['migrate_options']) & set(SET_BY_THE_DRAIN))))
     else:
         live = option_defaults(live_spec)
         live.update(p['migrate_options'])
@@ -251,6 +278,7 @@ def main():
         problems.append('rollback needs journal and return_uri')
     if p['per_vm_timeout_s'] <= 0 or p['timeout_s'] <= 0:
         problems.append('per_vm_timeout_s and timeout_s must be greater than 0')
+    problems += file_option_problems(p, ('journal', 'status_file'))
     if problems:
         module.fail_json(msg='; '.join(problems))
     start_event_loop()
@@ -258,7 +286,25 @@ def main():
         cache.get(p['uri']).host_uuid()
         result = Evacuation(cache, p, lambda: ClientCache(p['connect_retries'], p['connect_retry_delay'])).run(
             check_mode=module.check_mode)
+    if result.get('state') == 'unverified':
+        module.fail_json(msg='the drain ran (%d moved, %d failed) but %s: see results and the journal' % (
+            len(result['moved']), len(result['failed_vms']), result['unverified_because']), **result)
+    if result.get('state') == 'incomplete':
+        left = incomplete_message(result)
+        if not p['allow_incomplete']:
+            module.fail_json(msg='the drain is incomplete: %s' % left, **result)
+        module.warn('the drain is incomplete (allow_incomplete): %s' % left)
     module.exit_json(**result)
+
+
+def incomplete_message(result):
+    """Each VM still on the source, and why (failed, left by the policy, never started)."""
+    why = dict((x['name'], '%s: %s' % (x['action'], x.get('reason') or x.get('result') or '')) for x in result['left'])
+    why.update((r['name'], 'failed: %s' % r['error']) for r in result.get('results') or [] if r.get('error'))
+    return '%d VM(s) still run on the source - %s' % (
+        len(result['still_running_on_source']),
+        '; '.join('%s (%s)' % (n, why.get(n, 'not in the plan: started during the drain?'))
+                  for n in result['still_running_on_source']))
 
 
 if __name__ == '__main__':

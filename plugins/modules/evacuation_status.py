@@ -82,12 +82,11 @@ lines:
   elements: str
 '''
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import pid_alive, read_json
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import progress_lines, progress_signature
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
 
 
 def main():
@@ -99,14 +98,21 @@ def main():
         absent_timeout_s=dict(type='float', default=120),
     ), supports_check_mode=True)
     p = module.params
-    status = read_json(p['status_file'])
-    first = progress_signature(status)
-    deadline = time.monotonic() + max(0.0, p['wait_s'])
-    while time.monotonic() < deadline and (status is None or status.get('state') != 'finished'):
-        time.sleep(0.25)
+    seen = {'status': read_json(p['status_file'])}
+    first = progress_signature(seen['status'])
+
+    def news():
+        """True once the drain finished or its progress moved on since the first read."""
+        if seen['status'] is not None and seen['status'].get('state') == 'finished':
+            return True
         status = read_json(p['status_file'])
-        if progress_signature(status) != first:
-            break
+        changed = progress_signature(status) != first
+        if changed or status is not None:
+            seen['status'] = status
+        return changed
+    if p['wait_s'] > 0:
+        wait_until(news, p['wait_s'], 0.25)
+    status = seen['status']
     if status is None:
         module.exit_json(changed=False, state='absent', lines=['no evacuation status at %s' % p['status_file']])
     state = status.get('state')

@@ -119,7 +119,7 @@ def main():
                 completed = True
                 try:
                     stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
-                except libvirt.libvirtError:
+                except LibvirtClientError:
                     stats = {}
         elif not p['status_file']:
             raise LibvirtClientError('no domain named %s on %s' % (p['domain'], client.uri))

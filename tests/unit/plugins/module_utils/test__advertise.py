@@ -223,3 +223,49 @@ def test_addresses_the_guest_does_not_hold():
     assert A.unconfirmed(nics, reported) == [("52:54:00:18:00:01", "198.18.0.250",
                                               ["198.18.0.101", "2001:db8:18::101"])]
     assert A.unconfirmed(nics, {}) == []
+
+
+class _EchoPeer:
+    """A raw ICMP socket stand-in: a datagram socketpair whose far end answers each echo request sent to an
+    address in ANSWERS after that many requests (select() works on it like on the real one)."""
+
+    def __init__(self, answers):
+        import socket
+        self.near, self.far = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.answers, self.sent, self.peer_of = dict(answers), [], {}
+
+    def fileno(self):
+        return self.near.fileno()
+
+    def sendto(self, data, addr):
+        import struct
+        self.sent.append(addr[0])
+        need = self.answers.get(addr[0])
+        if need is not None and self.sent.count(addr[0]) >= need:
+            ip_header = bytes([0x45]) + bytes(19)
+            reply = bytes([0]) + data[1:2] + b"\0\0" + data[4:8] + data[8:]
+            self.far.send(struct.pack("!B", len(addr[0])) + addr[0].encode() + ip_header + reply)
+
+    def recvfrom(self, size):
+        raw = self.near.recv(size)
+        n = raw[0]
+        return raw[1 + n:], (raw[1:1 + n].decode(), 0)
+
+    def close(self):
+        self.near.close()
+        self.far.close()
+
+
+def test_wait_reachable_asks_again_until_each_answers_and_stops_at_its_deadline():
+    peer = _EchoPeer({"198.18.0.101": 3})                  # answers from its third echo on; .102 never
+    got = A.wait_reachable(["198.18.0.101", "198.18.0.102"], 0.6, interval_s=0.05,
+                           sock_factory=lambda v: peer)
+    assert got["198.18.0.101"] is not None and 0.08 <= got["198.18.0.101"] < 0.6
+    assert got["198.18.0.102"] is None
+    assert peer.sent.count("198.18.0.101") == 3            # no echo after its answer
+    assert 8 <= peer.sent.count("198.18.0.102") <= 14      # one every 50 ms for 0.6 s
+    peer = _EchoPeer({"198.18.0.101": 1})
+    import time
+    t0 = time.monotonic()
+    got = A.wait_reachable(["198.18.0.101"], 5, sock_factory=lambda v: peer)
+    assert got["198.18.0.101"] < 0.5 and time.monotonic() - t0 < 0.5    # ends with the last answer

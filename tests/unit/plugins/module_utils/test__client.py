@@ -70,3 +70,49 @@ def test_client_cache_one_client_per_uri():
     assert cache.get("test:///default") is a
     cache.close()
     assert cache.get("test:///default") is not a
+
+
+def test_every_object_the_driver_hands_out_raises_only_its_error():
+    """The driver boundary: the connection, and the domains, pools and volumes its calls return, raise
+    LibvirtClientError (saying which call on what failed), never the binding's libvirtError."""
+    client = C.LibvirtClient("test:///default")
+    dom = client.conn.lookupByName("test")
+    assert isinstance(dom, C.Driven) and isinstance(dom.raw, C.libvirt.virDomain)
+    assert all(isinstance(d, C.Driven) for d in client.conn.listAllDomains(0))
+    with pytest.raises(C.LibvirtClientError) as err:
+        dom.undefineFlags(1 << 30)          # flags libvirt refuses
+    assert not isinstance(err.value, C.libvirt.libvirtError)
+    assert err.value.msg.startswith("undefineFlags failed (domain test on test:///default): ")
+    assert err.value.code is not None and err.value.detail in err.value.msg
+    with pytest.raises(C.LibvirtClientError) as err:
+        client.conn.lookupByName("nothing-here")
+    assert err.value.code == C.error_code("VIR_ERR_NO_DOMAIN")
+    assert err.value.msg.startswith("lookupByName failed (libvirt at test:///default): ")
+    pool = client.conn.listAllStoragePools(0)[0]
+    assert isinstance(pool, C.Driven)
+    with pytest.raises(C.LibvirtClientError, match="storageVolLookupByName failed \\(storagepool "):
+        pool.storageVolLookupByName("no-such-volume")
+    # objects passed back into the binding are unwrapped
+    assert client.conn.lookupByUUIDString(dom.UUIDString()).name() == "test"
+    stats = client.conn.domainListGetStats([dom], 0, 0)
+    assert stats[0][0].name() == "test"
+    assert client.lookup_uuid("00000000-0000-0000-0000-00000000beef") is None
+    # an OS error of the binding is the same error too
+    broken = C.Driven(_Raises(OSError(5, "Input/output error")), "test:///default")
+    with pytest.raises(C.LibvirtClientError, match="read failed .*Input/output error"):
+        broken.read()
+
+
+class _Raises:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def read(self):
+        raise self.exc
+
+
+def test_client_call_keeps_what_was_being_done():
+    client = C.LibvirtClient("test:///default")
+    with pytest.raises(C.LibvirtClientError) as err:
+        client.call("cannot read the XML of ghost", client.conn.lookupByName, "ghost")
+    assert err.value.msg.startswith("cannot read the XML of ghost: ") and "lookupByName" not in err.value.msg

@@ -1,5 +1,6 @@
 """The drain's pure parts: admission under the limits, the policy split, the journal, the report."""
 import json
+import os
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
@@ -74,6 +75,10 @@ def test_validate_plan_options():
     problems = E.validate_plan_options(p)
     assert problems == ["rate_mibps must be at least 1 (got 0)", "headroom_mib must not be negative (got -1)",
                         "destination names must be unique", "pinned to hosts that are not destinations: h9"]
+    p = dict(p, rate_mibps=1, headroom_mib=0, destinations=[{"name": "h2"}], pinned={"a": ["h2"]},
+             anti_affinity={"db": "db1,db2", "web": ["w1", "w2"]})
+    assert E.validate_plan_options(p) == ["anti_affinity: group db must be a list of VM names (got 'db1,db2')",
+                                          "pinned: a must name one destination (got ['h2'])"]
 
 
 RESULTS = [
@@ -161,14 +166,16 @@ class FakeCache:
         return self.src
 
 
-def drain(names, p, fail=(), duration=0.05):
+def drain(names, p, fail=(), duration=0.05, clock=None, hang=()):
     """Run Evacuation._drain over NAMES (all to h2 or h3 alternately) with fake moves that take
     DURATION and fail for FAIL; returns the result and the most moves seen at once (total, per dest)."""
     import threading
     import time
     doms = dict((n, FakeDom(n)) for n in names)
-    ev = E.Evacuation(FakeCache(FakeSource(doms)), p, cache_factory=None)
+    kw = {"clock": clock, "sleep": clock.sleep} if clock else {}
+    ev = E.Evacuation(FakeCache(FakeSource(doms)), p, cache_factory=None, **kw)
     seen = {"most": 0, "most_in": 0}
+    release = threading.Event()
 
     def move(self, m):
         with self.lock:
@@ -177,6 +184,9 @@ def drain(names, p, fail=(), duration=0.05):
             per = [r["destination"] for r in running]
             seen["most_in"] = max([per.count(d) for d in per] + [0])
         time.sleep(duration)
+        if m["name"] in hang:
+            release.wait(30)      # a move whose engine never returns (until the test ends)
+            return
         err = "boom" if m["name"] in fail else None
         if not err:
             doms[m["name"]].active = False
@@ -186,16 +196,19 @@ def drain(names, p, fail=(), duration=0.05):
             self.results.append(line)
             self.running.pop(m["name"], None)
     ev._move = move.__get__(ev)  # pylint: disable=protected-access
-    ev.t0 = time.monotonic()
+    ev.t0 = ev.clock()
     moves = [mv(n, "h2" if i % 2 == 0 else "h3") for i, n in enumerate(names)]
     plan = {"moves": moves, "left": {}, "predicted_total_s": 1.0}
-    out = ev._drain(plan, moves, [], {"h2": "uri2", "h3": "uri3"}, {})  # pylint: disable=protected-access
+    try:
+        out = ev._drain(plan, moves, [], {"h2": "uri2", "h3": "uri3"}, {})  # pylint: disable=protected-access
+    finally:
+        release.set()
     assert threading.active_count() < 50
     return out, seen
 
 
 BASE = {"uri": "qemu:///system", "max_outbound": 2, "max_inbound": 1, "max_total": 4, "timeout_s": 60,
-        "stop_on_failure": False, "journal": None, "status_file": None}
+        "per_vm_timeout_s": 600, "stop_on_failure": False, "journal": None, "status_file": None}
 
 
 def test_drain_honours_the_limits_and_verifies_the_source():
@@ -208,7 +221,7 @@ def test_drain_honours_the_limits_and_verifies_the_source():
 def test_one_failure_does_not_stop_the_others_unless_asked(tmp_path):
     out, _seen = drain(["a", "b", "c", "d"], dict(BASE, max_outbound=1), fail={"a"})
     assert out["failed_vms"] == ["a"] and len(out["results"]) == 4
-    assert out["still_running_on_source"] == ["a"] and out["verified"] and out["state"] == "partial"
+    assert out["still_running_on_source"] == ["a"] and out["verified"] and out["state"] == "incomplete"
     journal = str(tmp_path / "j")
     out, _seen = drain(["a", "b", "c", "d"], dict(BASE, max_outbound=1, stop_on_failure=True, journal=journal,
                                                   status_file=str(tmp_path / "s")), fail={"a"})
@@ -219,6 +232,44 @@ def test_one_failure_does_not_stop_the_others_unless_asked(tmp_path):
     events = [e["event"] for e in E.read_journal(journal)]
     assert events[0] == "plan" and events[-1] == "done"
     assert E.read_json(str(tmp_path / "s"))["state"] == "finished"
+
+
+def test_a_move_that_never_returns_does_not_hold_the_drain_for_ever():
+    import time
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import FakeClock
+
+    class YieldingClock(FakeClock):
+        def sleep(self, seconds):      # fake time, but let the move threads run meanwhile
+            time.sleep(0.0002)
+            FakeClock.sleep(self, seconds)
+    clock = YieldingClock()
+    out, _seen = drain(["a", "b"], dict(BASE, timeout_s=5), clock=clock, hang={"a"}, duration=0)
+    limit = 5 + 120 + 1800 + 600        # timeout_s + the longest engine bound (a cold move's) + 10 min
+    assert limit <= clock.now <= limit + 1
+    by = dict((r["name"], r) for r in out["results"])
+    assert by["b"]["state"] == "migrated" and by["a"]["state"] == "still_running"
+    assert "stopped waiting" in by["a"]["error"] and out["failed_vms"] == ["a"]
+    assert out["state"] == "incomplete" and out["still_running_on_source"] == ["a"]
+
+
+def test_the_drain_lock_is_atomic_and_names_its_holder(tmp_path):
+    import pytest
+    path = str(tmp_path / "j.lock")
+    fd = E.take_lock(path, now=lambda: 1234.0)
+    try:
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+        with pytest.raises(E.EvacuationRunning, match=r"already running \(pid %d, since 1234.0\)" % os.getpid()):
+            E.take_lock(path)
+    finally:
+        E.release_lock(fd)
+    E.release_lock(E.take_lock(path))     # free again once released (the file stays)
+    # a holder that died leaves no stale lock: the kernel drops a flock with its process
+    pid = os.fork()
+    if pid == 0:
+        E.take_lock(path)
+        os._exit(0)  # pylint: disable=protected-access
+    os.waitpid(pid, 0)
+    E.release_lock(E.take_lock(path))
 
 
 def test_no_new_move_after_the_timeout():
@@ -281,3 +332,70 @@ def test_a_rollback_checks_its_cold_moves_from_where_the_vms_are():
     moves = [{"name": "a", "destination": "h1", "method": "cold", "from": "h2", "from_uri": "qemu+tcp://h2/system"}]
     refused = ev.transports(moves)      # copies unknown: counted as copying, and h2 is reached in the clear
     assert len(refused) == 1 and "qemu+tcp://h2/system" in refused[0]
+
+
+# --- one plan: what the preflight approves is what the drain runs ---------------------------------------
+
+class PlanSource(FakeSource):
+    uri = "qemu:///system"
+
+    def __init__(self, doms, uuid="src-uuid"):
+        FakeSource.__init__(self, doms)
+        self.uuid = uuid
+
+    def host_uuid(self):
+        return self.uuid
+
+
+def _fake_checks(dest_uuid="dst-uuid", free_mib=4000):
+    """check_domains of one destination: 4,000 MiB free; 'db' (3,000 MiB) can only move cold, 'web'
+    (2,000 MiB) can move live."""
+    def check_domains(src, dst, names, **_kw):  # pylint: disable=unused-argument
+        vms = {"db": (3000, [{"check": "cpu", "status": "fail", "reason": "CPU model missing", "blocks": "live"}]),
+               "web": (2000, [])}
+        return {"destination": {"memory_free": free_mib * 1024 * 1024, "memory_total": 8000 * 1024 * 1024,
+                                "uuid": dest_uuid, "hostname": "h2"},
+                "domains": [{"name": n, "memory_mib": vms[n][0], "checks": vms[n][1], "active": True,
+                             "recommended": "cold" if vms[n][1] else "live", "storage": {}} for n in names]}
+    return check_domains
+
+
+def _plan_params(policy):
+    return dict(BASE, destinations=[{"name": "h2", "uri": "qemu+tls://h2/system"}], non_live_policy=policy,
+                headroom_mib=0, anti_affinity={}, pinned={}, rate_mibps=1000, domains=None, migrate_options={},
+                cold_options={})
+
+
+def test_the_drain_runs_the_plan_the_preflight_approved(monkeypatch):
+    """The reproducer: one destination with 4,000 MiB free, a cold-only VM of 3,000 MiB and a live VM of
+    2,000 MiB, policy skip. The drain used to plan with cold moves allowed, place the cold VM, skip it, and
+    leave the live VM behind as 'no host fits'."""
+    monkeypatch.setattr(E, "check_domains", _fake_checks())
+    doms = {"db": FakeDom("db"), "web": FakeDom("web")}
+    cache = FakeCache(PlanSource(doms))
+    for policy in ("skip", "shutdown", "cold"):
+        p = _plan_params(policy)
+        approved = E.plan_evacuation(cache, dict(p, allow_cold=policy == "cold"))   # what the preflight role runs
+        ev = E.Evacuation(cache, p, cache_factory=None)
+        ev._source_security = None  # pylint: disable=protected-access
+        out = ev.run(check_mode=True)
+        # equal, but for the transport the drain adds to each move it will run
+        assert dict(out["plan"], moves=[dict((k, v) for k, v in m.items() if k != "transport")
+                                        for m in out["plan"]["moves"]]) == approved, policy
+        moved = [(m["name"], m["method"]) for m in out["plan"]["moves"]]
+        if policy == "cold":
+            # both cannot fit (5,000 MiB in 4,000): the longer cold move is placed first, web stays
+            assert moved == [("db", "cold")] and [x["name"] for x in out["left"]] == ["web"]
+        else:
+            assert moved == [("web", "live")], policy
+            assert [(x["name"], x["action"]) for x in out["left"]] == [
+                ("db", "shutdown" if policy == "shutdown" else "skip")]
+            assert "only a cold migration could move it" in out["left"][0]["reason"]
+
+
+def test_a_destination_that_is_the_source_is_refused_before_anything(monkeypatch):
+    monkeypatch.setattr(E, "check_domains", _fake_checks(dest_uuid="src-uuid"))
+    cache = FakeCache(PlanSource({"web": FakeDom("web")}))
+    import pytest
+    with pytest.raises(E.SourceAsDestination, match="destination h2 is the source host itself"):
+        E.plan_evacuation(cache, _plan_params("skip"))

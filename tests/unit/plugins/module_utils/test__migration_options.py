@@ -164,7 +164,10 @@ def test_parallel_connections_within_what_qemu_takes():
 def test_status_file_in_a_missing_directory(tmp_path):
     assert migrate.validate(params(status_file=str(tmp_path / "s.json"))) == []
     problems = migrate.validate(params(status_file=str(tmp_path / "nope" / "s.json")))
-    assert problems == ["status_file %s: its directory does not exist on this host" % (tmp_path / "nope" / "s.json")]
+    assert problems == ["status_file %s: its directory %s does not exist on this host"
+                        % (tmp_path / "nope" / "s.json", tmp_path / "nope")]
+    assert migrate.validate(params(status_file=str(tmp_path))) == ["status_file %s is a directory: give a file path"
+                                                                   % tmp_path]
 
 
 def test_dest_uri_must_name_a_qemu_driver():

@@ -1,0 +1,590 @@
+"""A fake libvirt for the engines' unit tests: hosts, domains, storage, live migration and streams,
+as subclasses of the binding's own classes (so the collection's driver, _client.Driven, wraps them like
+the real ones and turns their libvirtError into LibvirtClientError) - with a fault that can hit any call.
+
+Every call of a fake object goes through World.hit(host, site): it is logged, counted, and fails when it
+is the call the test chose (World.fault = (host, site, nth, mode)):
+  error  the call fails (libvirt's "operation failed");
+  drop   the call fails and the host's connection is gone (every later call to it fails, reconnects too);
+  hang   the call blocks until libvirt's keepalive ends it: 30 s of the fake clock, then a dropped connection.
+World.events records what changed on which host, in order, for the invariants.
+"""
+import threading
+import xml.etree.ElementTree as ET
+from urllib.parse import urlparse
+
+import libvirt
+
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as C
+
+RUNNING, PAUSED, SHUTOFF = libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_SHUTOFF
+POSTCOPY_FAILED = getattr(libvirt, 'VIR_DOMAIN_PAUSED_POSTCOPY_FAILED', 13)
+MIB = 1024 * 1024
+
+
+def lv_error(msg, code):
+    e = libvirt.libvirtError(msg)
+    e.err = (code, 0, msg, 2, None, None, None, 0, 0)
+    return e
+
+
+class Injected(Exception):
+    pass
+
+
+class Dom:
+    """One domain's state on one host."""
+
+    def __init__(self, name, uuid, xml, state=RUNNING, persistent=True, reason=1):
+        self.name, self.uuid, self.xml = name, uuid, xml
+        self.state, self.reason, self.persistent = state, reason, persistent
+
+    @property
+    def active(self):
+        return self.state != SHUTOFF
+
+
+class Host:
+    def __init__(self, name):
+        self.name = name
+        self.uuid = '00000000-0000-0000-0000-0000000000%02d' % int(name[1:])
+        self.doms = {}
+        self.files = {}       # path -> bytes
+        self.pools = {}       # name -> target path (active pools)
+
+
+class World:
+    def __init__(self, clock, hosts=('h1', 'h2', 'h3')):
+        self.clock = clock
+        self.hosts = dict((h, Host(h)) for h in hosts)
+        self.lock = threading.RLock()
+        self.log, self.counts = [], {}
+        self.fault, self.fired = None, None
+        self.faults = []          # more than one: (host, site, nth, mode) each
+        self.dropped = set()
+        self.events = []          # (what, host, name)
+        self.jobs = {}            # domain name -> running job
+        self.polls_to_finish = 2  # jobStats polls before a migration completes (None: never, until paused)
+        self.job_step_s = 1.0     # fake seconds a job runs between two polls
+        self.ignore_shutdown = False  # a guest that does not react to ACPI
+
+    # -- the fault hook -------------------------------------------------------------------------
+    def hit(self, host, site):
+        with self.lock:
+            key = (host, site)
+            n = self.counts[key] = self.counts.get(key, 0) + 1
+            self.log.append((host, site, n))
+            if host in self.dropped:
+                raise lv_error('Cannot write data: Broken pipe (connection to %s lost)' % host,
+                               libvirt.VIR_ERR_SYSTEM_ERROR)
+            for f in ([self.fault] if self.fault else []) + self.faults:
+                if f[:3] != (host, site, n):
+                    continue
+                self.fired = (self.fired or []) + [f]
+                mode = f[3]
+                if mode == 'error':
+                    raise lv_error('injected failure of %s on %s' % (site, host), libvirt.VIR_ERR_OPERATION_FAILED)
+                self.dropped.add(host)
+                if mode == 'hang':
+                    self.clock.now += 30      # until libvirt's keepalive gives up on the peer
+                    raise lv_error('internal error: connection closed due to keepalive timeout',
+                                   libvirt.VIR_ERR_INTERNAL_ERROR)
+                raise lv_error('Cannot recv data: Connection reset by peer', libvirt.VIR_ERR_SYSTEM_ERROR)
+
+    def event(self, what, host, name):
+        self.events.append((what, host, name))
+
+    # -- what the invariants look at ---------------------------------------------------------------
+    def where(self, name):
+        """{host: state} of every host that defines or runs NAME."""
+        return dict((h, d.doms[name].state) for h, d in self.hosts.items() if name in d.doms)
+
+    def running(self, name):
+        return sorted(h for h, st in self.where(name).items() if st == RUNNING)
+
+
+def domain_xml(name, uuid, disk_path, memory_mib=512):
+    return ("<domain type='kvm'><name>%s</name><uuid>%s</uuid><memory unit='KiB'>%d</memory>"
+            "<vcpu>1</vcpu><os><type arch='x86_64' machine='pc-q35-9.2'>hvm</type></os><devices>"
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='none'/>"
+            "<source file='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>"
+            % (name, uuid, memory_mib * 1024, disk_path))
+
+
+# -- the binding's objects ------------------------------------------------------------------------
+
+class FakeConn(libvirt.virConnect):
+    def __init__(self, world, host):  # pylint: disable=super-init-not-called
+        self._o = None
+        self.w, self.h = world, host
+        world.hit(host, 'open')
+
+    def _host(self):
+        return self.w.hosts[self.h]
+
+    def close(self):
+        return 0
+
+    def setKeepAlive(self, interval, count):  # pylint: disable=invalid-name,unused-argument
+        return 0
+
+    def getLibVersion(self):  # pylint: disable=invalid-name
+        self.w.hit(self.h, 'getLibVersion')
+        return 11003000
+
+    def getHostname(self):  # pylint: disable=invalid-name
+        self.w.hit(self.h, 'getHostname')
+        return self.h
+
+    def getCapabilities(self):  # pylint: disable=invalid-name
+        self.w.hit(self.h, 'getCapabilities')
+        return '<capabilities><host><uuid>%s</uuid></host></capabilities>' % self._host().uuid
+
+    def lookupByName(self, name):  # pylint: disable=invalid-name
+        self.w.hit(self.h, 'lookupByName')
+        if name not in self._host().doms:
+            raise lv_error("Domain not found: no domain with matching name '%s'" % name, libvirt.VIR_ERR_NO_DOMAIN)
+        return FakeDomain(self, name)
+
+    def lookupByUUIDString(self, uuid):  # pylint: disable=invalid-name
+        self.w.hit(self.h, 'lookupByUUIDString')
+        for d in self._host().doms.values():
+            if d.uuid == uuid:
+                return FakeDomain(self, d.name)
+        raise lv_error("Domain not found: no domain with matching uuid '%s'" % uuid, libvirt.VIR_ERR_NO_DOMAIN)
+
+    def listAllDomains(self, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self.w.hit(self.h, 'listAllDomains')
+        return [FakeDomain(self, n) for n in sorted(self._host().doms)]
+
+    def domainListGetStats(self, doms, stats, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self.w.hit(self.h, 'domainListGetStats')
+        return [(d, {'dirtyrate.calc_status': 2, 'dirtyrate.megabytes_per_second': 4}) for d in doms]
+
+    def defineXML(self, xml):  # pylint: disable=invalid-name
+        self.w.hit(self.h, 'defineXML')
+        root = ET.fromstring(xml)
+        name, uuid = root.findtext('name'), root.findtext('uuid')
+        with self.w.lock:
+            host = self._host()
+            if name in host.doms:
+                host.doms[name].xml = xml
+                host.doms[name].persistent = True
+            else:
+                host.doms[name] = Dom(name, uuid, xml, state=SHUTOFF)
+            self.w.event('define', self.h, name)
+        return FakeDomain(self, name)
+
+    # storage
+    def listAllStoragePools(self, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self.w.hit(self.h, 'listAllStoragePools')
+        return [FakePool(self, n) for n in sorted(self._host().pools)]
+
+    def storagePoolLookupByName(self, name):  # pylint: disable=invalid-name
+        self.w.hit(self.h, 'storagePoolLookupByName')
+        if name not in self._host().pools:
+            raise lv_error('Storage pool not found: %s' % name, libvirt.VIR_ERR_NO_STORAGE_POOL)
+        return FakePool(self, name)
+
+    def storagePoolCreateXML(self, xml, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self.w.hit(self.h, 'storagePoolCreateXML')
+        root = ET.fromstring(xml)
+        self._host().pools[root.findtext('name')] = root.findtext('./target/path')
+        return FakePool(self, root.findtext('name'))
+
+    def newStream(self, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self.w.hit(self.h, 'newStream')
+        return FakeStream(self)
+
+
+class FakeDomain(libvirt.virDomain):
+    def __init__(self, conn, name):  # pylint: disable=super-init-not-called
+        self._o = None
+        self.c, self.w, self.h, self._name = conn, conn.w, conn.h, name
+
+    def _d(self, site):
+        self.w.hit(self.h, site)
+        d = self.w.hosts[self.h].doms.get(self._name)
+        if d is None:
+            raise lv_error("Domain not found: '%s'" % self._name, libvirt.VIR_ERR_NO_DOMAIN)
+        return d
+
+    def name(self):
+        return self._name
+
+    def UUIDString(self):  # pylint: disable=invalid-name
+        return self._d('UUIDString').uuid
+
+    def isActive(self):  # pylint: disable=invalid-name
+        return int(self._d('isActive').active)
+
+    def isPersistent(self):  # pylint: disable=invalid-name
+        return int(self._d('isPersistent').persistent)
+
+    def state(self, flags=0):  # pylint: disable=unused-argument
+        d = self._d('state')
+        return [d.state, d.reason]
+
+    def info(self):
+        d = self._d('info')
+        return [d.state, 512 * 1024, 512 * 1024, 1, 0]
+
+    def XMLDesc(self, flags=0):  # pylint: disable=invalid-name,unused-argument
+        return self._d('XMLDesc').xml
+
+    def startDirtyRateCalc(self, seconds, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self._d('startDirtyRateCalc')
+        return 0
+
+    def _set(self, site, state, reason=1, what=None):
+        d = self._d(site)
+        with self.w.lock:
+            d.state, d.reason = state, reason
+            if what:
+                self.w.event(what, self.h, self._name)
+        return 0
+
+    def create(self):
+        d = self._d('create')
+        if d.active:
+            raise lv_error('Requested operation is not valid: domain is already running', libvirt.VIR_ERR_OPERATION_INVALID)
+        with self.w.lock:
+            d.state, d.reason = RUNNING, 1
+            self.w.event('start', self.h, self._name)
+        return 0
+
+    def shutdown(self):
+        if self.w.ignore_shutdown:
+            self._d('shutdown')
+            return 0
+        return self._set('shutdown', SHUTOFF, what='shutdown')
+
+    def destroy(self):
+        return self._set('destroy', SHUTOFF, what='destroy')
+
+    def suspend(self):
+        d = self._d('suspend')
+        with self.w.lock:
+            d.state, d.reason = PAUSED, 1
+            job = self.w.jobs.get(self._name)
+            if job:
+                job['paused'] = True
+                job['done'].set()
+        return 0
+
+    def resume(self):
+        return self._set('resume', RUNNING, what='resume')
+
+    def undefineFlags(self, flags=0):  # pylint: disable=invalid-name,unused-argument
+        d = self._d('undefineFlags')
+        with self.w.lock:
+            if d.active:
+                d.persistent = False
+            else:
+                del self.w.hosts[self.h].doms[self._name]
+            self.w.event('undefine', self.h, self._name)
+        return 0
+
+    def undefine(self):
+        d = self._d('undefine')
+        with self.w.lock:
+            if d.active:
+                d.persistent = False
+            else:
+                del self.w.hosts[self.h].doms[self._name]
+            self.w.event('undefine', self.h, self._name)
+        return 0
+
+    # jobs
+    def jobStats(self, flags=0):  # pylint: disable=invalid-name
+        self._d('jobStats')
+        job = self.w.jobs.get(self._name)
+        if flags & libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED:
+            return {'type': libvirt.VIR_DOMAIN_JOB_COMPLETED, 'downtime': 40, 'data_processed': 600 * MIB,
+                    'memory_iteration': 3} if job is None or job.get('completed') else {'type': 0}
+        if job is None or job['done'].is_set():
+            return {'type': libvirt.VIR_DOMAIN_JOB_NONE}
+        with self.w.lock:
+            job['polls'] += 1
+            self.w.clock.now += job['step_s']      # the job runs while the monitor looks
+            finish = self.w.polls_to_finish
+            if finish is not None and job['polls'] >= finish:
+                job['done'].set()
+            return {'type': libvirt.VIR_DOMAIN_JOB_UNBOUNDED, 'memory_iteration': job['polls'] + 1,
+                    'data_processed': job['polls'] * 100 * MIB, 'data_remaining': 400 * MIB,
+                    'memory_remaining': 400 * MIB, 'data_total': 512 * MIB, 'memory_bps': 100 * MIB}
+
+    def migrateSetMaxDowntime(self, ms, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self._d('migrateSetMaxDowntime')
+        return 0
+
+    def migrateStartPostCopy(self, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self._d('migrateStartPostCopy')
+        job = self.w.jobs.get(self._name)
+        if job:
+            job['postcopy'] = True
+            job['done'].set()
+        return 0
+
+    def abortJob(self):  # pylint: disable=invalid-name
+        self._d('abortJob')
+        job = self.w.jobs.get(self._name)
+        if job and not job.get('postcopy'):
+            job['aborted'] = True
+            job['done'].set()
+        return 0
+
+    def abortJobFlags(self, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self._d('abortJobFlags')
+        return 0
+
+    def migrateToURI3(self, duri, params, flags):  # pylint: disable=invalid-name
+        return self._migrate(urlparse(duri).hostname, flags, 'migrateToURI3')
+
+    def migrate3(self, dconn, params, flags):
+        return self._migrate(dconn.h, flags, 'migrate3')
+
+    def _migrate(self, dest, flags, site):
+        d = self._d(site)
+        w = self.w
+        if dest in w.dropped:
+            raise lv_error('unable to connect to server at %s:16514: Connection refused' % dest, libvirt.VIR_ERR_SYSTEM_ERROR)
+        target = w.hosts[dest]
+        if flags & libvirt.VIR_MIGRATE_POSTCOPY_RESUME:
+            there = target.doms.get(self._name)
+            if d.state != PAUSED or d.reason != POSTCOPY_FAILED or there is None:
+                raise lv_error('Requested operation is not valid: migration is not in post-copy failed state',
+                               libvirt.VIR_ERR_OPERATION_INVALID)
+            w.hit(self.h, site + ':resumed')
+            with w.lock:
+                there.state, there.reason = RUNNING, 1
+                d.state, d.reason = SHUTOFF, 2
+                w.event('migrated', dest, self._name)
+                w.jobs[self._name] = {'done': threading.Event(), 'completed': True, 'polls': 0, 'step_s': 0}
+            return 0
+        if self._name in target.doms and target.doms[self._name].active:
+            raise lv_error('operation failed: domain %s is already active on %s' % (self._name, dest),
+                           libvirt.VIR_ERR_OPERATION_FAILED)
+        job = {'done': threading.Event(), 'polls': 0, 'step_s': w.job_step_s}
+        w.jobs[self._name] = job
+        try:
+            # the job runs in libvirtd: it ends as the monitor watches it; when our connection to the source
+            # is lost the call fails at once while libvirtd goes on - a converging guest arrives anyway
+            for _slice in range(400):
+                if job['done'].wait(0.01):
+                    break
+                if self.h in w.dropped:
+                    if w.polls_to_finish is not None:
+                        self._arrive(d, target, dest, flags, job)
+                    raise lv_error('Cannot recv data: Connection reset by peer', libvirt.VIR_ERR_SYSTEM_ERROR)
+            else:
+                raise lv_error('fake: nobody ended a job that cannot converge', libvirt.VIR_ERR_INTERNAL_ERROR)
+            if job.get('aborted'):
+                raise lv_error('operation aborted: migration out job: canceled by client',
+                               libvirt.VIR_ERR_OPERATION_ABORTED)
+            if job.get('postcopy'):
+                # past the switch-over the destination runs the guest: a failure now splits it
+                try:
+                    w.hit(self.h, site + ':postcopy')
+                except libvirt.libvirtError:
+                    with w.lock:
+                        target.doms[self._name] = Dom(self._name, d.uuid, d.xml, state=PAUSED, reason=POSTCOPY_FAILED)
+                        d.state, d.reason = PAUSED, POSTCOPY_FAILED
+                        w.event('postcopy_failed', dest, self._name)
+                    raise
+            # the destination's side: the incoming guest exists (paused) before the job finishes there; a
+            # failure of that last step leaves it for the source side to clean up
+            with w.lock:
+                if not job.get('postcopy'):
+                    target.doms[self._name] = Dom(self._name, d.uuid, d.xml, state=PAUSED,
+                                                  persistent=bool(flags & libvirt.VIR_MIGRATE_PERSIST_DEST))
+            w.hit(dest, 'incoming')
+            self._arrive(d, target, dest, flags, job)
+        finally:
+            job['done'].set()
+        return 0
+
+    def _arrive(self, d, target, dest, flags, job):
+        w = self.w
+        with w.lock:
+            state = PAUSED if job.get('paused') else RUNNING
+            target.doms[self._name] = Dom(self._name, d.uuid, d.xml, state=state,
+                                          persistent=bool(flags & libvirt.VIR_MIGRATE_PERSIST_DEST))
+            d.state, d.reason = SHUTOFF, 2
+            if not d.persistent:
+                del w.hosts[self.h].doms[self._name]
+            job['completed'] = True
+            w.event('migrated', dest, self._name)
+
+
+class FakePool(libvirt.virStoragePool):
+    def __init__(self, conn, name):  # pylint: disable=super-init-not-called
+        self._o = None
+        self.c, self.w, self.h, self._name = conn, conn.w, conn.h, name
+
+    def _path(self, site):
+        self.w.hit(self.h, site)
+        path = self.w.hosts[self.h].pools.get(self._name)
+        if path is None:
+            raise lv_error('Storage pool not found: %s' % self._name, libvirt.VIR_ERR_NO_STORAGE_POOL)
+        return path
+
+    def name(self):
+        return self._name
+
+    def isActive(self):  # pylint: disable=invalid-name
+        self._path('pool.isActive')
+        return 1
+
+    def XMLDesc(self, flags=0):  # pylint: disable=invalid-name,unused-argument
+        return "<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>" % (
+            self._name, self._path('pool.XMLDesc'))
+
+    def refresh(self, flags=0):  # pylint: disable=unused-argument
+        self._path('pool.refresh')
+        return 0
+
+    def info(self):
+        self._path('pool.info')
+        return [2, 100 * 1024 * MIB, 10 * 1024 * MIB, 90 * 1024 * MIB]
+
+    def destroy(self):
+        self._path('pool.destroy')
+        del self.w.hosts[self.h].pools[self._name]
+        return 0
+
+    def listAllVolumes(self, flags=0):  # pylint: disable=invalid-name,unused-argument
+        path = self._path('pool.listAllVolumes')
+        files = self.w.hosts[self.h].files
+        return [FakeVol(self.c, p) for p in sorted(files) if p.rsplit('/', 1)[0] == path]
+
+    def storageVolLookupByName(self, name):  # pylint: disable=invalid-name
+        path = self._path('pool.storageVolLookupByName') + '/' + name
+        if path not in self.w.hosts[self.h].files:
+            raise lv_error('Storage volume not found: %s' % path, libvirt.VIR_ERR_NO_STORAGE_VOL)
+        return FakeVol(self.c, path)
+
+    def createXML(self, xml, flags=0):  # pylint: disable=invalid-name,unused-argument
+        path = self._path('pool.createXML') + '/' + ET.fromstring(xml).findtext('name')
+        with self.w.lock:
+            self.w.hosts[self.h].files[path] = b''
+            self.w.event('create_volume', self.h, path)
+        return FakeVol(self.c, path)
+
+
+class FakeVol(libvirt.virStorageVol):
+    def __init__(self, conn, path):  # pylint: disable=super-init-not-called
+        self._o = None
+        self.c, self.w, self.h, self._p = conn, conn.w, conn.h, path
+
+    def _data(self, site):
+        self.w.hit(self.h, site)
+        data = self.w.hosts[self.h].files.get(self._p)
+        if data is None:
+            raise lv_error('Storage volume not found: %s' % self._p, libvirt.VIR_ERR_NO_STORAGE_VOL)
+        return data
+
+    def name(self):
+        return self._p.rsplit('/', 1)[1]
+
+    def path(self):
+        self._data('vol.path')
+        return self._p
+
+    def info(self):
+        data = self._data('vol.info')
+        return [libvirt.VIR_STORAGE_VOL_FILE, 8 * MIB, len(data)]
+
+    def XMLDesc(self, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self._data('vol.XMLDesc')
+        return "<volume><name>%s</name><target><format type='qcow2'/></target></volume>" % self.name()
+
+    def delete(self, flags=0):  # pylint: disable=unused-argument
+        self._data('vol.delete')
+        with self.w.lock:
+            del self.w.hosts[self.h].files[self._p]
+            self.w.event('delete_volume', self.h, self._p)
+        return 0
+
+    def download(self, stream, offset, length, flags=0):  # pylint: disable=unused-argument
+        stream.source = self._data('vol.download')
+        stream.vol = self
+        return 0
+
+    def upload(self, stream, offset, length, flags=0):  # pylint: disable=unused-argument
+        self._data('vol.upload')
+        stream.target = self
+        stream.sink = []
+        return 0
+
+
+class FakeStream(libvirt.virStream):
+    def __init__(self, conn):  # pylint: disable=super-init-not-called
+        self._o = None
+        self.c, self.w, self.h = conn, conn.w, conn.h
+        self.source = self.target = self.sink = self.vol = None
+
+    def sparseRecvAll(self, handler, hole_handler, opaque):  # pylint: disable=invalid-name
+        self.w.hit(self.h, 'stream.sparseRecvAll')
+        data = self.source or b''
+        for i in range(0, len(data), 4096):
+            handler(self, data[i:i + 4096], opaque)
+        return 0
+
+    def sparseSendAll(self, handler, hole_handler, skip_handler, opaque):  # pylint: disable=invalid-name
+        self.w.hit(self.h, 'stream.sparseSendAll')
+        while True:
+            in_data, length = hole_handler(self, opaque)
+            if in_data and length == 0:
+                break
+            if in_data:
+                self.sink.append(handler(self, length, opaque))
+            else:
+                skip_handler(self, length, opaque)
+                self.sink.append(b'\0' * length)
+        return 0
+
+    def finish(self):
+        self.w.hit(self.h, 'stream.finish')
+        if self.target is not None:
+            with self.w.lock:
+                self.w.hosts[self.h].files[self.target._p] = b''.join(self.sink)  # pylint: disable=protected-access
+                self.w.event('uploaded', self.h, self.target._p)  # pylint: disable=protected-access
+        return 0
+
+    def abort(self):
+        self.w.hit(self.h, 'stream.abort')
+        return 0
+
+
+# -- clients: the collection's own LibvirtClient, opening fake connections ---------------------------
+
+class FakeClient(C.LibvirtClient):
+    def __init__(self, world, uri):
+        C.LibvirtClient.__init__(self, uri, retries=0, retry_delay=0, sleep=world.clock.sleep, keepalive=None)
+        self.w = world
+
+    def _open(self):
+        try:
+            return FakeConn(self.w, urlparse(self._uri).hostname)
+        except libvirt.libvirtError as e:
+            raise C.wrap_error(e, 'cannot connect to libvirt at %s' % self.uri)
+
+
+class FakeCache:
+    def __init__(self, world):
+        self.w, self._clients = world, {}
+
+    def get(self, uri):
+        if uri not in self._clients:
+            self._clients[uri] = FakeClient(self.w, uri)
+        return self._clients[uri]
+
+    def close(self):
+        for c in self._clients.values():
+            c.close()
+        self._clients = {}
+
+
+def uri(host):
+    return 'qemu+tls://%s/system' % host
