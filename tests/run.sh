@@ -44,12 +44,12 @@ stage "soak slice: busy guests moved through the collection with every strategy,
 # (the full soak is bash tests/soak.sh; any damaged guest or failed move fails the suite)
 python tests/soak/soak.py --rounds 1
 
-stage "benchmarks, short runs (figures; a guest damaged by a benchmark move fails the suite)"
-# (CI's budget allows 2 interleaved runs per arm and the drain's capped scenario once; bash tests/bench.sh
-# runs the full benchmarks: 6 runs per arm, 3 per drain scenario)
+stage "benchmark smoke: one run per arm (figures; a guest damaged by a benchmark move fails the suite)"
+# The suite's 45-minute budget leaves room for one run per arm of the single-VM benchmark - figures to
+# watch, not a comparison. The benchmarks proper (several interleaved runs per arm, the drain against
+# serial virsh) are bash tests/bench.sh; their last figures are in the issues' closing notes.
 python tests/benchmarks/bench_checks.py
 python tests/benchmarks/bench_planner.py
-python tests/benchmarks/bench_migrate.py --runs 2 --busy-runs 2
-python tests/benchmarks/bench_evacuate.py --runs 1 --capped-only
+python tests/benchmarks/bench_migrate.py --runs 1 --busy-runs 1
 
 stage "done in $(( $(date +%s) - t0 )) s"
