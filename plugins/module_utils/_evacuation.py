@@ -35,6 +35,8 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck impo
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
 
 LIVE_METHODS = ('live', 'live_copy_storage', 'offline')
+# The plan's format: evacuate refuses a plan of another version.
+PLAN_VERSION = 1
 
 # the plan's options (evacuation_plan and evacuate; documented in doc_fragments/evacuation.py)
 PLAN_ARGSPEC = dict(
@@ -83,6 +85,107 @@ def group_of(anti_affinity):
     return out
 
 
+class PlanRefused(LibvirtClientError):
+    """An approved plan that cannot run here at all (another host, version or policy); nothing was done."""
+
+
+def revalidate(plan, source_doms, dest_state, policy, headroom_mib):
+    """What an approved PLAN still allows now (pure): (plan to run, what changed since it was made).
+
+    Only what can change between approving and running is looked at: each VM still running on the source
+    with the same UUID; each destination reachable, without a domain of that name or UUID, with the free
+    memory the plan's moves to it need (with the headroom, as planned); VMs started since, which the plan
+    does not know (they stay). SOURCE_DOMS: {name: (uuid, active)} on the source now. DEST_STATE: per
+    destination name, None when unreachable (with 'error'), else {'free_mib', 'domains': [(name, uuid)]}.
+    Moves that no longer hold are left, each with the change as its reason.
+    """
+    if plan.get('version') != PLAN_VERSION:
+        raise PlanRefused('the plan is of version %s; this collection runs plans of version %d: make it again'
+                          % (plan.get('version'), PLAN_VERSION))
+    if bool(plan.get('allow_cold')) != (policy == 'cold'):
+        raise PlanRefused('the plan was made %s cold moves, for a non_live_policy %s cold; the drain runs with '
+                          'non_live_policy=%s: make the plan again with that policy'
+                          % ('with' if plan.get('allow_cold') else 'without', '=' if plan.get('allow_cold') else '!=',
+                             policy))
+    changes, keep, left = [], [], dict(plan.get('left') or {})
+    planned = set(m['name'] for m in plan['moves']) | set(left)
+    by_dest = {}
+    for m in plan['moves']:
+        now = source_doms.get(m['name'])
+        dest = dest_state.get(m['destination'])
+        why = None
+        if now is None:
+            why = 'no longer on this host'
+        elif m.get('uuid') and now[0] != m['uuid']:
+            why = 'another domain of that name (UUID %s, the plan had %s)' % (now[0], m['uuid'])
+        elif not now[1] and m['method'] in ('live', 'live_copy_storage'):
+            why = 'no longer running'
+        elif dest is None or dest.get('error'):
+            why = 'destination %s cannot be reached now: %s' % (m['destination'], (dest or {}).get('error', '?'))
+        else:
+            clash = [d for d in dest['domains'] if d[0] == m['name'] or (m.get('uuid') and d[1] == m['uuid'])]
+            if clash:
+                why = '%s already has a domain %s (UUID %s)' % (m['destination'], clash[0][0], clash[0][1])
+        if why:
+            changes.append('%s: %s' % (m['name'], why))
+            left[m['name']] = 'changed since the plan was approved: %s' % why
+            continue
+        by_dest.setdefault(m['destination'], []).append(m)
+    for dest, moves in sorted(by_dest.items()):
+        free = dest_state[dest]['free_mib']
+        need = headroom_mib
+        for m in moves:                      # in plan order (longest first): keep what fits, as planned
+            if need + (m.get('memory_mib') or 0) <= free:
+                need += m.get('memory_mib') or 0
+                keep.append(m)
+            else:
+                why = ('%s has %d MiB free now; with the %d MiB kept free it cannot take %d MiB more'
+                       % (dest, free, headroom_mib, m.get('memory_mib') or 0))
+                changes.append('%s: %s' % (m['name'], why))
+                left[m['name']] = 'changed since the plan was approved: %s' % why
+    for name, (_uuid, active) in sorted(source_doms.items()):
+        if active and name not in planned:
+            changes.append('%s: started after the plan was approved (not in it: it stays)' % name)
+            left[name] = 'started after the plan was approved: not in it'
+    order = dict((m['name'], i) for i, m in enumerate(plan['moves']))
+    keep.sort(key=lambda m: order[m['name']])
+    return dict(plan, moves=keep, left=left), changes
+
+
+def check_approved(cache, p, plan, policy):
+    """An approved PLAN against the hosts as they are now (see revalidate): (plan to run, changes). Reads
+    the source's domains and, per destination the plan uses, its free memory and domains - nothing else."""
+    src = cache.get(p['uri'])
+    here = src.host_uuid()
+    if (plan.get('source') or {}).get('uuid') != here:
+        raise PlanRefused('the plan was made for the host with UUID %s; this is %s: nothing was done'
+                          % ((plan.get('source') or {}).get('uuid'), here))
+    unknown = sorted(set(m['destination'] for m in plan.get('moves') or [])
+                     - set(d['name'] for d in p['destinations']))
+    if unknown:
+        raise PlanRefused('the plan moves VMs to %s, which are not among the destinations given: nothing was done'
+                          % ', '.join(unknown))
+    source_doms = dict((d.name(), (d.UUIDString(), bool(d.isActive())))
+                       for d in src.call('cannot list domains', src.conn.listAllDomains, 0))
+    dest_state = {}
+    for d in p['destinations']:
+        if not any(m['destination'] == d['name'] for m in plan['moves']):
+            continue
+        try:
+            dst = cache.get(d['uri'])
+            if dst.host_uuid() == here:
+                raise SourceAsDestination('destination %s is the source host itself: nothing was done' % d['name'])
+            dest_state[d['name']] = {
+                'free_mib': dst.call('cannot read free memory', dst.conn.getFreeMemory) // (1024 * 1024),
+                'domains': [(x.name(), x.UUIDString()) for x in dst.call('cannot list domains',
+                                                                          dst.conn.listAllDomains, 0)]}
+        except SourceAsDestination:
+            raise
+        except LibvirtClientError as e:
+            dest_state[d['name']] = {'error': e.msg}
+    return revalidate(plan, source_doms, dest_state, policy, plan.get('headroom_mib') or 0)
+
+
 class SourceAsDestination(LibvirtClientError):
     """A destination that is the host being drained (the same libvirt host UUID): nothing can go there."""
 
@@ -99,7 +202,8 @@ def plan_evacuation(cache, p):
         names = sorted(d.name() for d in src.call('cannot list domains', src.conn.listAllDomains, 0)
                        if d.isActive())
     groups = group_of(p.get('anti_affinity'))
-    per_vm = dict((n, {'memory_mib': 0, 'allowed': [], 'method': {}, 'refused': {}, 'copies': {}}) for n in names)
+    per_vm = dict((n, {'memory_mib': 0, 'allowed': [], 'method': {}, 'refused': {}, 'copies': {}, 'storage': {},
+                       'uuid': None}) for n in names)
     hosts = []
     for dest in p['destinations']:
         dst = cache.get(dest['uri'])
@@ -121,6 +225,7 @@ def plan_evacuation(cache, p):
         for r in report['domains']:
             info = per_vm[r['name']]
             info['memory_mib'] = r['memory_mib'] or 0
+            info['uuid'] = r.get('uuid') or info['uuid']
             # memory is the planner's business (it counts what it places): judge the rest
             others = [c for c in r['checks'] if c['check'] != 'memory']
             copy_needed = any(v.get('verdict') != 'shared' for v in (r.get('storage') or {}).values())
@@ -134,6 +239,7 @@ def plan_evacuation(cache, p):
                 info['allowed'].append(dest['name'])
                 info['method'][dest['name']] = method
                 info['copies'][dest['name']] = copy_needed or bool(r.get('state_files'))
+                info['storage'][dest['name']] = dict((t, v.get('verdict')) for t, v in (r.get('storage') or {}).items())
             elif method == 'none' and dest['name'] in info.get('cold_at', []):
                 info['refused'][dest['name']] = ['only a cold migration could move it'] + failing
             else:
@@ -153,10 +259,14 @@ def plan_evacuation(cache, p):
     timeline, makespan = P.schedule(moves, p['rate_mibps'], p['max_outbound'], p['max_inbound'], p['max_total'])
     out_moves = []
     for t in timeline:
-        out_moves.append({'name': t['name'], 'destination': t['dest'], 'method': per_vm[t['name']]['method'][t['dest']],
-                          'copies_disks': per_vm[t['name']]['copies'][t['dest']],
-                          'memory_mib': per_vm[t['name']]['memory_mib'], 'start_s': t['start_s'], 'end_s': t['end_s']})
-    return {'moves': out_moves, 'left': placed['unplaced'], 'predicted_total_s': makespan,
+        info = per_vm[t['name']]
+        out_moves.append({'name': t['name'], 'uuid': info['uuid'], 'destination': t['dest'],
+                          'method': info['method'][t['dest']], 'copies_disks': info['copies'][t['dest']],
+                          'storage': info['storage'].get(t['dest'], {}),
+                          'memory_mib': info['memory_mib'], 'start_s': t['start_s'], 'end_s': t['end_s']})
+    return {'version': PLAN_VERSION, 'source': {'uuid': src_uuid, 'uri': SEC.redact_uri(src.uri)},
+            'allow_cold': bool(p.get('allow_cold')), 'headroom_mib': p.get('headroom_mib', 0),
+            'moves': out_moves, 'left': placed['unplaced'], 'predicted_total_s': makespan,
             'refused': dict((n, per_vm[n]['refused']) for n in names if per_vm[n]['refused']),
             'cold_only': sorted(n for n in names if not per_vm[n]['allowed'] and per_vm[n].get('cold_at')),
             'free_after_mib': placed['free_after']}
@@ -170,21 +280,11 @@ NON_LIVE_POLICIES = ('skip', 'shutdown', 'cold')
 
 
 def admit(pending, running, limits):
-    """Which pending move to start now (pure): the first, in plan order (longest first), whose
-    destination has an inbound slot, while the source has outbound and the run has global slots.
-
-    PENDING: [{'name', 'destination'}]; RUNNING: [{'name', 'destination'}];
-    LIMITS: {'max_outbound', 'max_inbound', 'max_total'}. Returns a move or None.
-    """
-    if len(running) >= min(limits['max_outbound'], limits['max_total']):
-        return None
-    inbound = {}
-    for r in running:
-        inbound[r['destination']] = inbound.get(r['destination'], 0) + 1
-    for m in pending:
-        if inbound.get(m['destination'], 0) < limits['max_inbound']:
-            return m
-    return None
+    """Which pending move to start now: _planner.admit, the rule the plan's schedule was predicted with
+    (one source - this host; PENDING in plan order; RUNNING and PENDING: [{'name', 'destination'}];
+    LIMITS: {'max_outbound', 'max_inbound', 'max_total'}). Returns a move or None."""
+    return P.admit(pending, running, limits['max_outbound'], limits['max_inbound'], limits['max_total'],
+                   source=lambda m: 'source', dest=lambda m: m['destination'])
 
 
 def split_plan(plan, policy):
@@ -324,6 +424,9 @@ class Evacuation:
             dst = cache.get(move['uri'])
             # the URIs as given (libvirt opens them); results and the journal show them redacted
             where = {'uri': move.get('from_uri') or p['uri'], 'dest_uri': move['uri'], 'domain': name}
+            if p.get('plan') and not p.get('rollback') and 'storage' in move:
+                # checked when the plan was made, revalidated at the drain's start: not checked again
+                where['approved'] = {'storage': move['storage']}
             if move['method'] == 'cold':
                 opts = option_defaults(COLD_ARGSPEC)
                 opts.update(p.get('cold_options') or {})
@@ -440,9 +543,14 @@ class Evacuation:
                 'left': left, 'predicted_total_s': plan.get('predicted_total_s'), 'total': len(plan['moves'])}
 
     # -- the drain ----------------------------------------------------------------------------------
+    def approved(self, plan):
+        """The approved PLAN, revalidated here and now (see revalidate): (plan to run, changes)."""
+        return check_approved(self.cache, self.p, plan, self.p['non_live_policy'])
+
     def run(self, check_mode=False):
         p = self.p
         self.t0 = self.clock()
+        changes = []
         uris = dict((d['name'], d['uri']) for d in p['destinations'])
         if p.get('rollback'):
             to_run = rollback_moves(read_journal(p.get('journal')), p.get('source_name') or SEC.redact_uri(p['uri']))
@@ -455,6 +563,9 @@ class Evacuation:
             plan = {'moves': [dict((k, v) for k, v in m.items() if k != 'from_uri') for m in to_run], 'left': {},
                     'predicted_total_s': None, 'refused': {}}
             left = []
+        elif p.get('plan'):
+            plan, changes = self.approved(p['plan'])
+            to_run, left = split_plan(plan, p['non_live_policy'])
         else:
             plan = plan_evacuation(self.cache, dict(p, allow_cold=p['non_live_policy'] == 'cold'))
             to_run, left = split_plan(plan, p['non_live_policy'])
@@ -462,7 +573,9 @@ class Evacuation:
         if refused:
             raise PlaintextRefused('will not drain: %s' % ' | '.join(refused))
         out = {'plan': plan, 'left': left, 'changed': bool(to_run) or any(x['action'] == 'shutdown' for x in left),
-               'plan_lines': R.plan_lines(plan, p.get('source_name') or '')}
+               'plan_lines': R.plan_lines(plan, p.get('source_name') or ''),
+               'approved_plan': bool(p.get('plan')) and not p.get('rollback'), 'changes': changes}
+        out['plan_lines'] += ['  changed since the plan was approved - %s' % c for c in changes]
         out['plan_lines'] += ['  %s: %s' % (x['name'], x['action']) for x in left if x['action'] == 'shutdown']
         out['to_do'] = len(to_run) + len([x for x in left if x['action'] == 'shutdown'])
         if check_mode:

@@ -172,22 +172,38 @@ class MigrationError(LibvirtClientError):
         self.result = result or {}
 
 
-def measure_dirty_rate(client, dom, seconds=1, clock=time.monotonic, sleep=time.sleep):
-    """The guest's dirty rate in bytes/s, measured by QEMU through libvirt; None if unsupported."""
-    if not hasattr(dom, 'startDirtyRateCalc'):
-        return None
+def start_dirty_rate(dom, seconds):
+    """Have QEMU start measuring the guest's dirty rate over SECONDS (it runs while other work goes on);
+    False when this QEMU or libvirt cannot."""
+    if not seconds or not hasattr(dom, 'startDirtyRateCalc'):
+        return False
+    try:
+        dom.startDirtyRateCalc(int(seconds), 0)
+    except LibvirtClientError:
+        return False
+    return True
 
+
+def read_dirty_rate(client, dom, seconds, clock=time.monotonic, sleep=time.sleep):
+    """The dirty rate in bytes/s of a measurement start_dirty_rate began (waiting for its end, SECONDS + 5
+    at most); None if it gives none."""
     def measured():
         stats = client.conn.domainListGetStats([dom], libvirt.VIR_DOMAIN_STATS_DIRTYRATE, 0)[0][1]
         if stats.get('dirtyrate.calc_status') == 2:
             return {'rate': int(stats.get('dirtyrate.megabytes_per_second', 0)) * S.MIB}
         return None
     try:
-        dom.startDirtyRateCalc(int(seconds), 0)
         found = wait_until(measured, seconds + 5, 0.1, clock, sleep)
     except LibvirtClientError:
         return None
     return found['rate'] if found else None
+
+
+def measure_dirty_rate(client, dom, seconds=1, clock=time.monotonic, sleep=time.sleep):
+    """The guest's dirty rate in bytes/s, measured by QEMU through libvirt; None if unsupported."""
+    if not start_dirty_rate(dom, seconds):
+        return None
+    return read_dirty_rate(client, dom, seconds, clock, sleep)
 
 
 def write_status(path, data):
@@ -465,9 +481,16 @@ class LiveMigration:
             params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] = int(o['postcopy_bandwidth_mibps'])
         return params
 
+    def phase(self, name, since):
+        """Record how long the phase NAME took (from SINCE) in the result's phases; returns now."""
+        now = self.clock()
+        self.result.setdefault('phases', {})[name] = round(now - since, 3)
+        return now
+
     def run(self, check_mode=False):
         o = self.o
         src, dst = self.src, self.dst
+        mark = self.clock()
         self.result['source'] = _host(src)
         dom = src.lookup(self.name)
         if dom is None:
@@ -491,15 +514,25 @@ class LiveMigration:
             return self.resume(dom, check_mode)
         self.decide_transport()
         self.require_features(compat.migration_features(o))
-        report, dom_report = self.precheck(dom)
-        self.result['destination'] = report['destination'] and {
-            'uri': dst.uri, 'hostname': report['destination']['hostname'], 'uuid': report['destination']['uuid']}
+        # QEMU measures the dirty rate while the checks and the storage proof run (no second of its own)
+        sampling = start_dirty_rate(dom, o['dirty_rate_sample_s'])
+        if o.get('approved') is not None:
+            # a drain's approved plan: checked when it was made and revalidated when the drain started
+            dom_report = {'storage': dict((t, {'verdict': v}) for t, v in (o['approved'].get('storage') or {}).items())}
+            self.result['checks'] = [{'check': 'approved_plan', 'status': 'pass', 'blocks': 'all',
+                                      'reason': 'checked when the plan was made, revalidated when the drain started'}]
+            self.result['destination'] = _host(dst)
+        else:
+            report, dom_report = self.precheck(dom)
+            self.result['destination'] = report['destination'] and {
+                'uri': dst.uri, 'hostname': report['destination']['hostname'], 'uuid': report['destination']['uuid']}
         facts_disks = self._facts_disks(dom)
         storage = self.storage_plan(facts_disks, dom_report['storage'])
         self.result['storage'] = storage
         ram = dom.info()[1] * 1024
-        dirty = measure_dirty_rate(src, dom, o['dirty_rate_sample_s'], self.clock, self.sleep) \
-            if o['dirty_rate_sample_s'] else None
+        mark = self.phase('checks_s', mark)
+        dirty = read_dirty_rate(src, dom, o['dirty_rate_sample_s'], self.clock, self.sleep) if sampling else None
+        mark = self.phase('dirty_rate_wait_s', mark)
         rate = (o['bandwidth_mibps'] or o['expected_bandwidth_mibps'] or 0) * S.MIB
         prediction = S.predict_precopy(ram, rate, dirty, o['max_downtime_ms'])
         deadline = S.completion_deadline(ram, o['timeout_per_gib_s'], o['min_timeout_s'])
@@ -527,6 +560,7 @@ class LiveMigration:
         if check_mode:
             self.result['state'] = 'planned'
             return self.result
+        self.phase('planning_s', mark)
         return self.migrate(dom, plan, storage, ram, deadline)
 
     def resume(self, dom, check_mode):
@@ -620,6 +654,7 @@ class LiveMigration:
         if not wait_until(step, limit, o['poll_interval'], self.clock, thread.join):
             self.give_up_waiting(dom, state, limit, outcome)
         wall = self.clock() - self.t0
+        self.result.setdefault('phases', {})['migration_s'] = round(wall, 3)
         self.result['decisions'] = self.decisions
         self.result['total_time_s'] = round(wall, 3)
         self.result['postcopy'] = state['postcopy']
@@ -702,6 +737,7 @@ class LiveMigration:
     def commit(self, dom, uuid, state, last):
         """Destination confirmed running before the source definition is removed."""
         o = self.o
+        mark = self.clock()
         stats = self.completed_stats(dom)
         seen = {'dom': None, 'errors': []}
 
@@ -736,6 +772,7 @@ class LiveMigration:
         # convergence measured elsewhere, e.g. by ip_reachable's since)
         self.result['running_on_destination_at'] = round(time.time(), 3)
         self.result['state'] = 'migrated'
+        self.phase('commit_s', mark)
         if o['undefine_source']:
             try:
                 if dom.isPersistent() and not dom.isActive():

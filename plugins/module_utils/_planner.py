@@ -98,6 +98,22 @@ def place(vms, hosts, headroom_mib=0):
             'free_after': dict((h, round(f + headroom_mib, 1)) for h, f in free.items())}
 
 
+def admit(pending, running, max_out, max_in, max_total, source=lambda m: m['source'], dest=lambda m: m['dest']):
+    """The one admission rule, for the predicted schedule and for the drain that runs it: the first
+    PENDING move (they are in plan order, longest first) whose source has an outbound slot and whose
+    destination an inbound slot, while fewer than MAX_TOTAL run; None when none may start now."""
+    if len(running) >= max_total:
+        return None
+    out_busy, in_busy = {}, {}
+    for r in running:
+        out_busy[source(r)] = out_busy.get(source(r), 0) + 1
+        in_busy[dest(r)] = in_busy.get(dest(r), 0) + 1
+    for m in pending:
+        if out_busy.get(source(m), 0) < max_out and in_busy.get(dest(m), 0) < max_in:
+            return m
+    return None
+
+
 def schedule(moves, rate_mibps, max_out=2, max_in=2, max_total=4, overhead_s=2.0):
     """Order and time the migrations.
 
@@ -108,32 +124,21 @@ def schedule(moves, rate_mibps, max_out=2, max_in=2, max_total=4, overhead_s=2.0
     if rate_mibps <= 0:
         raise ValueError('rate_mibps must be positive')
     pending = sorted(moves, key=lambda m: (-m['memory_mib'], m['name']))
-    running = []          # heap of (end, name, source, dest)
-    out_busy, in_busy = {}, {}
+    running = []          # heap of (end, name, move)
     now, timeline = 0.0, []
     while pending or running:
-        started = True
-        while started and pending:
-            started = False
-            if len(running) >= max_total:
+        while pending:
+            m = admit(pending, [r[2] for r in running], max_out, max_in, max_total)
+            if m is None:
                 break
-            for i, m in enumerate(pending):
-                if out_busy.get(m['source'], 0) < max_out and in_busy.get(m['dest'], 0) < max_in:
-                    duration = overhead_s + m['memory_mib'] / float(rate_mibps)
-                    heapq.heappush(running, (now + duration, m['name'], m['source'], m['dest']))
-                    out_busy[m['source']] = out_busy.get(m['source'], 0) + 1
-                    in_busy[m['dest']] = in_busy.get(m['dest'], 0) + 1
-                    timeline.append({'name': m['name'], 'source': m['source'], 'dest': m['dest'],
-                                     'start_s': round(now, 3), 'end_s': round(now + duration, 3)})
-                    del pending[i]
-                    started = True
-                    break
+            duration = overhead_s + m['memory_mib'] / float(rate_mibps)
+            heapq.heappush(running, (now + duration, m['name'], m))
+            timeline.append({'name': m['name'], 'source': m['source'], 'dest': m['dest'],
+                             'start_s': round(now, 3), 'end_s': round(now + duration, 3)})
+            pending.remove(m)
         if not running:
             break
-        end, _name, src, dst = heapq.heappop(running)
-        now = end
-        out_busy[src] -= 1
-        in_busy[dst] -= 1
+        now = heapq.heappop(running)[0]
     makespan = max([t['end_s'] for t in timeline] or [0.0])
     return timeline, makespan
 

@@ -100,7 +100,8 @@ def check_domains(src_client, dst_client, names, reserve_mib=0, planned_mib=0, a
         rec = C.recommend(checks, facts['active'], copy_needed)
         if rec != 'none':
             planned += C.kib_to_mib(facts['memory_kib'])
-        reports.append({'name': name, 'verdict': C.overall(checks), 'recommended': rec, 'active': facts['active'],
+        reports.append({'name': name, 'uuid': facts['uuid'], 'verdict': C.overall(checks), 'recommended': rec,
+                        'active': facts['active'],
                         'checks': checks, 'storage': storage, 'memory_mib': C.kib_to_mib(facts['memory_kib']),
                         # a cold move copies these through volume streams too (TPM state always, NVRAM unless shared)
                         'state_files': bool(facts.get('tpm') or facts.get('nvram'))})

@@ -102,6 +102,18 @@ options:
   return_uri:
     description: This host's libvirt URI as the destinations reach it (the target of the migrations back).
     type: str
+  plan:
+    description:
+      - An approved plan - RV(vmmigration.libvirt.evacuation_plan#module:plan), for example saved by the preflight
+        role - to run as it is instead of planning anew. Without it the drain makes its own plan.
+      - When the drain starts only what can have changed since is checked again - each VM still running here
+        with the same UUID, each destination reachable, without a domain of that name or UUID and with the free
+        memory the plan's moves to it need (with the plan's headroom), and VMs started since (they stay). A move
+        that no longer holds is left, with the change as its reason (RV(changes)); the moves themselves do not
+        check again (no second round of checks and storage probes).
+      - Refused, before anything happens, when it is of another version, for another host or was made for
+        another O(non_live_policy) (cold moves planned or not).
+    type: dict
   allow_incomplete:
     description:
       - Return without failing when VMs are still running on the source after the drain (state V(incomplete),
@@ -166,6 +178,15 @@ left:
   returned: always
   type: list
   elements: dict
+changes:
+  description: With O(plan), what changed since the plan was approved, one line per VM (each such VM stays).
+  returned: always
+  type: list
+  elements: str
+approved_plan:
+  description: Whether the drain ran an approved O(plan) (else it made its own).
+  returned: always
+  type: bool
 moved:
   description: VMs that left the source.
   returned: when the drain ran
@@ -250,6 +271,7 @@ def main():
         rollback=dict(type='bool', default=False),
         return_uri=dict(type='str'),
         allow_incomplete=dict(type='bool', default=False),
+        plan=dict(type='dict'),
     )
     argument_spec.update(PLAN_ARGSPEC)
     argument_spec.update(CONNECTION_ARGSPEC)
@@ -274,11 +296,15 @@ def main():
             boolean((p[name] or {}).get('allow_plaintext', False), strict=True)
         except (ValueError, TypeError) as e:
             problems.append('%s: %s' % (name, e))
+    if p['rollback'] and p['plan']:
+        problems.append('rollback runs the journal, not a plan: give one or the other')
     if p['rollback'] and not (p['journal'] and p['return_uri']):
         problems.append('rollback needs journal and return_uri')
     if p['per_vm_timeout_s'] <= 0 or p['timeout_s'] <= 0:
         problems.append('per_vm_timeout_s and timeout_s must be greater than 0')
-    problems += file_option_problems(p, ('journal', 'status_file'))
+    if not module.check_mode:
+        # (check mode writes neither; a role makes their directory after its check-mode look)
+        problems += file_option_problems(p, ('journal', 'status_file'))
     if problems:
         module.fail_json(msg='; '.join(problems))
     start_event_loop()

@@ -35,6 +35,14 @@ options:
     description: Plan a cold migration for VMs that cannot move live (otherwise they are left, with the reason).
     type: bool
     default: false
+  plan:
+    description:
+      - A plan made earlier (RV(plan)) to look at again instead of planning anew - only what can have changed
+        since is read (each VM still running with the same UUID; each destination reachable, its free memory,
+        a domain of the same name or UUID there; VMs started since), as M(vmmigration.libvirt.evacuate) does
+        before it runs it. No check and no storage probe runs again.
+      - Refused when it is of another version, for another host, or made with another O(allow_cold).
+    type: dict
 '''
 
 EXAMPLES = r'''
@@ -71,6 +79,19 @@ free_after_mib:
   description: Predicted free memory per destination after the drain.
   returned: always
   type: dict
+plan:
+  description:
+    - The whole plan as one versioned object (the fields above, each move with the VM's UUID and its disks'
+      storage verdicts, the source host's UUID, whether cold moves were planned and the headroom), for
+      M(vmmigration.libvirt.evacuate)'s O(vmmigration.libvirt.evacuate#module:plan) - the plan that is approved is
+      the plan that runs.
+  returned: always
+  type: dict
+changes:
+  description: With O(plan), what changed since it was approved, one line per VM (each such VM stays).
+  returned: always
+  type: list
+  elements: str
 lines:
   description: The plan as readable lines.
   returned: always
@@ -95,13 +116,14 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import plan_lines
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import (
     PLAN_ARGSPEC,
+    check_approved,
     plan_evacuation,
     validate_plan_options,
 )
 
 
 def main():
-    argument_spec = dict(allow_cold=dict(type='bool', default=False))
+    argument_spec = dict(allow_cold=dict(type='bool', default=False), plan=dict(type='dict'))
     argument_spec.update(PLAN_ARGSPEC)
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -111,10 +133,16 @@ def main():
     if problems:
         module.fail_json(msg='; '.join(problems))
     started = time.monotonic()
+    changes = []
     with libvirt_session(module) as cache:
-        result = plan_evacuation(cache, p)
+        if p['plan']:
+            result, changes = check_approved(cache, p, p['plan'], 'cold' if p['allow_cold'] else 'skip')
+        else:
+            result = plan_evacuation(cache, p)
+    result['plan'] = dict(result)
+    result['changes'] = changes
     result['elapsed_s'] = round(time.monotonic() - started, 3)
-    result['lines'] = plan_lines(result)
+    result['lines'] = plan_lines(result) + ['  changed since the plan was approved - %s' % c for c in changes]
     module.exit_json(changed=False, **result)
 
 

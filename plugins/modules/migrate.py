@@ -295,6 +295,14 @@ decisions:
   elements: dict
   sample: [{t: 0.0, action: start, reason: "flags live,peer2peer", argument: precopy}]
 total_time_s: {description: Wall time of the migration job., type: float, returned: when a migration ran, sample: 3.2}
+phases:
+  description:
+    - Where the module's time went, in seconds - C(checks_s) (the checks and the storage proof, while QEMU measures
+      the dirty rate), C(dirty_rate_wait_s) (what was left of that measurement), C(planning_s), C(migration_s)
+      (the job) and C(commit_s) (the destination confirmed running).
+  type: dict
+  returned: when a migration was planned or ran
+  sample: {checks_s: 0.41, dirty_rate_wait_s: 0.62, planning_s: 0.0, migration_s: 2.1, commit_s: 0.05}
 running_on_destination_at:
   description: Epoch time at which the destination was confirmed running the guest (the migration's end).
   type: float

@@ -51,9 +51,10 @@ def overlaps(results, key=None):
 
 
 def test_evacuate_host(lab, figures):
-    """The drain end to end: check mode plans and moves nothing; the drain moves five mixed guests
-    (live, with storage copy, cold) under the limits while the client probes them; the host ends
-    empty; the report and journal are on the controller; a second run changes nothing."""
+    """The drain end to end: check mode plans, saves the plan on the controller and moves nothing; a guest
+    started after that; the drain runs the saved plan - exactly its moves, five mixed guests (live, with
+    storage copy, cold) under the limits while the client probes them - and leaves the late guest, saying
+    why; the report and journal are on the controller; a second run changes nothing."""
     import json
     import time
     from test_migrate import integrity, where  # pylint: disable=import-outside-toplevel
@@ -74,12 +75,20 @@ def test_evacuate_host(lab, figures):
             L.wait_guest(ips[n])
         time.sleep(1)
 
-        # check mode: the plan, with methods and predicted times; nothing moves
+        # check mode: the plan, with methods and predicted times, saved on the controller; nothing moves
         p = L.playbook(playbook, extra_vars=common, check=True)
         assert p.returncode == 0, p.stdout[-6000:]
         for name, _kw, method in EVAC_GUESTS:
             assert "%s -> h" % name in p.stdout and "(%s," % method in p.stdout, (name, method, p.stdout[-6000:])
         assert all(where(lab, n) == {"h1": "running"} for n in names)
+        plan_file = os.path.join(reports, "h1", "plan.json")
+        assert oct(os.stat(plan_file).st_mode & 0o777) == "0o600"
+        with open(plan_file) as f:
+            approved = json.load(f)
+        assert sorted(m["name"] for m in approved["moves"]) == sorted(names) and approved["version"] == 1
+
+        # a guest started after the plan was approved: not in it, so the drain leaves it and says so
+        L.define_guest("ev_late", "h1", disk="none", memory_mib=96)
 
         # the drain, every guest probed by the client
         before = dict((n, L.guest_status(ips[n])) for n in names)
@@ -88,7 +97,8 @@ def test_evacuate_host(lab, figures):
             pr.__enter__()
         t0 = time.monotonic()
         try:
-            p = L.playbook(playbook, extra_vars=common)
+            p = L.playbook(playbook, extra_vars=dict(common, evacuate_host_plan_file=plan_file,
+                                                     evacuate_host_allow_incomplete=True))
         finally:
             wall = time.monotonic() - t0
             for pr in probes:
@@ -105,7 +115,15 @@ def test_evacuate_host(lab, figures):
             # QEMU re-announced every live-moved guest from its destination (cold ones boot there)
             assert r["announced"] is (True if method != "cold" else None), r
             assert where(lab, name) == {r["destination"]: "running"}
-        assert report["state"] == "evacuated" and report["verified"] and report["still_running_on_source"] == []
+        # the plan that ran is the plan approved (each move as saved, the transport decided at the start)
+        assert report["approved_plan"] is True
+        assert [dict((k, v) for k, v in m.items() if k != "transport") for m in report["plan"]["moves"]] == \
+            approved["moves"]
+        assert report["changes"] == ["ev_late: started after the plan was approved (not in it: it stays)"]
+        assert "changed since the plan was approved - ev_late" in p.stdout
+        assert report["state"] == "incomplete" and report["verified"] and report["still_running_on_source"] == ["ev_late"]
+        assert where(lab, "ev_late") == {"h1": "running"}
+        L.remove_guest("ev_late")
         # the limits: two out of h1 at once, one into each destination at once
         assert overlaps(report["results"]) <= 2
         assert overlaps(report["results"], "destination") <= 1
@@ -135,7 +153,7 @@ def test_evacuate_host(lab, figures):
         assert "changed=0" in p.stdout.split("PLAY RECAP")[-1], p.stdout[-3000:]
 
     finally:
-        for name in names:
+        for name in names + ["ev_late"]:
             L.remove_guest(name)
 
 
@@ -228,13 +246,19 @@ def test_evacuation_policies(lab):
             p.stdout[-4000:]
         assert where(lab, "pol_cache") == {"h1": "running"} and where(lab, "pol_br1") == {"h1": "running"}
         p = L.playbook(playbook, extra_vars=dict(extra, evacuate_host_non_live_policy="shutdown"))
-        assert p.returncode == 0, p.stdout[-6000:]
+        # the host is not empty (pol_br1 can go nowhere): never a quiet success - the play fails after its report
+        assert p.returncode != 0 and "h1 is not empty: it still runs pol_br1" in p.stdout, p.stdout[-6000:]
         assert where(lab, "pol_cache") == {"h1": "shut off"}, where(lab, "pol_cache")
         assert where(lab, "pol_br1") == {"h1": "running"}
         with open(os.path.join(extra["evacuate_host_report_dir"], "h1", "report.txt")) as f:
             report = f.read()
         assert "pol_br1 not moved (skip)" in report and "missing on the destination: bridge br1" in report, report
         assert "pol_cache not moved (shutdown)" in report and "shut down" in report, report
+        # allowed to leave it: the same host, nothing more to do, and the play passes
+        p = L.playbook(playbook, extra_vars=dict(extra, evacuate_host_non_live_policy="shutdown",
+                                                 evacuate_host_allow_incomplete=True))
+        assert p.returncode == 0, p.stdout[-6000:]
+        assert where(lab, "pol_br1") == {"h1": "running"}
     finally:
         for n in ("pol_cache", "pol_br1"):
             L.remove_guest(n)

@@ -136,6 +136,10 @@ class FakeConn(libvirt.virConnect):
         self.w.hit(self.h, 'getHostname')
         return self.h
 
+    def getFreeMemory(self):  # pylint: disable=invalid-name
+        self.w.hit(self.h, 'getFreeMemory')
+        return 8192 * MIB
+
     def getCapabilities(self):  # pylint: disable=invalid-name
         self.w.hit(self.h, 'getCapabilities')
         return '<capabilities><host><uuid>%s</uuid></host></capabilities>' % self._host().uuid

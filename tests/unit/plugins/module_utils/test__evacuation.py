@@ -355,7 +355,7 @@ def _fake_checks(dest_uuid="dst-uuid", free_mib=4000):
                "web": (2000, [])}
         return {"destination": {"memory_free": free_mib * 1024 * 1024, "memory_total": 8000 * 1024 * 1024,
                                 "uuid": dest_uuid, "hostname": "h2"},
-                "domains": [{"name": n, "memory_mib": vms[n][0], "checks": vms[n][1], "active": True,
+                "domains": [{"name": n, "uuid": "u-" + n, "memory_mib": vms[n][0], "checks": vms[n][1], "active": True,
                              "recommended": "cold" if vms[n][1] else "live", "storage": {}} for n in names]}
     return check_domains
 
@@ -399,3 +399,98 @@ def test_a_destination_that_is_the_source_is_refused_before_anything(monkeypatch
     import pytest
     with pytest.raises(E.SourceAsDestination, match="destination h2 is the source host itself"):
         E.plan_evacuation(cache, _plan_params("skip"))
+
+
+# --- an approved plan runs as approved; only what changed since is left, with the change as its reason ------
+
+def approved_plan():
+    return {"version": E.PLAN_VERSION, "source": {"uuid": "src-uuid"}, "allow_cold": False, "headroom_mib": 100,
+            "moves": [dict(mv("big", "h2"), uuid="u-big", memory_mib=2000, storage={"vda": "shared"}),
+                      dict(mv("mid", "h3"), uuid="u-mid", memory_mib=1000, storage={}),
+                      dict(mv("small", "h2"), uuid="u-small", memory_mib=500, storage={})],
+            "left": {"pinned": "no host fits"}, "predicted_total_s": 9.0}
+
+
+NOW = {"big": ("u-big", True), "mid": ("u-mid", True), "small": ("u-small", True), "pinned": ("u-p", True)}
+DESTS = {"h2": {"free_mib": 4000, "domains": [("other", "u-o")]}, "h3": {"free_mib": 4000, "domains": []}}
+
+
+def test_an_unchanged_plan_runs_as_approved():
+    plan, changes = E.revalidate(approved_plan(), NOW, DESTS, "skip", 100)
+    assert changes == [] and plan == approved_plan()
+
+
+def test_what_changed_since_the_plan_is_left_with_the_change_as_reason():
+    now = dict(NOW, mid=("u-mid", False), late=("u-late", True))
+    dests = {"h2": {"free_mib": 2300, "domains": []}, "h3": {"free_mib": 4000, "domains": []}}
+    plan, changes = E.revalidate(approved_plan(), now, dests, "skip", 100)
+    assert [m["name"] for m in plan["moves"]] == ["big"]
+    assert changes == ["mid: no longer running",
+                       "small: h2 has 2300 MiB free now; with the 100 MiB kept free it cannot take 500 MiB more",
+                       "late: started after the plan was approved (not in it: it stays)"]
+    assert plan["left"]["small"].startswith("changed since the plan was approved: h2 has 2300 MiB")
+    assert plan["left"]["late"] == "started after the plan was approved: not in it" and plan["left"]["pinned"]
+    # gone, replaced by another of that name, a destination lost, a name taken there
+    now = dict(NOW, big=("u-new", True))
+    del now["small"]
+    dests = {"h2": {"error": "cannot connect"}, "h3": {"free_mib": 4000, "domains": [("mid", "u-x")]}}
+    plan, changes = E.revalidate(approved_plan(), now, dests, "skip", 100)
+    assert plan["moves"] == [] and changes == [
+        "big: another domain of that name (UUID u-new, the plan had u-big)",
+        "mid: h3 already has a domain mid (UUID u-x)", "small: no longer on this host"]
+    plan, changes = E.revalidate(approved_plan(), NOW, {"h2": {"error": "refused"}, "h3": DESTS["h3"]}, "skip", 100)
+    assert changes[0] == "big: destination h2 cannot be reached now: refused"
+
+
+def test_a_plan_for_another_version_or_policy_is_refused():
+    import pytest
+    with pytest.raises(E.PlanRefused, match="version 0"):
+        E.revalidate(dict(approved_plan(), version=0), NOW, DESTS, "skip", 100)
+    with pytest.raises(E.PlanRefused, match="non_live_policy=cold"):
+        E.revalidate(approved_plan(), NOW, DESTS, "cold", 100)
+
+
+class UuidDom(FakeDom):
+    def UUIDString(self):  # pylint: disable=invalid-name
+        return "u-" + self._name
+
+
+class DestClient(PlanSource):
+    def __init__(self, doms, uuid, free_mib):
+        PlanSource.__init__(self, doms, uuid)
+        self.free = free_mib
+
+    def getFreeMemory(self):  # pylint: disable=invalid-name
+        return self.free * 1024 * 1024
+
+
+class ByUri:
+    def __init__(self, clients):
+        self.clients = clients
+
+    def get(self, uri):
+        return self.clients[uri]
+
+
+def test_the_drain_runs_the_approved_plan_and_says_what_changed(monkeypatch):
+    monkeypatch.setattr(E, "check_domains", _fake_checks())
+    src = PlanSource({"db": UuidDom("db"), "web": UuidDom("web")})
+    dst = DestClient({}, "dst-uuid", 4000)
+    cache = ByUri({"qemu:///system": src, "qemu+tls://h2/system": dst})
+    p = _plan_params("skip")
+    approved = E.plan_evacuation(cache, dict(p, allow_cold=False))
+    assert approved["moves"][0]["uuid"] == "u-web" and approved["source"]["uuid"] == "src-uuid"
+    ev = E.Evacuation(cache, dict(p, plan=approved), cache_factory=None)
+    ev._source_security = None  # pylint: disable=protected-access
+    out = ev.run(check_mode=True)
+    assert out["approved_plan"] and out["changes"] == []
+    assert [(m["name"], m["destination"]) for m in out["plan"]["moves"]] == [("web", "h2")]
+    # web stopped since: it stays, and the plan lines say why
+    src.doms["web"].active = False
+    out = E.Evacuation(cache, dict(p, plan=approved), cache_factory=None).run(check_mode=True)
+    assert out["plan"]["moves"] == [] and out["changes"] == ["web: no longer running"]
+    assert "  changed since the plan was approved - web: no longer running" in out["plan_lines"]
+    import pytest
+    with pytest.raises(E.PlanRefused, match="made for the host with UUID src-uuid"):
+        E.Evacuation(ByUri({"qemu:///system": PlanSource({}, "other"), "qemu+tls://h2/system": dst}),
+                     dict(p, plan=approved), cache_factory=None).run(check_mode=True)

@@ -95,3 +95,32 @@ def test_balance():
     hosts = [{"name": "a", "capacity_mib": 100}, {"name": "b", "capacity_mib": 100}]
     assert P.balance(hosts, {"a": 50, "b": 50}) == {"max_utilisation": 0.5, "lower_bound": 0.5, "ratio": 1.0}
     assert P.balance(hosts, {"a": 0, "b": 100})["ratio"] == 2.0
+
+
+def test_the_drain_admits_moves_exactly_as_the_schedule_predicted():
+    """One scheduler: run the plan's moves through the drain's admission (evacuate's admit) with the durations
+    the schedule assumed, and every move starts when the prediction said."""
+    import heapq
+    import random
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
+    rnd = random.Random(7)
+    for trial in range(50):
+        limits = {"max_outbound": rnd.randint(1, 4), "max_inbound": rnd.randint(1, 3), "max_total": rnd.randint(1, 5)}
+        moves = [{"name": "vm%02d" % i, "source": "h1", "dest": rnd.choice(["h2", "h3", "h4"]),
+                  "memory_mib": rnd.choice([256, 512, 1024, 2048, 4096])} for i in range(rnd.randint(1, 14))]
+        timeline, _makespan = P.schedule(moves, 1000, limits["max_outbound"], limits["max_inbound"],
+                                         limits["max_total"])
+        duration = dict((t["name"], t["end_s"] - t["start_s"]) for t in timeline)
+        pending = [{"name": t["name"], "destination": t["dest"]} for t in timeline]    # the plan's order
+        running, now, started = [], 0.0, {}
+        while pending or running:
+            while True:
+                m = E.admit(pending, [r[2] for r in running], limits)
+                if m is None:
+                    break
+                pending.remove(m)
+                started[m["name"]] = round(now, 3)
+                heapq.heappush(running, (now + duration[m["name"]], m["name"], m))
+            if running:
+                now = heapq.heappop(running)[0]
+        assert started == dict((t["name"], t["start_s"]) for t in timeline), (trial, limits)

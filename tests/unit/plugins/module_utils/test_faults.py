@@ -102,13 +102,13 @@ def run_cold(w, tmp_path, **kw):
         return getattr(e, 'result', None) or {}, e, engine
 
 
-def run_drain(w, tmp_path):
+def run_drain(w, tmp_path, plan=None):
     p = {'uri': F.uri('h1'), 'destinations': [{'name': 'h2', 'uri': F.uri('h2')}, {'name': 'h3', 'uri': F.uri('h3')}],
          'domains': None, 'headroom_mib': 0, 'anti_affinity': {}, 'pinned': {}, 'rate_mibps': 1000,
          'max_outbound': 2, 'max_inbound': 1, 'max_total': 4, 'non_live_policy': 'skip', 'per_vm_timeout_s': 600,
          'timeout_s': 3600, 'stop_on_failure': False, 'announce': False, 'journal': str(tmp_path / 'journal'),
          'status_file': str(tmp_path / 'status'), 'source_name': 'h1', 'rollback': False, 'return_uri': None,
-         'migrate_options': {'poll_interval': 0.001, 'dirty_rate_sample_s': 0}, 'cold_options': {}}
+         'migrate_options': {'poll_interval': 0.001, 'dirty_rate_sample_s': 0}, 'cold_options': {}, 'plan': plan}
     ev = E.Evacuation(F.FakeCache(w), p, lambda: F.FakeCache(w), clock=w.clock, sleep=w.clock.sleep)
     ev._source_security = None  # pylint: disable=protected-access
     try:
@@ -380,6 +380,20 @@ def test_drain_at_every_failure_point(tmp_path, monkeypatch):
         return run_drain(w, d)
     sites = sweep('drain of two VMs', lambda: new_world(('vm1', 'vm2')), run, drain_invariants, tmp_path,
                   first_only=True, bound=800)
+    # the same drain running an approved plan (made on the unchanged hosts): revalidated, no checks again
+    w = new_world(('vm1', 'vm2'))
+    plan = E.plan_evacuation(F.FakeCache(w), {'uri': F.uri('h1'), 'destinations': [
+        {'name': 'h2', 'uri': F.uri('h2')}, {'name': 'h3', 'uri': F.uri('h3')}], 'domains': None, 'headroom_mib': 0,
+        'anti_affinity': {}, 'pinned': {}, 'rate_mibps': 1000, 'max_outbound': 2, 'max_inbound': 1, 'max_total': 4})
+    assert [m['storage'] for m in plan['moves']] == [{'vda': 'shared'}] * 2
+
+    def run_approved(w):
+        counter['n'] += 1
+        d = tmp_path / str(counter['n'])
+        d.mkdir()
+        return run_drain(w, d, plan=plan)
+    sites |= sweep('drain of two VMs, approved plan', lambda: new_world(('vm1', 'vm2')), run_approved,
+                   drain_invariants, tmp_path, first_only=True, bound=800)
     _print_coverage('drain')
     missing = engine_methods(E) - sites - set(NOT_REACHED)
     assert not missing, 'libvirt calls of the drain never made to fail: %s' % sorted(missing)
