@@ -40,6 +40,12 @@ options:
       - Set to V(false) for the host facts alone.
     type: bool
     default: true
+  include_host:
+    description:
+      - Set to V(false) (with O(include_domains=false)) for RV(transport_security) alone - read from files, without
+        asking libvirt anything (what the roles' pre-checks need, in a fraction of the time).
+    type: bool
+    default: true
   cert_warn_days:
     description:
       - RV(transport_security) warns about a certificate that expires within this many days.
@@ -93,7 +99,7 @@ transport_security:
     warnings: ['this host libvirtd server certificate /etc/pki/libvirt/servercert.pem expires in 12 days (2027-01-02T10:00:00Z)']
 host:
   description: The hypervisor's facts.
-  returned: always
+  returned: unless O(include_host=false) and O(include_domains=false)
   type: dict
   contains:
     hostname: {description: Host name libvirt reports., type: str, returned: always, sample: hv1}
@@ -196,15 +202,18 @@ def main():
     argument_spec = dict(
         domains=dict(type='list', elements='str', default=[]),
         include_domains=dict(type='bool', default=True),
+        include_host=dict(type='bool', default=True),
         cert_warn_days=dict(type='int', default=30),
         peer_addresses=dict(type='list', elements='str', default=[]),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    require_libvirt(module)
-    with libvirt_session(module) as cache:
-        facts = gather(cache.get(module.params['uri']), domains=module.params['domains'],
-                       include_domains=module.params['include_domains'])
+    p = module.params
+    facts = {'domains': []}
+    if p['include_host'] or p['include_domains'] or p['domains']:
+        require_libvirt(module)
+        with libvirt_session(module) as cache:
+            facts = gather(cache.get(p['uri']), domains=p['domains'], include_domains=p['include_domains'])
     local = connection_transport(module.params['uri']) == 'local'
     facts['transport_security'] = host_security(warn_days=module.params['cert_warn_days'],
                                                 peer_addresses=module.params['peer_addresses']) if local else None
