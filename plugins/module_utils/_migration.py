@@ -514,8 +514,11 @@ class LiveMigration:
             return self.resume(dom, check_mode)
         self.decide_transport()
         self.require_features(compat.migration_features(o))
-        # QEMU measures the dirty rate while the checks and the storage proof run (no second of its own)
-        sampling = start_dirty_rate(dom, o['dirty_rate_sample_s'])
+        # QEMU measures the dirty rate while the checks and the storage proof run (no second of its own) - and
+        # only when the link speed is known: without it the dirty rate decides nothing (the strategy is then
+        # pre-copy, decided on progress), and the result reports the rate the migration itself measured
+        rate = (o['bandwidth_mibps'] or o['expected_bandwidth_mibps'] or 0) * S.MIB
+        sampling = start_dirty_rate(dom, o['dirty_rate_sample_s']) if rate else False
         if o.get('approved') is not None:
             # a drain's approved plan: checked when it was made and revalidated when the drain started
             dom_report = {'storage': dict((t, {'verdict': v}) for t, v in (o['approved'].get('storage') or {}).items())}
@@ -533,7 +536,6 @@ class LiveMigration:
         mark = self.phase('checks_s', mark)
         dirty = read_dirty_rate(src, dom, o['dirty_rate_sample_s'], self.clock, self.sleep) if sampling else None
         mark = self.phase('dirty_rate_wait_s', mark)
-        rate = (o['bandwidth_mibps'] or o['expected_bandwidth_mibps'] or 0) * S.MIB
         prediction = S.predict_precopy(ram, rate, dirty, o['max_downtime_ms'])
         deadline = S.completion_deadline(ram, o['timeout_per_gib_s'], o['min_timeout_s'])
         try:
@@ -932,6 +934,10 @@ class LiveMigration:
         bps = stats.get('memory_bps')
         self.result['bandwidth_mibps'] = round(bps / float(S.MIB), 1) if bps else None
         self.result['dirty_rate_mibps'] = (self.result.get('plan') or {}).get('dirty_rate_mibps')
+        pages, page = stats.get('memory_dirty_rate'), stats.get('memory_page_size') or 4096
+        if self.result['dirty_rate_mibps'] is None and pages is not None:
+            # not sampled before the move (link speed unknown): the rate the migration measured
+            self.result['dirty_rate_mibps'] = round(pages * page / float(S.MIB), 1)
 
     def _short(self):
         return {k: self.result.get(k) for k in ('total_time_s', 'downtime_ms', 'bytes_transferred', 'iterations',

@@ -211,7 +211,11 @@ options:
     type: float
     default: 0.25
   dirty_rate_sample_s:
-    description: Seconds over which the dirty rate is measured before starting; V(0) skips the measurement.
+    description:
+      - Seconds over which QEMU measures the guest's dirty rate before the move starts (while the checks run);
+        V(0) skips the measurement.
+      - Taken only when the link speed is known (O(bandwidth_mibps) or O(expected_bandwidth_mibps)) - without it
+        the dirty rate decides nothing, and RV(dirty_rate_mibps) is the rate the migration itself measured.
     type: int
     default: 1
   memory_reserve_mib:
@@ -315,7 +319,10 @@ postcopy: {description: Whether the migration switched to post-copy., type: bool
 postcopy_requests: {description: Pages the destination requested during post-copy., type: int, returned: when a migration ran}
 paused: {description: Whether the guest was paused to finish., type: bool, returned: when a migration ran}
 bandwidth_mibps: {description: Average memory transfer rate., type: float, returned: when a migration ran}
-dirty_rate_mibps: {description: Dirty rate measured before starting., type: float, returned: when a migration ran}
+dirty_rate_mibps:
+  description: The guest's dirty rate - measured before the move when the link speed is known, else the one the migration measured.
+  type: float
+  returned: when a migration ran
 stats:
   description: libvirt's completed job statistics.
   returned: when a migration ran

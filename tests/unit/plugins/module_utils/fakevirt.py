@@ -305,7 +305,8 @@ class FakeDomain(libvirt.virDomain):
         job = self.w.jobs.get(self._name)
         if flags & libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED:
             return {'type': libvirt.VIR_DOMAIN_JOB_COMPLETED, 'downtime': 40, 'data_processed': 600 * MIB,
-                    'memory_iteration': 3} if job is None or job.get('completed') else {'type': 0}
+                    'memory_iteration': 3, 'memory_dirty_rate': 768, 'memory_page_size': 4096} \
+                if job is None or job.get('completed') else {'type': 0}
         if job is None or job['done'].is_set():
             return {'type': libvirt.VIR_DOMAIN_JOB_NONE}
         with self.w.lock:

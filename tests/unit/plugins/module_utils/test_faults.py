@@ -78,7 +78,9 @@ def new_world(names=('vm1',), running=True):
 
 def live_opts(**kw):
     o = M.option_defaults(M.migration_argspec())
-    o.update(uri=F.uri('h1'), dest_uri=F.uri('h2'), domain='vm1', poll_interval=0.001, **kw)
+    # (a known link speed: the dirty rate is sampled before the move, and those calls fail in turn too)
+    o.update(uri=F.uri('h1'), dest_uri=F.uri('h2'), domain='vm1', poll_interval=0.001, expected_bandwidth_mibps=100)
+    o.update(kw)
     return o
 
 
@@ -406,3 +408,18 @@ def _print_coverage(prefix):
             total += runs
             print('\nfault injection: %s - %d failure runs over %d call sites' % (name, runs, len(sites)))
     print('fault injection (%s): %d failure runs in all' % (prefix, total))
+
+
+def test_the_dirty_rate_is_sampled_only_when_it_can_decide_something():
+    """Link speed unknown: no second spent sampling before the move (it would decide nothing); the result
+    reports the dirty rate the migration measured. Link speed known: sampled while the checks run."""
+    w = new_world()
+    result, err, _engine = run_live(w, expected_bandwidth_mibps=None)
+    assert err is None and result['state'] == 'migrated'
+    assert not any(site in ('startDirtyRateCalc', 'domainListGetStats') for _h, site, _n in w.log)
+    assert result['plan']['dirty_rate_mibps'] is None and result['dirty_rate_mibps'] == 3.0   # 768 pages/s x 4 KiB
+    assert result['plan']['strategy'] == 'precopy'
+    w = new_world()
+    result, err, _engine = run_live(w)
+    assert err is None and result['plan']['dirty_rate_mibps'] == 4.0 and result['dirty_rate_mibps'] == 4.0
+    assert [site for _h, site, _n in w.log].count('startDirtyRateCalc') == 1
