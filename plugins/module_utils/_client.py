@@ -81,7 +81,7 @@ def start_event_loop():
 
 class LibvirtClientError(Exception):
     """Every libvirt failure of this collection, with a readable message (what was being done: what
-    libvirt said), libvirt's own text (DETAIL) and its error code (compare with the ERR_* names below)."""
+    libvirt said), libvirt's own text (DETAIL) and its error code (compare it with error_code('VIR_ERR_...'))."""
 
     def __init__(self, msg, code=None, transient=False, detail=None):
         super(LibvirtClientError, self).__init__(msg)

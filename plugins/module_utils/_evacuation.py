@@ -175,10 +175,10 @@ def check_approved(cache, p, plan, policy):
             dst = cache.get(d['uri'])
             if dst.host_uuid() == here:
                 raise SourceAsDestination('destination %s is the source host itself: nothing was done' % d['name'])
+            doms = dst.call('cannot list domains', dst.conn.listAllDomains, 0)
             dest_state[d['name']] = {
                 'free_mib': dst.call('cannot read free memory', dst.conn.getFreeMemory) // (1024 * 1024),
-                'domains': [(x.name(), x.UUIDString()) for x in dst.call('cannot list domains',
-                                                                          dst.conn.listAllDomains, 0)]}
+                'domains': [(x.name(), x.UUIDString()) for x in doms]}
         except SourceAsDestination:
             raise
         except LibvirtClientError as e:
