@@ -283,21 +283,19 @@ class LibvirtClient:
 
     def lookup(self, name):
         """The domain called NAME, or None when this host has no such domain."""
-        try:
-            return self.conn.lookupByName(name)
-        except LibvirtClientError as e:
-            if e.code == libvirt.VIR_ERR_NO_DOMAIN:
-                return None
-            raise wrap_error(e, 'cannot look up domain %s on %s' % (name, self.uri))
+        return self._find(self.conn.lookupByName, name)
 
     def lookup_uuid(self, uuid):
         """The domain with UUID, or None when this host has no such domain."""
+        return self._find(self.conn.lookupByUUIDString, uuid)
+
+    def _find(self, fn, key):
         try:
-            return self.conn.lookupByUUIDString(uuid)
+            return fn(key)
         except LibvirtClientError as e:
             if e.code == libvirt.VIR_ERR_NO_DOMAIN:
                 return None
-            raise wrap_error(e, 'cannot look up domain %s on %s' % (uuid, self.uri))
+            raise wrap_error(e, 'cannot look up domain %s on %s' % (key, self.uri))
 
 
 class ClientCache:

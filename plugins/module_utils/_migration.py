@@ -199,13 +199,6 @@ def read_dirty_rate(client, dom, seconds, clock=time.monotonic, sleep=time.sleep
     return found['rate'] if found else None
 
 
-def measure_dirty_rate(client, dom, seconds=1, clock=time.monotonic, sleep=time.sleep):
-    """The guest's dirty rate in bytes/s, measured by QEMU through libvirt; None if unsupported."""
-    if not start_dirty_rate(dom, seconds):
-        return None
-    return read_dirty_rate(client, dom, seconds, clock, sleep)
-
-
 def write_status(path, data):
     """Write JSON atomically (a reader never sees half a file); nothing when PATH is empty."""
     if not path:

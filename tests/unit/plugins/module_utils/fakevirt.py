@@ -280,17 +280,13 @@ class FakeDomain(libvirt.virDomain):
         return self._set('resume', RUNNING, what='resume')
 
     def undefineFlags(self, flags=0):  # pylint: disable=invalid-name,unused-argument
-        d = self._d('undefineFlags')
-        with self.w.lock:
-            if d.active:
-                d.persistent = False
-            else:
-                del self.w.hosts[self.h].doms[self._name]
-            self.w.event('undefine', self.h, self._name)
-        return 0
+        return self._undefine('undefineFlags')
 
     def undefine(self):
-        d = self._d('undefine')
+        return self._undefine('undefine')
+
+    def _undefine(self, site):
+        d = self._d(site)
         with self.w.lock:
             if d.active:
                 d.persistent = False
