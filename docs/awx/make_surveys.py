@@ -10,6 +10,7 @@ which the role's argument spec converts and validates at run time).
 """
 import json
 import os
+import re
 import sys
 
 import yaml
@@ -18,9 +19,27 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(TOP, "docs", "awx", "surveys")
 
 
+# ansible-doc markup, which an AWX survey shows as it is: O(name=value), V(x), C(x), RV(x), M(fqcn), I(x), B(x),
+# P(fqcn#type), E(VAR), L(text,url), U(url), R(text,anchor), HORIZONTALLINE
+MARKUP = re.compile(r"\b(?:O|V|C|RV|M|I|B|P|E|U)\(([^()]*)\)")
+LINK = re.compile(r"\b[LR]\(([^,()]*),[^()]*\)")
+
+
+def plain(text):
+    """TEXT without ansible-doc markup: O(a.b=c) reads a.b=c, M(x.y.z#module:o) reads x.y.z's o, L(t,u) reads t."""
+    def one(m):
+        inner = m.group(1)
+        if "#" in inner:   # M(ns.coll.mod#module:option) / O(ns.coll.mod#module:option)
+            what, _, option = inner.partition("#")
+            inner = "%s %s" % (what, option.split(":", 1)[-1]) if ":" in option else what
+        return inner
+    text = LINK.sub(lambda m: m.group(1), text).replace("HORIZONTALLINE", "")
+    return MARKUP.sub(one, text)
+
+
 def question(role, name, spec):
     desc = spec.get("description", "")
-    desc = " ".join(desc) if isinstance(desc, list) else desc
+    desc = plain(" ".join(desc) if isinstance(desc, list) else desc)
     short = name[len(role) + 1:] if name.startswith(role + "_") else name
     q = {"variable": name, "question_name": short.replace("_", " ").capitalize(),
          "question_description": desc, "required": bool(spec.get("required"))}

@@ -510,6 +510,7 @@ def wait_reachable(addresses, timeout_s, interval_s=0.05, clock=time.monotonic, 
     timeout. Returns {address: seconds to the first reply, or None}."""
     import os  # pylint: disable=import-outside-toplevel
     import select  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
     targets = dict((str(ipaddress.ip_address(a)), ipaddress.ip_address(a).version) for a in addresses)
     factory = sock_factory or (lambda v: socket.socket(socket.AF_INET if v == 4 else socket.AF_INET6, socket.SOCK_RAW,
                                                        socket.IPPROTO_ICMP if v == 4 else socket.IPPROTO_ICMPV6))
@@ -520,7 +521,8 @@ def wait_reachable(addresses, timeout_s, interval_s=0.05, clock=time.monotonic, 
                 socks[v] = factory(v)
             except PermissionError:
                 raise AdvertiseError('ICMP probes need root (CAP_NET_RAW): run the task with become: true')
-        ident = os.getpid() & 0xFFFF
+        # (one ident per thread: a drain verifies several VMs at once, and raw sockets see every reply)
+        ident = (os.getpid() ^ threading.get_ident()) & 0xFFFF
         seq_of = dict((a, i * 4096) for i, a in enumerate(sorted(targets)))
         sent_seq = {}
         answered = dict((a, None) for a in targets)

@@ -462,6 +462,7 @@ class ColdMigration:
             self.step('define', 'defined on the destination')
             if start:
                 self.defined.create()
+                self.result['running_on_destination_at'] = round(time.time(), 3)
                 self.step('start', 'started on the destination')
         except (LibvirtClientError, CopyTimeout, OSError, RuntimeError) as e:
             # (RuntimeError: libvirt-python's sparse stream helpers raise it when a handler fails)

@@ -394,15 +394,16 @@ def summarize_result(name, move, result, error=None):
             'strategy': plan.get('strategy'), 'total_time_s': r.get('total_time_s'),
             'downtime_ms': r.get('downtime_ms'), 'bytes_transferred': r.get('bytes_transferred'),
             'postcopy': r.get('postcopy'), 'paused': r.get('paused'), 'announced': r.get('announced'),
-            'transport': (r.get('transport') or {}).get('transport'), 'error': error}
+            'answering': r.get('answering'), 'transport': (r.get('transport') or {}).get('transport'), 'error': error}
 
 
 class Evacuation:
     """Drain one hypervisor: plan, run the moves under the limits, verify, report."""
 
-    def __init__(self, cache, p, cache_factory, clock=time.monotonic, now=time.time, sleep=time.sleep):
+    def __init__(self, cache, p, cache_factory, clock=time.monotonic, now=time.time, sleep=time.sleep, probe=None):
         self.cache, self.p, self.cache_factory = cache, p, cache_factory
         self.clock, self.now, self.sleep = clock, now, sleep
+        self.probe = probe  # the ICMP probe of the addresses to verify (tests give a fake one)
         self.lock = threading.Lock()
         self.results = []
         self.running = {}
@@ -410,10 +411,10 @@ class Evacuation:
 
     # -- one move, in its own thread with its own connections ---------------------------------------
     def _move(self, move):
-        from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import (  # pylint: disable=import-outside-toplevel
-            COLD_ARGSPEC, ColdMigration)
+        from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC  # pylint: disable=import-outside-toplevel
         from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (  # pylint: disable=import-outside-toplevel
-            LiveMigration, migration_argspec, option_defaults)
+            migration_argspec, option_defaults)
+        from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline import move_vm  # pylint: disable=import-outside-toplevel
         p = self.p
         name = move['name']
         started = self.clock() - self.t0
@@ -430,18 +431,17 @@ class Evacuation:
             if move['method'] == 'cold':
                 opts = option_defaults(COLD_ARGSPEC)
                 opts.update(p.get('cold_options') or {})
-                opts.update(where)
-                result = ColdMigration(src, dst, name, opts, clock=self.clock, sleep=self.sleep).run()
             else:
                 opts = option_defaults(migration_argspec())
                 opts.update(p.get('migrate_options') or {})
-                opts.update(where)
                 opts['status_file'] = self.vm_status_path(name)
                 opts['hard_timeout_s'] = p['per_vm_timeout_s']
-                result = LiveMigration(src, dst, name, opts, clock=self.clock, sleep=self.sleep,
-                                       hosts_security=self.move_security(move)).run()
-                if p.get('announce') and result.get('state') in ('migrated', 'migrated_after_recovery'):
-                    result['announced'] = self._announce(dst, name)
+            opts.update(where)
+            # the same pipeline as the migrate module: move, announce from the destination, verify the addresses
+            result = move_vm(src, dst, name, move['method'], opts, clock=self.clock, sleep=self.sleep,
+                             hosts_security=self.move_security(move), announce_self=p.get('announce'),
+                             addresses=(p.get('verify_addresses') or {}).get(name),
+                             verify_timeout_s=p.get('verify_timeout_s') or 10.0, probe=self.probe)
         except Exception as e:  # pylint: disable=broad-except
             # One VM failing never stops the drain by itself. What happened to it is the engine's result
             # (rolled back, or moved with its source cleanup failed, or a post-copy left to finish); an
@@ -511,19 +511,6 @@ class Evacuation:
             if t['refused']:
                 refused.append('%s -> %s: %s' % (m['name'], m.get('destination'), t['refused']))
         return refused
-
-    @staticmethod
-    def _announce(dst, name):
-        """QEMU's announce-self on the destination; a failure is reported, never fatal (the VM moved)."""
-        from ansible_collections.vmmigration.libvirt.plugins.module_utils import _advertise as A  # pylint: disable=import-outside-toplevel
-        dom = dst.lookup(name)
-        if dom is None:
-            return 'not found on the destination'
-        try:
-            A.announce_self(dom)
-            return True
-        except A.AdvertiseError as e:
-            return str(e)
 
     def vm_status_path(self, name):
         base = self.p.get('status_file')

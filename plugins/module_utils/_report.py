@@ -31,20 +31,38 @@ def _mib(n):
     return None if n is None else round(n / 1048576.0, 1)
 
 
+def _answered(r):
+    """The ANSWERED cell: seconds from the VM running on the destination to its addresses answering."""
+    a = r.get('answering')
+    if not a:
+        return '-'
+    if not a.get('all_answered'):
+        return 'silent'
+    return _fmt(a.get('since_move_s'), ' s')
+
+
 def table(results, left):
     """The report as aligned text lines: one per VM moved or tried, then the ones left."""
-    head = ('VM', 'TO', 'METHOD', 'STRATEGY', 'STREAM', 'STATE', 'START', 'TIME', 'DOWNTIME', 'MOVED')
+    verified = any(r.get('answering') for r in results)
+    head = ('VM', 'TO', 'METHOD', 'STRATEGY', 'STREAM', 'STATE', 'START', 'TIME', 'DOWNTIME', 'MOVED') + (
+        ('ANSWERED',) if verified else ())
     rows = [head]
     for r in results:
         rows.append((r['name'], r['destination'], r['method'], r.get('strategy') or '-', r.get('transport') or '-',
                      r['state'],
                      _fmt(r.get('start_s'), ' s'), _fmt(r.get('total_time_s'), ' s'),
-                     _fmt(r.get('downtime_ms'), ' ms'), _fmt(_mib(r.get('bytes_transferred')), ' MiB')))
+                     _fmt(r.get('downtime_ms'), ' ms'), _fmt(_mib(r.get('bytes_transferred')), ' MiB'))
+                    + ((_answered(r),) if verified else ()))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ['  '.join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows] if results else []
     for r in results:
         if r.get('error'):
             lines.append('%s failed: %s' % (r['name'], r['error']))
+        a = r.get('answering')
+        if a and not a.get('all_answered'):
+            silent = sorted(k for k, v in (a.get('addresses') or {}).items() if v is None)
+            lines.append('%s moved, but %s did not answer%s' % (
+                r['name'], ', '.join(silent) or 'its addresses', ': %s' % a['error'] if a.get('error') else ''))
     for x in left:
         extra = ' - %s' % x['result'] if x.get('result') else ''
         lines.append('%s not moved (%s): %s%s' % (x['name'], x['action'], x['reason'], extra))

@@ -35,6 +35,7 @@ author:
 extends_documentation_fragment:
   - vmmigration.libvirt.connection
   - vmmigration.libvirt.attributes
+  - vmmigration.libvirt.verify
 attributes:
   check_mode:
     support: full
@@ -125,6 +126,19 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+running_on_destination_at:
+  description: Epoch time at which the guest was started on the destination.
+  type: float
+  returned: when a running guest moved
+  sample: 1795000000.123
+answering:
+  description:
+    - With O(verify_addresses) - C(addresses) (each address to the seconds from the start of the probe to its first
+      reply, or null), C(all_answered), C(since_move_s) (from the VM running on the destination to the last first
+      reply) and C(error) (why the probe could not run).
+  returned: when the VM moved and O(verify_addresses) was given
+  type: dict
+  sample: {addresses: {198.51.100.7: 0.012}, all_answered: true, since_move_s: 0.412, error: null}
 transport:
   description: How the disk copies travel - encrypted, transport (V(tls), V(ssh), V(plaintext) or V(none)) and why.
   returned: when the move was planned
@@ -181,13 +195,20 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     require_libvirt,
     start_event_loop,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC, ColdMigration
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline import (
+    VERIFY_ARGSPEC,
+    move_vm,
+    silent_message,
+    verify_problems,
+)
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import normalize_mode
 
 
 def main():
     argument_spec = dict(domain=dict(type='str', required=True), dest_uri=dict(type='str', required=True))
     argument_spec.update(COLD_ARGSPEC)
+    argument_spec.update(VERIFY_ARGSPEC)
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
@@ -202,12 +223,19 @@ def main():
         normalize_mode(p['tls'])
     except ValueError as e:
         module.fail_json(msg=str(e))
+    if verify_problems(p):
+        module.fail_json(msg='; '.join(verify_problems(p)))
     start_event_loop()   # keepalive: a destination that stops answering ends the copy, not the wait
     with libvirt_session(module) as cache:
         src = cache.get(p['uri'])
         dst = cache.get(p['dest_uri'])
         src.host_uuid()
-        result = ColdMigration(src, dst, p['domain'], p).run(check_mode=module.check_mode)
+        # the per-VM pipeline the drain runs for each VM: move, verify
+        result = move_vm(src, dst, p['domain'], 'cold', p, check_mode=module.check_mode,
+                         addresses=p['verify_addresses'], verify_timeout_s=p['verify_timeout_s'])
+    silent = silent_message(result)
+    if silent:
+        module.fail_json(msg=silent, **result)
     module.exit_json(**result)
 
 

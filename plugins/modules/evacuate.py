@@ -70,6 +70,19 @@ options:
     description: Have QEMU announce each moved VM's NICs again on the destination (QMP announce-self through libvirt).
     type: bool
     default: true
+  verify_addresses:
+    description:
+      - Addresses to verify per VM (VM name to a list of IPv4/IPv6 addresses). After a VM moved (and was
+        announced), this host sends ICMP echo to its addresses until they answer or O(verify_timeout_s) passes -
+        the same step M(vmmigration.libvirt.migrate) runs with its O(vmmigration.libvirt.migrate#module:verify_addresses).
+      - Each result says when they answered (C(answering)); VMs that moved but stayed silent are listed in
+        RV(silent_vms) with a warning (the move is not undone). Needs root on this host (raw ICMP sockets).
+    type: dict
+    default: {}
+  verify_timeout_s:
+    description: Seconds each VM's addresses have to answer after its move (a cold move's VM boots first - allow for it).
+    type: float
+    default: 10
   migrate_options:
     description:
       - Options of the live migrations, as M(vmmigration.libvirt.migrate) takes them (for example
@@ -205,6 +218,11 @@ still_running_on_source:
   returned: when the drain ran
   type: list
   elements: str
+silent_vms:
+  description: VMs that moved but whose O(verify_addresses) did not answer within O(verify_timeout_s).
+  returned: when the drain ran
+  type: list
+  elements: str
 verified:
   description: Whether what still runs on the source is exactly what the policy and failures left there.
   returned: when the drain ran
@@ -253,6 +271,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration imp
     option_defaults,
     validate,
 )
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline import check_addresses
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import normalize_mode
 
 
@@ -263,6 +282,8 @@ def main():
         timeout_s=dict(type='float', default=3600),
         stop_on_failure=dict(type='bool', default=False),
         announce=dict(type='bool', default=True),
+        verify_addresses=dict(type='dict', default={}),
+        verify_timeout_s=dict(type='float', default=10),
         migrate_options=dict(type='dict', default={}),
         cold_options=dict(type='dict', default={}),
         journal=dict(type='path'),
@@ -302,6 +323,7 @@ def main():
         problems.append('rollback needs journal and return_uri')
     if p['per_vm_timeout_s'] <= 0 or p['timeout_s'] <= 0:
         problems.append('per_vm_timeout_s and timeout_s must be greater than 0')
+    problems += verify_option_problems(p)
     if not module.check_mode:
         # (check mode writes neither; a role makes their directory after its check-mode look)
         problems += file_option_problems(p, ('journal', 'status_file'))
@@ -312,6 +334,12 @@ def main():
         cache.get(p['uri']).host_uuid()
         result = Evacuation(cache, p, lambda: ClientCache(p['connect_retries'], p['connect_retry_delay'])).run(
             check_mode=module.check_mode)
+    if result.get('results') is not None:
+        result['silent_vms'] = [r['name'] for r in result['results']
+                                if r.get('answering') and not r['answering'].get('all_answered')]
+        if result['silent_vms']:
+            module.warn('moved, but their addresses did not answer within %s s: %s (see answering in results)'
+                        % (p['verify_timeout_s'], ', '.join(result['silent_vms'])))
     if result.get('state') == 'unverified':
         module.fail_json(msg='the drain ran (%d moved, %d failed) but %s: see results and the journal' % (
             len(result['moved']), len(result['failed_vms']), result['unverified_because']), **result)
@@ -321,6 +349,19 @@ def main():
             module.fail_json(msg='the drain is incomplete: %s' % left, **result)
         module.warn('the drain is incomplete (allow_incomplete): %s' % left)
     module.exit_json(**result)
+
+
+def verify_option_problems(p):
+    """verify_addresses: VM name -> list of IP addresses; verify_timeout_s positive."""
+    problems = []
+    for name, addresses in sorted((p['verify_addresses'] or {}).items()):
+        if not isinstance(addresses, list) or not addresses:
+            problems.append('verify_addresses: %s needs a non-empty list of addresses' % name)
+            continue
+        problems += ['verify_addresses: %s: %s' % (name, x) for x in check_addresses([str(a) for a in addresses])]
+    if p['verify_timeout_s'] <= 0:
+        problems.append('verify_timeout_s must be greater than 0')
+    return problems
 
 
 def incomplete_message(result):

@@ -45,6 +45,7 @@ author:
 extends_documentation_fragment:
   - vmmigration.libvirt.connection
   - vmmigration.libvirt.attributes
+  - vmmigration.libvirt.verify
 attributes:
   check_mode:
     support: full
@@ -142,6 +143,12 @@ options:
       - Allow the guest's memory to cross the network in the clear, when O(tls=auto) finds a host not set
         up for TLS or O(tls=off). Only for a trusted, dedicated migration network; set it per run or per
         inventory group.
+    type: bool
+    default: false
+  announce:
+    description:
+      - Once the VM runs on the destination, have QEMU announce its NICs again there (QMP announce-self through
+        libvirt, as the drain does for every VM it moves); RV(announced) says whether it worked.
     type: bool
     default: false
   dest_security:
@@ -267,6 +274,18 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+answering:
+  description:
+    - With O(verify_addresses) - C(addresses) (each address to the seconds from the start of the probe to its first
+      reply, or null), C(all_answered), C(since_move_s) (from the VM running on the destination to the last first
+      reply) and C(error) (why the probe could not run).
+  returned: when the VM moved and O(verify_addresses) was given
+  type: dict
+  sample: {addresses: {198.51.100.7: 0.012}, all_answered: true, since_move_s: 0.412, error: null}
+announced:
+  description: With O(announce) - V(true), or why QEMU's announce-self failed (the VM moved all the same).
+  returned: when the VM moved and O(announce) was set
+  type: raw
 state:
   description:
     - V(migrated), V(migrated_after_recovery) (a post-copy failed and was resumed; see RV(recovered_from)),
@@ -362,21 +381,27 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     start_event_loop,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (
-    LiveMigration,
     migration_argspec,
     validate,
+)
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline import (
+    VERIFY_ARGSPEC,
+    move_vm,
+    silent_message,
+    verify_problems,
 )
 
 
 def main():
     argument_spec = dict(domain=dict(type='str', required=True), dest_uri=dict(type='str', required=True),
-                         dest_security=dict(type='dict'))
+                         dest_security=dict(type='dict'), announce=dict(type='bool', default=False))
+    argument_spec.update(VERIFY_ARGSPEC)
     argument_spec.update(migration_argspec())
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     require_libvirt(module)
-    problems = validate(p)
+    problems = validate(p) + verify_problems(p)
     if problems:
         module.fail_json(msg='; '.join(problems))
     start_event_loop()
@@ -384,12 +409,17 @@ def main():
         src = cache.get(p['uri'])
         dst = cache.get(p['dest_uri'])
         src.host_uuid()
-        result = LiveMigration(src, dst, p['domain'], p,
-                               hosts_security={'dest': p['dest_security']} if p['dest_security'] else None,
-                               ).run(check_mode=module.check_mode)
+        # the per-VM pipeline the drain runs for each VM: move, announce, verify
+        result = move_vm(src, dst, p['domain'], 'live', p, check_mode=module.check_mode,
+                         hosts_security={'dest': p['dest_security']} if p['dest_security'] else None,
+                         announce_self=p['announce'], addresses=p['verify_addresses'],
+                         verify_timeout_s=p['verify_timeout_s'])
     if result.get('state') == 'migrated_after_recovery':
         module.warn('the post-copy migration of %s failed (%s) and was resumed: it runs on the destination'
                     % (p['domain'], result.get('recovered_from', 'an earlier run')))
+    silent = silent_message(result)
+    if silent:
+        module.fail_json(msg=silent, **result)
     module.exit_json(**result)
 
 

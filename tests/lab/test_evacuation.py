@@ -97,8 +97,11 @@ def test_evacuate_host(lab, figures):
             pr.__enter__()
         t0 = time.monotonic()
         try:
+            # every VM's address verified from h1 once it moved (a cold one boots first)
             p = L.playbook(playbook, extra_vars=dict(common, evacuate_host_plan_file=plan_file,
-                                                     evacuate_host_allow_incomplete=True))
+                                                     evacuate_host_allow_incomplete=True,
+                                                     evacuate_host_verify_addresses=dict((n, [ips[n]]) for n in names),
+                                                     evacuate_host_verify_timeout_s=60))
         finally:
             wall = time.monotonic() - t0
             for pr in probes:
@@ -115,6 +118,12 @@ def test_evacuate_host(lab, figures):
             # QEMU re-announced every live-moved guest from its destination (cold ones boot there)
             assert r["announced"] is (True if method != "cold" else None), r
             assert where(lab, name) == {r["destination"]: "running"}
+            # ... and its address answered h1 after the move (for a cold move, after its boot)
+            assert r["answering"]["all_answered"] and r["answering"]["addresses"][ips[name]] is not None, r
+            assert r["answering"]["since_move_s"] is not None, r
+        assert report["silent_vms"] == []
+        with open(os.path.join(reports, "h1", "report.txt")) as f:
+            assert "ANSWERED" in f.readline()
         # the plan that ran is the plan approved (each move as saved, the transport decided at the start)
         assert report["approved_plan"] is True
         assert [dict((k, v) for k, v in m.items() if k != "transport") for m in report["plan"]["moves"]] == \
@@ -143,8 +152,8 @@ def test_evacuate_host(lab, figures):
         assert events[0] == "plan" and events.count("start") == 5 and events.count("end") == 5 and events[-1] == "done"
         figures["evacuation_5_guests"] = {
             "playbook_wall_s": round(wall, 1), "drain_wall_s": report["wall_s"],
-            "per_vm": dict((n, [results[n]["method"], results[n]["total_time_s"], results[n]["downtime_ms"]])
-                           for n in names),
+            "per_vm": dict((n, [results[n]["method"], results[n]["total_time_s"], results[n]["downtime_ms"],
+                                results[n]["answering"]["since_move_s"]]) for n in names),
             "client_max_gap_ms": dict((n, pr.result["max_gap_ms"]) for n, pr in zip(names, probes))}
 
         # a second run on the empty host changes nothing

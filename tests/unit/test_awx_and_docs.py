@@ -3,6 +3,7 @@ holds the collection and what it needs (ansible-builder create; building the ima
 registry this machine cannot reach)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -28,6 +29,8 @@ def test_surveys_cover_every_role_option_with_valid_questions():
         assert [q["variable"] for q in survey["spec"]] == list(options)
         for q in survey["spec"]:
             assert q["type"] in SURVEY_TYPES and q["question_name"] and q["question_description"]
+            # plain text: AWX shows a survey's description as it is, not as ansible-doc renders it
+            assert not re.search(r"\b(O|V|C|RV|M|I|B|P|E|L|U|R)\(", q["question_description"]), q
             if q["type"] in ("multiplechoice", "multiselect"):
                 assert q["choices"] and (q["default"] == "" or all(d in q["choices"] for d in q["default"].split("\n")))
             assert q["required"] == bool(options[q["variable"]].get("required"))
@@ -57,3 +60,11 @@ def test_collection_declares_its_ee_dependencies(tmp_path):
     out = subprocess.run([os.path.join(TOP, ".venv", "bin", "ansible-builder"), "introspect", str(tmp_path)],
                          check=True, stdout=subprocess.PIPE, text=True).stdout
     assert "libvirt-python" in out and "libvirt-dev [platform:dpkg compile]" in out
+
+
+def test_plain_strips_ansible_doc_markup():
+    assert make_surveys.plain("Set O(evacuate_host_tls=auto) or V(off); see M(vmmigration.libvirt.migrate), "
+                              "L(the docs,https://example.org) and C(virsh list).") == \
+        "Set evacuate_host_tls=auto or off; see vmmigration.libvirt.migrate, the docs and virsh list."
+    assert make_surveys.plain("RV(vmmigration.libvirt.host_info#module:transport_security)") == \
+        "vmmigration.libvirt.host_info transport_security"

@@ -1,0 +1,120 @@
+"""The per-VM pipeline (move -> announce -> verify), one code path for the migrate modules and the drain:
+verification runs only once the VM runs on the destination, what it finds is reported (never raised, never
+undoing the move), and the drain and the report carry it per VM."""
+import re
+
+import pytest
+
+import fakevirt as F
+from test_faults import checks_pass, live_opts, new_world, no_network, run_drain  # noqa: F401  pylint: disable=unused-import
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _advertise as A
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _pipeline as P
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
+
+ADDR = {'vm1': ['198.51.100.11', '2001:db8::11'], 'vm2': ['198.51.100.12']}
+
+
+def probe_of(w, silent=()):
+    """A fake ICMP probe: an address answers only while its VM runs on a host other than h1 (the source);
+    SILENT ones never do. Records each call with where the VM ran then."""
+    calls = []
+    owner = dict((a, n) for n, addrs in ADDR.items() for a in addrs)
+
+    def probe(addresses, timeout_s):
+        names = set(owner[a] for a in addresses)
+        calls.append((sorted(addresses), timeout_s, dict((n, w.running(n)) for n in names)))
+        return dict((a, 0.25 if a not in silent and w.running(owner[a]) in (['h2'], ['h3']) else None)
+                    for a in addresses)
+    return probe, calls
+
+
+def test_nothing_after_a_move_that_did_not_happen():
+    for state in ('rolled_back', 'already_there', 'planned', 'postcopy_failed'):
+        r = {'state': state}
+        assert P.finish(None, 'vm1', r, announce_self=True, addresses=['198.51.100.1'],
+                        probe=lambda *a: pytest.fail('probed after %s' % state)) == {'state': state}
+
+
+def test_announce_failure_is_reported_not_raised(monkeypatch):
+    class Dst:
+        def __init__(self, dom):
+            self.dom = dom
+
+        def lookup(self, name):  # pylint: disable=unused-argument
+            return self.dom
+
+    assert P.finish(Dst(None), 'vm1', {'state': 'migrated'}, announce_self=True)['announced'] == \
+        'not found on the destination'
+
+    def refuse(dom):
+        raise A.AdvertiseError('QEMU announce-self failed: no monitor')
+    monkeypatch.setattr(A, 'announce_self', refuse)
+    r = P.finish(Dst(object()), 'vm1', {'state': 'migrated'}, announce_self=True)
+    assert r['announced'] == 'QEMU announce-self failed: no monitor' and r['state'] == 'migrated'
+    monkeypatch.setattr(A, 'announce_self', lambda dom: None)
+    assert P.finish(Dst(object()), 'vm1', {'state': 'migrated_after_recovery'}, announce_self=True)['announced'] is True
+
+
+def test_verify_reports_who_answered_and_when():
+    r = P.finish(None, 'vm1', {'state': 'migrated', 'running_on_destination_at': 1000.0},
+                 addresses=['198.51.100.1', '198.51.100.2'], verify_timeout_s=3,
+                 probe=lambda a, t: {'198.51.100.1': 0.5, '198.51.100.2': None})
+    assert r['answering']['all_answered'] is False and r['answering']['since_move_s'] is None
+    assert P.silent_message(dict(r, domain='vm1')) == 'vm1 moved (state migrated), but 198.51.100.2 did not answer'
+    r = P.verify(['198.51.100.1'], 3, probe=lambda a, t: {'198.51.100.1': 0.5}, moved_at=1000.0, now=lambda: 1001.0)
+    assert r == {'addresses': {'198.51.100.1': 0.5}, 'all_answered': True, 'since_move_s': 1.5, 'error': None}
+
+    def no_root(a, t):
+        raise A.AdvertiseError('ICMP probes need root (CAP_NET_RAW): run the task with become: true')
+    r = P.verify(['198.51.100.1'], 3, probe=no_root)
+    assert not r['all_answered'] and 'need root' in r['error']
+    assert 'need root' in P.silent_message({'domain': 'vm1', 'state': 'migrated', 'answering': r})
+
+
+def test_bad_verify_options_are_refused():
+    assert P.verify_problems({'verify_addresses': ['198.51.100.1', 'vm1.example'], 'verify_timeout_s': 0}) == [
+        'not an IP address: vm1.example', 'verify_timeout_s must be greater than 0']
+    assert P.verify_problems({'verify_addresses': [], 'verify_timeout_s': 10}) == []
+
+
+def test_the_migrate_module_path_verifies_after_the_guest_runs_on_the_destination():
+    w = new_world()
+    probe, calls = probe_of(w)
+    r = P.move_vm(F.FakeClient(w, F.uri('h1')), F.FakeClient(w, F.uri('h2')), 'vm1', 'live', live_opts(),
+                  clock=w.clock, sleep=w.clock.sleep, addresses=ADDR['vm1'], verify_timeout_s=7, probe=probe)
+    assert r['state'] == 'migrated' and r['answering']['all_answered'] is True
+    assert calls == [(sorted(ADDR['vm1']), 7, {'vm1': ['h2']})]
+    assert P.silent_message(r) is None
+
+
+def test_the_drain_runs_the_same_pipeline_per_vm(tmp_path, monkeypatch):
+    monkeypatch.setattr(E, 'check_domains', checks_pass('shared'))
+    w = new_world(('vm1', 'vm2'))
+    probe, calls = probe_of(w, silent=('198.51.100.12',))
+    real_init = E.Evacuation.__init__
+
+    def init(self, *a, **kw):
+        kw['probe'] = probe
+        real_init(self, *a, **kw)
+        self.p.update(verify_addresses=ADDR, verify_timeout_s=4)
+    monkeypatch.setattr(E.Evacuation, '__init__', init)
+    result, err, _ev = run_drain(w, tmp_path)
+    assert err is None and sorted(result['moved']) == ['vm1', 'vm2']
+    # each VM probed once, after it ran on its destination (never while still on the source)
+    assert sorted(c[0] for c in calls) == [sorted(ADDR['vm1']), ADDR['vm2']]
+    assert all(t == 4 and all(h in (['h2'], ['h3']) for h in where.values()) for _a, t, where in calls)
+    by = dict((r['name'], r) for r in result['results'])
+    assert by['vm1']['answering']['all_answered'] is True
+    assert by['vm2']['answering']['addresses'] == {'198.51.100.12': None}
+    table = R.table(result['results'], result['left'])
+    assert table[0].split()[-1] == 'ANSWERED'
+    rows = dict((line.split()[0], line) for line in table[1:3])
+    assert re.search(r'  \d+\.\d s$', rows['vm1']) and rows['vm2'].endswith('  silent'), rows
+    assert 'vm2 moved, but 198.51.100.12 did not answer' in table
+    assert any(line.startswith('vm2 ') and line.rstrip().endswith('silent') for line in table)
+
+
+def test_without_addresses_the_report_has_no_answered_column():
+    lines = R.table([{'name': 'vm1', 'destination': 'h2', 'method': 'live', 'state': 'migrated'}], [])
+    assert 'ANSWERED' not in lines[0]
