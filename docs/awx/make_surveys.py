@@ -5,8 +5,8 @@ read argument specs itself), so that the two are never written twice.
   python docs/awx/make_surveys.py --check  # exit 1 when a survey is out of date
 
 Types: str -> text (multiplechoice with choices), int -> integer, float -> float, bool -> a
-true/false choice, lists of choices -> multiselect, other lists and dicts -> textarea (YAML or JSON,
-which the role's argument spec converts and validates at run time).
+true/false choice, lists of choices -> multiselect, other lists and dicts -> textarea (YAML or JSON: the role's
+argument spec validates the text, the roles read it with the vmmigration.libvirt.as_data filter).
 """
 import json
 import os
@@ -30,7 +30,7 @@ def plain(text):
     def one(m):
         inner = m.group(1)
         if "#" in inner:   # M(ns.coll.mod#module:option) / O(ns.coll.mod#module:option)
-            what, _, option = inner.partition("#")
+            what, _sep, option = inner.partition("#")
             inner = "%s %s" % (what, option.split(":", 1)[-1]) if ":" in option else what
         return inner
     text = LINK.sub(lambda m: m.group(1), text).replace("HORIZONTALLINE", "")

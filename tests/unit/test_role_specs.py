@@ -48,7 +48,7 @@ def test_migrate_vm_passes_exactly_its_options_to_the_module():
     assert len(migrate) == 1
     passed = set()
     for arg, value in migrate[0]["vmmigration.libvirt.migrate"].items():
-        m = re.search(r"migrate_vm_options\.(\w+)", str(value))
+        m = re.search(r"migrate_vm_opts\.(\w+)", str(value))   # (migrate_vm_options, read by as_data)
         if m:
             assert m.group(1) == arg, (arg, value)
             passed.add(arg)
