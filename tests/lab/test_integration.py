@@ -53,6 +53,22 @@ AVX512_CPU = ("<cpu mode='custom' match='exact'><model fallback='forbid'>qemu64<
               "<feature policy='require' name='avx512f'/></cpu>")
 
 
+def test_cpu_baseline(lab):
+    """cpu_baseline over the three hosts: the baseline, each VM judged, a VM set to it (check, diff, real, again),
+    then started with it; a VM on no host refused (tests/integration/targets/cpu_baseline)."""
+    h1 = lab["hosts"][0]
+    guests = [("cb_run", dict(disk="none", memory_mib=96)),
+              ("cb_off", dict(disk="none", memory_mib=96, start=False, cpu_xml="<cpu mode='host-passthrough'/>")),
+              ("cb_avx", dict(disk="none", start=False, cpu_xml=AVX512_CPU))]
+    try:
+        for name, kw in guests:
+            L.define_guest(name, h1, **kw)
+        run_target("cpu_baseline", target_hosts=h1)
+    finally:
+        for name, _kw in guests:
+            remove_guest(h1, name)
+
+
 def test_migration_check(lab):
     h1 = lab["hosts"][0]
     guests = [("mc_live", dict(disk="nbd")),
