@@ -537,6 +537,7 @@ class Evacuation:
     def run(self, check_mode=False):
         p = self.p
         self.t0 = self.clock()
+        started_at = round(self.now(), 3)
         changes = []
         uris = dict((d['name'], d['uri']) for d in p['destinations'])
         if p.get('rollback'):
@@ -560,6 +561,7 @@ class Evacuation:
         if refused:
             raise PlaintextRefused('will not drain: %s' % ' | '.join(refused))
         out = {'plan': plan, 'left': left, 'changed': bool(to_run) or any(x['action'] == 'shutdown' for x in left),
+               'started_at': started_at,
                'plan_lines': R.plan_lines(plan, p.get('source_name') or ''),
                'approved_plan': bool(p.get('plan')) and not p.get('rollback'), 'changes': changes}
         out['plan_lines'] += ['  changed since the plan was approved - %s' % c for c in changes]

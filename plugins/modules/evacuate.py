@@ -227,6 +227,10 @@ verified:
   description: Whether what still runs on the source is exactly what the policy and failures left there.
   returned: when the drain ran
   type: bool
+started_at:
+  description: Epoch time at which the drain started (each result's C(start_s) and C(end_s) count from it).
+  returned: always
+  type: float
 wall_s:
   description: Seconds the drain took.
   returned: when the drain ran

@@ -1268,6 +1268,25 @@ def playbook(path, extra_vars=None, limit=None, check=False, timeout=900, args=(
     return run(ns_exec("ctl", cmd), check=False, timeout=timeout, env=env)
 
 
+def runner(path, extra_vars, ident, check=False, timeout=900):
+    """Run a playbook through ansible-runner (as AWX does) inside the controller namespace: a private data
+    directory under the lab's state, EXTRA_VARS as a survey sends them. Returns {status, rc, events, artifact_dir,
+    stdout} (tests/lab/runner_job.py)."""
+    env = ansible_env()
+    pdd = state_path("runner", ident)
+    shutil.rmtree(pdd, ignore_errors=True)
+    os.makedirs(pdd)
+    keep = ("PATH", "ANSIBLE_CONFIG", "ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_LOCAL_TEMP", "ANSIBLE_SSH_CONTROL_PATH_DIR",
+            "ANSIBLE_NOCOLOR", "ANSIBLE_FORCE_COLOR")
+    job = {"dir": pdd, "playbook": path, "inventory": state_path("inventory.json"), "extravars": extra_vars,
+           "check": check, "ident": ident, "envvars": dict((k, env[k]) for k in keep if k in env)}
+    p = run(ns_exec("ctl", [VENV_PY, os.path.join(TOP, "tests", "lab", "runner_job.py"), json.dumps(job)]),
+            check=False, timeout=timeout, env=env)
+    if p.returncode != 0 or not p.stdout.strip():
+        raise LabError("ansible-runner did not run the job (%d): %s" % (p.returncode, (p.stderr or "")[-3000:]))
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,48 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Filters of the rolling_maintenance role: the cluster plan and the run's report (docs: rolling_plan.yml,
+rolling_report.yml)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling
+
+
+def _plain(value):
+    """Ansible's lazy containers as plain dicts and lists (the pure functions index them freely)."""
+    if isinstance(value, dict):
+        return dict((k, _plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def rolling_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original'):
+    """The cluster plan from each host's drain plan."""
+    if not isinstance(host_plans, list) or not all(isinstance(h, dict) and 'name' in h for h in host_plans):
+        raise AnsibleFilterError('rolling_plan expects a list of {name, record, plan} (got %r)' % (host_plans,))
+    return _rolling.cluster_plan(_plain(host_plans), list(names), non_live_policy=non_live_policy,
+                                 expected_s=float(expected_s), return_vms=return_vms)
+
+
+def rolling_report(records, run_id='', names=None, predicted_total_s=None):
+    """The run's report (dict with table and html) from the per-host records."""
+    if not isinstance(records, list) or not all(isinstance(r, dict) and 'name' in r for r in records):
+        raise AnsibleFilterError('rolling_report expects a list of host records with a name (got %r)' % (records,))
+    records = _plain(records)
+    if names:
+        rank = dict((n, i) for i, n in enumerate(names))
+        records.sort(key=lambda r: (rank.get(r['name'], len(rank)), r['name']))
+    return _rolling.report(records, run_id=run_id, predicted=predicted_total_s)
+
+
+class FilterModule:  # pylint: disable=too-few-public-methods
+    def filters(self):
+        return {'rolling_plan': rolling_plan, 'rolling_report': rolling_report}

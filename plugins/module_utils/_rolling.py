@@ -1,0 +1,261 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The rolling maintenance's cluster plan and report (pure functions; private: may change in any release).
+
+The rolling_maintenance role plans each host's drain with the evacuate_host role (in check mode), then hands
+the per-host plans here: which hosts the cluster can take out one at a time (N+1), in what order, with what
+predicted times; and, as the run goes, turns the per-host records it keeps on the controller into one report
+(JSON-able dict, text table, HTML timeline).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import math
+
+try:
+    from html import escape
+except ImportError:  # pragma: no cover
+    from cgi import escape  # pylint: disable=deprecated-module
+
+PHASES = ('drain', 'maintenance', 'gate', 'return')
+DONE = 'done'
+
+
+def _num(value, default=0.0):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _fmt_s(value):
+    return '-' if value is None else '%.1f s' % value
+
+
+def unplaceable_vms(plan, non_live_policy):
+    """{vm: reason} of a host's plan that its drain would leave on it (the shutdown policy stops the
+    VMs that only a cold move could take: those do not keep the host busy)."""
+    left = dict((plan or {}).get('left') or {})
+    if non_live_policy == 'shutdown':
+        for name in (plan or {}).get('cold_only') or []:
+            left.pop(name, None)
+    return left
+
+
+def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original'):
+    """The cluster plan from each host's drain plan.
+
+    HOST_PLANS: [{'name', 'record' (what an earlier run of this id recorded, {} when none), 'plan' (the host's
+    evacuation_plan result, None when not planned)}]; NAMES: the hosts in the order asked for.
+    Returns {'hosts': [{'name', 'status' (to_do, resume, done, unplaceable), 'moves', 'unplaceable',
+    'predicted': {'drain_s', 'maintenance_s', 'return_s', 'total_s'}}], 'order', 'unplaceable' {host: {vm: reason}},
+    'unplaceable_lines', 'predicted_total_s', 'lines'}."""
+    by_name = dict((h['name'], h) for h in host_plans)
+    hosts, unplaceable = [], {}
+    for name in names:
+        h = by_name.get(name) or {'name': name, 'record': {}, 'plan': None}
+        state = (h.get('record') or {}).get('state') or ''
+        plan = h.get('plan') or {}
+        entry = {'name': name, 'moves': [dict((k, m.get(k)) for k in ('name', 'destination', 'method', 'memory_mib'))
+                                         for m in plan.get('moves') or []],
+                 'unplaceable': {}, 'record_state': state}
+        if state == DONE:
+            entry.update(status='done', predicted={'drain_s': 0.0, 'maintenance_s': 0.0, 'return_s': 0.0, 'total_s': 0.0})
+            hosts.append(entry)
+            continue
+        entry['unplaceable'] = unplaceable_vms(plan, non_live_policy)
+        drain = _num(plan.get('predicted_total_s'))
+        back = drain if return_vms == 'original' else 0.0
+        entry['predicted'] = {'drain_s': round(drain, 1), 'maintenance_s': float(expected_s), 'return_s': round(back, 1),
+                              'total_s': round(drain + float(expected_s) + back, 1)}
+        if entry['unplaceable']:
+            entry['status'] = 'unplaceable'
+            unplaceable[name] = entry['unplaceable']
+        else:
+            entry['status'] = 'resume' if state else 'to_do'
+        hosts.append(entry)
+    # a host an earlier run left half done is finished first; then the others in the order asked for
+    order = [h['name'] for h in hosts if h['status'] == 'resume'] + [h['name'] for h in hosts if h['status'] == 'to_do']
+    total = round(sum(h['predicted']['total_s'] for h in hosts if h['name'] in order), 1)
+    unplaceable_lines = ['%s: %s' % (host, ', '.join('%s (%s)' % (vm, why) for vm, why in sorted(vms.items())))
+                         for host, vms in sorted(unplaceable.items())]
+    lines = ['cluster plan: %d host(s) to maintain, one at a time, each drained into the others; predicted %s in total'
+             % (len(order), _fmt_s(total))]
+    for h in hosts:
+        if h['status'] == 'done':
+            lines.append('  %s: done by an earlier run of this id - not taken again' % h['name'])
+            continue
+        p = h['predicted']
+        head = '  %s%s: %d VM(s) to move - predicted drain %s, maintenance %s, return %s = %s' % (
+            h['name'], ' (half done by an earlier run: first)' if h['status'] == 'resume' else '', len(h['moves']),
+            _fmt_s(p['drain_s']), _fmt_s(p['maintenance_s']), _fmt_s(p['return_s']), _fmt_s(p['total_s']))
+        if h['status'] == 'unplaceable':
+            head += ' - CANNOT BE EMPTIED'
+        lines.append(head)
+        for m in h['moves']:
+            back = ', back afterwards' if return_vms == 'original' else ''
+            lines.append('    %s -> %s (%s, %s MiB)%s' % (m['name'], m['destination'], m['method'], m['memory_mib'], back))
+        for vm, why in sorted(h['unplaceable'].items()):
+            lines.append('    %s cannot move: %s' % (vm, why))
+    if order:
+        lines.append('  order: %s' % ' -> '.join(order))
+    return {'hosts': hosts, 'order': order, 'unplaceable': unplaceable, 'unplaceable_lines': unplaceable_lines,
+            'predicted_total_s': total, 'lines': lines}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The report: one record per host (written on the controller as each phase ends), one report for the run
+
+def _phase_s(record, phase):
+    p = ((record or {}).get('phases') or {}).get(phase) or {}
+    if p.get('start') is None or p.get('end') is None:
+        return None
+    return round(_num(p['end']) - _num(p['start']), 1)
+
+
+def where_each_vm_ends(records):
+    """{vm: host} from the records: where each VM a drain moved is now (back home, or where it went)."""
+    ends = {}
+    for r in records:
+        for m in r.get('drained') or []:
+            if m.get('state') in ('migrated', 'migrated_after_recovery'):
+                ends[m['name']] = m.get('destination')
+        for m in r.get('returned') or []:
+            if m.get('state') in ('migrated', 'migrated_after_recovery'):
+                ends[m['name']] = r['name']
+    return ends
+
+
+def report(records, run_id='', predicted=None):
+    """The run's report: {'run_id', 'state' (done, failed, running), 'hosts': the records, 'ends': {vm: host},
+    'predicted_total_s', 'actual_total_s', 'table': text lines, 'html': a page with the timeline}."""
+    records = [r for r in records if r]
+    states = [r.get('state') for r in records]
+    state = 'failed' if 'failed' in states else ('done' if states and all(s == DONE for s in states) else 'running')
+    starts = [_num(p['start']) for r in records for p in (r.get('phases') or {}).values() if p.get('start') is not None]
+    ends = [_num(p['end']) for r in records for p in (r.get('phases') or {}).values() if p.get('end') is not None]
+    actual = round(max(ends) - min(starts), 1) if starts and ends else None
+    head = ('HOST', 'STATE', 'DRAIN', 'MAINTENANCE', 'GATE', 'RETURN', 'TOTAL', 'PREDICTED', 'VMS')
+    rows = [head]
+    for r in records:
+        phases = [_phase_s(r, ph) for ph in PHASES]
+        took = None
+        if all(x is None for x in phases):
+            took = None
+        else:
+            took = round(sum(x for x in phases if x is not None), 1)
+        rows.append((r['name'], r.get('state') or '-') + tuple(_fmt_s(x) for x in phases)
+                    + (_fmt_s(took), _fmt_s((r.get('predicted') or {}).get('total_s')), str(len(r.get('drained') or []))))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
+    table = ['  '.join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    for r in records:
+        for m in r.get('drained') or []:
+            back = dict((x['name'], x) for x in r.get('returned') or []).get(m['name'])
+            table.append('  %s: %s -> %s (%s, %s, downtime %s ms)%s' % (
+                m['name'], r['name'], m.get('destination'), m.get('state'), _fmt_s(m.get('total_time_s')),
+                m.get('downtime_ms') if m.get('downtime_ms') is not None else '-',
+                ' -> back to %s (%s, %s, downtime %s ms)' % (
+                    r['name'], back.get('state'), _fmt_s(back.get('total_time_s')),
+                    back.get('downtime_ms') if back.get('downtime_ms') is not None else '-') if back else ''))
+        if r.get('error'):
+            table.append('  %s failed in %s: %s' % (r['name'], r.get('failed_phase') or '?', r['error']))
+    where = where_each_vm_ends(records)
+    if where:
+        table.append('every VM moved ends on: %s' % ', '.join('%s %s' % (vm, h) for vm, h in sorted(where.items())))
+    table.append('run %s: %s, took %s (predicted %s)' % (run_id, state, _fmt_s(actual), _fmt_s(predicted)))
+    out = {'run_id': run_id, 'state': state, 'hosts': records, 'ends': where, 'predicted_total_s': predicted,
+           'actual_total_s': actual, 'table': table}
+    out['html'] = timeline_html(records, 'rolling maintenance %s: %s' % (run_id, state), table)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# The timeline: hosts' phases and each VM's moves on one time axis
+
+PHASE_COLOURS = {'drain': '#2e86c1', 'maintenance': '#7f8c8d', 'gate': '#27ae60', 'return': '#8e44ad'}
+HOST_COLOURS = ('#2e86c1', '#e67e22', '#16a085', '#8e44ad', '#c0392b', '#2c3e50', '#d4ac0d', '#7f8c8d')
+
+
+def nice_step(span_s, ticks=8):
+    """A tick step (1, 2 or 5 times a power of ten, in seconds) giving at most about TICKS ticks over SPAN_S."""
+    if span_s <= 0:
+        return 1.0
+    raw = span_s / float(ticks)
+    power = 10.0 ** math.floor(math.log10(raw))
+    for m in (1, 2, 5):
+        if m * power >= raw:
+            return m * power
+    return 10 * power
+
+
+def axis_ticks(span_s, ticks=8):
+    """[(seconds, label)] at exact multiples of one step from 0 to at least SPAN_S: evenly spaced, evenly labelled."""
+    step = nice_step(span_s, ticks)
+    out, i = [], 0
+    while True:
+        t = round(i * step, 6)
+        out.append((t, ('%g' % t) + ' s'))
+        if t >= span_s:
+            return out
+        i += 1
+
+
+def timeline_html(records, title, table_lines=(), width=960):
+    """A self-contained page: one row per host (its phases) and per VM (its moves, coloured by the host it went
+    to), on one linear time axis from the run's first step; the table below."""
+    t0s = [_num(p['start']) for r in records for p in (r.get('phases') or {}).values() if p.get('start') is not None]
+    t0 = min(t0s) if t0s else 0.0
+    rows = []
+    colour = dict((r['name'], HOST_COLOURS[i % len(HOST_COLOURS)]) for i, r in enumerate(records))
+    span = 1.0
+    for r in records:
+        bars = []
+        for ph in PHASES:
+            p = (r.get('phases') or {}).get(ph) or {}
+            if p.get('start') is None:
+                continue
+            end = _num(p.get('end'), _num(p['start']))
+            bars.append((_num(p['start']) - t0, end - t0, PHASE_COLOURS[ph], '%s %s: %.1f s' % (
+                r['name'], ph, end - _num(p['start']))))
+            span = max(span, end - t0)
+        rows.append(('host %s' % r['name'], bars))
+        for kind, base in (('drained', r.get('drain_started_at')), ('returned', r.get('return_started_at'))):
+            for m in r.get(kind) or []:
+                if base is None or m.get('start_s') is None:
+                    continue
+                # (the same figures as the table: the move's start in its drain, and its own time)
+                s = _num(base) + _num(m['start_s']) - t0
+                e = s + _num(m.get('total_time_s'))
+                to = m.get('destination') if kind == 'drained' else r['name']
+                rows.append(('%s %s' % (m['name'], 'out' if kind == 'drained' else 'back'), [(s, e, colour.get(to, '#555'), (
+                    '%s -> %s: %s, %.1f s, downtime %s ms' % (m['name'], to, m.get('state'), e - s, m.get('downtime_ms'))))]))
+                span = max(span, e)
+    ticks = axis_ticks(span)
+    span = ticks[-1][0] or 1.0
+    left, right, row_h, top = 160, 20, 22, 30
+    scale = (width - left - right) / span
+    height = top + row_h * len(rows) + 10
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">'
+             % (width, height)]
+    for t, label in ticks:
+        x = left + t * scale
+        parts.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>' % (x, top - 5, x, height - 5))
+        parts.append('<text x="%.1f" y="%d" text-anchor="middle" class="tick">%s</text>' % (x, top - 10, escape(label)))
+    for i, (label, bars) in enumerate(rows):
+        y = top + i * row_h
+        parts.append('<text x="5" y="%d">%s</text>' % (y + 15, escape(label)))
+        for s, e, fill, tip in bars:
+            parts.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>' % (
+                left + s * scale, y + 3, max(1.0, (e - s) * scale), row_h - 6, fill, escape(tip)))
+    parts.append('</svg>')
+    legend = ' '.join('<span style="color:%s">&#9632; %s</span>' % (c, ph) for ph, c in sorted(PHASE_COLOURS.items()))
+    legend += ' | VMs coloured by the host they moved to: ' + ' '.join(
+        '<span style="color:%s">&#9632; %s</span>' % (c, escape(h)) for h, c in sorted(colour.items()))
+    page = ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>%s</title></head><body><h1>%s</h1><p>%s</p>%s'
+            '<pre>%s</pre></body></html>')
+    return page % (escape(title), escape(title), legend, ''.join(parts), escape('\n'.join(table_lines)))

@@ -1,0 +1,158 @@
+"""Rolling maintenance over the lab's three hypervisors, a guest on each (tests the role and playbook end to end).
+
+One test, in the order an operator meets it: check mode refuses a cluster that cannot take a host out (N+1) by
+name, and otherwise prints the cluster plan with predicted times, moving nothing; the run stops at the host whose
+maintenance fails, with every guest running on a healthy host; the rerun finishes that host first and goes on
+(the host already done is not drained again); every guest ends at home, intact, the client's probe never cut off
+long; one report for the cluster; a third run changes nothing. The maintenance is tests/lab/rolling_hook.yml: it
+restarts the host's libvirtd (and fails where it is told to)."""
+import json
+import os
+import re
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
+
+GUESTS = [("rm1", "h1"), ("rm2", "h2"), ("rm3", "h3")]
+
+
+def job_artifacts_ok(job):
+    """ansible-runner kept what AWX shows of a job: its status and rc files, the events, the stdout."""
+    with open(os.path.join(job["artifact_dir"], "status")) as f:
+        status = f.read().strip()
+    with open(os.path.join(job["artifact_dir"], "rc")) as f:
+        rc = int(f.read().strip())
+    assert (status, rc) == (job["status"], job["rc"])
+    assert len(os.listdir(os.path.join(job["artifact_dir"], "job_events"))) == len(job["events"]) > 10
+    return True
+
+
+def test_rolling_maintenance(lab, figures):
+    from test_migrate import integrity, where  # pylint: disable=import-outside-toplevel
+    playbook = os.path.join(L.TOP, "playbooks", "rolling_maintenance.yml")
+    reports = L.state_path("rolling-reports")
+    run_dir = os.path.join(reports, "lab1")
+    shutil.rmtree(reports, ignore_errors=True)
+    common = {"rolling_maintenance_run_id": "lab1", "rolling_maintenance_report_dir": reports,
+              # (the lab's hosts share one file system: each host's drain journal in its own directory)
+              "rolling_maintenance_state_dir": L.state_path("rolling-state") + "/{{ inventory_hostname }}",
+              "rolling_maintenance_tasks": os.path.join(L.TOP, "tests", "lab", "rolling_hook.yml"),
+              "rolling_maintenance_expected_s": 5, "rolling_maintenance_gate_timeout_s": 60,
+              "evacuate_host_headroom_mib": 64, "evacuate_host_progress_interval_s": 2,
+              "evacuate_host_migrate_options": {"memory_reserve_mib": 64}}
+    names = [n for n, _h in GUESTS]
+    try:
+        for name, host in GUESTS:
+            L.define_guest(name, host, disk="none", memory_mib=96)
+        ips = dict((n, L.load_state()["guests"][n]["ip"]) for n in names)
+        for n in names:
+            L.wait_guest(ips[n])
+        before = dict((n, L.guest_status(ips[n])) for n in names)
+        home = dict(GUESTS)
+
+        # N+1 refused before anything moves, naming each host and VM (no host keeps 100 GiB free)
+        p = L.playbook(playbook, extra_vars=dict(common, evacuate_host_headroom_mib=102400), check=True)
+        assert p.returncode != 0 and "the cluster cannot take these hosts out one at a time (N+1)" in p.stdout, \
+            p.stdout[-6000:]
+        for name, host in GUESTS:
+            assert "%s: %s (" % (host, name) in p.stdout, (host, name, p.stdout[-6000:])
+
+        # check mode: the cluster plan with predicted times, nothing moves, nothing recorded
+        p = L.playbook(playbook, extra_vars=common, check=True)
+        assert p.returncode == 0, p.stdout[-6000:]
+        assert "cluster plan: 3 host(s) to maintain" in p.stdout and "order: h1 -> h2 -> h3" in p.stdout, p.stdout[-6000:]
+        for name, host in GUESTS:
+            assert "%s -> h" % name in p.stdout, p.stdout[-6000:]
+        assert all(where(lab, n) == {home[n]: "running"} for n in names)
+        assert not os.path.exists(os.path.join(run_dir, "hosts"))
+
+        # the run, as AWX runs a job (ansible-runner, the extra vars a survey sends - a dict from a textarea as
+        # JSON text): h1 done, h2's maintenance fails - the job fails there, every guest running on a healthy host
+        survey = dict(common, evacuate_host_migrate_options=json.dumps(common["evacuate_host_migrate_options"]))
+        probes = dict((n, L.Blackout(ips[n], hz=20)) for n in names)
+        for pr in probes.values():
+            pr.__enter__()
+        t0 = time.monotonic()
+        try:
+            job = L.runner(playbook, dict(survey, rolling_lab_fail_on="h2"), "rolling-1")
+            first_wall = time.monotonic() - t0
+            assert job["status"] == "failed" and job["rc"] != 0, job["stdout"][-6000:]
+            assert "h2: maintenance failed - maintenance of h2 failed (rolling_lab_fail_on)" in job["stdout"], \
+                job["stdout"][-6000:]
+            failed = [(e["host"], e["task"]) for e in job["events"] if e["event"] == "runner_on_failed"]
+            assert ("h2", "Maintenance (lab) - fail on the host asked for") in failed, failed
+            assert job_artifacts_ok(job)
+            with open(os.path.join(run_dir, "report.json")) as f:
+                rep = json.load(f)
+            states = dict((h["name"], h["state"]) for h in rep["hosts"])
+            assert rep["state"] == "failed" and states == {"h1": "done", "h2": "failed"}, rep["table"]
+            assert where(lab, "rm1") == {"h1": "running"} and where(lab, "rm3") == {"h3": "running"}
+            rm2 = where(lab, "rm2")
+            assert list(rm2.values()) == ["running"] and list(rm2) != ["h2"], rm2
+            assert rep["ends"]["rm2"] == list(rm2)[0] and rep["ends"]["rm1"] == "h1"
+
+            # the rerun (another job): h2 first (half done), then h3; h1 is not taken again
+            t1 = time.monotonic()
+            job = L.runner(playbook, survey, "rolling-2")
+            second_wall = time.monotonic() - t1
+        finally:
+            for pr in probes.values():
+                pr.__exit__(None, None, None)
+        out = job["stdout"]
+        assert job["status"] == "successful" and job["rc"] == 0, out[-8000:]
+        assert job_artifacts_ok(job)
+        assert "order: h2 -> h3" in out and "h1: done by an earlier run of this id" in out, out[-6000:]
+        # the job's events: each host's steps started and ended per host, the drains' progress lines among them
+        started = [e["task"] for e in job["events"] if e["event"] == "playbook_on_task_start"]
+        for task in ("Drain - every VM to the other hosts (the plan approved in step 1; planned again when resuming)",
+                     "Maintenance (lab) - restart libvirtd, as an upgrade of it would",
+                     "Gate - libvirtd answers and the host's facts read",
+                     "Return - every VM the drains moved off this host, from where it is now"):
+            assert task in started, (task, started)
+        ok = set((e["host"], e["task"]) for e in job["events"] if e["event"] == "runner_on_ok")
+        for host in ("h2", "h3"):
+            assert (host, "Gate - libvirtd answers and the host's facts read") in ok, sorted(ok)
+        assert ("h1", "Gate - libvirtd answers and the host's facts read") not in ok
+        progress = [e["stdout"] for e in job["events"] if re.search(r"(running|done): \d+ of \d+ done", e["stdout"])]
+        assert progress, [e["event"] for e in job["events"]]
+        with open(os.path.join(run_dir, "report.json")) as f:
+            rep = json.load(f)
+        assert rep["state"] == "done", rep["table"]
+        assert rep["ends"] == {"rm1": "h1", "rm2": "h2", "rm3": "h3"}, rep["table"]
+        by = dict((h["name"], h) for h in rep["hosts"])
+        for host in ("h1", "h2", "h3"):
+            assert by[host]["state"] == "done" and all(by[host]["phases"][ph]["end"] for ph in
+                                                       ("drain", "maintenance", "gate", "return")), by[host]
+        # h1's record is the first run's: it was not drained again
+        assert [m["name"] for m in by["h1"]["drained"]] == ["rm1"] and by["h1"]["phases"]["drain"]["end"] < \
+            by["h2"]["phases"]["maintenance"]["start"]
+        for n in names:
+            assert where(lab, n) == {home[n]: "running"}, (n, where(lab, n))
+        time.sleep(1)
+        for n in names:
+            integrity(before[n], L.wait_guest(ips[n], timeout=30), n)
+            assert probes[n].result["max_gap_ms"] < 3000, (n, probes[n].result)
+        for f in ("report.txt", "timeline.html"):
+            assert os.path.getsize(os.path.join(run_dir, f)) > 0
+        with open(os.path.join(run_dir, "timeline.html")) as f:
+            assert "<svg" in f.read()
+        figures["rolling_maintenance_3_hosts"] = {
+            "first_run_wall_s": round(first_wall, 1), "rerun_wall_s": round(second_wall, 1),
+            "predicted_total_s": rep["predicted_total_s"], "actual_total_s": rep["actual_total_s"],
+            "per_host": dict((h, {"predicted_s": by[h]["predicted"]["total_s"],
+                                  "phases_s": dict((ph, round(by[h]["phases"][ph]["end"] - by[h]["phases"][ph]["start"], 1))
+                                                   for ph in ("drain", "maintenance", "gate", "return"))})
+                             for h in ("h1", "h2", "h3")),
+            "client_max_gap_ms": dict((n, probes[n].result["max_gap_ms"]) for n in names)}
+
+        # a third run changes nothing
+        p = L.playbook(playbook, extra_vars=common)
+        assert p.returncode == 0, p.stdout[-6000:]
+        recap = p.stdout.split("PLAY RECAP")[-1]
+        assert "changed=0" in recap and "changed=1" not in recap and "failed=0" in recap, recap
+    finally:
+        for name in names:
+            L.remove_guest(name)
