@@ -52,9 +52,20 @@ options:
     type: dict
     default: {}
   rate_mibps:
-    description: Expected transfer rate of one migration, for the time prediction.
+    description:
+      - Expected transfer rate of one migration, for the time prediction (a move of M MiB is predicted to take
+        O(overhead_s) + M / O(rate_mibps) seconds). The roles take it from their calibration file once a drain
+        has been measured.
     type: int
     default: 1000
+  overhead_s:
+    description: Seconds each migration costs beyond copying its memory (connections, checks, switch-over, cleanup), for the time prediction.
+    type: float
+    default: 2.0
+  fixed_s:
+    description: Seconds a drain costs beyond its migrations (its start, the verification at its end), added to the predicted total.
+    type: float
+    default: 0.0
   max_outbound:
     description: Migrations out of the source at once.
     type: int

@@ -24,12 +24,13 @@ def _plain(value):
     return value
 
 
-def rolling_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original'):
+def rolling_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original', role_overhead_s=0.0):
     """The cluster plan from each host's drain plan."""
     if not isinstance(host_plans, list) or not all(isinstance(h, dict) and 'name' in h for h in host_plans):
         raise AnsibleFilterError('rolling_plan expects a list of {name, record, plan} (got %r)' % (host_plans,))
     return _rolling.cluster_plan(_plain(host_plans), list(names), non_live_policy=non_live_policy,
-                                 expected_s=float(expected_s), return_vms=return_vms)
+                                 expected_s=float(expected_s), return_vms=return_vms,
+                                 role_overhead_s=float(role_overhead_s or 0.0))
 
 
 def rolling_report(records, run_id='', names=None, predicted_total_s=None):

@@ -47,6 +47,8 @@ PLAN_ARGSPEC = dict(
     anti_affinity=dict(type='dict', default={}),
     pinned=dict(type='dict', default={}),
     rate_mibps=dict(type='int', default=1000),
+    overhead_s=dict(type='float', default=2.0),
+    fixed_s=dict(type='float', default=0.0),
     max_outbound=dict(type='int', default=2),
     max_inbound=dict(type='int', default=2),
     max_total=dict(type='int', default=4),
@@ -59,6 +61,9 @@ def validate_plan_options(p):
     problems = ['%s must be at least 1 (got %s)' % (k, p[k]) for k in limits if p[k] < 1]
     if p['headroom_mib'] < 0:
         problems.append('headroom_mib must not be negative (got %s)' % p['headroom_mib'])
+    for k in ('overhead_s', 'fixed_s'):
+        if (p.get(k) or 0) < 0:
+            problems.append('%s must not be negative (got %s)' % (k, p[k]))
     names = [d['name'] for d in p['destinations']]
     if not names:
         problems.append('destinations is empty')
@@ -256,7 +261,11 @@ def plan_evacuation(cache, p):
     placed = P.place(vms, hosts, headroom_mib=p.get('headroom_mib', 0))
     moves = [{'name': n, 'source': 'source', 'dest': d, 'memory_mib': per_vm[n]['memory_mib']}
              for n, d in sorted(placed['placements'].items())]
-    timeline, makespan = P.schedule(moves, p['rate_mibps'], p['max_outbound'], p['max_inbound'], p['max_total'])
+    timeline, makespan = P.schedule(moves, p['rate_mibps'], p['max_outbound'], p['max_inbound'], p['max_total'],
+                                    overhead_s=p.get('overhead_s', 2.0))
+    if timeline:
+        # the drain's own cost beyond its moves (start, verification, the source's check), measured: calibration
+        makespan = round(makespan + (p.get('fixed_s') or 0.0), 3)
     out_moves = []
     for t in timeline:
         info = per_vm[t['name']]
@@ -394,7 +403,7 @@ def summarize_result(name, move, result, error=None):
             'strategy': plan.get('strategy'), 'total_time_s': r.get('total_time_s'),
             'downtime_ms': r.get('downtime_ms'), 'bytes_transferred': r.get('bytes_transferred'),
             'postcopy': r.get('postcopy'), 'paused': r.get('paused'), 'announced': r.get('announced'),
-            'answering': r.get('answering'), 'transport': (r.get('transport') or {}).get('transport'), 'error': error}
+            'answering': r.get('answering'), 'phases': r.get('phases'), 'transport': (r.get('transport') or {}).get('transport'), 'error': error}
 
 
 class Evacuation:

@@ -15,7 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
-import math
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import axis_ticks
 
 try:
     from html import escape
@@ -47,14 +47,15 @@ def unplaceable_vms(plan, non_live_policy):
     return left
 
 
-def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original'):
+def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original', role_overhead_s=0.0):
     """The cluster plan from each host's drain plan.
 
     HOST_PLANS: [{'name', 'record' (what an earlier run of this id recorded, {} when none), 'plan' (the host's
     evacuation_plan result, None when not planned)}]; NAMES: the hosts in the order asked for.
     Returns {'hosts': [{'name', 'status' (to_do, resume, done, unplaceable), 'moves', 'unplaceable',
     'predicted': {'drain_s', 'maintenance_s', 'return_s', 'total_s'}}], 'order', 'unplaceable' {host: {vm: reason}},
-    'unplaceable_lines', 'predicted_total_s', 'lines'}."""
+    'unplaceable_lines', 'predicted_total_s', 'lines'}. ROLE_OVERHEAD_S: what the drain role costs beyond the drain
+    (the calibration's measure), added to each drain and return."""
     by_name = dict((h['name'], h) for h in host_plans)
     hosts, unplaceable = [], {}
     for name in names:
@@ -69,7 +70,8 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
             hosts.append(entry)
             continue
         entry['unplaceable'] = unplaceable_vms(plan, non_live_policy)
-        drain = _num(plan.get('predicted_total_s'))
+        # the drain role's own cost (planning, reports) beyond the drain, as measured: the calibration
+        drain = _num(plan.get('predicted_total_s')) + float(role_overhead_s or 0.0)
         back = drain if return_vms == 'original' else 0.0
         entry['predicted'] = {'drain_s': round(drain, 1), 'maintenance_s': float(expected_s), 'return_s': round(back, 1),
                               'total_s': round(drain + float(expected_s) + back, 1)}
@@ -131,6 +133,24 @@ def where_each_vm_ends(records):
     return ends
 
 
+def _median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
+
+
+def drain_errors(records):
+    """{host: {'predicted_s', 'actual_s', 'error_pct'}} for each host whose drain moved VMs and ended."""
+    out = {}
+    for r in records:
+        actual = _phase_s(r, 'drain')
+        pred = (r.get('predicted') or {}).get('drain_s')
+        if actual and pred is not None and r.get('drained'):
+            out[r['name']] = {'predicted_s': round(float(pred), 1), 'actual_s': actual,
+                              'error_pct': round(100.0 * abs(actual - float(pred)) / actual, 1)}
+    return out
+
+
 def report(records, run_id='', predicted=None):
     """The run's report: {'run_id', 'state' (done, failed, running), 'hosts': the records, 'ends': {vm: host},
     'predicted_total_s', 'actual_total_s', 'table': text lines, 'html': a page with the timeline}."""
@@ -164,12 +184,19 @@ def report(records, run_id='', predicted=None):
                     back.get('downtime_ms') if back.get('downtime_ms') is not None else '-') if back else ''))
         if r.get('error'):
             table.append('  %s failed in %s: %s' % (r['name'], r.get('failed_phase') or '?', r['error']))
+    errors = drain_errors(records)
+    if errors:
+        table.append('drain predicted against actual: %s; median error %d %%' % (
+            ', '.join('%s %.1f s for %.1f s (%d %%)' % (h, e['predicted_s'], e['actual_s'], e['error_pct'])
+                      for h, e in sorted(errors.items())),
+            round(_median([e['error_pct'] for e in errors.values()]))))
     where = where_each_vm_ends(records)
     if where:
         table.append('every VM moved ends on: %s' % ', '.join('%s %s' % (vm, h) for vm, h in sorted(where.items())))
     table.append('run %s: %s, took %s (predicted %s)' % (run_id, state, _fmt_s(actual), _fmt_s(predicted)))
     out = {'run_id': run_id, 'state': state, 'hosts': records, 'ends': where, 'predicted_total_s': predicted,
-           'actual_total_s': actual, 'table': table}
+           'actual_total_s': actual, 'table': table, 'drain_errors': errors,
+           'median_drain_error_pct': round(_median([e['error_pct'] for e in errors.values()]), 1) if errors else None}
     out['html'] = timeline_html(records, 'rolling maintenance %s: %s' % (run_id, state), table)
     return out
 
@@ -179,30 +206,6 @@ def report(records, run_id='', predicted=None):
 
 PHASE_COLOURS = {'drain': '#2e86c1', 'maintenance': '#7f8c8d', 'gate': '#27ae60', 'return': '#8e44ad'}
 HOST_COLOURS = ('#2e86c1', '#e67e22', '#16a085', '#8e44ad', '#c0392b', '#2c3e50', '#d4ac0d', '#7f8c8d')
-
-
-def nice_step(span_s, ticks=8):
-    """A tick step (1, 2 or 5 times a power of ten, in seconds) giving at most about TICKS ticks over SPAN_S."""
-    if span_s <= 0:
-        return 1.0
-    raw = span_s / float(ticks)
-    power = 10.0 ** math.floor(math.log10(raw))
-    for m in (1, 2, 5):
-        if m * power >= raw:
-            return m * power
-    return 10 * power
-
-
-def axis_ticks(span_s, ticks=8):
-    """[(seconds, label)] at exact multiples of one step from 0 to at least SPAN_S: evenly spaced, evenly labelled."""
-    step = nice_step(span_s, ticks)
-    out, i = [], 0
-    while True:
-        t = round(i * step, 6)
-        out.append((t, ('%g' % t) + ' s'))
-        if t >= span_s:
-            return out
-        i += 1
 
 
 def timeline_html(records, title, table_lines=(), width=960):

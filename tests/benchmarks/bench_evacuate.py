@@ -106,6 +106,13 @@ def drain(guests, rate, cap, label):
              "evacuate_host_headroom_mib": 64, "evacuate_host_state_dir": L.state_path("bench-evac-%s" % label),
              "evacuate_host_report_dir": reports, "evacuate_host_rate_mibps": int(cap or rate),
              "evacuate_host_migrate_options": options}
+    # what earlier drains of this scenario measured: the plan's prediction is calibrated from it (the role reads
+    # and updates reports/calibration.json), and the role's own cost beyond the drain predicts the playbook's wall
+    try:
+        with open(os.path.join(reports, "calibration.json")) as f:
+            cal = json.load(f)
+    except OSError:
+        cal = {}
     guests.snapshot()
     t0 = time.monotonic()
     p = L.playbook(os.path.join(L.TOP, "playbooks", "evacuate_host.yml"), extra_vars=extra)
@@ -117,6 +124,8 @@ def drain(guests, rate, cap, label):
     for r in report["results"]:
         L.set_guest_host(r["name"], r["destination"])
     guests.check_all()
+    report["calibration_before"] = {"calibrated": bool(cal.get("samples")),
+                                    "role_overhead_s": cal.get("role_overhead_s") or 0.0}
     return report, playbook_s
 
 
@@ -127,7 +136,7 @@ def spread(values):
 def scenario(guests, rate, cap, runs):
     """RUNS interleaved rounds: the drain, then (after moving every guest home, untimed) the same moves
     with a serial virsh loop given the same cap, then home again."""
-    rows = {"drain": [], "playbook": [], "virsh": [], "bound": [], "predicted": []}
+    rows = {"drain": [], "playbook": [], "virsh": [], "bound": [], "predicted": [], "predictions": []}
     for _i in range(runs):
         report, playbook_s = drain(guests, rate, cap, "cap%s" % cap)
         placements = [(r["name"], r["destination"]) for r in report["results"]]
@@ -138,6 +147,12 @@ def scenario(guests, rate, cap, runs):
         rows["drain"].append(report["wall_s"])
         rows["playbook"].append(playbook_s)
         rows["predicted"].append(report["plan"]["predicted_total_s"] or 0)
+        before = report["calibration_before"]
+        rows["predictions"].append({
+            "calibrated": before["calibrated"], "drain_predicted_s": report["plan"]["predicted_total_s"] or 0,
+            "drain_s": report["wall_s"],
+            "playbook_predicted_s": (report["plan"]["predicted_total_s"] or 0) + before["role_overhead_s"],
+            "playbook_s": round(playbook_s, 2)})
         guests.snapshot()
         virsh_serial([(n, "h1") for n, _d in placements], lambda n, p=dict(placements): p[n], check=guests.check)
         guests.snapshot()
@@ -184,6 +199,19 @@ def main(argv=None):
                                    " --bandwidth %d" % cap if cap else ""),
                                 "virsh")):
                 print("%-46s %20s %10.1f" % (label, spread(rows[key]), statistics.median(rows[key]) / bound))
+            print("predicted against actual, run by run (the first run of a scenario from the configured rate; each "
+                  "later one calibrated from the drains before it):")
+            for i, x in enumerate(rows["predictions"]):
+                print("  run %d %-12s drain %5.1f s predicted for %5.1f s (%3.0f %% off); playbook %5.1f s for %5.1f s "
+                      "(%3.0f %% off)" % (
+                          i + 1, "calibrated" if x["calibrated"] else "configured", x["drain_predicted_s"], x["drain_s"],
+                          100 * abs(x["drain_predicted_s"] - x["drain_s"]) / x["drain_s"], x["playbook_predicted_s"],
+                          x["playbook_s"], 100 * abs(x["playbook_predicted_s"] - x["playbook_s"]) / x["playbook_s"]))
+            cal_err = [abs(x["drain_predicted_s"] - x["drain_s"]) / x["drain_s"] for x in rows["predictions"]
+                       if x["calibrated"]]
+            if cal_err:
+                print("  median error once calibrated: drain %.0f %%" % (100 * statistics.median(cal_err)))
+            rows.pop("predictions")
             ratio = statistics.median(rows["drain"]) / statistics.median(rows["virsh"])
             pb = statistics.median(rows["playbook"]) / statistics.median(rows["virsh"])
             print("drain / serial virsh: %.2f (%s); playbook / serial virsh: %.2f (%s)" % (

@@ -105,6 +105,11 @@ def test_rolling_maintenance(lab, figures):
         assert job["status"] == "successful" and job["rc"] == 0, out[-8000:]
         assert job_artifacts_ok(job)
         assert "order: h2 -> h3" in out and "h1: done by an earlier run of this id" in out, out[-6000:]
+        # the first run's drains calibrated the rerun's predictions (the file on the controller, said in the plan)
+        with open(os.path.join(reports, "calibration.json")) as f:
+            cal = json.load(f)
+        assert cal["samples"] >= 3 and cal["rate_mibps"] >= 1 and cal["role_overhead_s"] > 0, cal
+        assert "predictions calibrated from" in out, out[-6000:]
         # the job's events: each host's steps started and ended per host, the drains' progress lines among them
         started = [e["task"] for e in job["events"] if e["event"] == "playbook_on_task_start"]
         for task in ("Drain - every VM to the other hosts (the plan approved in step 1; planned again when resuming)",
@@ -139,6 +144,12 @@ def test_rolling_maintenance(lab, figures):
             assert os.path.getsize(os.path.join(run_dir, f)) > 0
         with open(os.path.join(run_dir, "timeline.html")) as f:
             assert "<svg" in f.read()
+        # the page as a person sees it: headless chromium renders it, its console says nothing
+        import browser  # pylint: disable=import-outside-toplevel
+        shot = browser.render(os.path.join(run_dir, "timeline.html"), "rolling-maintenance-timeline")
+        print("screenshot of the rolling maintenance report: %s (%d x %d, %d bytes)" % (
+            shot["png"], shot["size"][0], shot["size"][1], shot["bytes"]))
+        assert shot["size"] == (1280, 900) and shot["bytes"] > 10000 and shot["console"] == [], shot
         figures["rolling_maintenance_3_hosts"] = {
             "first_run_wall_s": round(first_wall, 1), "rerun_wall_s": round(second_wall, 1),
             "predicted_total_s": rep["predicted_total_s"], "actual_total_s": rep["actual_total_s"],
@@ -146,7 +157,9 @@ def test_rolling_maintenance(lab, figures):
                                   "phases_s": dict((ph, round(by[h]["phases"][ph]["end"] - by[h]["phases"][ph]["start"], 1))
                                                    for ph in ("drain", "maintenance", "gate", "return"))})
                              for h in ("h1", "h2", "h3")),
-            "client_max_gap_ms": dict((n, probes[n].result["max_gap_ms"]) for n in names)}
+            "client_max_gap_ms": dict((n, probes[n].result["max_gap_ms"]) for n in names),
+            # (figures, not asserted: timing) each drain's prediction - the rerun's calibrated by the first run
+            "drain_predicted_vs_actual": rep["drain_errors"], "median_drain_error_pct": rep["median_drain_error_pct"]}
 
         # a third run changes nothing
         p = L.playbook(playbook, extra_vars=common)

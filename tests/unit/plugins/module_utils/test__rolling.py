@@ -91,3 +91,22 @@ def test_a_failed_host_fails_the_report_and_says_where():
     rep = R.report(recs, run_id='r1')
     assert rep['state'] == 'failed' and rep['ends'] == {'vm': 'h1', 'b': 'h3'}
     assert '  h2 failed in maintenance: apt failed' in rep['table']
+
+
+def test_the_report_sets_each_drains_prediction_against_what_it_took():
+    recs = [record('h1', 1000.0), record('h2', 1015.0), dict(record('h3', 1030.0), drained=[])]
+    recs[0]['predicted'] = {'drain_s': 4.0, 'total_s': 20.0}     # drain took 5.0 s: 20 % off
+    recs[1]['predicted'] = {'drain_s': 6.0, 'total_s': 20.0}     # 20 % off the other way
+    recs[2]['predicted'] = {'drain_s': 1.0, 'total_s': 20.0}     # moved nothing: not counted
+    rep = R.report(recs, run_id='r1')
+    assert rep['drain_errors'] == {'h1': {'predicted_s': 4.0, 'actual_s': 5.0, 'error_pct': 20.0},
+                                   'h2': {'predicted_s': 6.0, 'actual_s': 5.0, 'error_pct': 20.0}}
+    assert rep['median_drain_error_pct'] == 20.0
+    assert 'drain predicted against actual: h1 4.0 s for 5.0 s (20 %), h2 6.0 s for 5.0 s (20 %); median error 20 %' in rep['table']
+
+
+def test_the_cluster_plan_adds_the_measured_role_overhead_to_each_drain_and_return():
+    hp = [{'name': 'h1', 'record': {}, 'plan': plan([('a', 'h2')], predicted=3.0)},
+          {'name': 'h2', 'record': {}, 'plan': plan([('b', 'h1')], predicted=3.0)}]
+    p = R.cluster_plan(hp, ['h1', 'h2'], expected_s=10, role_overhead_s=18.5)['hosts'][0]['predicted']
+    assert p == {'drain_s': 21.5, 'maintenance_s': 10.0, 'return_s': 21.5, 'total_s': 53.0}

@@ -1,0 +1,105 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Predictions calibrated from what drains measured (pure functions; private: may change in any release).
+
+A plan predicts a move of M MiB to take overhead_s + M / rate_mibps seconds, a drain its moves' schedule plus
+fixed_s, and a role's drain that plus role_overhead_s (planning, reports). Out of the box those are guesses (the
+configured link rate, 2 s a move, nothing else). After each drain the roles keep its per-move facts (memory,
+time, bytes) and its own times in a small calibration file on the controller; the next plan for those hosts uses
+what was measured.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+VERSION = 1
+KEEP = 60
+MOVED = ('migrated', 'migrated_after_recovery')
+
+
+def _median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
+
+
+def move_samples(report):
+    """Per-move facts of a drain's result: the live moves that completed, with the memory the plan gave them."""
+    memory = dict((m['name'], m.get('memory_mib')) for m in (report.get('plan') or {}).get('moves') or [])
+    out = []
+    for r in report.get('results') or []:
+        mem = memory.get(r.get('name'))
+        if r.get('state') in MOVED and r.get('method') != 'cold' and r.get('total_time_s') and mem:
+            out.append({'memory_mib': float(mem), 'total_s': float(r['total_time_s']),
+                        'bytes': r.get('bytes_transferred')})
+    return out
+
+
+def drain_sample(report, role_wall_s=None):
+    """A drain's own times: its wall, the span of its moves, what it cost beyond them (fixed_s), and the wall of
+    the role that ran it (role_wall_s, when given). None for a drain that moved nothing."""
+    res = [r for r in report.get('results') or [] if r.get('start_s') is not None and r.get('end_s') is not None]
+    if not res or report.get('wall_s') is None:
+        return None
+    span = max(r['end_s'] for r in res) - min(r['start_s'] for r in res)
+    wall = float(report['wall_s'])
+    return {'wall_s': wall, 'moves_span_s': round(span, 3), 'fixed_s': round(max(0.0, wall - span), 3),
+            'role_wall_s': None if role_wall_s is None else round(float(role_wall_s), 3), 'moves': len(res)}
+
+
+def fit(moves, default_rate=1000):
+    """(overhead_s, rate_mibps) of T = overhead + M / rate over MOVES. A least-squares line when the sizes differ
+    enough to tell the two apart; else the configured rate, and the median time beyond it as the overhead."""
+    if not moves:
+        return None
+    xs = [m['memory_mib'] for m in moves]
+    ys = [m['total_s'] for m in moves]
+    if len(moves) >= 3 and max(xs) >= 1.5 * min(xs):
+        n = float(len(moves))
+        mx, my = sum(xs) / n, sum(ys) / n
+        sxx = sum((x - mx) ** 2 for x in xs)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+        intercept = my - slope * mx
+        if slope > 0 and intercept >= 0:
+            return round(intercept, 3), max(1, int(round(1.0 / slope)))
+    rate = float(default_rate)
+    return round(max(0.0, _median([y - x / rate for x, y in zip(xs, ys)])), 3), int(rate)
+
+
+def update(calibration, report, role_wall_s=None, default_rate=1000, now=None):
+    """The calibration after one more drain (REPORT: the evacuate module's result; ROLE_WALL_S: the wall of the
+    role that ran it). Keeps the last KEEP samples of each kind; returns a new dict."""
+    cal = dict(calibration or {})
+    moves = list(cal.get('moves') or []) + move_samples(report)
+    drains = list(cal.get('drains') or [])
+    d = drain_sample(report, role_wall_s)
+    if d:
+        drains.append(d)
+    moves, drains = moves[-KEEP:], drains[-KEEP:]
+    fitted = fit(moves, default_rate)
+    role = [x['role_wall_s'] - x['wall_s'] for x in drains if x.get('role_wall_s') is not None]
+    out = {'version': VERSION, 'updated_at': now, 'moves': moves, 'drains': drains, 'samples': len(moves)}
+    if fitted:
+        out['overhead_s'], out['rate_mibps'] = fitted
+    if drains:
+        out['fixed_s'] = round(_median([x['fixed_s'] for x in drains]), 3)
+    if role:
+        out['role_overhead_s'] = round(max(0.0, _median(role)), 3)
+    return out
+
+
+def plan_options(calibration, rate_mibps=1000, overhead_s=2.0, fixed_s=0.0):
+    """What a plan uses: the calibrated rate, overhead and fixed cost where measured, else the values given.
+    Returns {'rate_mibps', 'overhead_s', 'fixed_s', 'role_overhead_s', 'calibrated' (bool)}."""
+    cal = calibration or {}
+    ok = bool(cal.get('samples'))
+    return {'rate_mibps': int(cal['rate_mibps']) if ok and cal.get('rate_mibps') else int(rate_mibps),
+            'overhead_s': float(cal['overhead_s']) if ok and cal.get('overhead_s') is not None else float(overhead_s),
+            'fixed_s': float(cal['fixed_s']) if cal.get('fixed_s') is not None else float(fixed_s),
+            'role_overhead_s': float(cal.get('role_overhead_s') or 0.0), 'calibrated': ok}

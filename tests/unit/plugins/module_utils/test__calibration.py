@@ -1,0 +1,48 @@
+"""Predictions calibrated from measured drains."""
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _calibration as C
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _planner as P
+
+
+def drain(moves, wall_s, method='live'):
+    """An evacuate result: MOVES [(name, memory_mib, start_s, total_s)]."""
+    return {'plan': {'moves': [{'name': n, 'memory_mib': m} for n, m, _s, _t in moves]}, 'wall_s': wall_s,
+            'results': [{'name': n, 'state': 'migrated', 'method': method, 'start_s': s, 'end_s': s + t,
+                         'total_time_s': t, 'bytes_transferred': m * 1048576} for n, m, s, t in moves]}
+
+
+def test_a_line_through_moves_of_different_sizes_gives_the_rate_and_the_cost_of_a_move():
+    # truth: 1.5 s a move + 200 MiB/s
+    moves = [('a', 100, 0.0, 2.0), ('b', 400, 0.0, 3.5), ('c', 1000, 2.0, 6.5), ('d', 200, 3.5, 2.5)]
+    cal = C.update({}, drain(moves, wall_s=11.0), role_wall_s=31.0)
+    assert (cal['overhead_s'], cal['rate_mibps']) == (1.5, 200)
+    assert cal['fixed_s'] == 2.5 and cal['role_overhead_s'] == 20.0     # 11 - (8.5 - 0.0); 31 - 11
+    # the next plan predicts these moves from what was measured: each move within 1 %
+    opts = C.plan_options(cal, rate_mibps=1000)
+    assert opts == {'rate_mibps': 200, 'overhead_s': 1.5, 'fixed_s': 2.5, 'role_overhead_s': 20.0, 'calibrated': True}
+    timeline, _span = P.schedule([{'name': n, 'source': 's', 'dest': 'd%d' % i, 'memory_mib': m}
+                                  for i, (n, m, _s, _t) in enumerate(moves)], opts['rate_mibps'], 4, 4, 4,
+                                 overhead_s=opts['overhead_s'])
+    took = dict((n, t) for n, _m, _s, t in moves)
+    assert all(abs((t['end_s'] - t['start_s']) - took[t['name']]) < 0.01 * took[t['name']] for t in timeline)
+
+
+def test_moves_of_one_size_keep_the_configured_rate_and_measure_the_cost_beyond_it():
+    cal = C.update({}, drain([('a', 96, 0.5, 3.9), ('b', 96, 0.6, 4.1)], wall_s=6.0), default_rate=1000)
+    assert cal['rate_mibps'] == 1000 and abs(cal['overhead_s'] - (4.0 - 0.096)) < 0.01
+    assert C.plan_options({}, 1000) == {'rate_mibps': 1000, 'overhead_s': 2.0, 'fixed_s': 0.0,
+                                        'role_overhead_s': 0.0, 'calibrated': False}
+
+
+def test_only_completed_live_moves_count_and_old_samples_go():
+    r = drain([('a', 100, 0.0, 2.0)], wall_s=3.0)
+    r['results'].append({'name': 'x', 'state': 'rolled_back', 'method': 'live', 'start_s': 0, 'end_s': 9,
+                         'total_time_s': 9.0})
+    r['results'].append({'name': 'y', 'state': 'migrated', 'method': 'cold', 'start_s': 0, 'end_s': 30,
+                         'total_time_s': 30.0})
+    assert [s['memory_mib'] for s in C.move_samples(r)] == [100.0]
+    cal = {}
+    for _ in range(C.KEEP + 5):
+        cal = C.update(cal, drain([('a', 100, 0.0, 2.0)], wall_s=3.0))
+    assert len(cal['moves']) == C.KEEP and len(cal['drains']) == C.KEEP
+    # a drain that moved nothing adds no drain sample
+    assert C.update(cal, {'results': [], 'wall_s': 1.0})['drains'] == cal['drains']
