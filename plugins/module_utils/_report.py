@@ -13,6 +13,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import math
+
 try:
     from html import escape
 except ImportError:  # pragma: no cover
@@ -99,38 +101,97 @@ def progress_signature(status):
 COLOURS = {'live': '#2b7bb9', 'live_copy_storage': '#7b52ab', 'offline': '#5a9e6f', 'cold': '#d08c2a'}
 
 
+# a move's phases, in order, as the engine's result times them (live moves; a cold move is one bar)
+PHASES = (('checks', ('checks_s', 'dirty_rate_wait_s', 'planning_s'), '#95a5a6'),
+          ('copy', ('migration_s',), None),
+          ('commit', ('commit_s',), '#2c3e50'))
+AFTER_COLOUR = '#a9dfbf'   # connections, announce, verification: the rest of the move's slot
+
+
+def axis_ticks(span_s, ticks=8):
+    """[(seconds, label)] at exact multiples of one round step (1, 2 or 5 times a power of ten) from 0 to at least
+    SPAN_S: evenly spaced and evenly labelled."""
+    step = 1.0
+    if span_s > 0:
+        raw = span_s / float(ticks)
+        power = 10.0 ** math.floor(math.log10(raw))
+        step = next((m * power for m in (1, 2, 5) if m * power >= raw), 10 * power)
+    out, i = [], 0
+    while True:
+        t = round(i * step, 6)
+        out.append((t, ('%g' % t) + ' s'))
+        if t >= span_s:
+            return out
+        i += 1
+
+
+def segments(r):
+    """A move's bar as [(start_s, end_s, colour, label)]: its phases over the engine's time (total_time_s, the
+    table's TIME), then the rest of its slot (connections, announce, verification) up to its end_s."""
+    start = r.get('start_s') or 0.0
+    end = r.get('end_s') if r.get('end_s') is not None else start
+    total = r.get('total_time_s')
+    base = '#c0392b' if r.get('error') else COLOURS.get(r['method'], '#888888')
+    if total is None:
+        return [(start, max(end, start), base, r['state'])]
+    phases = r.get('phases') or {}
+    out, t = [], start
+    timed = sum(phases.get(k) or 0.0 for _n, keys, _c in PHASES for k in keys)
+    if phases and timed <= total + 0.05:
+        for name, keys, colour in PHASES:
+            d = sum(phases.get(k) or 0.0 for k in keys)
+            if d > 0:
+                out.append((t, t + d, colour or base, '%s %.2f s' % (name, d)))
+                t += d
+        if start + total - t > 0.005:
+            out.append((t, start + total, base, 'engine %.2f s' % (start + total - t)))
+    else:
+        out.append((start, start + total, base, 'move %.2f s' % total))
+    if end - (start + total) > 0.005:
+        out.append((start + total, end, AFTER_COLOUR, 'connections, announce, verification %.2f s' % (end - start - total)))
+    return out
+
+
 def timeline_html(results, title, width=900):
-    """A self-contained HTML page with an SVG timeline: one bar per migration over the drain's time,
-    coloured by method, red when it failed, with the downtime as a black tick at its end."""
+    """A self-contained HTML page with an SVG timeline on a linear time axis: one row per migration, its phases
+    (checks, copy coloured by method - red when it failed -, commit) over the time the table gives it, then the
+    rest of its slot (announce, verification) in light green; the downtime as a black tick at the copy's end."""
     end = max([r.get('end_s') or 0 for r in results] + [1.0])
-    scale = (width - 220) / float(end)
+    ticks = axis_ticks(end)
+    end = ticks[-1][0] or 1.0
+    left, right = 200, 20
+    scale = (width - left - right) / float(end)
     row_h = 24
     height = row_h * len(results) + 50
     parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" '
              'font-size="12">' % (width, height)]
     for i, r in enumerate(results):
         y = 10 + i * row_h
-        x0 = 200 + (r.get('start_s') or 0) * scale
-        w = max(2.0, ((r.get('end_s') or 0) - (r.get('start_s') or 0)) * scale)
-        colour = '#c0392b' if r.get('error') else COLOURS.get(r['method'], '#888888')
         label = '%s -> %s' % (r['name'], r['destination'])
         tip = '%s: %s, %s, %s s, downtime %s ms' % (label, r['method'], r['state'], r.get('total_time_s'),
                                                     r.get('downtime_ms'))
         parts.append('<text x="5" y="%d">%s</text>' % (y + 15, escape(label)))
-        parts.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>'
-                     % (x0, y + 2, w, row_h - 6, colour, escape(tip)))
-        if r.get('downtime_ms'):
-            parts.append('<rect x="%.1f" y="%d" width="2" height="%d" fill="#000000"/>' % (x0 + w - 2, y, row_h - 2))
+        copy_end = None
+        for s0, s1, colour, what in segments(r):
+            parts.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s - %s</title></rect>'
+                         % (left + s0 * scale, y + 2, max(1.0, (s1 - s0) * scale), row_h - 6, colour, escape(tip),
+                            escape(what)))
+            if what.startswith(('copy', 'move', 'engine')):
+                copy_end = s1
+        if r.get('downtime_ms') and copy_end is not None:
+            parts.append('<rect x="%.1f" y="%d" width="2" height="%d" fill="#000000"/>' % (
+                left + copy_end * scale - 1, y, row_h - 2))
     axis_y = 10 + len(results) * row_h + 10
-    parts.append('<line x1="200" y1="%d" x2="%d" y2="%d" stroke="#000000"/>' % (axis_y, width - 20, axis_y))
-    for k in range(6):
-        t = end * k / 5.0
-        parts.append('<text x="%.1f" y="%d">%.0f s</text>' % (200 + t * scale, axis_y + 15, t))
+    parts.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#000000"/>' % (left, axis_y, width - right, axis_y))
+    for t, text in ticks:
+        parts.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>' % (left + t * scale, axis_y + 15, text))
     parts.append('</svg>')
     legend = ' '.join('<span style="color:%s">&#9632; %s</span>' % (c, m) for m, c in sorted(COLOURS.items()))
+    legend += (' <span style="color:#c0392b">&#9632; failed</span>; <span style="color:#95a5a6">&#9632; checks</span>, '
+               '<span style="color:#2c3e50">&#9632; commit</span>, <span style="color:%s">&#9632; announce and '
+               'verification</span>; black tick: downtime' % AFTER_COLOUR)
     return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>%s</title></head><body>'
-            '<h1>%s</h1><p>%s <span style="color:#c0392b">&#9632; failed</span>; black tick: downtime</p>%s'
-            '</body></html>\n' % (escape(title), escape(title), legend, ''.join(parts)))
+            '<h1>%s</h1><p>%s</p>%s</body></html>\n' % (escape(title), escape(title), legend, ''.join(parts)))
 
 
 def plan_lines(plan, source=''):

@@ -27,7 +27,8 @@ export DEBIAN_FRONTEND=noninteractive
 codename=$(sed -n "s/^VERSION_CODENAME=//p" /etc/os-release)
 pkgs=(busybox-static iproute2 iputils-ping iputils-arping pkg-config openssh-server
       openssh-client shellcheck gcc libc6-dev python3-venv xz-utils cpio util-linux procps git
-      swtpm swtpm-tools openssl tcpdump)
+      swtpm swtpm-tools openssl tcpdump
+      chromium)  # (headless: the reports' HTML timelines rendered as a person sees them, tests/lab/browser.py)
 # QEMU and libvirt: these exact packages, all from one release (a mix of 9.0 and 11.3 libvirt parts
 # does not start).
 virt=(qemu-system-x86 qemu-system-common qemu-system-data qemu-utils seabios

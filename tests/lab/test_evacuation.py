@@ -147,6 +147,10 @@ def test_evacuate_host(lab, figures):
                 assert pr.result["max_gap_ms"] < 3000, (name, pr.result)
         for f in ("report.txt", "timeline.html", "journal.jsonl"):
             assert os.path.getsize(os.path.join(reports, "h1", f)) > 0
+        import browser  # pylint: disable=import-outside-toplevel
+        shot = browser.render(os.path.join(reports, "h1", "timeline.html"), "drain-timeline")
+        print("screenshot of the drain's timeline: %s (%d bytes)" % (shot["png"], shot["bytes"]))
+        assert shot["bytes"] > 5000 and shot["console"] == [], shot
         with open(os.path.join(reports, "h1", "journal.jsonl")) as f:
             events = [json.loads(line)["event"] for line in f]
         assert events[0] == "plan" and events.count("start") == 5 and events.count("end") == 5 and events[-1] == "done"

@@ -1,6 +1,7 @@
 """The drain's pure parts: admission under the limits, the policy split, the journal, the report."""
 import json
 import os
+import re
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
@@ -100,8 +101,27 @@ def test_report_table_and_timeline():
     assert lines[-2] == "b<x> failed: disk full" and lines[-1] == "z not moved (skip): no host fits"
     assert R.table([], [{"name": "z", "action": "skip", "reason": "why"}]) == ["z not moved (skip): why"]
     html = R.timeline_html(RESULTS, "Evacuation of h1")
-    assert html.count("<rect") == 3   # two bars, one downtime tick (a paused 80 ms)
+    # a: its move (2.9 s, the table's TIME) and the rest of its slot (0.1 s), the downtime tick; b: one bar
+    assert html.count("<rect") == 4
     assert "b&lt;x&gt; -&gt; h3" in html and "#c0392b" in html and "<script" not in html
+
+
+def test_the_timeline_shows_each_moves_phases_over_the_time_the_table_gives_it_on_a_linear_axis():
+    r = dict(RESULTS[0], start_s=0.2, end_s=3.9, total_time_s=2.8,
+             phases={"checks_s": 0.4, "dirty_rate_wait_s": 0.0, "planning_s": 0.1, "migration_s": 2.1, "commit_s": 0.1})
+    segs = R.segments(r)
+    assert [round(b - a, 3) for a, b, _c, _w in segs] == [0.5, 2.1, 0.1, 0.1, 0.9]
+    assert [w.split()[0] for _a, _b, _c, w in segs] == ["checks", "copy", "commit", "engine", "connections,"]
+    assert abs(segs[3][1] - (0.2 + 2.8)) < 1e-9 and segs[-1][1] == 3.9   # the engine's 2.8 s, then to its end
+    html = R.timeline_html([r], "h1")
+    ticks = re.findall(r'<text x="([\d.]+)" y="\d+" text-anchor="middle">([\d.]+) s</text>', html)
+    xs, labels = [float(x) for x, _l in ticks], [float(v) for _x, v in ticks]
+    assert labels == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]          # round values, one step
+    gaps = set(round(b - a, 3) for a, b in zip(xs, xs[1:]))
+    assert len(gaps) == 1                                                  # evenly spaced
+    scale = gaps.pop() / 0.5
+    widths = [float(w) for w in re.findall(r'<rect x="[\d.]+" y="\d+" width="([\d.]+)" height="\d+" fill', html)]
+    assert abs(sum(widths[:4]) - 2.8 * scale) < 0.5                        # the bar's engine part is the table's TIME
 
 
 def test_progress_and_plan_lines():
