@@ -176,7 +176,7 @@ def timeline_html(results, title, width=900):
             parts.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s - %s</title></rect>'
                          % (left + s0 * scale, y + 2, max(1.0, (s1 - s0) * scale), row_h - 6, colour, escape(tip),
                             escape(what)))
-            if what.startswith(('copy', 'move', 'engine')):
+            if what.startswith('copy') or (what.startswith(('move', 'engine')) and copy_end is None):
                 copy_end = s1
         if r.get('downtime_ms') and copy_end is not None:
             parts.append('<rect x="%.1f" y="%d" width="2" height="%d" fill="#000000"/>' % (
