@@ -126,8 +126,9 @@ def axis_ticks(span_s, ticks=8):
 
 
 def segments(r):
-    """A move's bar as [(start_s, end_s, colour, label)]: its phases over the engine's time (total_time_s, the
-    table's TIME), then the rest of its slot (connections, announce, verification) up to its end_s."""
+    """A move's bar as [(start_s, end_s, colour, label)]: its checks, the copy - as long as the table's TIME (the
+    engine's total_time_s, its migration's time) -, the commit, then the rest of its slot (connections, announce,
+    verification) up to its end_s. A cold move, or one without phases, is its TIME then the rest."""
     start = r.get('start_s') or 0.0
     end = r.get('end_s') if r.get('end_s') is not None else start
     total = r.get('total_time_s')
@@ -136,19 +137,18 @@ def segments(r):
         return [(start, max(end, start), base, r['state'])]
     phases = r.get('phases') or {}
     out, t = [], start
-    timed = sum(phases.get(k) or 0.0 for _n, keys, _c in PHASES for k in keys)
-    if phases and timed <= total + 0.05:
-        for name, keys, colour in PHASES:
-            d = sum(phases.get(k) or 0.0 for k in keys)
-            if d > 0:
-                out.append((t, t + d, colour or base, '%s %.2f s' % (name, d)))
-                t += d
-        if start + total - t > 0.005:
-            out.append((t, start + total, base, 'engine %.2f s' % (start + total - t)))
-    else:
-        out.append((start, start + total, base, 'move %.2f s' % total))
-    if end - (start + total) > 0.005:
-        out.append((start + total, end, AFTER_COLOUR, 'connections, announce, verification %.2f s' % (end - start - total)))
+    before = sum(phases.get(k) or 0.0 for k in PHASES[0][1])
+    if before > 0.0005:
+        out.append((t, t + before, PHASES[0][2], 'checks %.2f s' % before))
+        t += before
+    out.append((t, t + total, base, 'copy %.2f s' % total))
+    t += total
+    commit = phases.get('commit_s') or 0.0
+    if commit > 0.0005:
+        out.append((t, t + commit, PHASES[2][2], 'commit %.2f s' % commit))
+        t += commit
+    if end - t > 0.005:
+        out.append((t, end, AFTER_COLOUR, 'connections, announce, verification %.2f s' % (end - t)))
     return out
 
 
@@ -176,7 +176,7 @@ def timeline_html(results, title, width=900):
             parts.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s - %s</title></rect>'
                          % (left + s0 * scale, y + 2, max(1.0, (s1 - s0) * scale), row_h - 6, colour, escape(tip),
                             escape(what)))
-            if what.startswith('copy') or (what.startswith(('move', 'engine')) and copy_end is None):
+            if what.startswith('copy'):
                 copy_end = s1
         if r.get('downtime_ms') and copy_end is not None:
             parts.append('<rect x="%.1f" y="%d" width="2" height="%d" fill="#000000"/>' % (
