@@ -27,7 +27,8 @@ def render(html_path, name, width=1280, height=900):
                             "--user-data-dir=" + profile, "--enable-logging=stderr", "--v=0",
                             "--window-size=%d,%d" % (width, height), "--screenshot=" + png,
                             "file://" + os.path.abspath(html_path)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=180)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=180,
+                           check=False)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     if p.returncode != 0 or not os.path.exists(png):

@@ -78,8 +78,8 @@ def rolling():
         print()
         print(table)
         print("what each guest saw (the client pinged each at 20 Hz and read its counters):")
-        print("%-16s %-5s %-20s %14s %9s %10s  %s" % ("vm", "home", "ends on", "client gap ms", "lost", "bad words",
-                                                     "verdict"))
+        head = ("vm", "home", "ends on", "client gap ms", "lost", "bad words", "verdict")
+        print("%-16s %-5s %-20s %14s %9s %10s  %s" % head)
         for name, home, _kw in ROLLING_GUESTS:
             try:
                 after = L.wait_guest(guests[name]["ip"], timeout=30)

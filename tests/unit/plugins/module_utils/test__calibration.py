@@ -41,7 +41,7 @@ def test_only_completed_live_moves_count_and_old_samples_go():
                          'total_time_s': 30.0})
     assert [s['memory_mib'] for s in C.move_samples(r)] == [100.0]
     cal = {}
-    for _ in range(C.KEEP + 5):
+    for _round in range(C.KEEP + 5):
         cal = C.update(cal, drain([('a', 100, 0.0, 2.0)], wall_s=3.0))
     assert len(cal['moves']) == C.KEEP and len(cal['drains']) == C.KEEP
     # a drain that moved nothing adds no drain sample
