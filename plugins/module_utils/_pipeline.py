@@ -60,14 +60,18 @@ def silent_message(result):
 def announce(dst, name):
     """QEMU's announce-self for NAME on the destination: True, or why it failed (never fatal: the VM moved)."""
     from ansible_collections.vmmigration.libvirt.plugins.module_utils import _advertise as A  # pylint: disable=import-outside-toplevel
-    dom = dst.lookup(name)
-    if dom is None:
-        return 'not found on the destination'
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError  # pylint: disable=import-outside-toplevel
     try:
+        dom = dst.lookup(name)
+        if dom is None:
+            return 'not found on the destination'
         A.announce_self(dom)
         return True
     except A.AdvertiseError as e:
         return str(e)
+    except LibvirtClientError as e:
+        # (a destination lost after the move: the VM moved all the same, and the result says so)
+        return 'QEMU announce-self not sent: %s' % e.msg
 
 
 def verify(addresses, timeout_s, probe=None, moved_at=None, now=time.time):

@@ -11,6 +11,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils import _advert
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _pipeline as P
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
 
 ADDR = {'vm1': ['198.51.100.11', '2001:db8::11'], 'vm2': ['198.51.100.12']}
 
@@ -52,6 +53,11 @@ def test_announce_failure_is_reported_not_raised(monkeypatch):
     monkeypatch.setattr(A, 'announce_self', refuse)
     r = P.finish(Dst(object()), 'vm1', {'state': 'migrated'}, announce_self=True)
     assert r['announced'] == 'QEMU announce-self failed: no monitor' and r['state'] == 'migrated'
+    class Lost:
+        def lookup(self, name):
+            raise LibvirtClientError('lookupByName failed (domain %s on qemu+tls://h2/system): connection lost' % name)
+    assert P.finish(Lost(), 'vm1', {'state': 'migrated'}, announce_self=True)['announced'] == (
+        'QEMU announce-self not sent: lookupByName failed (domain vm1 on qemu+tls://h2/system): connection lost')
     monkeypatch.setattr(A, 'announce_self', lambda dom: None)
     assert P.finish(Dst(object()), 'vm1', {'state': 'migrated_after_recovery'}, announce_self=True)['announced'] is True
 
