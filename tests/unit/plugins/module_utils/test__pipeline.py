@@ -53,6 +53,7 @@ def test_announce_failure_is_reported_not_raised(monkeypatch):
     monkeypatch.setattr(A, 'announce_self', refuse)
     r = P.finish(Dst(object()), 'vm1', {'state': 'migrated'}, announce_self=True)
     assert r['announced'] == 'QEMU announce-self failed: no monitor' and r['state'] == 'migrated'
+
     class Lost:
         def lookup(self, name):
             raise LibvirtClientError('lookupByName failed (domain %s on qemu+tls://h2/system): connection lost' % name)
