@@ -13,28 +13,20 @@ import time
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _calibration
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return dict((k, _plain(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _calibration, _rolling
 
 
 def calibrate(calibration, report, role_wall_s=None, default_rate=1000):
     """The calibration after one more drain."""
     if not isinstance(report, dict):
         raise AnsibleFilterError('calibrate expects the evacuate module result (got %r)' % (type(report).__name__,))
-    return _calibration.update(_plain(calibration or {}), _plain(report), role_wall_s=role_wall_s,
+    return _calibration.update(_rolling.plain(calibration or {}), _rolling.plain(report), role_wall_s=role_wall_s,
                                default_rate=default_rate, now=round(time.time(), 3))
 
 
 def calibrated_plan(calibration, rate_mibps=1000, overhead_s=2.0, fixed_s=0.0):
     """What a plan uses: calibrated values where measured, else the ones given."""
-    return _calibration.plan_options(_plain(calibration or {}), rate_mibps, overhead_s, fixed_s)
+    return _calibration.plan_options(_rolling.plain(calibration or {}), rate_mibps, overhead_s, fixed_s)
 
 
 class FilterModule:  # pylint: disable=too-few-public-methods

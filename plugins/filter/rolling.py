@@ -15,20 +15,11 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling
 
 
-def _plain(value):
-    """Ansible's lazy containers as plain dicts and lists (the pure functions index them freely)."""
-    if isinstance(value, dict):
-        return dict((k, _plain(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def rolling_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original', role_overhead_s=0.0):
     """The cluster plan from each host's drain plan."""
     if not isinstance(host_plans, list) or not all(isinstance(h, dict) and 'name' in h for h in host_plans):
         raise AnsibleFilterError('rolling_plan expects a list of {name, record, plan} (got %r)' % (host_plans,))
-    return _rolling.cluster_plan(_plain(host_plans), list(names), non_live_policy=non_live_policy,
+    return _rolling.cluster_plan(_rolling.plain(host_plans), list(names), non_live_policy=non_live_policy,
                                  expected_s=float(expected_s), return_vms=return_vms,
                                  role_overhead_s=float(role_overhead_s or 0.0))
 
@@ -37,7 +28,7 @@ def rolling_report(records, run_id='', names=None, predicted_total_s=None):
     """The run's report (dict with table and html) from the per-host records."""
     if not isinstance(records, list) or not all(isinstance(r, dict) and 'name' in r for r in records):
         raise AnsibleFilterError('rolling_report expects a list of host records with a name (got %r)' % (records,))
-    records = _plain(records)
+    records = _rolling.plain(records)
     if names:
         rank = dict((n, i) for i, n in enumerate(names))
         records.sort(key=lambda r: (rank.get(r['name'], len(rank)), r['name']))

@@ -23,6 +23,17 @@ except ImportError:  # pragma: no cover
     from cgi import escape  # pylint: disable=deprecated-module
 
 PHASES = ('drain', 'maintenance', 'gate', 'return')
+
+
+def plain(value):
+    """Ansible's lazy containers as plain dicts and lists (for the filters: the pure functions index them freely)."""
+    if isinstance(value, dict):
+        return dict((k, plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 DONE = 'done'
 
 

@@ -1,0 +1,31 @@
+"""The role-facing filters over the pure functions: inputs checked, Ansible's containers read as plain data."""
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.vmmigration.libvirt.plugins.filter.calibration import calibrate, calibrated_plan
+from ansible_collections.vmmigration.libvirt.plugins.filter.rolling import rolling_plan, rolling_report
+
+
+def test_rolling_filters_pass_their_inputs_through_and_refuse_what_is_not_theirs():
+    move = {'name': 'a', 'destination': 'h2', 'method': 'live', 'memory_mib': 64}
+    hp = [{'name': 'h1', 'record': {}, 'plan': {'moves': [move], 'left': {}, 'predicted_total_s': 3.0}},
+          {'name': 'h2', 'record': {'state': 'done'}, 'plan': None}]
+    plan = rolling_plan(hp, ('h1', 'h2'), expected_s='5', role_overhead_s=None)
+    assert plan['order'] == ['h1'] and plan['hosts'][0]['predicted']['total_s'] == 11.0
+    rep = rolling_report([{'name': 'h2', 'state': 'done'}, {'name': 'h1', 'state': 'done'}], 'r', ['h1', 'h2'])
+    assert [h['name'] for h in rep['hosts']] == ['h1', 'h2'] and rep['state'] == 'done'
+    with pytest.raises(AnsibleFilterError, match='rolling_plan expects a list'):
+        rolling_plan({'name': 'h1'}, ['h1'])
+    with pytest.raises(AnsibleFilterError, match='rolling_report expects a list'):
+        rolling_report([{'state': 'done'}])
+
+
+def test_calibration_filters():
+    report = {'plan': {'moves': [{'name': 'a', 'memory_mib': 100}]}, 'wall_s': 3.0,
+              'results': [{'name': 'a', 'state': 'migrated', 'method': 'live', 'start_s': 0.0, 'end_s': 2.0,
+                           'total_time_s': 2.0}]}
+    cal = calibrate({}, report, 13.0)
+    assert cal['samples'] == 1 and cal['role_overhead_s'] == 10.0 and cal['updated_at'] > 0
+    assert calibrated_plan(cal, 1000)['calibrated'] is True and calibrated_plan({}, 500)['rate_mibps'] == 500
+    with pytest.raises(AnsibleFilterError, match='calibrate expects the evacuate module result'):
+        calibrate({}, 'text')
