@@ -184,6 +184,13 @@ def host_features(call, host):
     return feats
 
 
+def domain_type(domain_xmls):
+    """The hypervisor type (kvm, qemu) the domains DOMAIN_XMLS run as, when they all share one; else None. Their
+    CPUs are judged against what that hypervisor type offers (QEMU's emulator offers other features than KVM)."""
+    types = set(ET.fromstring(x).get('type') for x in domain_xmls or ())
+    return types.pop() if len(types) == 1 else None
+
+
 def vm_cpu(domain_xml):
     """The CPU a domain's definition asks for: {'mode' (custom, host-model, host-passthrough, maximum, or None when
     the definition has no <cpu> - the hypervisor's default model), 'model', 'vendor', 'required', 'disabled'}."""

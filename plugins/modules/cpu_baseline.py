@@ -67,8 +67,9 @@ options:
     default: []
   virt_type:
     description:
-      - The hypervisor type whose CPUs to compare (V(kvm) on real hosts). Default - what libvirt offers by default on
-        the first host (kvm where the host can run it, else qemu).
+      - The hypervisor type whose CPUs to compare (V(kvm) on real hosts). Default - the type the VMs judged run as,
+        when they all share one (QEMU's emulator offers other CPU features than KVM); else what libvirt offers by
+        default on the first host (kvm where the host can run it, else qemu).
     type: str
     choices: [kvm, qemu]
   migratable:
@@ -196,11 +197,23 @@ def main():
     diff = {'before': '', 'after': ''}
     with libvirt_session(module, errors=(C.CpuError,)) as cache:
         clients = dict((h['name'], cache.get(h['uri'])) for h in p['hosts'])
+        # the VMs to judge, each by the definition that runs (the live one for a running VM)
+        listing, seen = [], set()
+        for n in names:
+            c = clients[n]
+            for dom in c.call('cannot list the domains of %s' % n, c.conn.listAllDomains, 0):
+                name = dom.name()
+                if (p['domains'] and name not in p['domains']) or name in seen:
+                    continue
+                seen.add(name)
+                active = bool(dom.isActive())
+                listing.append((n, dom, name, active, dom.XMLDesc(0 if active else VIR_DOMAIN_XML_INACTIVE)))
+        virt_type = p['virt_type'] or C.domain_type([x[4] for x in listing])
         offers = {}
         for h in p['hosts']:
             c = clients[h['name']]
             caps = c.call('cannot read the domain capabilities of %s' % h['name'], c.conn.getDomainCapabilities,
-                          None, None, None, p['virt_type'], 0)
+                          None, None, None, virt_type, 0)
             offers[h['name']] = C.host_cpu(caps, h['name'])
         first = offers[names[0]]
         base = C.baseline(caller(clients[names[0]], first), [offers[n] for n in names],
@@ -213,30 +226,24 @@ def main():
             feats[n] = C.host_features(caller(clients[n], offers[n]), offers[n])
             result['hosts'][n] = {'model': offers[n]['model'], 'vendor': offers[n]['vendor'], 'features': len(feats[n]),
                                   'beyond_baseline': sorted(feats[n] - set(base['features']))}
-        seen, to_set = set(), []
-        for n in names:
+        to_set = []
+        for n, dom, name, active, xml in listing:
             c = clients[n]
-            for dom in c.call('cannot list the domains of %s' % n, c.conn.listAllDomains, 0):
-                name = dom.name()
-                if (p['domains'] and name not in p['domains']) or name in seen:
-                    continue
-                seen.add(name)
-                active = bool(dom.isActive())
-                cpu = C.vm_cpu(dom.XMLDesc(0 if active else VIR_DOMAIN_XML_INACTIVE))
-                need = None
-                if cpu['mode'] in ('custom', 'host-model') and cpu['model']:
-                    need, _dropped = C.expand(caller(c, offers[n]), offers[n]['arch'],
-                                              cpu['vendor'] or offers[n]['vendor'], cpu['model'], cpu['required'],
-                                              cpu['disabled'])
-                elif cpu['mode'] == 'host-model':
-                    # defined host-model, not running: it gets the CPU of the host it boots on
-                    cpu = dict(cpu, mode='host-passthrough')
-                verdict = C.fit(cpu, need, base, feats, where=n)
-                entry = dict(name=name, host=n, active=active, mode=cpu['mode'], model=cpu['model'], set=False,
-                             **verdict)
-                result['domains'].append(entry)
-                if name in p['set_baseline']:
-                    to_set.append((entry, c, dom))
+            cpu = C.vm_cpu(xml)
+            need = None
+            if cpu['mode'] in ('custom', 'host-model') and cpu['model']:
+                need, _dropped = C.expand(caller(c, offers[n]), offers[n]['arch'],
+                                          cpu['vendor'] or offers[n]['vendor'], cpu['model'], cpu['required'],
+                                          cpu['disabled'])
+            elif cpu['mode'] == 'host-model':
+                # defined host-model, not running: it gets the CPU of the host it boots on
+                cpu = dict(cpu, mode='host-passthrough')
+            verdict = C.fit(cpu, need, base, feats, where=n)
+            entry = dict(name=name, host=n, active=active, mode=cpu['mode'], model=cpu['model'], set=False,
+                         **verdict)
+            result['domains'].append(entry)
+            if name in p['set_baseline']:
+                to_set.append((entry, c, dom))
         missing = sorted(set(p['set_baseline']) - seen) + sorted(set(p['domains'] or []) - seen)
         if missing:
             # (before anything is changed)

@@ -133,3 +133,10 @@ def test_a_feature_a_hosts_hypervisor_cannot_provide_is_taken_out_of_the_baselin
         raise Exception('no emulator for %d bytes of CPU' % len(xml))
     with pytest.raises(C.CpuError, match="h3 cannot run the baseline CPU Haswell-noTSX: no emulator"):
         C.runnable_everywhere(base, {'h3': no_emulator})
+
+
+def test_the_vms_are_judged_against_the_hypervisor_type_they_run_as():
+    kvm, tcg = "<domain type='kvm'><name>a</name></domain>", "<domain type='qemu'><name>b</name></domain>"
+    assert C.domain_type([tcg, tcg]) == 'qemu' and C.domain_type([kvm]) == 'kvm'
+    # mixed, or none to judge: libvirt's default
+    assert C.domain_type([kvm, tcg]) is None and C.domain_type([]) is None
