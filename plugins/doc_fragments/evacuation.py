@@ -66,6 +66,14 @@ options:
     description: Seconds a drain costs beyond its migrations (its start, the verification at its end), added to the predicted total.
     type: float
     default: 0.0
+  move_times:
+    description:
+      - Seconds each VM's migration took when last measured (VM name to seconds), for the time prediction and the
+        order (longest first). A VM listed is predicted to take that long instead of O(overhead_s) + its memory /
+        O(rate_mibps) - a VM that rewrites its memory fast takes longer than its size says. The roles take it from
+        their calibration file (the median of each VM's last measured moves).
+    type: dict
+    default: {}
   max_outbound:
     description: Migrations out of the source at once.
     type: int

@@ -5,8 +5,9 @@
 
 """Predictions calibrated from what drains measured (pure functions; private: may change in any release).
 
-A plan predicts a move of M MiB to take overhead_s + M / rate_mibps seconds, a drain its moves' schedule plus
-fixed_s, and a role's drain that plus role_overhead_s (planning, reports). Out of the box those are guesses (the
+A plan predicts a move of M MiB to take overhead_s + M / rate_mibps seconds (a VM measured before: the median of
+its own last moves), a drain its moves' schedule plus fixed_s, and a role's drain that plus role_overhead_s
+(planning, reports). Out of the box those are guesses (the
 configured link rate, 2 s a move, nothing else). After each drain the roles keep its per-move facts (memory,
 time, bytes) and its own times in a small calibration file on the controller; the next plan for those hosts uses
 what was measured.
@@ -18,6 +19,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 VERSION = 1
 KEEP = 60
+KEEP_MOVES = 600  # (per-VM history: a cluster's VMs, a few moves each)
 MOVED = ('migrated', 'migrated_after_recovery')
 
 
@@ -36,7 +38,7 @@ def move_samples(report):
     for r in report.get('results') or []:
         mem = memory.get(r.get('name'))
         if r.get('state') in MOVED and r.get('method') != 'cold' and r.get('total_time_s') and mem:
-            out.append({'memory_mib': float(mem), 'total_s': float(r['total_time_s']),
+            out.append({'name': r.get('name'), 'memory_mib': float(mem), 'total_s': float(r['total_time_s']),
                         'bytes': r.get('bytes_transferred')})
     return out
 
@@ -74,14 +76,14 @@ def fit(moves, default_rate=1000):
 
 def update(calibration, report, role_wall_s=None, default_rate=1000, now=None):
     """The calibration after one more drain (REPORT: the evacuate module's result; ROLE_WALL_S: the wall of the
-    role that ran it). Keeps the last KEEP samples of each kind; returns a new dict."""
+    role that ran it). Keeps the last KEEP_MOVES moves and KEEP drains; returns a new dict."""
     cal = dict(calibration or {})
     moves = list(cal.get('moves') or []) + move_samples(report)
     drains = list(cal.get('drains') or [])
     d = drain_sample(report, role_wall_s)
     if d:
         drains.append(d)
-    moves, drains = moves[-KEEP:], drains[-KEEP:]
+    moves, drains = moves[-KEEP_MOVES:], drains[-KEEP:]
     fitted = fit(moves, default_rate)
     role = [x['role_wall_s'] - x['wall_s'] for x in drains if x.get('role_wall_s') is not None]
     out = {'version': VERSION, 'updated_at': now, 'moves': moves, 'drains': drains, 'samples': len(moves)}
@@ -94,12 +96,27 @@ def update(calibration, report, role_wall_s=None, default_rate=1000, now=None):
     return out
 
 
+PER_VM = 3
+
+
+def move_times(moves, per_vm=PER_VM):
+    """{vm: seconds}: the median of each VM's last PER_VM measured moves (its own pace: a VM that rewrites its
+    memory takes longer than its size says)."""
+    seen = {}
+    for m in moves or []:
+        if m.get('name') and m.get('total_s'):
+            seen.setdefault(m['name'], []).append(float(m['total_s']))
+    return dict((n, round(_median(t[-per_vm:]), 3)) for n, t in seen.items())
+
+
 def plan_options(calibration, rate_mibps=1000, overhead_s=2.0, fixed_s=0.0):
-    """What a plan uses: the calibrated rate, overhead and fixed cost where measured, else the values given.
-    Returns {'rate_mibps', 'overhead_s', 'fixed_s', 'role_overhead_s', 'calibrated' (bool)}."""
+    """What a plan uses: the calibrated rate, overhead and fixed cost where measured, else the values given, and
+    each measured VM's own move time. Returns {'rate_mibps', 'overhead_s', 'fixed_s', 'role_overhead_s',
+    'move_times' {vm: s}, 'calibrated' (bool)}."""
     cal = calibration or {}
     ok = bool(cal.get('samples'))
     return {'rate_mibps': int(cal['rate_mibps']) if ok and cal.get('rate_mibps') else int(rate_mibps),
             'overhead_s': float(cal['overhead_s']) if ok and cal.get('overhead_s') is not None else float(overhead_s),
             'fixed_s': float(cal['fixed_s']) if cal.get('fixed_s') is not None else float(fixed_s),
-            'role_overhead_s': float(cal.get('role_overhead_s') or 0.0), 'calibrated': ok}
+            'role_overhead_s': float(cal.get('role_overhead_s') or 0.0),
+            'move_times': move_times(cal.get('moves')) if ok else {}, 'calibrated': ok}

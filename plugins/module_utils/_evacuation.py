@@ -49,6 +49,7 @@ PLAN_ARGSPEC = dict(
     rate_mibps=dict(type='int', default=1000),
     overhead_s=dict(type='float', default=2.0),
     fixed_s=dict(type='float', default=0.0),
+    move_times=dict(type='dict', default={}),
     max_outbound=dict(type='int', default=2),
     max_inbound=dict(type='int', default=2),
     max_total=dict(type='int', default=4),
@@ -64,6 +65,13 @@ def validate_plan_options(p):
     for k in ('overhead_s', 'fixed_s'):
         if (p.get(k) or 0) < 0:
             problems.append('%s must not be negative (got %s)' % (k, p[k]))
+    for vm, secs in (p.get('move_times') or {}).items():
+        try:
+            ok = float(secs) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            problems.append('move_times: %s must be a number of seconds above 0 (got %r)' % (vm, secs))
     names = [d['name'] for d in p['destinations']]
     if not names:
         problems.append('destinations is empty')
@@ -262,7 +270,8 @@ def plan_evacuation(cache, p):
     moves = [{'name': n, 'source': 'source', 'dest': d, 'memory_mib': per_vm[n]['memory_mib']}
              for n, d in sorted(placed['placements'].items())]
     timeline, makespan = P.schedule(moves, p['rate_mibps'], p['max_outbound'], p['max_inbound'], p['max_total'],
-                                    overhead_s=p.get('overhead_s', 2.0))
+                                    overhead_s=p.get('overhead_s', 2.0),
+                                    durations=dict((k, float(v)) for k, v in (p.get('move_times') or {}).items()))
     if timeline:
         # the drain's own cost beyond its moves (start, verification, the source's check), measured: calibration
         makespan = round(makespan + (p.get('fixed_s') or 0.0), 3)

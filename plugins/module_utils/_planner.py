@@ -114,16 +114,24 @@ def admit(pending, running, max_out, max_in, max_total, source=lambda m: m['sour
     return None
 
 
-def schedule(moves, rate_mibps, max_out=2, max_in=2, max_total=4, overhead_s=2.0):
+def schedule(moves, rate_mibps, max_out=2, max_in=2, max_total=4, overhead_s=2.0, durations=None):
     """Order and time the migrations.
 
-    MOVES: [{'name', 'source', 'dest', 'memory_mib'}]. Longest first; a migration starts as soon as
-    its source has an outbound slot, its destination an inbound slot and the global limit allows.
+    MOVES: [{'name', 'source', 'dest', 'memory_mib'}]. A move takes overhead_s + memory / rate, or what
+    DURATIONS {name: seconds} says it took when measured (a VM that rewrites its memory takes longer than its
+    size says). Longest first; a migration starts as soon as its source has an outbound slot, its destination
+    an inbound slot and the global limit allows.
     Returns [{'name', 'source', 'dest', 'start_s', 'end_s'}] by start time, and the makespan.
     """
     if rate_mibps <= 0:
         raise ValueError('rate_mibps must be positive')
-    pending = sorted(moves, key=lambda m: (-m['memory_mib'], m['name']))
+    durations = durations or {}
+
+    def took(m):
+        if m['name'] in durations:
+            return float(durations[m['name']])
+        return overhead_s + m['memory_mib'] / float(rate_mibps)
+    pending = sorted(moves, key=lambda m: (-took(m), -m['memory_mib'], m['name']))
     running = []          # heap of (end, name, move)
     now, timeline = 0.0, []
     while pending or running:
@@ -131,7 +139,7 @@ def schedule(moves, rate_mibps, max_out=2, max_in=2, max_total=4, overhead_s=2.0
             m = admit(pending, [r[2] for r in running], max_out, max_in, max_total)
             if m is None:
                 break
-            duration = overhead_s + m['memory_mib'] / float(rate_mibps)
+            duration = took(m)
             heapq.heappush(running, (now + duration, m['name'], m))
             timeline.append({'name': m['name'], 'source': m['source'], 'dest': m['dest'],
                              'start_s': round(now, 3), 'end_s': round(now + duration, 3)})

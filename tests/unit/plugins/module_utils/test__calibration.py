@@ -18,7 +18,8 @@ def test_a_line_through_moves_of_different_sizes_gives_the_rate_and_the_cost_of_
     assert cal['fixed_s'] == 2.5 and cal['role_overhead_s'] == 20.0     # 11 - (8.5 - 0.0); 31 - 11
     # the next plan predicts these moves from what was measured: each move within 1 %
     opts = C.plan_options(cal, rate_mibps=1000)
-    assert opts == {'rate_mibps': 200, 'overhead_s': 1.5, 'fixed_s': 2.5, 'role_overhead_s': 20.0, 'calibrated': True}
+    assert opts == {'rate_mibps': 200, 'overhead_s': 1.5, 'fixed_s': 2.5, 'role_overhead_s': 20.0, 'calibrated': True,
+                    'move_times': {'a': 2.0, 'b': 3.5, 'c': 6.5, 'd': 2.5}}
     timeline, _span = P.schedule([{'name': n, 'source': 's', 'dest': 'd%d' % i, 'memory_mib': m}
                                   for i, (n, m, _s, _t) in enumerate(moves)], opts['rate_mibps'], 4, 4, 4,
                                  overhead_s=opts['overhead_s'])
@@ -30,7 +31,7 @@ def test_moves_of_one_size_keep_the_configured_rate_and_measure_the_cost_beyond_
     cal = C.update({}, drain([('a', 96, 0.5, 3.9), ('b', 96, 0.6, 4.1)], wall_s=6.0), default_rate=1000)
     assert cal['rate_mibps'] == 1000 and abs(cal['overhead_s'] - (4.0 - 0.096)) < 0.01
     assert C.plan_options({}, 1000) == {'rate_mibps': 1000, 'overhead_s': 2.0, 'fixed_s': 0.0,
-                                        'role_overhead_s': 0.0, 'calibrated': False}
+                                        'role_overhead_s': 0.0, 'move_times': {}, 'calibrated': False}
 
 
 def test_only_completed_live_moves_count_and_old_samples_go():
@@ -41,8 +42,32 @@ def test_only_completed_live_moves_count_and_old_samples_go():
                          'total_time_s': 30.0})
     assert [s['memory_mib'] for s in C.move_samples(r)] == [100.0]
     cal = {}
-    for _round in range(C.KEEP + 5):
+    for _round in range(C.KEEP_MOVES + 5):
         cal = C.update(cal, drain([('a', 100, 0.0, 2.0)], wall_s=3.0))
-    assert len(cal['moves']) == C.KEEP and len(cal['drains']) == C.KEEP
+    assert len(cal['moves']) == C.KEEP_MOVES and len(cal['drains']) == C.KEEP
     # a drain that moved nothing adds no drain sample
     assert C.update(cal, {'results': [], 'wall_s': 1.0})['drains'] == cal['drains']
+
+
+def test_a_vm_that_rewrites_its_memory_is_predicted_by_its_own_pace_and_goes_first():
+    """Eight 128 MiB VMs, two of them rewriting memory under a 16 MiB/s cap: by size all take 8 s; measured, the
+    two take 30 s. The next plan predicts each VM by its own last moves (the median of its last three), starts the
+    slow ones first, and its makespan is the schedule of what was measured."""
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _planner as P
+    took = dict(('vm%d' % i, 30.0 if i < 2 else 8.5) for i in range(8))
+    cal = {}
+    for _round in range(2):
+        cal = C.update(cal, drain([(n, 128, 0.0, t) for n, t in sorted(took.items())], wall_s=60.0), default_rate=16)
+    opts = C.plan_options(cal, 16)
+    assert opts['move_times'] == took
+    # the size model alone: every move alike (its overhead is the median's: 0.5 s beyond 8 s)
+    assert abs(opts['overhead_s'] - 0.5) < 0.01 and opts['rate_mibps'] == 16
+    moves = [{'name': n, 'source': 's', 'dest': 'd%d' % (i % 2), 'memory_mib': 128} for i, n in enumerate(sorted(took))]
+    by_size, span_size = P.schedule(moves, 16, 2, 1, 4, overhead_s=opts['overhead_s'])
+    by_vm, span_vm = P.schedule(moves, 16, 2, 1, 4, overhead_s=opts['overhead_s'], durations=opts['move_times'])
+    assert span_size == 34.0                       # 4 rounds of 8.5 s: what the plan said before
+    assert [t['name'] for t in by_vm[:2]] == ['vm0', 'vm1'] and span_vm == 30.0 + 3 * 8.5
+    # the last three moves count: a VM that calmed down is predicted by its recent pace
+    for _round in range(3):
+        cal = C.update(cal, drain([('vm0', 128, 0.0, 9.0)], wall_s=10.0), default_rate=16)
+    assert C.plan_options(cal, 16)['move_times']['vm0'] == 9.0
