@@ -15,13 +15,32 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling
 
 
-def rolling_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original', role_overhead_s=0.0):
+def rolling_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original', role_overhead_s=0.0,
+                 cpu=None, batch=1, anti_affinity=None):
     """The cluster plan from each host's drain plan."""
     if not isinstance(host_plans, list) or not all(isinstance(h, dict) and 'name' in h for h in host_plans):
         raise AnsibleFilterError('rolling_plan expects a list of {name, record, plan} (got %r)' % (host_plans,))
     return _rolling.cluster_plan(_rolling.plain(host_plans), list(names), non_live_policy=non_live_policy,
                                  expected_s=float(expected_s), return_vms=return_vms,
-                                 role_overhead_s=float(role_overhead_s or 0.0))
+                                 role_overhead_s=float(role_overhead_s or 0.0), cpu=_rolling.plain(cpu) or None,
+                                 batch=_int(batch, 'batch'), anti_affinity=_rolling.plain(anti_affinity) or None)
+
+
+def rolling_batches(records, names, batch=1):
+    """The steps a run would take its hosts in (before their plans are checked): [[host, ...], ...]."""
+    if not isinstance(records, dict):
+        raise AnsibleFilterError('rolling_batches expects {host: record} (got %r)' % (records,))
+    return _rolling.candidate_batches(list(names), _rolling.plain(records), _int(batch, 'batch'))
+
+
+def _int(value, what):
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1:
+        raise AnsibleFilterError('%s must be a whole number of hosts, at least 1' % what)
+    return value
 
 
 def rolling_report(records, run_id='', names=None, predicted_total_s=None):
@@ -37,4 +56,4 @@ def rolling_report(records, run_id='', names=None, predicted_total_s=None):
 
 class FilterModule:  # pylint: disable=too-few-public-methods
     def filters(self):
-        return {'rolling_plan': rolling_plan, 'rolling_report': rolling_report}
+        return {'rolling_plan': rolling_plan, 'rolling_report': rolling_report, 'rolling_batches': rolling_batches}

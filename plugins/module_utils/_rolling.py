@@ -58,47 +58,163 @@ def unplaceable_vms(plan, non_live_policy):
     return left
 
 
-def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original', role_overhead_s=0.0):
+def cpu_bound_vms(cpu, host):
+    """{vm: reason} of HOST's running VMs whose CPU no other host of the group can run: CPU is the cpu_baseline
+    module's result over the group (each VM's verdict names the hosts that can run it)."""
+    out = {}
+    for d in (cpu or {}).get('domains') or []:
+        if d.get('host') != host or not d.get('active'):
+            continue
+        if not [h for h in d.get('can_run_on') or [] if h != host]:
+            out[d['name']] = 'its CPU runs only on %s - %s' % (host, d.get('why') or 'no other host can run it')
+    return out
+
+
+def cpu_lines(cpu, names):
+    """The plan's lines on the group's CPU baseline: the model every host runs, and the VMs not within it."""
+    if not cpu:
+        return []
+    base = cpu.get('baseline') or {}
+    lines = ['  CPU every host can run (baseline): %s (%s)' % (base.get('model') or '?', base.get('vendor') or '?')]
+    for d in cpu.get('domains') or []:
+        if d.get('host') in names and d.get('active') and d.get('stranded'):
+            lines.append('    %s on %s runs on %s only: %s' % (d['name'], d['host'], ', '.join(d.get('can_run_on') or [])
+                                                               or 'no host', d.get('why') or ''))
+    return lines
+
+
+def candidate_batches(names, records, size=1):
+    """The hosts a run takes, in steps of at most SIZE hosts at once, before the plans are checked: a host an
+    earlier run left half done first and alone (its VMs may be on the hosts that would share its step), then the
+    others in the order asked for, in consecutive groups of SIZE; hosts done by an earlier run left out.
+    RECORDS: {host: record}. Returns [[host, ...], ...]."""
+    state = dict((n, ((records or {}).get(n) or {}).get('state') or '') for n in names)
+    resume = [[n] for n in names if state[n] not in ('', DONE)]
+    todo = [n for n in names if state[n] == '']
+    size = max(1, int(size or 1))
+    return resume + [todo[i:i + size] for i in range(0, len(todo), size)]
+
+
+def batch_conflicts(batch, plans, non_live_policy='skip', anti_affinity=None, cpu=None):
+    """Why the hosts of BATCH cannot be out at the same time ([] when they can): PLANS {host: its drain plan against
+    the hosts outside the batch}. Each must place all its VMs there, and together they must fit: each destination
+    keeps its headroom under what all of them put on it, no two VMs of one anti-affinity group (ANTI_AFFINITY
+    {group: [vms]}) land on one host, and no VM's CPU (CPU: the cpu_baseline result) runs only inside the batch."""
+    why = []
+    placed, groups = {}, {}
+    group_of = dict((vm, g) for g, vms in (anti_affinity or {}).items() for vm in vms or [])
+    for h in batch:
+        plan = plans.get(h)
+        if not plan:
+            why.append('%s was not planned against the hosts outside the step' % h)
+            continue
+        for vm, reason in sorted(unplaceable_vms(plan, non_live_policy).items()):
+            why.append('%s cannot move with %s out too (%s)' % (vm, ' + '.join(x for x in batch if x != h), reason))
+        for m in plan.get('moves') or []:
+            if m.get('destination') in batch:
+                why.append('%s would go to %s, which is out at the same time' % (m['name'], m['destination']))
+            placed.setdefault(m.get('destination'), {}).setdefault(h, 0.0)
+            placed[m.get('destination')][h] += _num(m.get('memory_mib'))
+            if m['name'] in group_of:
+                groups.setdefault((m.get('destination'), group_of[m['name']]), []).append('%s (%s)' % (m['name'], h))
+    for d, by_host in sorted(placed.items()):
+        for h in by_host:
+            plan = plans.get(h) or {}
+            others = sum(v for o, v in by_host.items() if o != h)
+            left = _num((plan.get('free_after_mib') or {}).get(d), 0.0) - others
+            if others and left < _num(plan.get('headroom_mib')):
+                why.append('%s would keep %.0f MiB free with the VMs of %s, below the headroom of %.0f MiB' % (
+                    d, left, ' + '.join(sorted(by_host)), _num(plan.get('headroom_mib'))))
+                break
+    for (d, g), vms in sorted(groups.items()):
+        if len(set(v.split(' (')[1] for v in vms)) > 1:
+            why.append('%s of anti-affinity group %s would all go to %s' % (', '.join(sorted(vms)), g, d))
+    for d in (cpu or {}).get('domains') or []:
+        if d.get('host') in batch and d.get('active') and not [x for x in d.get('can_run_on') or [] if x not in batch]:
+            why.append('the CPU of %s runs only on %s' % (d['name'], ', '.join(d.get('can_run_on') or []) or 'no host'))
+    return why
+
+
+def _host_entry(name, state, plan, non_live_policy, expected_s, return_vms, role_overhead_s, cpu, calibrated=False):
+    entry = {'name': name, 'moves': [dict((k, m.get(k)) for k in ('name', 'destination', 'method', 'memory_mib'))
+                                     for m in (plan or {}).get('moves') or []],
+             'unplaceable': {}, 'record_state': state, 'batch': [name], 'plan_kind': 'single'}
+    entry['unplaceable'] = unplaceable_vms(plan, non_live_policy)
+    for vm, why in cpu_bound_vms(cpu, name).items():
+        entry['unplaceable'].setdefault(vm, why)
+    # the drain role's own cost (planning, reports) beyond the drain, as measured: the calibration
+    drain = _num((plan or {}).get('predicted_total_s')) + float(role_overhead_s or 0.0)
+    back = drain if return_vms == 'original' else 0.0
+    entry['predicted'] = {'drain_s': round(drain, 1), 'maintenance_s': float(expected_s), 'return_s': round(back, 1),
+                          'total_s': round(drain + float(expected_s) + back, 1), 'calibrated': bool(calibrated)}
+    return entry
+
+
+def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original', role_overhead_s=0.0,
+                 cpu=None, batch=1, anti_affinity=None):
     """The cluster plan from each host's drain plan.
 
-    HOST_PLANS: [{'name', 'record' (what an earlier run of this id recorded, {} when none), 'plan' (the host's
-    evacuation_plan result, None when not planned)}]; NAMES: the hosts in the order asked for.
-    Returns {'hosts': [{'name', 'status' (to_do, resume, done, unplaceable), 'moves', 'unplaceable',
-    'predicted': {'drain_s', 'maintenance_s', 'return_s', 'total_s'}}], 'order', 'unplaceable' {host: {vm: reason}},
-    'unplaceable_lines', 'predicted_total_s', 'lines'}. ROLE_OVERHEAD_S: what the drain role costs beyond the drain
-    (the calibration's measure), added to each drain and return."""
+    HOST_PLANS: [{'name', 'record' (what an earlier run of this id recorded, {} when none), 'calibrated' (its
+    predictions rest on measured drains), 'plan' (the host's
+    evacuation_plan result against all the other hosts - N+1 -, None when not planned), 'batch_plan' (with BATCH >
+    1: its plan against the hosts outside its step of candidate_batches, None when alone)}]; NAMES: the hosts in
+    the order asked for.
+    Returns {'hosts': [{'name', 'status' (to_do, resume, done, unplaceable), 'moves', 'unplaceable', 'batch' (the
+    hosts out with it), 'plan_kind' (single, batch), 'predicted': {'drain_s', 'maintenance_s', 'return_s',
+    'total_s'}}], 'order', 'batches' [[host, ...]], 'serial' (their sizes: the play's serial), 'unplaceable' {host:
+    {vm: reason}}, 'unplaceable_lines', 'batch_notes', 'predicted_total_s', 'lines'}. ROLE_OVERHEAD_S: what the
+    drain role costs beyond the drain (the calibration's measure), added to each drain and return. CPU: the
+    cpu_baseline module's result over the group (None: not checked); a running VM whose CPU only its own host can
+    run cannot be moved by that host's drain, and is named with the host's other unplaceable VMs. BATCH: at most
+    that many hosts out at once, where their plans together allow it (batch_conflicts); a step that does not fit
+    is taken one host at a time, and the plan says why."""
     by_name = dict((h['name'], h) for h in host_plans)
     hosts, unplaceable = [], {}
     for name in names:
         h = by_name.get(name) or {'name': name, 'record': {}, 'plan': None}
         state = (h.get('record') or {}).get('state') or ''
-        plan = h.get('plan') or {}
-        entry = {'name': name, 'moves': [dict((k, m.get(k)) for k in ('name', 'destination', 'method', 'memory_mib'))
-                                         for m in plan.get('moves') or []],
-                 'unplaceable': {}, 'record_state': state}
+        entry = _host_entry(name, state, h.get('plan') or {}, non_live_policy, expected_s, return_vms, role_overhead_s,
+                            cpu, h.get('calibrated'))
         if state == DONE:
-            entry.update(status='done', predicted={'drain_s': 0.0, 'maintenance_s': 0.0, 'return_s': 0.0, 'total_s': 0.0})
-            hosts.append(entry)
-            continue
-        entry['unplaceable'] = unplaceable_vms(plan, non_live_policy)
-        # the drain role's own cost (planning, reports) beyond the drain, as measured: the calibration
-        drain = _num(plan.get('predicted_total_s')) + float(role_overhead_s or 0.0)
-        back = drain if return_vms == 'original' else 0.0
-        entry['predicted'] = {'drain_s': round(drain, 1), 'maintenance_s': float(expected_s), 'return_s': round(back, 1),
-                              'total_s': round(drain + float(expected_s) + back, 1)}
-        if entry['unplaceable']:
+            entry.update(status='done', unplaceable={}, predicted={'drain_s': 0.0, 'maintenance_s': 0.0,
+                                                                   'return_s': 0.0, 'total_s': 0.0})
+        elif entry['unplaceable']:
             entry['status'] = 'unplaceable'
             unplaceable[name] = entry['unplaceable']
         else:
             entry['status'] = 'resume' if state else 'to_do'
         hosts.append(entry)
-    # a host an earlier run left half done is finished first; then the others in the order asked for
-    order = [h['name'] for h in hosts if h['status'] == 'resume'] + [h['name'] for h in hosts if h['status'] == 'to_do']
-    total = round(sum(h['predicted']['total_s'] for h in hosts if h['name'] in order), 1)
+    by_entry = dict((h['name'], h) for h in hosts)
+    # the steps: candidate groups of the hosts to take (a host the cluster cannot empty alone is in none); a group
+    # whose plans together do not fit is taken one host at a time
+    takes = [h['name'] for h in hosts if h['status'] in ('resume', 'to_do')]
+    records = dict((n, (by_name.get(n) or {}).get('record') or {}) for n in takes)
+    batches, notes = [], []
+    for cand in candidate_batches(takes, records, batch):
+        why = batch_conflicts(cand, dict((n, (by_name.get(n) or {}).get('batch_plan')) for n in cand),
+                              non_live_policy, anti_affinity, cpu) if len(cand) > 1 else []
+        if why:
+            notes.append('%s cannot be out at once (%s): one at a time' % (' + '.join(cand), '; '.join(why)))
+            batches.extend([n] for n in cand)
+            continue
+        batches.append(cand)
+        if len(cand) > 1:
+            for n in cand:
+                e = _host_entry(n, by_entry[n]['record_state'], by_name[n]['batch_plan'], non_live_policy,
+                                expected_s, return_vms, role_overhead_s, cpu, by_name[n].get('calibrated'))
+                e.update(status=by_entry[n]['status'], batch=list(cand), plan_kind='batch')
+                by_entry[n].update(e)
+    order = [n for b in batches for n in b]
+    # the hosts of a step run side by side: the step takes as long as its longest host
+    total = round(sum(max(by_entry[n]['predicted']['total_s'] for n in b) for b in batches), 1)
     unplaceable_lines = ['%s: %s' % (host, ', '.join('%s (%s)' % (vm, why) for vm, why in sorted(vms.items())))
                          for host, vms in sorted(unplaceable.items())]
-    lines = ['cluster plan: %d host(s) to maintain, one at a time, each drained into the others; predicted %s in total'
-             % (len(order), _fmt_s(total))]
+    if max([len(b) for b in batches] or [1]) > 1:
+        how = 'in %d step(s) of up to %d hosts at once, each step drained into the hosts outside it' % (
+            len(batches), max(len(b) for b in batches))
+    else:
+        how = 'one at a time, each drained into the others'
+    lines = ['cluster plan: %d host(s) to maintain, %s; predicted %s in total' % (len(order), how, _fmt_s(total))]
     for h in hosts:
         if h['status'] == 'done':
             lines.append('  %s: done by an earlier run of this id - not taken again' % h['name'])
@@ -107,6 +223,8 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
         head = '  %s%s: %d VM(s) to move - predicted drain %s, maintenance %s, return %s = %s' % (
             h['name'], ' (half done by an earlier run: first)' if h['status'] == 'resume' else '', len(h['moves']),
             _fmt_s(p['drain_s']), _fmt_s(p['maintenance_s']), _fmt_s(p['return_s']), _fmt_s(p['total_s']))
+        if len(h['batch']) > 1:
+            head += ' - out with %s' % ' + '.join(x for x in h['batch'] if x != h['name'])
         if h['status'] == 'unplaceable':
             head += ' - CANNOT BE EMPTIED'
         lines.append(head)
@@ -115,9 +233,12 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
             lines.append('    %s -> %s (%s, %s MiB)%s' % (m['name'], m['destination'], m['method'], m['memory_mib'], back))
         for vm, why in sorted(h['unplaceable'].items()):
             lines.append('    %s cannot move: %s' % (vm, why))
+    lines.extend(cpu_lines(cpu, names))
+    lines.extend('  %s' % n for n in notes)
     if order:
-        lines.append('  order: %s' % ' -> '.join(order))
-    return {'hosts': hosts, 'order': order, 'unplaceable': unplaceable, 'unplaceable_lines': unplaceable_lines,
+        lines.append('  order: %s' % ' -> '.join(' + '.join(b) for b in batches))
+    return {'hosts': hosts, 'order': order, 'batches': batches, 'serial': [len(b) for b in batches] or [1],
+            'unplaceable': unplaceable, 'unplaceable_lines': unplaceable_lines, 'batch_notes': notes,
             'predicted_total_s': total, 'lines': lines}
 
 
@@ -150,15 +271,35 @@ def _median(values):
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
 
 
+def attempts(record):
+    """A host's attempts, oldest first: the earlier ones a resumed host kept (its record's 'attempts': their
+    'phases', 'predicted', 'moved' - how many VMs its drains had moved by then -, 'failed_phase', 'error'), then
+    the current one."""
+    r = record or {}
+    current = {'phases': r.get('phases') or {}, 'predicted': r.get('predicted') or {},
+               'moved': len(r.get('drained') or []), 'failed_phase': r.get('failed_phase'), 'error': r.get('error'),
+               'current': True}
+    return [dict(a, current=False) for a in r.get('attempts') or []] + [current]
+
+
 def drain_errors(records):
-    """{host: {'predicted_s', 'actual_s', 'error_pct'}} for each host whose drain moved VMs and ended."""
+    """{host: {'predicted_s', 'actual_s', 'error_pct'}} for each host whose drain moved VMs and ended: the latest
+    attempt whose drain moved VMs (a resumed host's drain that found it empty is not a measure of the prediction)."""
     out = {}
     for r in records:
-        actual = _phase_s(r, 'drain')
-        pred = (r.get('predicted') or {}).get('drain_s')
-        if actual and pred is not None and r.get('drained'):
-            out[r['name']] = {'predicted_s': round(float(pred), 1), 'actual_s': actual,
-                              'error_pct': round(100.0 * abs(actual - float(pred)) / actual, 1)}
+        before = 0
+        measured = None
+        for a in attempts(r):
+            moved = int(a.get('moved') or 0)
+            actual = _phase_s(a, 'drain')
+            pred = (a.get('predicted') or {}).get('drain_s')
+            if moved > before and actual and pred is not None:
+                measured = {'predicted_s': round(float(pred), 1), 'actual_s': actual,
+                            'error_pct': round(100.0 * abs(actual - float(pred)) / actual, 1),
+                            'calibrated': bool((a.get('predicted') or {}).get('calibrated'))}
+            before = max(before, moved)
+        if measured:
+            out[r['name']] = measured
     return out
 
 
@@ -168,8 +309,9 @@ def report(records, run_id='', predicted=None):
     records = [r for r in records if r]
     states = [r.get('state') for r in records]
     state = 'failed' if 'failed' in states else ('done' if states and all(s == DONE for s in states) else 'running')
-    starts = [_num(p['start']) for r in records for p in (r.get('phases') or {}).values() if p.get('start') is not None]
-    ends = [_num(p['end']) for r in records for p in (r.get('phases') or {}).values() if p.get('end') is not None]
+    phases = [p for r in records for a in attempts(r) for p in a['phases'].values()]
+    starts = [_num(p['start']) for p in phases if p.get('start') is not None]
+    ends = [_num(p['end']) for p in phases if p.get('end') is not None]
     actual = round(max(ends) - min(starts), 1) if starts and ends else None
     head = ('HOST', 'STATE', 'DRAIN', 'MAINTENANCE', 'GATE', 'RETURN', 'TOTAL', 'PREDICTED', 'VMS')
     rows = [head]
@@ -193,21 +335,30 @@ def report(records, run_id='', predicted=None):
                 ' -> back to %s (%s, %s, downtime %s ms)' % (
                     r['name'], back.get('state'), _fmt_s(back.get('total_time_s')),
                     back.get('downtime_ms') if back.get('downtime_ms') is not None else '-') if back else ''))
+        for i, a in enumerate(attempts(r)[:-1]):
+            table.append('  %s attempt %d: %s%s' % (
+                r['name'], i + 1, ', '.join('%s %s' % (ph, _fmt_s(_phase_s(a, ph))) for ph in PHASES
+                                            if (a['phases'].get(ph) or {}).get('start') is not None) or 'no phase',
+                '; %s failed: %s' % (a.get('failed_phase') or '?', a['error']) if a.get('error') else ''))
         if r.get('error'):
             table.append('  %s failed in %s: %s' % (r['name'], r.get('failed_phase') or '?', r['error']))
     errors = drain_errors(records)
+    calibrated = [e['error_pct'] for e in errors.values() if e['calibrated']]
     if errors:
-        table.append('drain predicted against actual: %s; median error %d %%' % (
-            ', '.join('%s %.1f s for %.1f s (%d %%)' % (h, e['predicted_s'], e['actual_s'], e['error_pct'])
+        table.append('drain predicted against actual: %s; median error %d %%%s' % (
+            ', '.join('%s %.1f s for %.1f s (%d %%%s)' % (h, e['predicted_s'], e['actual_s'], e['error_pct'],
+                                                        ', calibrated' if e['calibrated'] else '')
                       for h, e in sorted(errors.items())),
-            round(_median([e['error_pct'] for e in errors.values()]))))
+            round(_median([e['error_pct'] for e in errors.values()])),
+            ', once calibrated %d %%' % round(_median(calibrated)) if calibrated else ''))
     where = where_each_vm_ends(records)
     if where:
         table.append('every VM moved ends on: %s' % ', '.join('%s %s' % (vm, h) for vm, h in sorted(where.items())))
     table.append('run %s: %s, took %s (predicted %s)' % (run_id, state, _fmt_s(actual), _fmt_s(predicted)))
     out = {'run_id': run_id, 'state': state, 'hosts': records, 'ends': where, 'predicted_total_s': predicted,
            'actual_total_s': actual, 'table': table, 'drain_errors': errors,
-           'median_drain_error_pct': round(_median([e['error_pct'] for e in errors.values()]), 1) if errors else None}
+           'median_drain_error_pct': round(_median([e['error_pct'] for e in errors.values()]), 1) if errors else None,
+           'median_calibrated_drain_error_pct': round(_median(calibrated), 1) if calibrated else None}
     out['html'] = timeline_html(records, 'rolling maintenance %s: %s' % (run_id, state), table)
     return out
 
@@ -222,32 +373,38 @@ HOST_COLOURS = ('#2e86c1', '#e67e22', '#16a085', '#8e44ad', '#c0392b', '#2c3e50'
 def timeline_html(records, title, table_lines=(), width=960):
     """A self-contained page: one row per host (its phases) and per VM (its moves, coloured by the host it went
     to), on one linear time axis from the run's first step; the table below."""
-    t0s = [_num(p['start']) for r in records for p in (r.get('phases') or {}).values() if p.get('start') is not None]
+    t0s = [_num(p['start']) for r in records for a in attempts(r) for p in a['phases'].values()
+           if p.get('start') is not None]
     t0 = min(t0s) if t0s else 0.0
     rows = []
     colour = dict((r['name'], HOST_COLOURS[i % len(HOST_COLOURS)]) for i, r in enumerate(records))
     span = 1.0
     for r in records:
         bars = []
-        for ph in PHASES:
-            p = (r.get('phases') or {}).get(ph) or {}
-            if p.get('start') is None:
-                continue
-            end = _num(p.get('end'), _num(p['start']))
-            bars.append((_num(p['start']) - t0, end - t0, PHASE_COLOURS[ph], '%s %s: %.1f s' % (
-                r['name'], ph, end - _num(p['start']))))
-            span = max(span, end - t0)
+        for i, a in enumerate(attempts(r)):
+            # (an earlier attempt of a resumed host: its phases as they ran, paler, said in the tip)
+            earlier = '' if a['current'] else ' (attempt %d%s)' % (
+                i + 1, ', %s failed' % a['failed_phase'] if a.get('failed_phase') else '')
+            for ph in PHASES:
+                p = a['phases'].get(ph) or {}
+                if p.get('start') is None:
+                    continue
+                end = _num(p.get('end'), _num(p['start']))
+                bars.append((_num(p['start']) - t0, end - t0, PHASE_COLOURS[ph], '%s %s: %.1f s%s' % (
+                    r['name'], ph, end - _num(p['start']), earlier), 1.0 if a['current'] else 0.45))
+                span = max(span, end - t0)
         rows.append(('host %s' % r['name'], bars))
         for kind, base in (('drained', r.get('drain_started_at')), ('returned', r.get('return_started_at'))):
             for m in r.get(kind) or []:
-                if base is None or m.get('start_s') is None:
+                if (base is None and m.get('drain_started_at') is None) or m.get('start_s') is None:
                     continue
-                # (the same figures as the table: the move's start in its drain, and its own time)
-                s = _num(base) + _num(m['start_s']) - t0
+                # (the same figures as the table: the move's start in its own drain, and its own time)
+                s = _num(m.get('drain_started_at'), _num(base)) + _num(m['start_s']) - t0
                 e = s + _num(m.get('total_time_s'))
                 to = m.get('destination') if kind == 'drained' else r['name']
                 rows.append(('%s %s' % (m['name'], 'out' if kind == 'drained' else 'back'), [(s, e, colour.get(to, '#555'), (
-                    '%s -> %s: %s, %.1f s, downtime %s ms' % (m['name'], to, m.get('state'), e - s, m.get('downtime_ms'))))]))
+                    '%s -> %s: %s, %.1f s, downtime %s ms' % (m['name'], to, m.get('state'), e - s, m.get('downtime_ms'))),
+                    1.0)]))
                 span = max(span, e)
     ticks = axis_ticks(span)
     span = ticks[-1][0] or 1.0
@@ -263,9 +420,10 @@ def timeline_html(records, title, table_lines=(), width=960):
     for i, (label, bars) in enumerate(rows):
         y = top + i * row_h
         parts.append('<text x="5" y="%d">%s</text>' % (y + 15, escape(label)))
-        for s, e, fill, tip in bars:
-            parts.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>' % (
-                left + s * scale, y + 3, max(1.0, (e - s) * scale), row_h - 6, fill, escape(tip)))
+        for s, e, fill, tip, opacity in bars:
+            parts.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"%s><title>%s</title></rect>' % (
+                left + s * scale, y + 3, max(1.0, (e - s) * scale), row_h - 6, fill,
+                '' if opacity >= 1 else ' fill-opacity="%.2f"' % opacity, escape(tip)))
     parts.append('</svg>')
     legend = ' '.join('<span style="color:%s">&#9632; %s</span>' % (c, ph) for ph, c in sorted(PHASE_COLOURS.items()))
     legend += ' | VMs coloured by the host they moved to: ' + ' '.join(

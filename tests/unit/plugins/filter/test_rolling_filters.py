@@ -3,7 +3,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vmmigration.libvirt.plugins.filter.calibration import calibrate, calibrated_plan
-from ansible_collections.vmmigration.libvirt.plugins.filter.rolling import rolling_plan, rolling_report
+from ansible_collections.vmmigration.libvirt.plugins.filter.rolling import rolling_batches, rolling_plan, rolling_report
 
 
 def test_rolling_filters_pass_their_inputs_through_and_refuse_what_is_not_theirs():
@@ -12,8 +12,17 @@ def test_rolling_filters_pass_their_inputs_through_and_refuse_what_is_not_theirs
           {'name': 'h2', 'record': {'state': 'done'}, 'plan': None}]
     plan = rolling_plan(hp, ('h1', 'h2'), expected_s='5', role_overhead_s=None)
     assert plan['order'] == ['h1'] and plan['hosts'][0]['predicted']['total_s'] == 11.0
+    cpu = {'baseline': {'model': 'Haswell', 'vendor': 'Intel'},
+           'domains': [{'name': 'a', 'host': 'h1', 'active': True, 'can_run_on': ['h1'], 'stranded': True, 'why': 'avx'}]}
+    assert rolling_plan(hp, ['h1', 'h2'], cpu=cpu)['unplaceable'] == {'h1': {'a': 'its CPU runs only on h1 - avx'}}
     rep = rolling_report([{'name': 'h2', 'state': 'done'}, {'name': 'h1', 'state': 'done'}], 'r', ['h1', 'h2'])
     assert [h['name'] for h in rep['hosts']] == ['h1', 'h2'] and rep['state'] == 'done'
+    assert rolling_batches({'h2': {'state': 'drain'}}, ('h1', 'h2', 'h3'), '2') == [['h2'], ['h1', 'h3']]
+    assert rolling_plan(hp, ['h1', 'h2'], batch='2', anti_affinity={})['serial'] == [1]
+    with pytest.raises(AnsibleFilterError, match='batch must be a whole number of hosts, at least 1'):
+        rolling_plan(hp, ['h1', 'h2'], batch=0)
+    with pytest.raises(AnsibleFilterError, match='rolling_batches expects'):
+        rolling_batches([], ['h1'])
     with pytest.raises(AnsibleFilterError, match='rolling_plan expects a list'):
         rolling_plan({'name': 'h1'}, ['h1'])
     with pytest.raises(AnsibleFilterError, match='rolling_report expects a list'):

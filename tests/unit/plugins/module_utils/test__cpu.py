@@ -135,6 +135,36 @@ def test_a_feature_a_hosts_hypervisor_cannot_provide_is_taken_out_of_the_baselin
         C.runnable_everywhere(base, {'h3': no_emulator})
 
 
+def test_the_rolling_plan_names_a_vm_only_its_own_host_can_run_before_anything_moves(call, hosts):
+    """Real verdicts over three Intel generations into the cluster plan: a Cascade Lake VM on the Granite Rapids
+    host has nowhere to go when that host is maintained; a Skylake VM there can go to the Skylake host."""
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling as R
+    base = C.baseline(call, [hosts[n] for n in INTEL], migratable=False)
+    feats = dict((n, C.host_features(call, hosts[n])) for n in INTEL)
+    domains = []
+    for name, model, host, active in (('avx512-db', 'Cascadelake-Server', GRANITE, True),
+                                      ('web', 'Skylake-Client-IBRS', GRANITE, True),
+                                      ('parked', 'Cascadelake-Server', GRANITE, False),
+                                      ('old', 'SandyBridge', HASWELL, True)):
+        need, _dropped = C.expand(call, 'x86_64', 'Intel', model)
+        verdict = C.fit({'mode': 'custom', 'model': model, 'vendor': 'Intel'}, need, base, feats, where=host)
+        domains.append(dict(name=name, host=host, active=active, mode='custom', model=model, **verdict))
+    cpu = {'baseline': base, 'domains': domains}
+    moves = {'moves': [{'name': 'web', 'destination': SKYLAKE, 'method': 'live', 'memory_mib': 64}], 'left': {},
+             'predicted_total_s': 2.0}
+    hp = [{'name': n, 'record': {}, 'plan': moves if n == GRANITE else {'moves': [], 'left': {}}} for n in INTEL]
+    cp = R.cluster_plan(hp, list(INTEL), cpu=cpu)
+    # the running AVX-512 VM, by name and why; not the stopped one (a drain moves running VMs), not the Skylake one
+    assert list(cp['unplaceable']) == [GRANITE] and list(cp['unplaceable'][GRANITE]) == ['avx512-db']
+    assert 'runs only on %s' % GRANITE in cp['unplaceable'][GRANITE]['avx512-db']
+    assert 'avx512f' in cp['unplaceable'][GRANITE]['avx512-db']
+    assert cp['order'] == [HASWELL, SKYLAKE]
+    assert '  CPU every host can run (baseline): Haswell-noTSX (Intel)' in cp['lines']
+    assert any(x.startswith('    web on %s runs on %s, %s only' % (GRANITE, GRANITE, SKYLAKE)) for x in cp['lines'])
+    # without the CPU check, the plan of that host alone does not see it
+    assert R.cluster_plan(hp, list(INTEL))['unplaceable'] == {}
+
+
 def test_the_vms_are_judged_against_the_hypervisor_type_they_run_as():
     kvm, tcg = "<domain type='kvm'><name>a</name></domain>", "<domain type='qemu'><name>b</name></domain>"
     assert C.domain_type([tcg, tcg]) == 'qemu' and C.domain_type([kvm]) == 'kvm'

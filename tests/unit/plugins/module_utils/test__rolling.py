@@ -19,7 +19,8 @@ def test_cluster_plan_orders_resumes_first_and_leaves_out_hosts_done():
     cp = R.cluster_plan(hp, ['h1', 'h2', 'h3'], expected_s=60)
     assert cp['order'] == ['h3', 'h2'] and cp['unplaceable'] == {}
     by = dict((h['name'], h) for h in cp['hosts'])
-    assert by['h3']['predicted'] == {'drain_s': 5.0, 'maintenance_s': 60.0, 'return_s': 5.0, 'total_s': 70.0}
+    assert by['h3']['predicted'] == {'drain_s': 5.0, 'maintenance_s': 60.0, 'return_s': 5.0, 'total_s': 70.0,
+                                     'calibrated': False}
     assert by['h1']['status'] == 'done' and by['h1']['predicted']['total_s'] == 0
     assert cp['predicted_total_s'] == 70.0 + 66.0
     assert '  h1: done by an earlier run of this id - not taken again' in cp['lines']
@@ -95,18 +96,101 @@ def test_a_failed_host_fails_the_report_and_says_where():
 
 def test_the_report_sets_each_drains_prediction_against_what_it_took():
     recs = [record('h1', 1000.0), record('h2', 1015.0), dict(record('h3', 1030.0), drained=[])]
-    recs[0]['predicted'] = {'drain_s': 4.0, 'total_s': 20.0}     # drain took 5.0 s: 20 % off
-    recs[1]['predicted'] = {'drain_s': 6.0, 'total_s': 20.0}     # 20 % off the other way
+    recs[0]['predicted'] = {'drain_s': 1.0, 'total_s': 20.0}     # drain took 5.0 s: 80 % off, from the configured rate
+    recs[1]['predicted'] = {'drain_s': 6.0, 'total_s': 20.0, 'calibrated': True}     # 20 % off, calibrated
     recs[2]['predicted'] = {'drain_s': 1.0, 'total_s': 20.0}     # moved nothing: not counted
     rep = R.report(recs, run_id='r1')
-    assert rep['drain_errors'] == {'h1': {'predicted_s': 4.0, 'actual_s': 5.0, 'error_pct': 20.0},
-                                   'h2': {'predicted_s': 6.0, 'actual_s': 5.0, 'error_pct': 20.0}}
-    assert rep['median_drain_error_pct'] == 20.0
-    assert 'drain predicted against actual: h1 4.0 s for 5.0 s (20 %), h2 6.0 s for 5.0 s (20 %); median error 20 %' in rep['table']
+    assert rep['drain_errors'] == {'h1': {'predicted_s': 1.0, 'actual_s': 5.0, 'error_pct': 80.0, 'calibrated': False},
+                                   'h2': {'predicted_s': 6.0, 'actual_s': 5.0, 'error_pct': 20.0, 'calibrated': True}}
+    assert rep['median_drain_error_pct'] == 50.0 and rep['median_calibrated_drain_error_pct'] == 20.0
+    assert ('drain predicted against actual: h1 1.0 s for 5.0 s (80 %), h2 6.0 s for 5.0 s (20 %, calibrated); '
+            'median error 50 %, once calibrated 20 %') in rep['table']
 
 
 def test_the_cluster_plan_adds_the_measured_role_overhead_to_each_drain_and_return():
-    hp = [{'name': 'h1', 'record': {}, 'plan': plan([('a', 'h2')], predicted=3.0)},
+    hp = [{'name': 'h1', 'record': {}, 'plan': plan([('a', 'h2')], predicted=3.0), 'calibrated': True},
           {'name': 'h2', 'record': {}, 'plan': plan([('b', 'h1')], predicted=3.0)}]
     p = R.cluster_plan(hp, ['h1', 'h2'], expected_s=10, role_overhead_s=18.5)['hosts'][0]['predicted']
-    assert p == {'drain_s': 21.5, 'maintenance_s': 10.0, 'return_s': 21.5, 'total_s': 53.0}
+    assert p == {'drain_s': 21.5, 'maintenance_s': 10.0, 'return_s': 21.5, 'total_s': 53.0, 'calibrated': True}
+
+
+def test_a_resumed_host_keeps_its_earlier_attempt_and_each_move_stays_at_its_own_drain():
+    """h2's first attempt drained it (b moved) and failed in maintenance; the resume drained an empty host, then
+    finished. The report keeps both attempts' times; the prediction is measured on the drain that moved b."""
+    first = record('h2', 1000.0, moved=(('b', 'h1', 1.5),))
+    first['phases'] = {'drain': {'start': 1000.0, 'end': 1006.0}, 'maintenance': {'start': 1006.0, 'end': 1007.0}}
+    first['drained'][0]['drain_started_at'] = 1001.0
+    rec = dict(record('h2', 1100.0, moved=()), drained=first['drained'], returned=first['returned'],
+               drain_started_at=1101.0, return_started_at=1111.0, predicted={'drain_s': 1.0, 'total_s': 20.0},
+               attempts=[{'phases': first['phases'], 'predicted': {'drain_s': 4.8, 'total_s': 30.0}, 'moved': 1,
+                          'state': 'failed', 'failed_phase': 'maintenance', 'error': 'apt failed'}])
+    rep = R.report([rec], run_id='r1')
+    assert rep['actual_total_s'] == 115.0                        # from the first attempt's start
+    assert '  h2 attempt 1: drain 6.0 s, maintenance 1.0 s; maintenance failed: apt failed' in rep['table']
+    assert rep['table'][1].split()[:4] == ['h2', 'done', '5.0', 's']    # the phases of the attempt that finished
+    # measured on the first attempt's drain (6.0 s for 4.8 predicted), not on the resume's empty one
+    assert rep['drain_errors'] == {'h2': {'predicted_s': 4.8, 'actual_s': 6.0, 'error_pct': 20.0, 'calibrated': False}}
+    html = rep['html']
+    assert 'h2 drain: 6.0 s (attempt 1, maintenance failed)' in html and 'fill-opacity="0.45"' in html
+    # b's bar starts at its own drain's start (1001 + 0.2 s from the run's first step at 1000), not the resume's
+    scale = (960 - 160 - 20) / R.axis_ticks(115.0)[-1][0]
+    found = re.search(r'<rect x="([\d.]+)" y="\d+" width="[\d.]+" height="\d+" fill="[^"]+"><title>b -&gt; h1', html)
+    assert found and abs(float(found.group(1)) - (160 + 1.2 * scale)) < 0.1, html
+    # a host that never resumed has no earlier attempt
+    assert R.attempts(record('h1', 0.0))[0]['current'] and len(R.attempts(record('h1', 0.0))) == 1
+
+
+def bplan(moves, free_after, headroom=128, left=None, predicted=4.0):
+    p = plan(moves, left=left, predicted=predicted)
+    p.update(free_after_mib=free_after, headroom_mib=headroom)
+    return p
+
+
+def test_hosts_whose_plans_fit_together_are_taken_at_once_the_step_as_long_as_its_longest_host():
+    hp = [{'name': 'h1', 'record': {}, 'plan': plan([('a', 'h2')], predicted=3.0),
+           'batch_plan': bplan([('a', 'h3')], {'h3': 1000}, predicted=3.0)},
+          {'name': 'h2', 'record': {}, 'plan': plan([('b', 'h1')], predicted=3.0),
+           'batch_plan': bplan([('b', 'h3')], {'h3': 1000}, predicted=5.0)},
+          {'name': 'h3', 'record': {}, 'plan': plan([('c', 'h1')], predicted=3.0), 'batch_plan': None}]
+    cp = R.cluster_plan(hp, ['h1', 'h2', 'h3'], expected_s=10, batch=2)
+    assert cp['batches'] == [['h1', 'h2'], ['h3']] and cp['serial'] == [2, 1] and cp['order'] == ['h1', 'h2', 'h3']
+    by = dict((h['name'], h) for h in cp['hosts'])
+    # each host of the step drains by its plan against the hosts outside the step
+    assert by['h1']['moves'][0]['destination'] == 'h3' and by['h1']['plan_kind'] == 'batch'
+    assert by['h2']['batch'] == ['h1', 'h2'] and by['h3']['plan_kind'] == 'single' and by['h3']['batch'] == ['h3']
+    assert cp['predicted_total_s'] == (5 + 10 + 5) + (3 + 10 + 3)
+    assert cp['lines'][0].startswith('cluster plan: 3 host(s) to maintain, in 2 step(s) of up to 2 hosts at once')
+    assert cp['lines'][-1] == '  order: h1 + h2 -> h3' and cp['batch_notes'] == []
+    # batch 1 (the default) is the plan as before: one at a time, by the N+1 plans
+    cp1 = R.cluster_plan(hp, ['h1', 'h2', 'h3'], expected_s=10)
+    assert cp1['batches'] == [['h1'], ['h2'], ['h3']] and cp1['hosts'][0]['moves'][0]['destination'] == 'h2'
+
+
+@pytest.mark.parametrize('case, why', [
+    ('memory', 'h3 would keep 44 MiB free with the VMs of h1 + h2, below the headroom of 128 MiB'),
+    ('anti_affinity', 'a (h1), b (h2) of anti-affinity group web would all go to h3'),
+    ('unplaceable', 'b cannot move with h1 out too (no host has room)'),
+    ('not_planned', 'h2 was not planned against the hosts outside the step'),
+    ('cpu', 'the CPU of b runs only on h1, h2'),
+])
+def test_a_step_whose_hosts_do_not_fit_together_is_taken_one_host_at_a_time_saying_why(case, why):
+    free = 300 if case == 'memory' else 1000
+    h2_batch = {'unplaceable': bplan([], {'h3': free}, left={'b': 'no host has room'}),
+                'not_planned': None}.get(case, bplan([('b', 'h3')], {'h3': free}))
+    hp = [{'name': 'h1', 'record': {}, 'plan': plan([('a', 'h2')]), 'batch_plan': bplan([('a', 'h3')], {'h3': free})},
+          {'name': 'h2', 'record': {}, 'plan': plan([('b', 'h1')]), 'batch_plan': h2_batch},
+          {'name': 'h3', 'record': {}, 'plan': plan([('c', 'h1')])}]
+    cpu = {'domains': [{'name': 'b', 'host': 'h2', 'active': True, 'can_run_on': ['h1', 'h2']}]} if case == 'cpu' else None
+    cp = R.cluster_plan(hp, ['h1', 'h2', 'h3'], batch=3 if case == 'not_planned' else 2,
+                        anti_affinity={'web': ['a', 'b']} if case == 'anti_affinity' else None, cpu=cpu)
+    assert cp['batches'][:2] == [['h1'], ['h2']], cp['batches']
+    assert why in cp['batch_notes'][0] and cp['batch_notes'][0].endswith(': one at a time'), cp['batch_notes']
+    # one at a time, each host drains by its N+1 plan; nothing is refused for it
+    assert cp['hosts'][0]['moves'][0]['destination'] == 'h2' and cp['unplaceable'] == {}
+    assert '  ' + cp['batch_notes'][0] in cp['lines']
+
+
+def test_a_host_left_half_done_goes_first_and_alone():
+    recs = {'h2': {'state': 'maintenance'}, 'h4': {'state': 'done'}}
+    assert R.candidate_batches(['h1', 'h2', 'h3', 'h4', 'h5'], recs, 2) == [['h2'], ['h1', 'h3'], ['h5']]
+    assert R.candidate_batches(['h1', 'h2'], {}, 0) == [['h1'], ['h2']]
