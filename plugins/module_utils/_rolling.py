@@ -346,9 +346,9 @@ def report(records, run_id='', predicted=None):
     calibrated = [e['error_pct'] for e in errors.values() if e['calibrated']]
     if errors:
         table.append('drain predicted against actual: %s; median error %d %%%s' % (
-            ', '.join('%s %.1f s for %.1f s (%d %%%s)' % (h, e['predicted_s'], e['actual_s'], e['error_pct'],
-                                                        ', calibrated' if e['calibrated'] else '')
-                      for h, e in sorted(errors.items())),
+            ', '.join('%s %.1f s for %.1f s (%d %%%s)' % (
+                h, e['predicted_s'], e['actual_s'], e['error_pct'], ', calibrated' if e['calibrated'] else '')
+                for h, e in sorted(errors.items())),
             round(_median([e['error_pct'] for e in errors.values()])),
             ', once calibrated %d %%' % round(_median(calibrated)) if calibrated else ''))
     where = where_each_vm_ends(records)

@@ -19,6 +19,7 @@ def run(args, check_mode=False):
     task.check_mode = check_mode
     loader = DataLoader()
     action = ActionModule(task, mock.MagicMock(), mock.MagicMock(), loader, Templar(loader=loader), None)
+    action._load_name = 'vmmigration.libvirt.controller_files'   # (the plugin loader sets it)
     return action.run(task_vars={})
 
 
@@ -28,8 +29,8 @@ def test_writes_each_file_as_json_or_text_and_a_second_run_changes_nothing(tmp_p
     res = run({'dir': str(d), 'files': files})
     assert not res.get('failed') and res['changed'] is True, res
     assert res['paths'] == [str(d / 'report.json'), str(d / 'report.txt')]
-    assert (d / 'report.json').read_text(encoding='utf-8') == json.dumps({'a': [1, 'é'], 'b': 1}, indent=4,
-                                                                          sort_keys=True, ensure_ascii=False) + '\n'
+    want = json.dumps({'a': [1, 'é'], 'b': 1}, indent=4, sort_keys=True, ensure_ascii=False) + '\n'
+    assert (d / 'report.json').read_text(encoding='utf-8') == want
     assert (d / 'report.txt').read_text() == 'x\n'
     assert stat.S_IMODE(os.stat(str(d)).st_mode) == 0o700 and stat.S_IMODE(os.stat(str(d / 'report.txt')).st_mode) == 0o600
     assert run({'dir': str(d), 'files': files})['changed'] is False
