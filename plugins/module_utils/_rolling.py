@@ -187,10 +187,14 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
     by_entry = dict((h['name'], h) for h in hosts)
     # the steps: candidate groups of the hosts to take (a host the cluster cannot empty alone is in none); a group
     # whose plans together do not fit is taken one host at a time
+    # (the same steps the role planned each host's batch_plan for, less the hosts left out)
     takes = [h['name'] for h in hosts if h['status'] in ('resume', 'to_do')]
-    records = dict((n, (by_name.get(n) or {}).get('record') or {}) for n in takes)
+    records = dict((n, (by_name.get(n) or {}).get('record') or {}) for n in names)
     batches, notes = [], []
-    for cand in candidate_batches(takes, records, batch):
+    for cand in candidate_batches(names, records, batch):
+        cand = [n for n in cand if n in takes]
+        if not cand:
+            continue
         why = batch_conflicts(cand, dict((n, (by_name.get(n) or {}).get('batch_plan')) for n in cand),
                               non_live_policy, anti_affinity, cpu) if len(cand) > 1 else []
         if why:

@@ -194,3 +194,14 @@ def test_a_host_left_half_done_goes_first_and_alone():
     recs = {'h2': {'state': 'maintenance'}, 'h4': {'state': 'done'}}
     assert R.candidate_batches(['h1', 'h2', 'h3', 'h4', 'h5'], recs, 2) == [['h2'], ['h1', 'h3'], ['h5']]
     assert R.candidate_batches(['h1', 'h2'], {}, 0) == [['h1'], ['h2']]
+
+
+def test_a_host_left_out_leaves_its_step_to_the_others_with_the_plans_made_for_that_step():
+    # h1 cannot be emptied (skip): its step-mate h2 keeps its step (planned with h1 and h2 out), h3 + h4 theirs
+    hp = [{'name': 'h1', 'record': {}, 'plan': plan(left={'big': 'no room'}), 'batch_plan': bplan([], {}, left={'big': 'x'})},
+          {'name': 'h2', 'record': {}, 'plan': plan([('b', 'h1')]), 'batch_plan': bplan([('b', 'h4')], {'h4': 1000})},
+          {'name': 'h3', 'record': {}, 'plan': plan([('c', 'h1')]), 'batch_plan': bplan([('c', 'h1')], {'h1': 1000})},
+          {'name': 'h4', 'record': {}, 'plan': plan([('d', 'h1')]), 'batch_plan': bplan([('d', 'h2')], {'h2': 1000})}]
+    cp = R.cluster_plan(hp, ['h1', 'h2', 'h3', 'h4'], batch=2)
+    assert cp['batches'] == [['h2'], ['h3', 'h4']] and list(cp['unplaceable']) == ['h1']
+    assert [h['plan_kind'] for h in cp['hosts'][1:]] == ['single', 'batch', 'batch']
