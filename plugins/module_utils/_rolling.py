@@ -297,7 +297,9 @@ def drain_errors(records):
             moved = int(a.get('moved') or 0)
             actual = _phase_s(a, 'drain')
             pred = (a.get('predicted') or {}).get('drain_s')
-            if moved > before and actual and pred is not None:
+            # (a drain that failed is no measure of the prediction)
+            failed = ((a['phases'] or {}).get('drain') or {}).get('failed')
+            if moved > before and actual and pred is not None and not failed:
                 measured = {'predicted_s': round(float(pred), 1), 'actual_s': actual,
                             'error_pct': round(100.0 * abs(actual - float(pred)) / actual, 1),
                             'calibrated': bool((a.get('predicted') or {}).get('calibrated'))}

@@ -99,6 +99,10 @@ def test_the_report_sets_each_drains_prediction_against_what_it_took():
     recs[0]['predicted'] = {'drain_s': 1.0, 'total_s': 20.0}     # drain took 5.0 s: 80 % off, from the configured rate
     recs[1]['predicted'] = {'drain_s': 6.0, 'total_s': 20.0, 'calibrated': True}     # 20 % off, calibrated
     recs[2]['predicted'] = {'drain_s': 1.0, 'total_s': 20.0}     # moved nothing: not counted
+    failed = record('h4', 1045.0, state='failed')
+    failed['phases']['drain']['failed'] = True                    # a drain that failed: not counted either
+    failed['predicted'] = {'drain_s': 1.0, 'total_s': 20.0, 'calibrated': True}
+    recs.append(failed)
     rep = R.report(recs, run_id='r1')
     assert rep['drain_errors'] == {'h1': {'predicted_s': 1.0, 'actual_s': 5.0, 'error_pct': 80.0, 'calibrated': False},
                                    'h2': {'predicted_s': 6.0, 'actual_s': 5.0, 'error_pct': 20.0, 'calibrated': True}}
@@ -118,7 +122,8 @@ def test_a_resumed_host_keeps_its_earlier_attempt_and_each_move_stays_at_its_own
     """h2's first attempt drained it (b moved) and failed in maintenance; the resume drained an empty host, then
     finished. The report keeps both attempts' times; the prediction is measured on the drain that moved b."""
     first = record('h2', 1000.0, moved=(('b', 'h1', 1.5),))
-    first['phases'] = {'drain': {'start': 1000.0, 'end': 1006.0}, 'maintenance': {'start': 1006.0, 'end': 1007.0}}
+    first['phases'] = {'drain': {'start': 1000.0, 'end': 1006.0},
+                       'maintenance': {'start': 1006.0, 'end': 1007.0, 'failed': True}}
     first['drained'][0]['drain_started_at'] = 1001.0
     rec = dict(record('h2', 1100.0, moved=()), drained=first['drained'], returned=first['returned'],
                drain_started_at=1101.0, return_started_at=1111.0, predicted={'drain_s': 1.0, 'total_s': 20.0},
