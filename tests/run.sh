@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: setup, then ansible-test sanity, unit tests,
-# ansible-lint (production profile) and the lab tests against real libvirtd and QEMU.
+# ansible-lint (production profile), Galaxy's importer and the lab tests against real libvirtd and QEMU.
 # Any stage that fails, or a pytest run that collects no test (exit 5), fails the suite.
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,6 +31,9 @@ bash tests/lint.sh
 
 stage "documentation: lint, and the reference generated from the modules and argument specs"
 bash docs/build.sh "$top/tests/output/docs"
+
+stage "Galaxy's importer (galaxy-importer 0.4.44): no warning"
+bash tests/galaxy_import.sh
 
 stage "lab tests (real libvirtd + QEMU)"
 # each lab's libvirtd and QEMU logs are kept under tests/output/lab-logs for a post-mortem
