@@ -80,6 +80,9 @@ def test_validate_plan_options():
              anti_affinity={"db": "db1,db2", "web": ["w1", "w2"]})
     assert E.validate_plan_options(p) == ["anti_affinity: group db must be a list of VM names (got 'db1,db2')",
                                           "pinned: a must name one destination (got ['h2'])"]
+    p = dict(p, anti_affinity={}, pinned={}, move_times={"a": 12.5, "b": 0, "c": "slow"})
+    assert E.validate_plan_options(p) == ["move_times: b must be a number of seconds above 0 (got 0)",
+                                          "move_times: c must be a number of seconds above 0 (got 'slow')"]
 
 
 RESULTS = [
