@@ -116,7 +116,7 @@ def batch_conflicts(batch, plans, non_live_policy='skip', anti_affinity=None, cp
             placed.setdefault(m.get('destination'), {}).setdefault(h, 0.0)
             placed[m.get('destination')][h] += _num(m.get('memory_mib'))
             if m['name'] in group_of:
-                groups.setdefault((m.get('destination'), group_of[m['name']]), []).append('%s (%s)' % (m['name'], h))
+                groups.setdefault((m.get('destination'), group_of[m['name']]), []).append((m['name'], h))
     for d, by_host in sorted(placed.items()):
         for h in by_host:
             plan = plans.get(h) or {}
@@ -127,8 +127,9 @@ def batch_conflicts(batch, plans, non_live_policy='skip', anti_affinity=None, cp
                     d, left, ' + '.join(sorted(by_host)), _num(plan.get('headroom_mib'))))
                 break
     for (d, g), vms in sorted(groups.items()):
-        if len(set(v.split(' (')[1] for v in vms)) > 1:
-            why.append('%s of anti-affinity group %s would all go to %s' % (', '.join(sorted(vms)), g, d))
+        if len(set(h for _vm, h in vms)) > 1:
+            why.append('%s of anti-affinity group %s would all go to %s' % (
+                ', '.join('%s (%s)' % x for x in sorted(vms)), g, d))
     for d in (cpu or {}).get('domains') or []:
         if d.get('host') in batch and d.get('active') and not [x for x in d.get('can_run_on') or [] if x not in batch]:
             why.append('the CPU of %s runs only on %s' % (d['name'], ', '.join(d.get('can_run_on') or []) or 'no host'))
