@@ -87,6 +87,17 @@ def test_evacuate_host(lab, figures):
             approved = json.load(f)
         assert sorted(m["name"] for m in approved["moves"]) == sorted(names) and approved["version"] == 1
 
+        # a host excluded (as a survey sends a list: JSON text) is no destination; every host excluded: refused,
+        # by name, before anything moves (the plan approved above is kept: these plans go elsewhere)
+        other = dict(common, evacuate_host_report_dir=L.state_path("reports-excluded"))
+        p = L.playbook(playbook, extra_vars=dict(other, evacuate_host_exclude=json.dumps(["h2"])), check=True)
+        assert p.returncode == 0, p.stdout[-6000:]
+        for name, _kw, _method in EVAC_GUESTS:
+            assert "%s -> h3 (" % name in p.stdout and "%s -> h2" % name not in p.stdout, (name, p.stdout[-6000:])
+        p = L.playbook(playbook, extra_vars=dict(other, evacuate_host_exclude=["h2", "h3"]), check=True)
+        assert p.returncode != 0 and "h1: no destination left" in p.stdout, p.stdout[-6000:]
+        assert all(where(lab, n) == {"h1": "running"} for n in names)
+
         # a guest started after the plan was approved: not in it, so the drain leaves it and says so
         L.define_guest("ev_late", "h1", disk="none", memory_mib=96)
 

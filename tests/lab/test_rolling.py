@@ -61,6 +61,23 @@ def test_rolling_maintenance(lab, figures):
         for name, host in GUESTS:
             assert "%s: %s (" % (host, name) in p.stdout, (host, name, p.stdout[-6000:])
 
+        # inputs refused before anything is planned: a step of no host; a single destination that is maintained too
+        p = L.playbook(playbook, extra_vars=dict(common, rolling_maintenance_batch=0), check=True)
+        assert p.returncode != 0 and "a batch of at least one host (got 0)" in p.stdout, p.stdout[-6000:]
+        p = L.playbook(playbook, extra_vars=dict(common, evacuate_host_destinations=["h3"]), check=True)
+        assert p.returncode != 0 and "h3 would have nowhere to drain into" in p.stdout, p.stdout[-6000:]
+        assert "cluster plan:" not in p.stdout, p.stdout[-6000:]
+
+        # the drains' destinations when given (as a survey sends a list: JSON text), each host's less itself: h2
+        # and h3 drain only into each other; and the CPU check left out when asked
+        p = L.playbook(playbook, extra_vars=dict(common, evacuate_host_destinations=json.dumps(["h2", "h3"]),
+                                                 rolling_maintenance_cpu_check=False), check=True)
+        assert p.returncode == 0, p.stdout[-6000:]
+        for move in ("rm2 -> h3 (", "rm3 -> h2 ("):
+            assert move in p.stdout, (move, p.stdout[-6000:])
+        assert "rm1 -> h2 (" in p.stdout or "rm1 -> h3 (" in p.stdout, p.stdout[-6000:]
+        assert "CPU every host can run" not in p.stdout, p.stdout[-6000:]
+
         # check mode: the cluster plan with predicted times, nothing moves, nothing recorded; two hosts at once:
         # h1 and h2 each planned against h3 alone, then h3 against both
         p = L.playbook(playbook, extra_vars=dict(common, rolling_maintenance_batch=2), check=True)
