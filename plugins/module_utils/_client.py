@@ -298,6 +298,53 @@ class LibvirtClient:
             raise wrap_error(e, 'cannot look up domain %s on %s' % (key, self.uri))
 
 
+# Seconds a host is given to answer again after a failure, before where a guest runs is read back from it.
+READBACK_S = 30.0
+# What every "where the guest runs cannot be confirmed" message tells the operator.
+UNKNOWN_SAID = 'do not start it on either host'
+
+_STATES = {1: 'running', 2: 'blocked', 3: 'paused', 4: 'shutting_down', 5: 'shutoff', 6: 'crashed',
+           7: 'pmsuspended'}
+
+
+def domain_state(dom):
+    """running, paused, shutoff, ...; 'gone' when the host no longer has the domain, 'unknown' when the
+    host cannot be asked (a lost connection)."""
+    try:
+        state = dom.state()[0]
+    except LibvirtClientError as e:
+        return 'gone' if e.code == error_code('VIR_ERR_NO_DOMAIN') else 'unknown'
+    return _STATES.get(state, str(state))
+
+
+def read_back(client, uuid, errors, clock=time.monotonic, sleep=time.sleep, seconds=READBACK_S):
+    """(domain, state) of the domain UUID on CLIENT's host, read back after a call whose outcome is not known
+    (it failed, or its reply was lost): a lost connection is opened anew until the host answers, for SECONDS
+    at most. The state is 'gone' when the host answers that it has no such domain, 'unknown' when it never
+    answered (ERRORS, a list, gets why)."""
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until  # pylint: disable=import-outside-toplevel
+    seen = {'dom': None, 'state': 'unknown'}
+
+    def answered():
+        try:
+            found = client.lookup_uuid(uuid)
+        except LibvirtClientError as e:
+            errors.append(e.msg)
+            if e.transient and hasattr(client, 'reset'):
+                client.reset()
+            return False
+        state = domain_state(found) if found is not None else 'gone'
+        if state == 'unknown':
+            errors.append('the state of %s on %s cannot be read' % (uuid, getattr(client, 'uri', 'the host')))
+            if hasattr(client, 'reset'):
+                client.reset()
+            return False
+        seen.update(dom=found, state=state)
+        return True
+    wait_until(answered, seconds, 1.0, clock, sleep)
+    return seen['dom'], seen['state']
+
+
 class ClientCache:
     """Connections opened once per URI per task, and closed together."""
 

@@ -26,7 +26,14 @@ import time
 import xml.etree.ElementTree as ET
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import ALL, FAIL, relevant_disks
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+    UNKNOWN_SAID,
+    LibvirtClientError,
+    domain_state,
+    error_code,
+    libvirt,
+    read_back,
+)
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._domain import parse_domain
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import plan_transport
@@ -106,6 +113,10 @@ class ColdMigrationError(LibvirtClientError):
     def __init__(self, msg, result=None):
         super(ColdMigrationError, self).__init__(msg)
         self.result = result or {}
+
+
+class Unconfirmed(Exception):
+    """A call on the destination whose outcome cannot be read back: whether it runs the guest is not known."""
 
 
 def hash_zeros(digest, length):
@@ -205,9 +216,10 @@ class ColdMigration:
         self.src, self.dst, self.name, self.o = src, dst, name, opts
         self.clock, self.sleep = clock, sleep
         self.steps = []
-        self.created = []          # (pool, volume) made on the destination
+        self.created = []          # (directory, name) of each volume made (or asked for) on the destination
         self.transient = []        # transient pools to destroy at the end
         self.defined = None        # the definition made on the destination
+        self.define_asked = False  # defineXML was called (its reply may have been lost)
         self.result = {'domain': name, 'changed': False}
         self.t0 = clock()
 
@@ -407,16 +419,15 @@ class ColdMigration:
         fmt = ET.fromstring(vol.XMLDesc(0)).find('./target/format')
         fmt = fmt.get('type') if fmt is not None else 'raw'
         dst_pool = self._pool(self.dst, dst_dir)
-        try:
-            dst_pool.storageVolLookupByName(dst_base)
-            raise ColdMigrationError('the destination already has %s: refusing to overwrite it' % f['dest'],
+        if self._volume(dst_pool, dst_base) is not None:
+            raise ColdMigrationError('the destination already has %s: refusing to overwrite it (nothing of it was '
+                                     'changed; remove it there if it is stale, or give dest_pool)' % f['dest'],
                                      self.result)
-        except LibvirtClientError:
-            pass
         vol_xml = ("<volume><name>%s</name><capacity unit='bytes'>%d</capacity><allocation>0</allocation>"
                    "<target><format type='%s'/></target></volume>" % (dst_base, info[1], fmt))
+        # (recorded before the call: a volume whose creation reply was lost is still ours to remove)
+        self.created.append((dst_dir, dst_base))
         new = dst_pool.createXML(vol_xml, 0)
-        self.created.append((dst_pool, new))
         t0 = self.clock()
         deadline = Deadline(copy_deadline_s(self.o.get('copy_timeout_s'), f.get('allocation') or info[2]),
                             'the copy of %s' % f['source'], self.clock)
@@ -439,6 +450,33 @@ class ColdMigration:
         self.step('copy', '%s -> %s (%d bytes, sha256 %s%s)' % (f['source'], f['dest'], length, digest[:16],
                                                                 ', verified' if f.get('verified') else ''))
 
+    @staticmethod
+    def _volume(pool, name):
+        """The volume NAME of POOL, None when the pool has none (any other failure is raised)."""
+        try:
+            return pool.storageVolLookupByName(name)
+        except LibvirtClientError as e:
+            if e.code == error_code('VIR_ERR_NO_STORAGE_VOL'):
+                return None
+            raise
+
+    def _start_on_destination(self, uuid):
+        """Start the guest defined on the destination. A failed start is read back before it counts as one:
+        its reply may have been lost after the guest started."""
+        try:
+            self.defined.create()
+        except LibvirtClientError as e:
+            errors = []
+            there, state = read_back(self.dst, uuid, errors, self.clock, self.sleep)
+            if state == 'running':
+                self.defined = there
+                self.step('start', 'the start call failed (%s), but read back the destination runs it' % e.detail)
+                return
+            if state == 'unknown':
+                raise Unconfirmed('starting it on the destination failed (%s) and the destination cannot be asked '
+                                  'whether it runs it (%s)' % (e.detail, errors[-1] if errors else 'no answer'))
+            raise
+
     def dest_xml(self, dom, files):
         root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
         moved = dict((f['source'], f['dest']) for f in files)
@@ -453,21 +491,26 @@ class ColdMigration:
 
     def move(self, dom, facts, files, was_running, start):
         src = self.src
+        uuid = facts['uuid']
         try:
             if was_running:
                 self.shutdown(dom)
             for f in files:
                 self.copy(f)
+            self.define_asked = True
             self.defined = self.dst.conn.defineXML(self.dest_xml(dom, files))
             self.step('define', 'defined on the destination')
             if start:
-                self.defined.create()
+                self._start_on_destination(uuid)
                 self.result['running_on_destination_at'] = round(time.time(), 3)
                 self.step('start', 'started on the destination')
+        except Unconfirmed as e:
+            self._unconfirmed(str(e), was_running)
         except (LibvirtClientError, CopyTimeout, OSError, RuntimeError) as e:
             # (RuntimeError: libvirt-python's sparse stream helpers raise it when a handler fails)
             msg = e.msg if isinstance(e, LibvirtClientError) else str(e)
-            self.rollback(dom, was_running)
+            if not self.rollback(dom, was_running, uuid):
+                self._unconfirmed(msg, was_running)
             self.result['steps'] = self.steps
             self.result['changed'] = False
             self.result['state'] = 'rolled_back'
@@ -533,24 +576,51 @@ class ColdMigration:
         except LibvirtClientError:
             return False
 
-    def rollback(self, dom, was_running):
-        if self.defined is not None:
+    def _unconfirmed(self, msg, was_running):
+        """Whether the destination has (or runs) the guest cannot be read back: nothing is restarted or removed."""
+        self.step('unknown', 'the destination cannot be asked whether it has the guest: nothing restarted here')
+        self.result.update(steps=self.steps, changed=True, state='unknown')
+        raise ColdMigrationError(
+            'cold migration of %s failed: %s; whether the destination %s has it running cannot be confirmed, so it '
+            'was not started again on the source (it is %s there, with its disks): %s until the destination has '
+            'been checked (virsh domstate %s there; if it runs there, the move is done - remove the source '
+            'definition; if not, remove it there and start it here)' % (
+                self.name, msg, self.dst.uri, 'shut off' if was_running else 'defined', UNKNOWN_SAID, self.name),
+            self.result)
+
+    def rollback(self, dom, was_running, uuid):
+        """Undo what was made on the destination, then start the guest here again if it ran. Returns False
+        (and changes nothing more) when the destination cannot be asked whether it has the guest."""
+        if self.define_asked:
+            # read back: the definition's (or the start's) reply may have been lost
+            errors = []
+            there, state = read_back(self.dst, uuid, errors, self.clock, self.sleep)
+            if state == 'unknown':
+                self.step('rollback', 'cannot ask the destination whether it has the guest: %s'
+                          % (errors[-1] if errors else 'no answer'))
+                return False
+            if there is not None:
+                try:
+                    if there.isActive():
+                        there.destroy()
+                    there.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+                    self.step('rollback', 'removed the definition from the destination')
+                except LibvirtClientError as e:
+                    self.step('rollback', 'could not remove the destination definition: %s' % e.detail)
+                    if domain_state(there) not in ('shutoff', 'gone'):
+                        return False
+        for directory, name in reversed(self.created):
+            path = os.path.join(directory, name)
             try:
-                if self.defined.isActive():
-                    self.defined.destroy()
-                self.defined.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
-                self.step('rollback', 'removed the definition from the destination')
+                vol = self._volume(self._pool(self.dst, directory), name)
+                if vol is not None:
+                    vol.delete(0)
+                    self.step('rollback', 'removed %s from the destination' % path)
             except LibvirtClientError as e:
-                self.step('rollback', 'could not remove the destination definition: %s' % e.detail)
-        for _pool, vol in reversed(self.created):
-            try:
-                path = vol.path()
-                vol.delete(0)
-                self.step('rollback', 'removed %s from the destination' % path)
-            except LibvirtClientError as e:
-                self.step('rollback', 'could not remove a copied volume: %s' % e.detail)
+                self.step('rollback', 'could not remove the copy %s: %s' % (path, e.detail))
         if was_running and not self._active(dom):
             self._restart_on_source(dom)
+        return True
 
     def _restart_on_source(self, dom):
         """Start the guest on the source again; a lost connection is opened anew, for up to 30 s."""

@@ -28,7 +28,14 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils import _compat
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _strategy as S
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _security as security
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, relevant_disks
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import _EVENTS, LibvirtClientError, error_code, libvirt
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+    _EVENTS,
+    UNKNOWN_SAID,
+    LibvirtClientError,
+    domain_state,
+    libvirt,
+    read_back,
+)
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
 
@@ -212,14 +219,7 @@ def write_status(path, data):
     os.rename(tmp, path)
 
 
-def _state_name(dom):
-    """running, paused, shutoff...; 'gone' when the host no longer has the domain, 'unknown' when the
-    host cannot be asked (a lost connection)."""
-    try:
-        state = dom.state()[0]
-    except LibvirtClientError as e:
-        return 'gone' if e.code == error_code('VIR_ERR_NO_DOMAIN') else 'unknown'
-    return {1: 'running', 3: 'paused', 5: 'shutoff'}.get(state, str(state))
+_state_name = domain_state
 
 
 def _postcopy_failed(dom):
@@ -739,12 +739,14 @@ class LiveMigration:
         def up():
             del seen['errors'][:]
             seen['dom'] = self._domain_on_destination(uuid, seen['errors'])
-            return seen['dom'] is not None and _state_name(seen['dom']) in ('running', 'paused')
+            seen['state'] = (_state_name(seen['dom']) if seen['dom'] is not None
+                             else 'unknown' if seen['errors'] else 'gone')
+            return seen['state'] in ('running', 'paused')
         wait_until(up, 15, 0.1, self.clock, self.sleep)
-        there = seen['dom']
-        dst_state = _state_name(there) if there is not None else ('unknown' if seen['errors'] else 'gone')
+        there, dst_state = seen['dom'], seen['state']
         resume_error = []
-        if dst_state == 'paused' and state['paused']:
+        if dst_state == 'paused' and (state['paused'] or state.get('final_taken') == 'pause'):
+            # (paused to finish - also when the pause took effect and its reply was lost)
             there, dst_state = self._resume_on_destination(there, uuid, resume_error)
         self.result['stats'] = S.summarize(stats or last)
         self._figures(stats or last)
@@ -827,9 +829,13 @@ class LiveMigration:
         """The guest keeps running on the source; nothing is left on the destination."""
         self.note('failed', error)
         self.result['stats'] = S.summarize(self.completed_stats(dom) if not state['postcopy'] else {})
-        src_state = _state_name(dom)
         if state['postcopy']:
-            # Never roll back a post-copy: the destination runs the guest and holds memory the source lacks.
+            # Never roll back a post-copy: the destination runs the guest and holds memory the source lacks. It
+            # may also have finished, its reply lost: read both sides back first.
+            _there, dst_state = self._read_back(self.dst, uuid, [])
+            again, src_state = self._read_back(self.src, uuid, [])
+            if dst_state == 'running' and src_state in ('shutoff', 'gone', 'unknown'):
+                return self._moved_anyway(again or dom, uuid, error, src_state, state)
             self.result['state'] = 'postcopy_failed'
             recovered, how = self._recover_postcopy(dom)
             if recovered:
@@ -839,29 +845,29 @@ class LiveMigration:
                 self.result['state'] = 'migrated_after_recovery'
                 return self.result
             raise MigrationError('post-copy migration of %s failed (%s); %s' % (self.name, error, how), self.result)
+        # Nothing is resumed here before the destination has been asked: libvirt may have finished the job
+        # although our call failed (its reply lost), and the destination may then run the guest on the same
+        # disks. Both sides are read back, each on a new connection if its own was lost.
+        dst_errors, src_errors = [], []
+        there, dst_state = self._read_back(self.dst, uuid, dst_errors)
+        again, src_state = self._read_back(self.src, uuid, src_errors)
+        dom = again or dom
+        if dst_state == 'running' or (dst_state == 'paused' and src_state in ('shutoff', 'gone')):
+            # the job finished in libvirt although our call failed: the guest is on the destination - a move,
+            # not a rollback
+            return self._moved_anyway(dom, uuid, error, src_state, state)
+        if dst_state == 'unknown' and src_state != 'running' or src_state == 'unknown' and dst_state != 'gone':
+            return self._unknown(error, src_state, dst_state, src_errors + dst_errors)
         if src_state == 'paused':
             errors = []
             ok, dom = self._resume_retrying(self.src, dom, lambda: self._find_on_source(errors), errors)
-            self.note('resume', 'source guest resumed after the failed migration' if ok else
-                      'could not resume the source guest: %s' % errors[-1])
-        src_state = _state_name(dom)
-        errors = []
-        there = self._domain_on_destination(uuid, errors)
-        if src_state != 'running' and there is not None and _state_name(there) == 'running':
-            # the job finished in libvirt although our call failed (a lost connection to the source): the guest
-            # runs on the destination - a move, not a rollback; only the source could not be cleaned up
-            self.note('committed', 'the destination runs %s although the migration call failed (%s)' % (self.name, error))
-            self.result.update(state='migrated', changed=True, source_cleanup_failed=True,
-                               running_on_destination_at=round(time.time(), 3))
-            raise MigrationError(
-                'moved %s: it runs on the destination %s (libvirt finished the job although our call failed: %s); '
-                'source cleanup failed: its state on the source is %s - check there that it is not running and '
-                'remove its inactive definition (virsh undefine %s) before anything starts it again'
-                % (self.name, self.dst.uri, error, src_state, self.name), self.result)
+            self.note('resume', 'source guest resumed after the failed migration (the destination does not run '
+                      'it: %s)' % dst_state if ok else 'could not resume the source guest: %s' % errors[-1])
+            src_state = _state_name(dom)
         cleaned = None
-        if there is None and errors:
+        if dst_state == 'unknown':
             cleaned = ('could not check the destination for a half-migrated copy (%s): libvirt removes an incoming '
-                       'guest whose migration failed; check with virsh list --all there' % errors[-1])
+                       'guest whose migration failed; check with virsh list --all there' % dst_errors[-1])
             self.note('cleanup', cleaned)
         if there is not None and src_state == 'running':
             try:
@@ -875,10 +881,54 @@ class LiveMigration:
             self.note('cleanup', cleaned)
         self.result['state'] = 'rolled_back' if src_state == 'running' else 'source_%s' % src_state
         self.result['changed'] = src_state != 'running'
-        where = ('its state on the source cannot be read (the connection to the source is lost): check it there'
-                 if src_state == 'unknown' else 'the guest is %s on the source' % src_state)
+        where = 'the guest is %s on the source' % src_state
         raise MigrationError('live migration of %s failed: %s; %s%s' % (
             self.name, error, where, '' if not cleaned else '; ' + cleaned), self.result)
+
+    def _read_back(self, client, uuid, errors):
+        return read_back(client, uuid, errors, self.clock, self.sleep)
+
+    def _moved_anyway(self, dom, uuid, error, src_state, state):
+        """The migration call failed, but the destination has the guest and the source QEMU does not run it: the
+        move is committed as usual (a source libvirt left paused after a lost reply is stopped first: the
+        destination was confirmed to run the guest)."""
+        self.note('committed', 'the destination has %s although the migration call failed (%s)' % (self.name, error))
+        self.result['recovered_from'] = error
+        if src_state == 'paused':
+            try:
+                dom.destroy()
+                self.note('cleanup', 'stopped the paused source QEMU: the destination runs the guest')
+            except LibvirtClientError as e:
+                self.result.update(state='migrated', changed=True, source_cleanup_failed=True,
+                                   running_on_destination_at=round(time.time(), 3))
+                raise MigrationError(
+                    'moved %s: it runs on the destination %s (libvirt finished the job although our call failed: '
+                    '%s); source cleanup failed: the source still holds a paused copy that could not be stopped '
+                    '(%s) - destroy it there (virsh destroy %s, then virsh undefine %s); never resume it'
+                    % (self.name, self.dst.uri, error, e.detail, self.name, self.name), self.result)
+        state = dict(state, paused=True)   # (resume a destination that is paused)
+        if src_state == 'unknown':
+            self.result.update(state='migrated', changed=True, source_cleanup_failed=True,
+                               running_on_destination_at=round(time.time(), 3))
+            raise MigrationError(
+                'moved %s: it runs on the destination %s (libvirt finished the job although our call failed: %s); '
+                'source cleanup failed: its state on the source cannot be read - check there that it is not '
+                'running and remove its inactive definition (virsh undefine %s) before anything starts it again'
+                % (self.name, self.dst.uri, error, self.name), self.result)
+        self.commit(dom, uuid, state, {})
+        return self.result
+
+    def _unknown(self, error, src_state, dst_state, errors):
+        """Where the guest runs cannot be confirmed: nothing is resumed or removed, and the operator is told
+        what to check."""
+        self.note('unknown', 'source %s, destination %s: nothing resumed' % (src_state, dst_state))
+        self.result.update(state='unknown', changed=True, source_state=src_state, destination_state=dst_state)
+        raise MigrationError(
+            'live migration of %s failed (%s) and where the guest runs cannot be confirmed: on the source it is %s, '
+            'on the destination %s%s. Nothing was resumed or removed: %s until both hosts have been checked '
+            '(virsh domstate %s on each; a paused copy whose peer runs the guest is stale - destroy it, never '
+            'resume it)' % (self.name, error, src_state, dst_state,
+                            ' (%s)' % errors[-1] if errors else '', UNKNOWN_SAID, self.name), self.result)
 
     def _recover_postcopy(self, dom):
         """Resume a failed post-copy migration (libvirt 8.5+), retrying while the link comes back: waits of

@@ -1,17 +1,41 @@
-"""A fake libvirt for the engines' unit tests: hosts, domains, storage, live migration and streams,
-as subclasses of the binding's own classes (so the collection's driver, _client.Driven, wraps them like
-the real ones and turns their libvirtError into LibvirtClientError) - with a fault that can hit any call.
+"""A fake libvirt for the engines' unit tests: a small model of hosts (which QEMU runs which guest, which
+definitions exist, disk files and their bytes, storage shared between hosts) behind subclasses of the
+binding's own classes (so the collection's driver, _client.Driven, wraps them like the real ones and turns
+their libvirtError into LibvirtClientError) - with a fault that can hit any call.
 
-Every call of a fake object goes through World.hit(host, site): it is logged, counted, and fails when it
-is the call the test chose (World.fault = (host, site, nth, mode)):
-  error  the call fails (libvirt's "operation failed");
-  drop   the call fails and the host's connection is gone (every later call to it fails, reconnects too);
-  hang   the call blocks until libvirt's keepalive ends it: 30 s of the fake clock, then a dropped connection.
-World.events records what changed on which host, in order, for the invariants.
+A call site is a place in our code: the fake method's name and the two innermost frames of
+plugins/module_utils that led to it (so dom.info and vol.info, or the copy's download and the
+verification's download, are different sites). Every call goes through World.hit(obj, method): it is
+logged and counted per (host, site), and fails when it is the occurrence the test chose
+(World.fault = (host, site, nth, mode), or several in World.faults). The fault kinds of the real world:
+  error      the call fails before it takes effect (libvirt's "operation failed");
+  drop       the call fails before its effect and the host's connection is gone for good;
+  flap       as drop, but the host answers a new connection FLAP_S seconds later (a dead connection
+             object stays dead, as libvirt's does);
+  hang       the call blocks until libvirt's keepalive ends it (30 s of the fake clock), then as drop;
+  lost       the call TAKES EFFECT and its reply is lost: the caller sees a reset connection, the host
+             answers a new connection FLAP_S seconds later;
+  lost_drop  as lost, and the host never answers again;
+and, where they mean something:
+  crash      'incoming' (the destination's Finish): the guest arrives, then its QEMU dies there;
+  corrupt    a stream that sends data: the bytes land altered (a bad disk, a bad link).
+A lost reply on 'incoming' is libvirt's own PERFORM3_DONE recovery: the destination runs the guest, the
+source is left paused ("a third party needs to check") and the migration call fails.
+
+World.events records what changed on which host, in order, each with a snapshot of where the domain is
+just after the change; World.violations collects what the model itself saw go wrong (a guest started
+from a disk whose bytes are not its own, a post-copy aborted or destroyed).
 """
+import os
+import sys
 import threading
 import xml.etree.ElementTree as ET
 from urllib.parse import urlparse
+
+try:
+    from collections.abc import MutableMapping
+except ImportError:  # pragma: no cover
+    from collections import MutableMapping
 
 import libvirt
 
@@ -19,13 +43,49 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client
 
 RUNNING, PAUSED, SHUTOFF = libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_SHUTOFF
 POSTCOPY_FAILED = getattr(libvirt, 'VIR_DOMAIN_PAUSED_POSTCOPY_FAILED', 13)
+CRASHED = getattr(libvirt, 'VIR_DOMAIN_SHUTOFF_CRASHED', 3)
 MIB = 1024 * 1024
+FLAP_S = 20.0
+FOREVER = float('inf')
+
+GENERIC_MODES = ('error', 'drop', 'flap', 'hang', 'lost', 'lost_drop')
+
+
+def modes_for(site):
+    """The fault kinds that mean something at SITE."""
+    method = site.split('@', 1)[0]
+    if method == 'incoming':
+        return ('error', 'lost', 'crash')
+    if method.endswith(':postcopy') or method.endswith(':resumed'):
+        return ('error', 'drop')
+    if method == 'stream.sparseSendAll':
+        return GENERIC_MODES + ('corrupt',)
+    return GENERIC_MODES
 
 
 def lv_error(msg, code):
     e = libvirt.libvirtError(msg)
     e.err = (code, 0, msg, 2, None, None, None, 0, 0)
     return e
+
+
+def reset_error():
+    return lv_error('Cannot recv data: Connection reset by peer', libvirt.VIR_ERR_SYSTEM_ERROR)
+
+
+_OURS = os.path.dirname(C.__file__) + os.sep
+
+
+def call_site(depth=2):
+    """Where in our code (not the driver) the call came from: the two innermost frames."""
+    f = sys._getframe(depth)  # pylint: disable=protected-access
+    frames = []
+    while f is not None and len(frames) < 2:
+        name = f.f_code.co_filename
+        if _OURS in name and not name.endswith('_client.py'):
+            frames.append('%s:%d' % (os.path.basename(name), f.f_lineno))
+        f = f.f_back
+    return '<'.join(frames) or 'test'
 
 
 class Injected(Exception):
@@ -44,63 +104,184 @@ class Dom:
         return self.state != SHUTOFF
 
 
+class Files(MutableMapping):
+    """One host's view of the files: a path under one of the world's shared directories is one file for
+    every host (NFS, a cluster filesystem); anything else is the host's own."""
+
+    def __init__(self, world, host):
+        self.w, self.h = world, host
+
+    def key(self, path):
+        shared = any(path.startswith(d.rstrip('/') + '/') for d in self.w.shared_dirs)
+        return ('shared', path) if shared else (self.h, path)
+
+    def __getitem__(self, path):
+        return self.w.store[self.key(path)]
+
+    def __setitem__(self, path, data):
+        self.w.store[self.key(path)] = data
+
+    def __delitem__(self, path):
+        del self.w.store[self.key(path)]
+
+    def __iter__(self):
+        return iter(sorted(p for (owner, p) in list(self.w.store) if owner in (self.h, 'shared')
+                           and self.key(p) == (owner, p)))
+
+    def __len__(self):
+        return len(list(iter(self)))
+
+
 class Host:
-    def __init__(self, name):
+    def __init__(self, world, name):
         self.name = name
         self.uuid = '00000000-0000-0000-0000-0000000000%02d' % int(name[1:])
         self.doms = {}
-        self.files = {}       # path -> bytes
+        self.files = Files(world, name)   # path -> bytes
         self.pools = {}       # name -> target path (active pools)
 
 
 class World:
     def __init__(self, clock, hosts=('h1', 'h2', 'h3')):
         self.clock = clock
-        self.hosts = dict((h, Host(h)) for h in hosts)
+        self.store = {}           # (host or 'shared', path) -> bytes
+        self.capacity = {}        # the same keys -> the capacity a volume was created with
+        self.allocation = {}      # path -> bytes a volume reports as allocated (else its length)
+        self.shared_dirs = set()
+        self.truth = {}           # disk path -> the guest's own bytes (what it may run from)
+        self.hosts = dict((h, Host(self, h)) for h in hosts)
         self.lock = threading.RLock()
         self.log, self.counts = [], {}
         self.fault, self.fired = None, None
         self.faults = []          # more than one: (host, site, nth, mode) each
-        self.dropped = set()
-        self.events = []          # (what, host, name)
+        self.dropped = set()      # hosts whose connection was ever lost
+        self.down_until = {}      # host -> fake time until which it refuses new connections
+        self.gen = dict((h, 0) for h in hosts)   # a connection of an older generation is dead
+        self.pending = {}         # thread -> [(kind, host, until)] effects of a fault due after the call
+        self.events = []          # (what, host, name, {host: state of name just after})
+        self.violations = []
         self.jobs = {}            # domain name -> running job
         self.polls_to_finish = 2  # jobStats polls before a migration completes (None: never, until paused)
         self.job_step_s = 1.0     # fake seconds a job runs between two polls
+        self.stream_step_s = 0.0  # fake seconds a stream takes per chunk
         self.ignore_shutdown = False  # a guest that does not react to ACPI
 
     # -- the fault hook -------------------------------------------------------------------------
-    def hit(self, host, site):
+    def site(self, method):
+        return '%s@%s' % (method, call_site(3))
+
+    def hit(self, obj, method):
+        """One call of METHOD on OBJ (a fake object of a host, or a host's name for a step inside libvirt)."""
+        site = self.site(method)
+        host = obj if isinstance(obj, str) else obj.h
         with self.lock:
+            if method == 'open':
+                if self.clock.now < self.down_until.get(host, -1):
+                    raise lv_error('unable to connect to server at %s:16514: Connection refused' % host,
+                                   libvirt.VIR_ERR_SYSTEM_ERROR)
+            elif not isinstance(obj, str) and obj.c.gen != self.gen[host]:
+                raise lv_error('Cannot write data: Broken pipe (connection to %s lost)' % host,
+                               libvirt.VIR_ERR_SYSTEM_ERROR)
+            # (a call that fails anyway - a dead connection, a host that refuses - is no place for a fault)
             key = (host, site)
             n = self.counts[key] = self.counts.get(key, 0) + 1
             self.log.append((host, site, n))
-            if host in self.dropped:
-                raise lv_error('Cannot write data: Broken pipe (connection to %s lost)' % host,
-                               libvirt.VIR_ERR_SYSTEM_ERROR)
             for f in ([self.fault] if self.fault else []) + self.faults:
                 if f[:3] != (host, site, n):
                     continue
                 self.fired = (self.fired or []) + [f]
                 mode = f[3]
                 if mode == 'error':
-                    raise lv_error('injected failure of %s on %s' % (site, host), libvirt.VIR_ERR_OPERATION_FAILED)
-                self.dropped.add(host)
+                    raise lv_error('injected failure of %s on %s' % (method, host), libvirt.VIR_ERR_OPERATION_FAILED)
+                if mode in ('lost', 'lost_drop', 'crash', 'corrupt'):
+                    until = self.clock.now + FLAP_S if mode == 'lost' else FOREVER
+                    self.pending.setdefault(threading.get_ident(), []).append((mode, host, until))
+                    return
                 if mode == 'hang':
                     self.clock.now += 30      # until libvirt's keepalive gives up on the peer
+                    self.drop(host, FOREVER)
                     raise lv_error('internal error: connection closed due to keepalive timeout',
                                    libvirt.VIR_ERR_INTERNAL_ERROR)
-                raise lv_error('Cannot recv data: Connection reset by peer', libvirt.VIR_ERR_SYSTEM_ERROR)
+                self.drop(host, self.clock.now + FLAP_S if mode == 'flap' else FOREVER)
+                raise reset_error()
+
+    def drop(self, host, until):
+        """HOST's connections die; it refuses new ones until UNTIL (fake time)."""
+        with self.lock:
+            self.dropped.add(host)
+            self.gen[host] += 1
+            self.down_until[host] = until
+
+    def take(self, kind, host=None):
+        """The pending effect KIND (on HOST) of a fault this thread hit (and forget it), or None."""
+        with self.lock:
+            mine = self.pending.get(threading.get_ident(), [])
+            for p in mine:
+                if (p[0] == kind or (kind == 'lost' and p[0] == 'lost_drop')) and host in (None, p[1]):
+                    mine.remove(p)
+                    return p
+        return None
+
+    def after_call(self):
+        """A reply lost after its call took effect: the caller's connection is reset."""
+        lost = self.take('lost')
+        if lost is not None:
+            self.drop(lost[1], lost[2])
+            raise reset_error()
 
     def event(self, what, host, name):
-        self.events.append((what, host, name))
+        after = self.where(name)
+        self.events.append((what, host, name, after))
+        running = sorted(h for h, st in after.items() if st == RUNNING)
+        if len(running) > 1:
+            self.violations.append('%s ran on %s at once (after %s on %s)' % (name, ' and '.join(running), what, host))
 
     # -- what the invariants look at ---------------------------------------------------------------
+    def copies_of(self, path):
+        """{host: whether its file at PATH holds the guest's own bytes} (after a change)."""
+        return dict((h, self.hosts[h].files.get(path) == self.truth.get(path)) for h in self.hosts
+                    if path in self.hosts[h].files)
+
     def where(self, name):
         """{host: state} of every host that defines or runs NAME."""
         return dict((h, d.doms[name].state) for h, d in self.hosts.items() if name in d.doms)
 
     def running(self, name):
         return sorted(h for h, st in self.where(name).items() if st == RUNNING)
+
+    def check_disks(self, host, dom):
+        """A guest that starts (or arrives) on HOST runs from its disks there: each must hold its own bytes."""
+        for path in disk_paths(dom.xml):
+            want = self.truth.get(path)
+            have = self.hosts[host].files.get(path)
+            if want is not None and have != want:
+                self.violations.append('%s started on %s from %s, which does not hold its disk (%s)' % (
+                    dom.name, host, path, 'missing' if have is None else '%d other bytes' % len(have)))
+
+
+def disk_paths(xml):
+    return [s.get('file') for s in ET.fromstring(xml).findall('./devices/disk/source') if s.get('file')]
+
+
+def faulty(cls):
+    """Wrap every public method of a fake class: a lost reply is lost after the call took effect."""
+    for name, fn in list(vars(cls).items()):
+        if name.startswith('_') or not callable(fn) or name in ('name',):
+            continue
+
+        def wrap(fn=fn):
+            def call(self, *args, **kwargs):
+                try:
+                    result = fn(self, *args, **kwargs)
+                except libvirt.libvirtError:
+                    self.w.after_call()
+                    raise
+                self.w.after_call()
+                return result
+            call.__name__ = fn.__name__
+            return call
+        setattr(cls, name, wrap())
+    return cls
 
 
 def domain_xml(name, uuid, disk_path, memory_mib=512):
@@ -113,11 +294,14 @@ def domain_xml(name, uuid, disk_path, memory_mib=512):
 
 # -- the binding's objects ------------------------------------------------------------------------
 
+@faulty
 class FakeConn(libvirt.virConnect):
     def __init__(self, world, host):  # pylint: disable=super-init-not-called
         self._o = None
-        self.w, self.h = world, host
+        self.w, self.h, self.c = world, host, self
         world.hit(host, 'open')
+        self.gen = world.gen[host]
+        world.after_call()
 
     def _host(self):
         return self.w.hosts[self.h]
@@ -129,44 +313,44 @@ class FakeConn(libvirt.virConnect):
         return 0
 
     def getLibVersion(self):  # pylint: disable=invalid-name
-        self.w.hit(self.h, 'getLibVersion')
+        self.w.hit(self, 'getLibVersion')
         return 11003000
 
     def getHostname(self):  # pylint: disable=invalid-name
-        self.w.hit(self.h, 'getHostname')
+        self.w.hit(self, 'getHostname')
         return self.h
 
     def getFreeMemory(self):  # pylint: disable=invalid-name
-        self.w.hit(self.h, 'getFreeMemory')
+        self.w.hit(self, 'getFreeMemory')
         return 8192 * MIB
 
     def getCapabilities(self):  # pylint: disable=invalid-name
-        self.w.hit(self.h, 'getCapabilities')
+        self.w.hit(self, 'getCapabilities')
         return '<capabilities><host><uuid>%s</uuid></host></capabilities>' % self._host().uuid
 
     def lookupByName(self, name):  # pylint: disable=invalid-name
-        self.w.hit(self.h, 'lookupByName')
+        self.w.hit(self, 'lookupByName')
         if name not in self._host().doms:
             raise lv_error("Domain not found: no domain with matching name '%s'" % name, libvirt.VIR_ERR_NO_DOMAIN)
         return FakeDomain(self, name)
 
     def lookupByUUIDString(self, uuid):  # pylint: disable=invalid-name
-        self.w.hit(self.h, 'lookupByUUIDString')
+        self.w.hit(self, 'lookupByUUIDString')
         for d in self._host().doms.values():
             if d.uuid == uuid:
                 return FakeDomain(self, d.name)
         raise lv_error("Domain not found: no domain with matching uuid '%s'" % uuid, libvirt.VIR_ERR_NO_DOMAIN)
 
     def listAllDomains(self, flags=0):  # pylint: disable=invalid-name,unused-argument
-        self.w.hit(self.h, 'listAllDomains')
+        self.w.hit(self, 'listAllDomains')
         return [FakeDomain(self, n) for n in sorted(self._host().doms)]
 
     def domainListGetStats(self, doms, stats, flags=0):  # pylint: disable=invalid-name,unused-argument
-        self.w.hit(self.h, 'domainListGetStats')
+        self.w.hit(self, 'domainListGetStats')
         return [(d, {'dirtyrate.calc_status': 2, 'dirtyrate.megabytes_per_second': 4}) for d in doms]
 
     def defineXML(self, xml):  # pylint: disable=invalid-name
-        self.w.hit(self.h, 'defineXML')
+        self.w.hit(self, 'defineXML')
         root = ET.fromstring(xml)
         name, uuid = root.findtext('name'), root.findtext('uuid')
         with self.w.lock:
@@ -181,33 +365,34 @@ class FakeConn(libvirt.virConnect):
 
     # storage
     def listAllStoragePools(self, flags=0):  # pylint: disable=invalid-name,unused-argument
-        self.w.hit(self.h, 'listAllStoragePools')
+        self.w.hit(self, 'listAllStoragePools')
         return [FakePool(self, n) for n in sorted(self._host().pools)]
 
     def storagePoolLookupByName(self, name):  # pylint: disable=invalid-name
-        self.w.hit(self.h, 'storagePoolLookupByName')
+        self.w.hit(self, 'storagePoolLookupByName')
         if name not in self._host().pools:
             raise lv_error('Storage pool not found: %s' % name, libvirt.VIR_ERR_NO_STORAGE_POOL)
         return FakePool(self, name)
 
     def storagePoolCreateXML(self, xml, flags=0):  # pylint: disable=invalid-name,unused-argument
-        self.w.hit(self.h, 'storagePoolCreateXML')
+        self.w.hit(self, 'storagePoolCreateXML')
         root = ET.fromstring(xml)
         self._host().pools[root.findtext('name')] = root.findtext('./target/path')
         return FakePool(self, root.findtext('name'))
 
     def newStream(self, flags=0):  # pylint: disable=invalid-name,unused-argument
-        self.w.hit(self.h, 'newStream')
+        self.w.hit(self, 'newStream')
         return FakeStream(self)
 
 
+@faulty
 class FakeDomain(libvirt.virDomain):
     def __init__(self, conn, name):  # pylint: disable=super-init-not-called
         self._o = None
         self.c, self.w, self.h, self._name = conn, conn.w, conn.h, name
 
     def _d(self, site):
-        self.w.hit(self.h, site)
+        self.w.hit(self, site)
         d = self.w.hosts[self.h].doms.get(self._name)
         if d is None:
             raise lv_error("Domain not found: '%s'" % self._name, libvirt.VIR_ERR_NO_DOMAIN)
@@ -254,6 +439,7 @@ class FakeDomain(libvirt.virDomain):
             raise lv_error('Requested operation is not valid: domain is already running', libvirt.VIR_ERR_OPERATION_INVALID)
         with self.w.lock:
             d.state, d.reason = RUNNING, 1
+            self.w.check_disks(self.h, d)
             self.w.event('start', self.h, self._name)
         return 0
 
@@ -264,6 +450,10 @@ class FakeDomain(libvirt.virDomain):
         return self._set('shutdown', SHUTOFF, what='shutdown')
 
     def destroy(self):
+        d = self.w.hosts[self.h].doms.get(self._name)
+        if d is not None and d.state == PAUSED and d.reason == POSTCOPY_FAILED:
+            self.w.violations.append('destroyed %s on %s in a failed post-copy (half its memory is on the other '
+                                     'host)' % (self._name, self.h))
         return self._set('destroy', SHUTOFF, what='destroy')
 
     def suspend(self):
@@ -330,6 +520,8 @@ class FakeDomain(libvirt.virDomain):
     def abortJob(self):  # pylint: disable=invalid-name
         self._d('abortJob')
         job = self.w.jobs.get(self._name)
+        if job and job.get('postcopy') and not job['done'].is_set():
+            self.w.violations.append('aborted the post-copy migration of %s' % self._name)
         if job and not job.get('postcopy'):
             job['aborted'] = True
             job['done'].set()
@@ -348,7 +540,7 @@ class FakeDomain(libvirt.virDomain):
     def _migrate(self, dest, flags, site):
         d = self._d(site)
         w = self.w
-        if dest in w.dropped:
+        if w.clock.now < w.down_until.get(dest, -1):
             raise lv_error('unable to connect to server at %s:16514: Connection refused' % dest, libvirt.VIR_ERR_SYSTEM_ERROR)
         target = w.hosts[dest]
         if flags & libvirt.VIR_MIGRATE_POSTCOPY_RESUME:
@@ -374,7 +566,7 @@ class FakeDomain(libvirt.virDomain):
             for _slice in range(400):
                 if job['done'].wait(0.01):
                     break
-                if self.h in w.dropped:
+                if self.c.gen != w.gen[self.h]:
                     if w.polls_to_finish is not None:
                         self._arrive(d, target, dest, flags, job)
                     raise lv_error('Cannot recv data: Connection reset by peer', libvirt.VIR_ERR_SYSTEM_ERROR)
@@ -400,6 +592,21 @@ class FakeDomain(libvirt.virDomain):
                     target.doms[self._name] = Dom(self._name, d.uuid, d.xml, state=PAUSED,
                                                   persistent=bool(flags & libvirt.VIR_MIGRATE_PERSIST_DEST))
             w.hit(dest, 'incoming')
+            if w.take('crash', dest):
+                self._arrive(d, target, dest, flags, job)
+                with w.lock:
+                    target.doms[self._name].state, target.doms[self._name].reason = SHUTOFF, CRASHED
+                    w.event('crashed', dest, self._name)
+                return 0
+            if w.take('lost', dest):
+                # libvirt's recovery after a lost Finish reply: the destination runs the guest, the source
+                # is left paused for a third party to check, and the call fails
+                self._arrive(d, target, dest, flags, job)
+                with w.lock:
+                    d.state, d.reason = PAUSED, 1
+                    w.event('left_paused', self.h, self._name)
+                raise lv_error('operation failed: migration job: the destination did not confirm (its reply was '
+                               'lost)', libvirt.VIR_ERR_OPERATION_FAILED)
             self._arrive(d, target, dest, flags, job)
         finally:
             job['done'].set()
@@ -415,16 +622,19 @@ class FakeDomain(libvirt.virDomain):
             if not d.persistent:
                 del w.hosts[self.h].doms[self._name]
             job['completed'] = True
+            if state == RUNNING:
+                w.check_disks(dest, target.doms[self._name])
             w.event('migrated', dest, self._name)
 
 
+@faulty
 class FakePool(libvirt.virStoragePool):
     def __init__(self, conn, name):  # pylint: disable=super-init-not-called
         self._o = None
         self.c, self.w, self.h, self._name = conn, conn.w, conn.h, name
 
     def _path(self, site):
-        self.w.hit(self.h, site)
+        self.w.hit(self, site)
         path = self.w.hosts[self.h].pools.get(self._name)
         if path is None:
             raise lv_error('Storage pool not found: %s' % self._name, libvirt.VIR_ERR_NO_STORAGE_POOL)
@@ -466,20 +676,24 @@ class FakePool(libvirt.virStoragePool):
         return FakeVol(self.c, path)
 
     def createXML(self, xml, flags=0):  # pylint: disable=invalid-name,unused-argument
-        path = self._path('pool.createXML') + '/' + ET.fromstring(xml).findtext('name')
+        root = ET.fromstring(xml)
+        path = self._path('pool.createXML') + '/' + root.findtext('name')
         with self.w.lock:
-            self.w.hosts[self.h].files[path] = b''
+            files = self.w.hosts[self.h].files
+            files[path] = b''
+            self.w.capacity[files.key(path)] = int(root.findtext('capacity') or 0)
             self.w.event('create_volume', self.h, path)
         return FakeVol(self.c, path)
 
 
+@faulty
 class FakeVol(libvirt.virStorageVol):
     def __init__(self, conn, path):  # pylint: disable=super-init-not-called
         self._o = None
         self.c, self.w, self.h, self._p = conn, conn.w, conn.h, path
 
     def _data(self, site):
-        self.w.hit(self.h, site)
+        self.w.hit(self, site)
         data = self.w.hosts[self.h].files.get(self._p)
         if data is None:
             raise lv_error('Storage volume not found: %s' % self._p, libvirt.VIR_ERR_NO_STORAGE_VOL)
@@ -494,7 +708,9 @@ class FakeVol(libvirt.virStorageVol):
 
     def info(self):
         data = self._data('vol.info')
-        return [libvirt.VIR_STORAGE_VOL_FILE, 8 * MIB, len(data)]
+        key = self.w.hosts[self.h].files.key(self._p)
+        return [libvirt.VIR_STORAGE_VOL_FILE, self.w.capacity.get(key, 8 * MIB),
+                self.w.allocation.get(self._p, len(data))]
 
     def XMLDesc(self, flags=0):  # pylint: disable=invalid-name,unused-argument
         self._data('vol.XMLDesc')
@@ -504,7 +720,7 @@ class FakeVol(libvirt.virStorageVol):
         self._data('vol.delete')
         with self.w.lock:
             del self.w.hosts[self.h].files[self._p]
-            self.w.event('delete_volume', self.h, self._p)
+            self.w.events.append(('delete_volume', self.h, self._p, self.w.copies_of(self._p)))
         return 0
 
     def download(self, stream, offset, length, flags=0):  # pylint: disable=unused-argument
@@ -519,6 +735,7 @@ class FakeVol(libvirt.virStorageVol):
         return 0
 
 
+@faulty
 class FakeStream(libvirt.virStream):
     def __init__(self, conn):  # pylint: disable=super-init-not-called
         self._o = None
@@ -526,14 +743,16 @@ class FakeStream(libvirt.virStream):
         self.source = self.target = self.sink = self.vol = None
 
     def sparseRecvAll(self, handler, hole_handler, opaque):  # pylint: disable=invalid-name
-        self.w.hit(self.h, 'stream.sparseRecvAll')
+        self.w.hit(self, 'stream.sparseRecvAll')
         data = self.source or b''
         for i in range(0, len(data), 4096):
+            self.w.clock.now += self.w.stream_step_s
             handler(self, data[i:i + 4096], opaque)
         return 0
 
     def sparseSendAll(self, handler, hole_handler, skip_handler, opaque):  # pylint: disable=invalid-name
-        self.w.hit(self.h, 'stream.sparseSendAll')
+        self.w.hit(self, 'stream.sparseSendAll')
+        self.corrupt = bool(self.w.take('corrupt'))
         while True:
             in_data, length = hole_handler(self, opaque)
             if in_data and length == 0:
@@ -546,15 +765,18 @@ class FakeStream(libvirt.virStream):
         return 0
 
     def finish(self):
-        self.w.hit(self.h, 'stream.finish')
+        self.w.hit(self, 'stream.finish')
         if self.target is not None:
+            data = b''.join(self.sink)
+            if getattr(self, 'corrupt', False) and data:
+                data = bytes([data[0] ^ 0xff]) + data[1:]
             with self.w.lock:
-                self.w.hosts[self.h].files[self.target._p] = b''.join(self.sink)  # pylint: disable=protected-access
+                self.w.hosts[self.h].files[self.target._p] = data  # pylint: disable=protected-access
                 self.w.event('uploaded', self.h, self.target._p)  # pylint: disable=protected-access
         return 0
 
     def abort(self):
-        self.w.hit(self.h, 'stream.abort')
+        self.w.hit(self, 'stream.abort')
         return 0
 
 

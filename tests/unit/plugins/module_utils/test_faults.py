@@ -1,17 +1,23 @@
-"""The never-lose-a-VM invariants at every libvirt call of the live engine, the cold engine and the drain.
+"""The never-two, never-none invariants at every libvirt call of the live engine, the cold engine and the drain.
 
-Each scenario runs once on the fake libvirt (fakevirt) to learn its calls; then once per call with that
-call failing - an error, a dropped connection, a hang that libvirt's keepalive ends - and, for the calls
-only a failure reaches (rollback, recovery), once more with a second failure there. After every run:
-  * the VM is never running on two hosts (a post-copy split is the one exception: paused on the source,
-    on the destination, and reported as such), and never lost: defined somewhere, its disk with it;
-  * with a single failure, it runs on exactly one host - the one the result says;
-  * the source definition goes only after the destination runs the guest; a cold move deletes the source
-    disk only after the copy was verified on the destination;
-  * what the engine reports (state, error) is what happened, through one error type (no traceback);
+Each scenario runs once on the fake libvirt (fakevirt) to learn its call sites (a site is a place in our
+code, not a method name); then once per occurrence of every site with each fault kind that means something
+there (fakevirt.modes_for): a failure before the effect, a dropped connection (for good, or coming back),
+a hang that libvirt's keepalive ends, the effect applied and its reply lost, a destination that crashes on
+arrival, a corrupted copy - and, for the calls only a failure reaches (rollback, recovery), once more with
+a second failure there (counted only when both fired). After every run the model is read:
+  * the VM is never running on two hosts (a post-copy split is the one exception: paused on both, and
+    reported as such), and never lost: defined somewhere, with its own disk;
+  * with a single failure it runs on exactly one host - the one the result says - or the result says why
+    not and what to check before starting either side;
+  * it never starts from a disk that does not hold its own bytes (fakevirt.World.violations);
+  * a source definition goes only while another host runs the guest (a snapshot taken at the undefine),
+    a source disk only while another host holds a good copy;
+  * a post-copy is resumed, never aborted or destroyed;
+  * what the engine reports (state, error, journal) is what happened, through one error type;
   * no wait outlived its bound (the fake clock).
-The test prints how many failure points it covered, and fails if any libvirt method the engines call
-(read from their source) was never made to fail.
+The test prints its coverage (sites x occurrences x fault kinds) and fails if any libvirt method the engines
+call (read from their source) was never made to fail.
 """
 import ast
 import os
@@ -25,9 +31,10 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migrat
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import FakeClock
 
-MODES = ('error', 'drop', 'hang')
-DISK = '/var/lib/libvirt/images/vm1.qcow2'
-COVERED = {}          # scenario -> failure points run
+IMAGES = '/var/lib/libvirt/images'
+DISK = IMAGES + '/vm1.qcow2'
+COVERED = {}          # scenario -> (runs, sites, occurrences, kinds)
+UNKNOWN_SAID = 'do not start it on either host'
 
 
 class Clock(FakeClock):
@@ -61,17 +68,26 @@ def no_network(monkeypatch):
     monkeypatch.setattr(CM, 'check_domains', checks_pass('local'))
 
 
-def new_world(names=('vm1',), running=True):
+def new_world(names=('vm1',), running=True, shared=True):
+    """Hosts h1-h3 with a pool over the images directory (one NFS share for all of them when SHARED);
+    NAMES defined on h1, each with its disk there."""
     w = F.World(Clock())
+    if shared:
+        w.shared_dirs.add(IMAGES)
     for h in w.hosts.values():
-        h.pools['images'] = '/var/lib/libvirt/images'
+        h.pools['images'] = IMAGES
     for i, name in enumerate(names):
         uuid = '11111111-2222-3333-4444-5555555555%02d' % i
-        disk = '/var/lib/libvirt/images/%s.qcow2' % name
+        disk = '%s/%s.qcow2' % (IMAGES, name)
         w.hosts['h1'].doms[name] = F.Dom(name, uuid, F.domain_xml(name, uuid, disk),
                                          state=F.RUNNING if running else F.SHUTOFF)
-        w.hosts['h1'].files[disk] = os.urandom(3000) + b'\0' * 5000 + os.urandom(1000)
+        w.hosts['h1'].files[disk] = w.truth[disk] = os.urandom(3000) + b'\0' * 5000 + os.urandom(1000)
+    w.initially_running = running
     return w
+
+
+def local_world(names=('vm1',), running=True):
+    return new_world(names, running, shared=False)
 
 
 # -- the scenarios ---------------------------------------------------------------------------------
@@ -119,17 +135,25 @@ def run_drain(w, tmp_path, plan=None):
         return getattr(e, 'result', None) or {}, e, ev
 
 
-# -- the invariants ----------------------------------------------------------------------------------
+# -- the invariants, read from the model -----------------------------------------------------------
 
-def in_order(w, first, then):
-    """Every THEN event comes after some FIRST event (each a (what, host) pair)."""
-    seen = False
-    for what, host, _name in w.events:
-        if (what, host) == first:
-            seen = True
-        if (what, host) == then and not seen:
-            return False
-    return True
+def model_invariants(w, names, label, src='h1'):
+    """What the world itself says, whatever the engine reported."""
+    assert not w.violations, '%s: %s' % (label, '; '.join(w.violations))
+    for what, host, name, after in w.events:
+        if what == 'undefine' and host == src and name in names and src not in after:
+            # the source definition went: another host must hold the guest (running, if it ran)
+            want = (F.RUNNING,) if w.initially_running else (F.RUNNING, F.PAUSED, F.SHUTOFF)
+            assert any(st in want for h, st in after.items() if h != src), \
+                '%s: the source definition of %s went while %s' % (label, name, after or 'no host had it')
+        if what == 'delete_volume' and host == src:
+            assert any(ok for h, ok in after.items() if h != src), \
+                '%s: the source disk %s went while no other host held a good copy (%s)' % (label, name, after)
+
+
+def unknown_and_said(err, result):
+    """The engine could not read the world back: it changed nothing more, and says what to check."""
+    return err is not None and (result or {}).get('state') == 'unknown' and UNKNOWN_SAID in err.msg
 
 
 def unreachable_and_said(w, err, where):
@@ -139,29 +163,41 @@ def unreachable_and_said(w, err, where):
             and 'cannot be reached' in err.msg and 'virsh resume vm1' in err.msg)
 
 
+def crashed_and_said(w, err, result):
+    """The destination's QEMU died as the guest arrived: nothing runs it; the source definition is kept and
+    the error says so."""
+    return (err is not None and any(e[0] == 'crashed' for e in w.events)
+            and (result or {}).get('state') == 'destination_not_running' and 'vm1' in w.hosts['h1'].doms)
+
+
 def live_invariants(w, result, err, engine, single, label):
     where = w.where('vm1')
     running = w.running('vm1')
     state = (result or {}).get('state')
     assert where, '%s: the VM is defined nowhere' % label
+    model_invariants(w, ('vm1',), label)
     split = state in ('postcopy_failed', 'postcopy_running')
     if split:
         assert err is not None and 'do not destroy either side' in err.msg, label
         assert all(st in (F.PAUSED, F.RUNNING) for st in where.values()) and len(running) <= 1, (label, where)
     else:
         assert len(running) <= 1, '%s: running on %s' % (label, running)
-    if single and not split and not unreachable_and_said(w, err, where):
-        assert len(running) == 1, '%s: running on %s (%s)' % (label, running, where)
+    if single and not split and not unreachable_and_said(w, err, where) and not unknown_and_said(err, result) \
+            and not crashed_and_said(w, err, result):
+        assert len(running) == 1, '%s: running on %s (%s) - %s: %s' % (label, running, where, state,
+                                                                      err and err.msg)
     if err is not None:
         assert isinstance(err, LibvirtClientError) and err.msg, label
     if state in ('migrated', 'migrated_after_recovery'):
         assert running == ['h2'], (label, where)
     if state == 'rolled_back':
         assert running == ['h1'], (label, where)
+    if state == 'unknown':
+        # nothing was resumed or started by the engine after it lost sight of the guest: at most the one
+        # copy that libvirt itself started runs, and the operator is told to check before starting either
+        assert UNKNOWN_SAID in err.msg and 'h1' not in running, (label, where, err.msg)
     if running == ['h1'] and err is None:
         pytest.fail('%s: the VM stayed on the source and nothing says why' % label)
-    # the source definition goes only once the destination runs the guest
-    assert in_order(w, ('migrated', 'h2'), ('undefine', 'h1')), (label, w.events)
     if err is not None and running == ['h2'] and state == 'migrated':
         assert err.msg.startswith('moved vm1'), (label, err.msg)
 
@@ -180,45 +216,50 @@ def cold_invariants(w, result, err, engine, single, label):
     state = (result or {}).get('state')
     assert where, '%s: the VM is defined nowhere' % label
     assert len(running) <= 1, '%s: running on %s' % (label, running)
-    # never lost: wherever it is defined with its disk there (the source's, or a verified copy)
-    assert any(DISK in w.hosts[h].files for h in where), (label, where, w.events)
-    if 'h1' not in where:
-        assert DISK in w.hosts['h2'].files, label
-    # the source disk goes only after the copy was uploaded and the guest defined on the destination
-    assert in_order(w, ('define', 'h2'), ('delete_volume', 'h1')), (label, w.events)
-    assert in_order(w, ('uploaded', 'h2'), ('delete_volume', 'h1')), (label, w.events)
-    assert in_order(w, ('define', 'h2'), ('undefine', 'h1')), (label, w.events)
-    if single and not source_lost_and_said(w, err, where):
-        assert len(running) == 1, '%s: running on %s (%s)' % (label, running, where)
+    model_invariants(w, ('vm1',), label)
+    # never lost: wherever it is defined, its own disk is there
+    assert any(w.hosts[h].files.get(DISK) == w.truth[DISK] for h in where), (label, where, w.events)
+    if single and not source_lost_and_said(w, err, where) and not unknown_and_said(err, result):
+        assert len(running) == 1, '%s: running on %s (%s) - %s: %s' % (label, running, where, state,
+                                                                      err and err.msg)
     if err is not None:
         assert isinstance(err, LibvirtClientError) and err.msg, label
     if state == 'migrated':
-        assert running == ['h2'], (label, where)
+        assert running == ['h2'] and w.hosts['h2'].files.get(DISK) == w.truth[DISK], (label, where)
     if state == 'rolled_back':
         assert running == ['h1'], (label, where)
-        assert 'h2' not in where or err is not None and 'could not' in ' '.join(
-            s['detail'] for s in result.get('steps', [])), (label, where)
+    if state == 'unknown':
+        # nothing was resumed or started by the engine after it lost sight of the guest: at most the one
+        # copy that libvirt itself started runs, and the operator is told to check before starting either
+        assert UNKNOWN_SAID in err.msg and 'h1' not in running, (label, where, err.msg)
 
 
-def drain_invariants(w, result, err, ev, single, label):
+def drain_invariants(w, result, err, ev, single, label, names=('vm1', 'vm2')):
     journal = E.read_journal(ev.p['journal'])
     ends = dict((e['vm'], e['result']) for e in journal if e.get('event') == 'end')
-    for name in ('vm1', 'vm2'):
+    starts = [e['vm'] for e in journal if e.get('event') == 'start']
+    # the drain never returns while a move runs: every move it started has ended in the journal
+    assert sorted(starts) == sorted(ends), '%s: started %s, ended %s' % (label, starts, sorted(ends))
+    model_invariants(w, names, label)
+    for name in names:
         where, running = w.where(name), w.running(name)
         assert where, '%s: %s is defined nowhere' % (label, name)
         assert len(running) <= 1, '%s: %s runs on %s' % (label, name, running)
-        if single:
-            assert len(running) == 1, '%s: %s runs on %s' % (label, name, running)
         end = ends.get(name)
+        crashed = any(e[0] == 'crashed' and e[2] == name for e in w.events)
+        if single and not (end and (end['state'] == 'unknown' or crashed and end['state'] == 'destination_not_running')):
+            assert len(running) == 1, '%s: %s runs on %s (%s)' % (label, name, running, end)
         if end and end['state'] == 'migrated' and not end.get('error'):
             assert running == [end['destination']], (label, name, end, where)
         if end and end['state'] == 'rolled_back':
             assert running == ['h1'], (label, name, end, where)
     if err is None and result['state'] == 'unverified':
-        assert 'h1' in w.dropped and 'cannot list the domains' in result['unverified_because'], label
-        assert len(result['results']) == 2, label
+        assert 'cannot list the domains' in result['unverified_because'], label
+        told = set(r['name'] for r in result['results']) | set(x['name'] for x in result['left'])
+        assert told == set(names), (label, told)
     elif err is None:
-        still = sorted(n for n in ('vm1', 'vm2') if w.running(n) == ['h1'])
+        # (a paused QEMU still holds the guest on the host: the host is not drained)
+        still = sorted(n for n in names if w.where(n).get('h1') in (F.RUNNING, F.PAUSED))
         assert result['still_running_on_source'] == still, (label, result['still_running_on_source'], still)
         assert result['state'] == ('evacuated' if not still else 'incomplete'), label
     else:
@@ -230,14 +271,13 @@ def drain_invariants(w, result, err, ev, single, label):
 # -- the loop over every call ---------------------------------------------------------------------------
 
 def points(log, first_only=False):
-    """Each (host, site, n) of a clean run; per (host, site) the first two occurrences and the last."""
+    """Each (host, site, n) of a clean run: every occurrence of every site (FIRST_ONLY: the first)."""
     by = {}
     for host, site, n in log:
         by.setdefault((host, site), []).append(n)
     out = []
     for (host, site), ns in sorted(by.items()):
-        keep = sorted(set(ns[:1] if first_only else ns[:2] + ns[-1:]))
-        out += [(host, site, n) for n in keep]
+        out += [(host, site, n) for n in sorted(set(ns[:1] if first_only else ns))]
     return out
 
 
@@ -249,9 +289,11 @@ def sweep(name, make, run, check, tmp_path, first_only=False, bound=None, clean_
     else:
         assert clean_ok(result, err), '%s: the clean run ended %s: %s' % (name, result.get('state'), err)
     check(clean, result, err, engine, True, '%s clean' % name)
-    runs, sites = 0, set()
+    runs, sites, occurrences, kinds, unfired = 0, set(), 0, set(), 0
     for point in points(clean.log, first_only):
-        for mode in MODES:
+        occurrences += 1
+        sites.add(point[:2])
+        for mode in F.modes_for(point[1]):
             w = make()
             w.fault = point + (mode,)
             t0 = w.clock()
@@ -261,7 +303,7 @@ def sweep(name, make, run, check, tmp_path, first_only=False, bound=None, clean_
             if bound is not None:
                 assert w.clock() - t0 <= bound, '%s: waited %.0f s (bound %d s)' % (label, w.clock() - t0, bound)
             runs += 1
-            sites.add(point[1].split(':')[0].split('.')[-1])
+            kinds.add(mode)
             # the calls only this failure reaches (rollback, recovery): fail each of them too
             extra = [x for x in points(w.log, True) if (x[0], x[1]) not in set((h, s) for h, s, _n in clean.log)]
             for second in extra:
@@ -269,10 +311,13 @@ def sweep(name, make, run, check, tmp_path, first_only=False, bound=None, clean_
                 w2.faults = [point + (mode,), second + ('error',)]
                 result, err, engine = run(w2)
                 check(w2, result, err, engine, False, '%s, then %s %s#%d' % ((label,) + second))
+                if len(w2.fired or []) < 2:
+                    unfired += 1
+                    continue
                 runs += 1
-                sites.add(second[1].split(':')[0].split('.')[-1])
-    COVERED[name] = (runs, sites)
-    return sites
+                sites.add(second[:2])
+    COVERED[name] = (runs, sites, occurrences, kinds, unfired)
+    return set(s.split('@')[0].split(':')[0].split('.')[-1] for _h, s in sites)
 
 
 def engine_methods(module):
@@ -298,6 +343,7 @@ NOT_REACHED = {
     'storagePoolLookupByName': 'a volume disk or dest_pool (lab: test_cold)',
     'listAllVolumes': 'TPM state (lab: the TPM tests)',
     'name': 'not a call to libvirt (the binding keeps the name)',
+    'path': "a disk of type volume: its pool's path (lab: test_cold)",
     # names the binding has too, but the engines call on their own objects, not on libvirt's
     'migrate': 'LiveMigration.migrate, the engine itself',
     'reset': 'LibvirtClient.reset (a new connection)',
@@ -336,30 +382,47 @@ def test_live_engine_at_every_failure_point(tmp_path):
     assert not missing, 'libvirt calls of the live engine never made to fail: %s' % sorted(missing)
 
 
+def method(site):
+    return site.split('@', 1)[0]
+
+
+def site_of(w, name):
+    """The one call site of the libvirt method NAME in W's log."""
+    found = sorted(set(s for _h, s, _n in w.log if method(s) == name))
+    assert len(found) == 1, (name, found)
+    return found[0]
+
+
 def test_post_copy_split_is_resumed_never_destroyed():
     """A failure after the switch to post-copy splits the guest: the engine resumes it (never aborts); when
     every resume fails it says so and leaves both halves."""
     w = new_world()
     w.polls_to_finish = None
     w.job_step_s = 20.0
-    w.fault = ('h1', 'migrateToURI3:postcopy', 1, 'error')
+    run_live(w, allow_postcopy=True, completion='hybrid')
+    split = site_of(w, 'migrateToURI3:postcopy')
+    call = site_of(w, 'migrateToURI3')
+    w = new_world()
+    w.polls_to_finish = None
+    w.job_step_s = 20.0
+    w.fault = ('h1', split, 1, 'error')
     result, err, _engine = run_live(w, allow_postcopy=True, completion='hybrid')
     assert err is None and result['state'] == 'migrated_after_recovery' and w.running('vm1') == ['h2']
     w = new_world()
     w.polls_to_finish = None
     w.job_step_s = 20.0
-    w.faults = [('h1', 'migrateToURI3:postcopy', 1, 'error')] + [('h1', 'migrateToURI3', n, 'error') for n in range(2, 12)]
+    w.faults = [('h1', split, 1, 'error')] + [('h1', call, n, 'error') for n in range(2, 12)]
     result, err, _engine = run_live(w, allow_postcopy=True, completion='hybrid', postcopy_recovery_attempts=3)
     assert result['state'] == 'postcopy_failed' and 'do not destroy either side' in err.msg
-    assert w.where('vm1') == {'h1': F.PAUSED, 'h2': F.PAUSED} and not any(e[0] == 'destroy' for e in w.events)
+    assert w.where('vm1') == {'h1': F.PAUSED, 'h2': F.PAUSED} and not any(e[0] == 'destroy' for e in w.events) and not w.violations
 
 
 def test_cold_engine_at_every_failure_point(tmp_path):
-    sites = sweep('cold, running guest with a local disk', new_world, lambda w: run_cold(w, tmp_path),
+    sites = sweep('cold, running guest with a local disk', local_world, lambda w: run_cold(w, tmp_path),
                   cold_invariants, tmp_path, bound=400)
 
     def deaf():
-        w = new_world()
+        w = local_world()
         w.ignore_shutdown = True                  # powered off after shutdown_timeout_s (force)
         del w.hosts['h2'].pools['images']         # the destination has no pool over the directory yet
         return w
@@ -403,10 +466,12 @@ def test_drain_at_every_failure_point(tmp_path, monkeypatch):
 
 def _print_coverage(prefix):
     total = 0
-    for name, (runs, sites) in sorted(COVERED.items()):
+    for name, (runs, sites, occurrences, kinds, unfired) in sorted(COVERED.items()):
         if name.startswith(prefix):
             total += runs
-            print('\nfault injection: %s - %d failure runs over %d call sites' % (name, runs, len(sites)))
+            print('\nfault injection: %s - %d call sites x %d occurrences x %d fault kinds (%s): %d failure runs'
+                  '%s' % (name, len(sites), occurrences, len(kinds), ','.join(sorted(kinds)), runs,
+                          ' (%d second faults that never fired, not counted)' % unfired if unfired else ''))
     print('fault injection (%s): %d failure runs in all' % (prefix, total))
 
 
@@ -416,10 +481,10 @@ def test_the_dirty_rate_is_sampled_only_when_it_can_decide_something():
     w = new_world()
     result, err, _engine = run_live(w, expected_bandwidth_mibps=None)
     assert err is None and result['state'] == 'migrated'
-    assert not any(site in ('startDirtyRateCalc', 'domainListGetStats') for _h, site, _n in w.log)
+    assert not any(method(site) in ('startDirtyRateCalc', 'domainListGetStats') for _h, site, _n in w.log)
     assert result['plan']['dirty_rate_mibps'] is None and result['dirty_rate_mibps'] == 3.0   # 768 pages/s x 4 KiB
     assert result['plan']['strategy'] == 'precopy'
     w = new_world()
     result, err, _engine = run_live(w)
     assert err is None and result['plan']['dirty_rate_mibps'] == 4.0 and result['dirty_rate_mibps'] == 4.0
-    assert [site for _h, site, _n in w.log].count('startDirtyRateCalc') == 1
+    assert [method(site) for _h, site, _n in w.log].count('startDirtyRateCalc') == 1
