@@ -41,6 +41,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage impor
     _pool_path,
     pool_for_dir,
     probe_directory,
+    reprove_shared,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
 
@@ -324,6 +325,11 @@ class ColdMigration:
             raise ColdMigrationError('cannot move %s: %s' % (self.name, '; '.join(c['reason'] for c in hard)),
                                      self.result)
         facts = parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        if self.o.get('approved') is not None:
+            changed = reprove_shared(src, dst, relevant_disks(facts['disks']), self.o['approved'].get('storage') or {})
+            if changed:
+                raise ColdMigrationError('will not move %s (nothing was changed): %s' % (self.name, '; '.join(changed)),
+                                         self.result)
         try:
             files = self.plan_files(dom, facts, dom_report['storage'])
             space = self.space(files)
@@ -336,10 +342,10 @@ class ColdMigration:
             if transport['refused']:
                 raise ColdMigrationError('will not move %s (nothing was changed): %s' % (self.name, transport['refused']),
                                          self.result)
-            problems = space_problems(space['needs'], space['free'])
+            problems = self.already_there(files) + space_problems(space['needs'], space['free'])
             if problems:
-                raise ColdMigrationError('cannot move %s: not enough room for its copies (nothing was changed): %s'
-                                         % (self.name, '; '.join(problems)), self.result)
+                raise ColdMigrationError('cannot move %s (nothing was changed): %s' % (self.name, '; '.join(problems)),
+                                         self.result)
             self.result['changed'] = True
             if check_mode:
                 self.result['state'] = 'planned'
@@ -371,6 +377,23 @@ class ColdMigration:
             except OSError:
                 free[place] = None
         return {'needs': needs, 'free': free}
+
+    def already_there(self, files):
+        """Files the move would write that the destination already has (never overwritten), before anything
+        changes; a directory the destination does not have yet holds none."""
+        problems = []
+        for f in files:
+            directory, base = os.path.split(f['dest'])
+            try:
+                pool, transient = pool_for_dir(self.dst, directory, create=True, build=False)
+            except LibvirtClientError:
+                continue
+            if transient:
+                self.transient.append(pool)
+            if self._volume(pool, base) is not None:
+                problems.append('the destination already has %s: refusing to overwrite it (remove it there if it is '
+                                'stale, or give dest_pool)' % f['dest'])
+        return problems
 
     def _free_bytes(self, path):
         """Free bytes where PATH is (or will be) on the destination, changing nothing there: the pool over

@@ -426,6 +426,8 @@ class Evacuation:
         self.results = []
         self.running = {}
         self.t0 = None
+        self.journal_errors = []
+        self.status_errors = []
 
     # -- one move, in its own thread with its own connections ---------------------------------------
     def _move(self, move):
@@ -474,17 +476,22 @@ class Evacuation:
         line['start_s'] = round(started, 2)
         line['end_s'] = round(self.clock() - self.t0, 2)
         line['decisions'] = (result or {}).get('decisions')
+        if (result or {}).get('status_file_error'):
+            with self.lock:
+                if result['status_file_error'] not in self.status_errors:
+                    self.status_errors.append(result['status_file_error'])
+        # the journal first: a move is over for the drain only once its end is recorded
+        self.journal({'event': 'end', 'time': self.now(), 'vm': name, 'rollback': bool(p.get('rollback')),
+                      'result': dict((k, v) for k, v in line.items() if k != 'decisions')})
         with self.lock:
             self.results.append(line)
             self.running.pop(name, None)
-        journal_append(p.get('journal'), {'event': 'end', 'time': self.now(), 'vm': name,
-                                          'rollback': bool(p.get('rollback')),
-                                          'result': dict((k, v) for k, v in line.items() if k != 'decisions')})
 
     def wait_limit_s(self):
-        """Seconds after its start at which the drain stops waiting for its moves, whatever happens: no move
-        starts after timeout_s, and each move's engine ends by per_vm_timeout_s (live) or its own shutdown and
-        copy deadlines (cold); this leaves them that and 10 minutes more."""
+        """Seconds after its start at which the drain is overrunning: no move starts after timeout_s, and each
+        move's engine is expected to end by per_vm_timeout_s (live) or its shutdown and copy deadlines (cold, at
+        least 30 minutes a file) with 10 minutes more. Past it the drain starts nothing and says so, but still
+        waits for the moves that run: a cold copy's own deadline grows with the disk (1 s per 10 MiB)."""
         p = self.p
         cold = p.get('cold_options') or {}
         cold_s = (cold.get('shutdown_timeout_s') or 120) + (cold.get('copy_timeout_s') or 1800)
@@ -529,6 +536,32 @@ class Evacuation:
             if t['refused']:
                 refused.append('%s -> %s: %s' % (m['name'], m.get('destination'), t['refused']))
         return refused
+
+    def journal(self, entry):
+        """Append ENTRY to the journal once the drain runs. An OS error (a full disk) never abandons a move: it
+        is kept, the drain goes on, and its result says the journal is incomplete (the module then fails)."""
+        try:
+            journal_append(self.p.get('journal'), entry)
+        except OSError as e:
+            with self.lock:
+                self.journal_errors.append('cannot write the journal %s (%s of %s): %s' % (
+                    self.p.get('journal'), entry.get('event'), entry.get('vm', 'the drain'), e.strerror or e))
+
+    def said(self, out):
+        """OUT with what could not be written on this host: journal_errors (the module fails on them: a later
+        return of the VMs reads the journal) and warnings."""
+        out['journal_errors'] = list(self.journal_errors)
+        if self.journal_errors or self.status_errors:
+            out['warnings'] = self.journal_errors + ['%s (the drain went on without it)' % e for e in self.status_errors]
+        return out
+
+    def write_status(self, data):
+        """The progress file, best effort (write_json never raises): its first failure becomes a warning."""
+        error = write_json(self.p.get('status_file'), data)
+        if error:
+            with self.lock:
+                if error not in self.status_errors:
+                    self.status_errors.append(error)
 
     def vm_status_path(self, name):
         base = self.p.get('status_file')
@@ -597,25 +630,26 @@ class Evacuation:
 
     def _drain(self, plan, to_run, left, uris, out):
         p = self.p
-        journal_append(p.get('journal'), {'event': 'plan', 'time': self.now(), 'source': SEC.redact_uri(p['uri']),
-                                          'moves': [dict((k, m[k]) for k in ('name', 'destination', 'method'))
-                                                    for m in to_run], 'left': left})
+        try:
+            journal_append(p.get('journal'), {'event': 'plan', 'time': self.now(), 'source': SEC.redact_uri(p['uri']),
+                                              'moves': [dict((k, m[k]) for k in ('name', 'destination', 'method'))
+                                                        for m in to_run], 'left': left})
+        except OSError as e:
+            raise LibvirtClientError('will not drain: the journal %s cannot be written (%s); nothing was moved'
+                                     % (p.get('journal'), e.strerror or e))
         src = self.cache.get(p['uri'])
         for item in left:
             if item['action'] != 'shutdown':
                 continue
             dom = src.lookup(item['name'])
             item['result'] = self._shutdown(dom)
-            journal_append(p.get('journal'), {'event': 'shutdown', 'time': self.now(), 'vm': item['name'],
+            self.journal({'event': 'shutdown', 'time': self.now(), 'vm': item['name'],
                                               'result': item['result']})
         pending = [dict(m, uri=uris[m['destination']]) for m in to_run]
         if p.get('rollback'):
             # the engine's source is where the VM is now; the moves' names stay as the journal has them
             pending = [dict(m, uri=p['return_uri']) for m in to_run]
         deadline = self.t0 + p['timeout_s']
-        # no wait without an end: past this the drain stops waiting for moves still running (each engine has
-        # its own bounds well inside it) and reports them as still running
-        give_up_at = self.t0 + self.wait_limit_s()
         threads = []
         flags = {'stop': False}
 
@@ -634,7 +668,7 @@ class Evacuation:
                     pending.remove(move)
                     move['started_s'] = self.clock() - self.t0
                     self.running[move['name']] = move
-                journal_append(p.get('journal'), {'event': 'start', 'time': self.now(), 'vm': move['name'],
+                self.journal({'event': 'start', 'time': self.now(), 'vm': move['name'],
                                                   'destination': move['destination'], 'method': move['method'],
                                                   'uri': SEC.redact_uri(move['uri']), 'rollback': bool(p.get('rollback'))})
                 t = threading.Thread(target=self._move, args=(move,))
@@ -645,20 +679,38 @@ class Evacuation:
                 if not self.running and (flags['stop'] or not pending):
                     return True
             if p.get('status_file'):
-                write_json(p['status_file'], self.status('running', pending, left, plan))
+                self.write_status(self.status('running', pending, left, plan))
             return False
-        abandoned = []
+        abandoned, overran = [], []
         if not wait_until(step, self.wait_limit_s(), 0.25, self.clock, self.sleep):
-            # nothing more starts; the moves still running are left to their engines and reported as such
+            # Past the drain's own limit nothing more starts, but a move that runs is never abandoned: a drain
+            # that exits kills its move threads with it (a cold copy cut half-way leaves the guest shut off).
+            # Each engine ends by its own deadlines (a live move's completion deadline and hard timeout, a cold
+            # copy's 1 s per 10 MiB, libvirt's keepalive for a hung call): the drain waits for them, and says so.
+            flags['stop'] = True
             with self.lock:
-                abandoned = sorted(self.running.values(), key=lambda m: m['name'])
-                self.running.clear()
+                overran = sorted(self.running)
+            self.journal({'event': 'overrun', 'time': self.now(), 'running': overran})
+
+            def ended():
+                with self.lock:
+                    if not self.running:
+                        return True
+                self.write_status(self.status('overrunning', pending, left, plan))
+                return False
+            if not wait_until(ended, MOVE_OVERRUN_LIMIT_S, 5.0, self.clock, self.sleep):
+                # (only a move whose engine broke its own bounds gets here)
+                with self.lock:
+                    abandoned = sorted(self.running.values(), key=lambda m: m['name'])
+                    self.running.clear()
         for t in threads:
-            t.join(0 if abandoned else max(0.0, give_up_at - self.clock()))
+            # (a move no longer in self.running has recorded its end: its thread is only returning)
+            t.join(0 if abandoned else 10.0)
         for m in abandoned:
             line = summarize_result(m['name'], m, {'state': 'still_running'},
-                                    'the drain stopped waiting for this move after %d s: its engine may still be '
-                                    'moving it - see the journal and both hosts before acting' % self.wait_limit_s())
+                                    'the drain stopped waiting for this move %d s after its own limit: its engine '
+                                    'did not end it within its own deadlines and may still be moving it - see the '
+                                    'journal and both hosts before acting' % MOVE_OVERRUN_LIMIT_S)
             line.update(start_s=round(m['started_s'], 2), end_s=None, decisions=None)
             self.results.append(line)
         not_started = [{'name': m['name'], 'action': 'not_started',
@@ -666,6 +718,8 @@ class Evacuation:
                                                              if self.clock() <= deadline else 'timeout_s reached')}
                        for m in pending]
         left = left + not_started
+        if overran:
+            out['overran'] = overran
         try:
             still = sorted(d.name() for d in src.call('cannot list domains', src.conn.listAllDomains, 0) if d.isActive())
         except LibvirtClientError as e:
@@ -679,10 +733,9 @@ class Evacuation:
                 state='rolled_back' if back else 'nothing_moved')
             out['report'] = {'table': R.table(out['results'], left), 'html': R.timeline_html(
                 out['results'], 'Rollback to %s' % (p.get('source_name') or SEC.redact_uri(p['uri'])))}
-            journal_append(p.get('journal'), {'event': 'done', 'time': self.now(), 'state': out['state'],
-                                              'rollback': True})
-            write_json(p.get('status_file'), dict(self.status('finished', [], left, plan)))
-            return out
+            self.journal({'event': 'done', 'time': self.now(), 'state': out['state'], 'rollback': True})
+            self.write_status(dict(self.status('finished', [], left, plan)))
+            return self.said(out)
         expected = sorted(x['name'] for x in left if x['action'] in ('skip', 'not_started')) + \
             sorted(r['name'] for r in self.results if r['error'])
         results = sorted(self.results, key=lambda r: r['start_s'])
@@ -697,11 +750,10 @@ class Evacuation:
         # unless allow_incomplete), with each VM left and why
         out['state'] = 'evacuated' if not still else 'incomplete'
         out['moved'] = sorted(r['name'] for r in results if not r['error'])
-        write_json(p.get('status_file'), dict(self.status('finished', [], left, plan), summary={
+        self.write_status(dict(self.status('finished', [], left, plan), summary={
             'state': out['state'], 'wall_s': out['wall_s'], 'still_running_on_source': still}))
-        journal_append(p.get('journal'), {'event': 'done', 'time': self.now(), 'state': out['state'],
-                                          'still_running_on_source': still})
-        return out
+        self.journal({'event': 'done', 'time': self.now(), 'state': out['state'], 'still_running_on_source': still})
+        return self.said(out)
 
     def _unverified(self, out, plan, left, error):
         """The drain ran, but this host cannot be read any more to see what still runs on it."""
@@ -714,11 +766,10 @@ class Evacuation:
                    unverified_because='cannot list the domains of the source after the drain: %s' % error.msg)
         out['report'] = {'table': R.table(results, left),
                          'html': R.timeline_html(results, 'Evacuation of %s' % (p.get('source_name') or SEC.redact_uri(p['uri'])))}
-        journal_append(p.get('journal'), {'event': 'done', 'time': self.now(), 'state': 'unverified',
-                                          'rollback': bool(p.get('rollback'))})
-        write_json(p.get('status_file'), dict(self.status('finished', [], left, plan), summary={
+        self.journal({'event': 'done', 'time': self.now(), 'state': 'unverified', 'rollback': bool(p.get('rollback'))})
+        self.write_status(dict(self.status('finished', [], left, plan), summary={
             'state': 'unverified', 'wall_s': out['wall_s'], 'still_running_on_source': None}))
-        return out
+        return self.said(out)
 
     def _shutdown(self, dom):
         """Policy shutdown: an ACPI shutdown, then a hard stop after the cold options' timeout."""
@@ -733,6 +784,11 @@ class Evacuation:
             return 'stopped hard after %s s' % timeout
         except LibvirtClientError as e:
             return 'shutdown failed: %s' % e.msg
+
+
+# Seconds past its own limit a drain waits for moves that still run before it hands them over (reported as
+# still running): only an engine that broke its own bounds (a day) gets there.
+MOVE_OVERRUN_LIMIT_S = 86400
 
 
 class PlaintextRefused(Exception):

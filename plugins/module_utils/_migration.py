@@ -37,6 +37,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     read_back,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import reprove_shared
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
 
 POSITIVE = ('bandwidth_mibps', 'postcopy_bandwidth_mibps', 'expected_bandwidth_mibps', 'max_downtime_ms',
@@ -207,16 +208,22 @@ def read_dirty_rate(client, dom, seconds, clock=time.monotonic, sleep=time.sleep
 
 
 def write_status(path, data):
-    """Write JSON atomically (a reader never sees half a file); nothing when PATH is empty."""
+    """Write JSON atomically (a reader never sees half a file); nothing when PATH is empty. A progress file
+    is never worth a move: an OS error (a full disk, a directory removed) is returned as text, never raised
+    in the middle of a migration."""
     if not path:
-        return
+        return None
     tmp = path + '.tmp'
-    # readable by its owner only: it names hosts, guests and their URIs
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, 'w') as f:
-        json.dump(data, f)
-    os.rename(tmp, path)
+    try:
+        # readable by its owner only: it names hosts, guests and their URIs
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, 'w') as f:
+            json.dump(data, f)
+        os.rename(tmp, path)
+    except OSError as e:
+        return 'cannot write the status file %s: %s' % (path, e.strerror or e)
+    return None
 
 
 _state_name = domain_state
@@ -329,6 +336,13 @@ class LiveMigration:
         return self.transport
 
     # -- helpers ------------------------------------------------------------------------------
+    def status(self, data):
+        """The progress file (status_file), best effort: the first failure to write it is a warning."""
+        error = write_status(self.o.get('status_file'), data)
+        if error and 'status_file_error' not in self.result:
+            self.result['status_file_error'] = error
+            self.result.setdefault('warnings', []).append('%s (the move went on without it)' % error)
+
     def note(self, action, reason, arg=None):
         t = round(self.clock() - self.t0, 3) if self.t0 is not None else 0.0
         self.decisions.append({'t': t, 'action': action, 'argument': arg, 'reason': reason})
@@ -523,6 +537,11 @@ class LiveMigration:
             self.result['destination'] = report['destination'] and {
                 'uri': dst.uri, 'hostname': report['destination']['hostname'], 'uuid': report['destination']['uuid']}
         facts_disks = self._facts_disks(dom)
+        if o.get('approved') is not None:
+            changed = reprove_shared(src, dst, relevant_disks(facts_disks), o['approved'].get('storage') or {})
+            if changed:
+                raise MigrationError('will not migrate %s (nothing was changed): %s' % (self.name, '; '.join(changed)),
+                                     self.result)
         storage = self.storage_plan(facts_disks, dom_report['storage'])
         self.result['storage'] = storage
         ram = dom.info()[1] * 1024
@@ -607,7 +626,7 @@ class LiveMigration:
                 pass
         self.t0 = self.clock()
         self.note('start', 'flags %s' % self._flag_names(flags), plan['strategy'])
-        write_status(o['status_file'], {'domain': self.name, 'phase': 'starting', 'elapsed_s': 0.0, 'percent': 0,
+        self.status({'domain': self.name, 'phase': 'starting', 'elapsed_s': 0.0, 'percent': 0,
                                         'decisions': self.decisions[-5:]})
         thread, outcome = self._call_migrate(dom, params, flags, 'migrate')
         last = {}
@@ -633,7 +652,7 @@ class LiveMigration:
                                      stats.get('data_processed')))
                 action, arg, reason = S.decide(state, cfg)
                 self.apply(dom, action, arg, reason, state)
-            write_status(o['status_file'], {
+            self.status({
                 'domain': self.name, 'phase': 'postcopy' if state['postcopy'] else 'migrating',
                 'elapsed_s': round(state['elapsed_s'], 2), 'percent': S.progress_percent(last),
                 'iteration': last.get('memory_iteration'), 'data_remaining': last.get('data_remaining'),
@@ -783,7 +802,7 @@ class LiveMigration:
                     'moved %s: it runs on the destination %s; source cleanup failed: could not remove its inactive '
                     'definition on the source (%s) - remove it there (virsh undefine %s) before anything starts '
                     'it again' % (self.name, self.dst.uri, e.detail, self.name), self.result)
-        write_status(o['status_file'], {'domain': self.name, 'phase': 'done', 'result': self._short()})
+        self.status({'domain': self.name, 'phase': 'done', 'result': self._short()})
         return self.result
 
     def _resume_retrying(self, client, dom, find, errors):
@@ -948,7 +967,7 @@ class LiveMigration:
         # a connection to a destination behind a dead link hangs in TCP connect for minutes: probe first
         address = libvirtd_address(getattr(self.src, 'uri', None), self.o['dest_uri']) if self.o['p2p'] else None
         for attempt in range(attempts):
-            write_status(self.o['status_file'], {
+            self.status({
                 'domain': self.name, 'phase': 'postcopy_recovery', 'attempt': attempt + 1, 'attempts': attempts,
                 'elapsed_s': round(self.clock() - self.t0, 2), 'decisions': self.decisions[-5:]})
             if address and not reachable(address):

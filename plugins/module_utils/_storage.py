@@ -133,6 +133,25 @@ def probe_directory(src_client, dst_client, path, rand=random.randint):
         dst.close()
 
 
+def reprove_shared(src_client, dst_client, disks, verdicts):
+    """A plan approved earlier said these file disks are shared (VERDICTS {target: verdict}): prove it again
+    now, with one marker per directory, before a move relies on it (a share unmounted since, or a stale file
+    left at the same path on the destination, would become the guest's disk). Returns a problem per disk
+    that is no longer proven shared."""
+    problems, seen = [], {}
+    for d in disks or []:
+        if verdicts.get(d.get('target')) != 'shared' or d.get('type') != 'file' or not d.get('source'):
+            continue
+        directory = os.path.dirname(d['source'])
+        if directory not in seen:
+            seen[directory] = probe_directory(src_client, dst_client, directory)
+        found, reason = seen[directory]
+        if found != 'shared':
+            problems.append('disk %s (%s) was shared when the plan was approved and is not proven shared now: %s'
+                            % (d['target'], d['source'], reason))
+    return problems
+
+
 def probe_network(disk, connect=socket.create_connection, timeout=3.0):
     hosts = disk.get('hosts') or []
     if not hosts:

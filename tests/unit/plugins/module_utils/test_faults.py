@@ -120,11 +120,11 @@ def run_cold(w, tmp_path, **kw):
         return getattr(e, 'result', None) or {}, e, engine
 
 
-def run_drain(w, tmp_path, plan=None):
+def run_drain(w, tmp_path, plan=None, policy='skip', timeout_s=3600, names=None):
     p = {'uri': F.uri('h1'), 'destinations': [{'name': 'h2', 'uri': F.uri('h2')}, {'name': 'h3', 'uri': F.uri('h3')}],
-         'domains': None, 'headroom_mib': 0, 'anti_affinity': {}, 'pinned': {}, 'rate_mibps': 1000,
-         'max_outbound': 2, 'max_inbound': 1, 'max_total': 4, 'non_live_policy': 'skip', 'per_vm_timeout_s': 600,
-         'timeout_s': 3600, 'stop_on_failure': False, 'announce': False, 'journal': str(tmp_path / 'journal'),
+         'domains': list(names) if names else None, 'headroom_mib': 0, 'anti_affinity': {}, 'pinned': {},
+         'rate_mibps': 1000, 'max_outbound': 2, 'max_inbound': 1, 'max_total': 4, 'non_live_policy': policy,
+         'per_vm_timeout_s': 600, 'timeout_s': timeout_s, 'stop_on_failure': False, 'announce': False, 'journal': str(tmp_path / 'journal'),
          'status_file': str(tmp_path / 'status'), 'source_name': 'h1', 'rollback': False, 'return_uri': None,
          'migrate_options': {'poll_interval': 0.001, 'dirty_rate_sample_s': 0}, 'cold_options': {}, 'plan': plan}
     ev = E.Evacuation(F.FakeCache(w), p, lambda: F.FakeCache(w), clock=w.clock, sleep=w.clock.sleep)
@@ -146,7 +146,7 @@ def model_invariants(w, names, label, src='h1'):
             want = (F.RUNNING,) if w.initially_running else (F.RUNNING, F.PAUSED, F.SHUTOFF)
             assert any(st in want for h, st in after.items() if h != src), \
                 '%s: the source definition of %s went while %s' % (label, name, after or 'no host had it')
-        if what == 'delete_volume' and host == src:
+        if what == 'delete_volume' and host == src and name in w.truth:
             assert any(ok for h, ok in after.items() if h != src), \
                 '%s: the source disk %s went while no other host held a good copy (%s)' % (label, name, after)
 
@@ -488,3 +488,166 @@ def test_the_dirty_rate_is_sampled_only_when_it_can_decide_something():
     result, err, _engine = run_live(w)
     assert err is None and result['plan']['dirty_rate_mibps'] == 4.0 and result['dirty_rate_mibps'] == 4.0
     assert [method(site) for _h, site, _n in w.log].count('startDirtyRateCalc') == 1
+
+
+# -- the host's own disk: a progress file or the journal that cannot be written ------------------------
+
+_REAL_RENAME, _REAL_APPEND = os.rename, E.journal_append
+
+
+class DiskFull:
+    """os.rename of the status files and the journal's appends fail with ENOSPC at their NTH write (None:
+    count them only)."""
+
+    def __init__(self, monkeypatch, tmp_path, nth=None):
+        import errno
+        self.n, self.nth, self.writes = 0, nth, []
+        real_rename, real_append = _REAL_RENAME, _REAL_APPEND
+
+        def fail(what, path):
+            self.n += 1
+            self.writes.append(what)
+            if self.n == self.nth:
+                raise OSError(errno.ENOSPC, 'No space left on device', path)
+
+        def rename(src, dst, *args, **kwargs):
+            if str(dst).startswith(str(tmp_path)):
+                fail('status', dst)
+            return real_rename(src, dst, *args, **kwargs)
+
+        def append(path, entry):
+            if path:
+                fail('journal %s' % entry.get('event'), path)
+            return real_append(path, entry)
+        monkeypatch.setattr(os, 'rename', rename)
+        monkeypatch.setattr(E, 'journal_append', append)
+
+
+def test_a_full_disk_never_abandons_a_move(tmp_path, monkeypatch):
+    """Every write of a progress file or the journal, failed in turn: the move goes on to its end (never a
+    raw OSError, never a move thread left behind), the VM is where the result says, and the result says what
+    could not be written."""
+    counter = {'n': 0}
+
+    def fresh():
+        counter['n'] += 1
+        d = tmp_path / str(counter['n'])
+        d.mkdir()
+        return d
+    # the live engine, with its status file
+    d = fresh()
+    clean = DiskFull(monkeypatch, tmp_path)
+    result, err, engine = run_live(new_world(), status_file=str(d / 'status'))
+    assert err is None and clean.n >= 3, (err, clean.writes)
+    live_n = clean.n
+    for nth in range(1, live_n + 1):
+        d = fresh()
+        w = new_world()
+        DiskFull(monkeypatch, tmp_path, nth)
+        result, err, engine = run_live(w, status_file=str(d / 'status'))
+        label = 'live, status write %d of %d failed' % (nth, live_n)
+        live_invariants(w, result, err, engine, True, label)
+        assert err is None and result['state'] == 'migrated' and w.running('vm1') == ['h2'], (label, err)
+        assert 'No space left on device' in result['status_file_error'], label
+    # the drain: its journal and status files
+    monkeypatch.setattr(E, 'check_domains', checks_pass('shared'))
+    d = fresh()
+    clean = DiskFull(monkeypatch, tmp_path)
+    result, err, ev = run_drain(new_world(('vm1', 'vm2')), d)
+    assert err is None and result['state'] == 'evacuated', err
+    runs = 0
+    for nth in range(1, clean.n + 1):
+        d = fresh()
+        w = new_world(('vm1', 'vm2'))
+        disk = DiskFull(monkeypatch, tmp_path, nth)
+        result, err, ev = run_drain(w, d)
+        what = disk.writes[nth - 1] if len(disk.writes) >= nth else '?'
+        label = 'drain, write %d of %d (%s) failed' % (nth, clean.n, what)
+        runs += 1
+        if what == 'journal plan':
+            # before anything moves: refused, nothing changed
+            assert err is not None and w.running('vm1') == ['h1'] and w.running('vm2') == ['h1'], label
+            continue
+        assert err is None, (label, err)
+        assert sorted(result['moved']) == ['vm1', 'vm2'] and result['state'] == 'evacuated', (label, result)
+        assert all(len(w.running(n)) == 1 and w.running(n) != ['h1'] for n in ('vm1', 'vm2')), label
+        assert not [t for t in __import__('threading').enumerate() if t.name.startswith('migrate-')], label
+        if what.startswith('journal'):
+            assert result['journal_errors'] and 'No space left on device' in result['journal_errors'][0], label
+        else:
+            assert any('No space left on device' in x for x in result.get('warnings', [])), (label, result.get('warnings'))
+    print('\nfault injection: a full disk at each of %d writes of the live engine and %d of the drain'
+          % (live_n, runs))
+
+
+def test_the_drain_never_exits_while_a_move_runs(tmp_path, monkeypatch):
+    """A drain whose own limit passes during a cold copy (a 40 GiB disk: the copy's own deadline is 1 s per
+    10 MiB, past the drain's 30-minute assumption) waits for the move's end: it never returns with a
+    move thread running (which dies with the module, leaving the guest shut off half-way)."""
+    def cold_checks(src, dst, names, **_kw):  # pylint: disable=unused-argument
+        dst.host_uuid()
+        return {'destination': {'hostname': 'dest', 'uuid': 'u', 'memory_free': 8192 * F.MIB,
+                                'memory_total': 16384 * F.MIB},
+                'domains': [{'name': n, 'checks': [{'check': 'cpu', 'status': 'fail', 'blocks': 'live',
+                                                    'reason': 'the CPU differs'}],
+                             'memory_mib': 512, 'active': True, 'recommended': 'cold',
+                             'storage': {'vda': {'verdict': 'local'}}} for n in names]}
+    monkeypatch.setattr(E, 'check_domains', cold_checks)
+    class Roomy:
+        f_bavail, f_frsize = 1 << 40, 4096
+    monkeypatch.setattr(os, 'statvfs', lambda path: Roomy())
+    w = local_world()
+    w.allocation[DISK] = 40 * 1024 * F.MIB   # its copy may take 4,096 s
+    w.stream_step_s = 500.0            # each 4 KiB of the copy takes 500 s of fake time: about 3,000 s
+    result, err, ev = run_drain(w, tmp_path, policy='cold', timeout_s=10, names=('vm1',))
+    assert err is None, err.msg
+    assert ev.wait_limit_s() < 6000, ev.wait_limit_s()
+    journal = E.read_journal(ev.p['journal'])
+    assert [e['event'] for e in journal if e.get('vm') == 'vm1'] == ['start', 'end'], journal
+    assert result.get('overran') == ['vm1'], (result['state'], result['results'][0]['error'], result['left'])
+    assert result['results'][0]['state'] == 'migrated', result['results']
+    assert w.running('vm1') == [result['results'][0]['destination']] and result['state'] == 'evacuated'
+    assert not [t for t in __import__('threading').enumerate() if t.name.startswith('Thread') and t.is_alive()
+                and getattr(t, '_target', None) == ev._move]  # pylint: disable=protected-access
+
+
+def test_an_approved_shared_disk_is_proven_again_before_a_move(tmp_path, monkeypatch):
+    """A plan approved while the images directory was shared; since then the share is gone and a stale file
+    sits at the same path on the destination. The move proves the storage again and refuses: the guest never
+    runs from the stale file (libvirt, told the disk is shared, would open whatever is at that path)."""
+    monkeypatch.setattr(E, 'check_domains', checks_pass('shared'))
+    approved = E.plan_evacuation(F.FakeCache(new_world(('vm1', 'vm2'))), {
+        'uri': F.uri('h1'), 'destinations': [{'name': 'h2', 'uri': F.uri('h2')}, {'name': 'h3', 'uri': F.uri('h3')}],
+        'domains': None, 'headroom_mib': 0, 'anti_affinity': {}, 'pinned': {}, 'rate_mibps': 1000, 'max_outbound': 2,
+        'max_inbound': 1, 'max_total': 4})
+    assert all(m['storage'] == {'vda': 'shared'} for m in approved['moves'])
+    w = local_world(('vm1', 'vm2'))
+    for h in ('h2', 'h3'):
+        for name in ('vm1', 'vm2'):
+            w.hosts[h].files['%s/%s.qcow2' % (IMAGES, name)] = b'stale' * 100
+    result, err, ev = run_drain(w, tmp_path, plan=approved)
+    assert not w.violations, w.violations
+    assert err is None and result['state'] == 'incomplete' and sorted(result['still_running_on_source']) == \
+        ['vm1', 'vm2'], result
+    assert all('not proven shared now' in r['error'] and r['state'] != 'migrated' for r in result['results']), \
+        result['results']
+    # the same through the live engine on its own, and the cold engine
+    w = local_world()
+    w.hosts['h2'].files[DISK] = b'stale' * 100
+    result, err, _e = run_live(w, approved={'storage': {'vda': 'shared'}})
+    assert err is not None and 'not proven shared now' in err.msg and w.running('vm1') == ['h1'] and not w.violations
+    w = local_world()
+    w.hosts['h2'].files[DISK] = b'stale' * 100
+    result, err, _e = run_cold(w, tmp_path, approved={'storage': {'vda': 'shared'}})
+    assert err is not None and 'not proven shared now' in err.msg and w.running('vm1') == ['h1'] and not w.violations
+
+
+def test_a_disk_already_on_the_destination_is_never_overwritten(tmp_path):
+    """A cold move whose destination already has a file at the disk's path refuses before it changes
+    anything: the file there is kept as it was, the guest runs on the source."""
+    w = local_world()
+    w.hosts['h2'].files[DISK] = b'somebody else' * 100
+    result, err, _e = run_cold(w, tmp_path)
+    assert err is not None and 'refusing to overwrite it' in err.msg, err and err.msg
+    assert w.hosts['h2'].files[DISK] == b'somebody else' * 100 and w.running('vm1') == ['h1'] and not w.violations
+    assert not [e for e in w.events if e[0] in ('shutdown', 'destroy', 'create_volume', 'define')], w.events
