@@ -142,6 +142,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     libvirt,
     libvirt_session,
     require_libvirt,
+    start_event_loop,
 )
 
 VIR_DOMAIN_XML_SECURE = 1
@@ -195,6 +196,7 @@ def main():
         module.fail_json(msg='hosts: give each host once, by a distinct name (got %s)' % ', '.join(names))
     result = {'changed': False, 'baseline': None, 'hosts': {}, 'domains': [], 'stranded': []}
     diff = {'before': '', 'after': ''}
+    start_event_loop()   # keepalive: a libvirtd that stops answering ends the call, not the module
     with libvirt_session(module, errors=(C.CpuError,)) as cache:
         clients = dict((h['name'], cache.get(h['uri'])) for h in p['hosts'])
         # the VMs to judge, each by the definition that runs (the live one for a running VM)

@@ -85,6 +85,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
+    start_event_loop,
 )
 
 
@@ -98,6 +99,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     require_libvirt(module)
+    start_event_loop()   # keepalive: a libvirtd that stops answering ends the call, not the module
     with libvirt_session(module, errors=(AdvertiseError,)) as cache:
         client = cache.get(p['uri'])
         dom = client.lookup(p['domain'])

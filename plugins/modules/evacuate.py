@@ -29,6 +29,9 @@ description:
   - After the drain the source's running domains are compared with what the policy left there. A drain that
     leaves any VM running on the source ends in state V(incomplete) and B(fails), naming each VM left and why,
     unless O(allow_incomplete) (then it returns V(incomplete) with a warning).
+  - A run in which any VM's move failed (RV(failed_vms)) B(fails) too, naming each failed VM with what it ended as
+    and its error - also when nothing runs on the source any more (state V(evacuated)), for a VM whose move failed
+    may have ended shut down, or moved with an error - unless O(allow_failed_vms) (then it returns with a warning).
   - A destination that is the source itself (the same libvirt host UUID, under another name or URI) is
     refused before anything changes.
 author:
@@ -134,6 +137,16 @@ options:
       - By default such a drain fails, so that a host is never taken for empty when it is not.
     type: bool
     default: false
+  allow_failed_vms:
+    description:
+      - Return without failing when VMs failed to move (RV(failed_vms)), with a warning naming each failed VM, what
+        it ended as and its error - for example when the caller reports and handles failures itself, as the
+        C(vmmigration.libvirt.evacuate_host) role does.
+      - By default a run with any failed VM fails with that message, whatever its state - a drain that leaves
+        nothing running on the source (V(evacuated)) too, and a O(rollback) with VMs that failed to come back.
+        O(allow_incomplete) does not cover failed VMs.
+    type: bool
+    default: false
 '''
 
 EXAMPLES = r'''
@@ -163,6 +176,7 @@ state:
       the source - the module fails unless O(allow_incomplete)); with O(rollback), V(rolled_back) or V(nothing_moved).
     - V(unverified) when the source cannot be read after the moves (a lost connection) - the module fails; RV(results)
       still say what each move did.
+    - The module also fails when a VM failed (RV(failed_vms)), in state V(evacuated) too, unless O(allow_failed_vms).
   returned: always
   type: str
 plan:
@@ -205,11 +219,29 @@ moved:
   returned: when the drain ran
   type: list
   elements: str
+journal_errors:
+  description:
+    - Journal entries that could not be written on the source host (a full disk). The drain never abandons a move
+      for it; the module fails when this is not empty, since a later O(rollback) reads the journal.
+  returned: when the drain ran
+  type: list
+  elements: str
+overran:
+  description:
+    - VMs whose move was still running when the drain reached its own limit (O(timeout_s) plus the time its moves
+      are expected to take). Nothing more starts then, but a running move is never abandoned - the drain waits for
+      its engine, which ends it by its own deadlines (a cold copy's grows with the disk).
+  returned: when the drain overran
+  type: list
+  elements: str
 failed_vms:
   description:
     - VMs whose move failed - each with its state in RV(results) (V(rolled_back) - it runs on the source;
       V(migrated) with an error - it moved but its source cleanup failed; V(postcopy_failed) or
-      V(postcopy_running) - split between both hosts, never destroyed).
+      V(postcopy_running) - split between both hosts, never destroyed; V(stopped_on_source) - a cold move that failed
+      and left the guest shut down on the source; V(unknown) - the move failed and where the guest runs could not be
+      read back, so nothing was resumed or started; check both hosts before starting it), and its C(error).
+    - Not empty - the module fails, naming each with what it ended as and its error, unless O(allow_failed_vms).
   returned: when the drain ran
   type: list
   elements: str
@@ -296,6 +328,7 @@ def main():
         rollback=dict(type='bool', default=False),
         return_uri=dict(type='str'),
         allow_incomplete=dict(type='bool', default=False),
+        allow_failed_vms=dict(type='bool', default=False),
         plan=dict(type='dict'),
     )
     argument_spec.update(PLAN_ARGSPEC)
@@ -347,11 +380,17 @@ def main():
     if result.get('state') == 'unverified':
         module.fail_json(msg='the drain ran (%d moved, %d failed) but %s: see results and the journal' % (
             len(result['moved']), len(result['failed_vms']), result['unverified_because']), **result)
-    if result.get('state') == 'incomplete':
-        left = incomplete_message(result)
-        if not p['allow_incomplete']:
-            module.fail_json(msg='the drain is incomplete: %s' % left, **result)
-        module.warn('the drain is incomplete (allow_incomplete): %s' % left)
+    if result.get('journal_errors'):
+        # a later return of the VMs (rollback) reads the journal: a drain it cannot trust is never a success
+        module.fail_json(msg='the drain ran (%d moved, %d failed) but its journal is incomplete: %s - where each VM '
+                         'went is in results; a rollback from this journal would miss what it lacks' % (
+                             len(result.get('moved') or []), len(result.get('failed_vms') or []),
+                             '; '.join(result['journal_errors'])), **result)
+    failures, notes = end_messages(result, p)
+    for note in notes:
+        module.warn(note)
+    if failures:
+        module.fail_json(msg=' | '.join(failures), **result)
     module.exit_json(**result)
 
 
@@ -366,6 +405,39 @@ def verify_option_problems(p):
     if p['verify_timeout_s'] <= 0:
         problems.append('verify_timeout_s must be greater than 0')
     return problems
+
+
+def end_messages(result, p):
+    """What the end of a run fails with (empty: it does not fail) and what it warns about: VMs still running on
+    the source (state incomplete, allowed by allow_incomplete) and VMs whose move failed, whatever the state
+    (allowed by allow_failed_vms). A failed VM is named once: not again when the incomplete message names it
+    (it still runs on the source), unless that message is allowed and the failures are not.
+    """
+    fail, warn = [], []
+    named = set()
+    if result.get('state') == 'incomplete':
+        left = incomplete_message(result)
+        if p['allow_incomplete']:
+            warn.append('the drain is incomplete (allow_incomplete): %s' % left)
+        else:
+            fail.append('the drain is incomplete: %s' % left)
+        if not p['allow_incomplete'] or p['allow_failed_vms']:
+            named = set(result.get('still_running_on_source') or [])
+    rest = [r for r in result.get('results') or [] if r.get('error') and r['name'] not in named]
+    if rest:
+        if any(r.get('error') and r['name'] in named for r in result.get('results') or []):
+            lead = 'besides those still on the source, %d VM(s) failed' % len(rest)
+        else:
+            lead = 'the %s ended in state %s, but %d VM(s) failed' % (
+                'rollback' if p.get('rollback') else 'drain', result.get('state'), len(rest))
+        text = '%s%s - %s' % (lead, ' (allow_failed_vms)' if p['allow_failed_vms'] else '', failed_message(rest))
+        (warn if p['allow_failed_vms'] else fail).append(text)
+    return fail, warn
+
+
+def failed_message(results):
+    """Each failed VM of RESULTS with what it ended as and its error."""
+    return '; '.join('%s (%s: %s)' % (r['name'], r.get('state') or 'failed', r['error']) for r in results)
 
 
 def incomplete_message(result):

@@ -112,6 +112,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
+    start_event_loop,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import plan_lines
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import (
@@ -134,6 +135,7 @@ def main():
         module.fail_json(msg='; '.join(problems))
     started = time.monotonic()
     changes = []
+    start_event_loop()   # keepalive: a libvirtd that stops answering ends the call, not the module
     with libvirt_session(module) as cache:
         if p['plan']:
             result, changes = check_approved(cache, p, p['plan'], 'cold' if p['allow_cold'] else 'skip')

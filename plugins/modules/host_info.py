@@ -193,6 +193,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
+    start_event_loop,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._facts import gather
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import connection_transport, host_security
@@ -212,6 +213,7 @@ def main():
     facts = {'domains': []}
     if p['include_host'] or p['include_domains'] or p['domains']:
         require_libvirt(module)
+        start_event_loop()   # keepalive: a libvirtd that stops answering ends the call, not the module
         with libvirt_session(module) as cache:
             facts = gather(cache.get(p['uri']), domains=p['domains'], include_domains=p['include_domains'])
     local = connection_transport(module.params['uri']) == 'local'

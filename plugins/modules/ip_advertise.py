@@ -204,6 +204,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
+    start_event_loop,
 )
 
 
@@ -238,6 +239,7 @@ def main():
             module.fail_json(msg='sender_mac: %s' % e)
     if p['state'] == 'absent' and not p['interfaces']:
         module.fail_json(msg='state=absent needs interfaces (the domain is gone from this host)')
+    start_event_loop()   # keepalive: a libvirtd that stops answering ends the call, not the module
     with libvirt_session(module, errors=(AdvertiseError,)) as cache:
         if p['state'] == 'absent':
             result = remove_routes(p, module.run_command, module.check_mode)

@@ -183,6 +183,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
+    start_event_loop,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import (
@@ -224,6 +225,7 @@ def main():
                                src_label='the source %s' % redact_uri(p['uri']),
                                dest_label='the destination %s' % redact_uri(p['dest_uri']))
     started = time.monotonic()
+    start_event_loop()   # keepalive: a libvirtd that stops answering ends the call, not the module
     with libvirt_session(module) as cache:
         src = cache.get(p['uri'])
         dst = cache.get(p['dest_uri'])

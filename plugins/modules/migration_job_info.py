@@ -89,6 +89,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     libvirt,
     libvirt_session,
     require_libvirt,
+    start_event_loop,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._strategy import progress_percent, summarize
 
@@ -110,6 +111,7 @@ def main():
     p = module.params
     require_libvirt(module)
     stats, completed = {}, False
+    start_event_loop()   # keepalive: a libvirtd that stops answering ends the call, not the module
     with libvirt_session(module) as cache:
         client = cache.get(p['uri'])
         dom = client.lookup(p['domain'])

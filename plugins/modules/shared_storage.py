@@ -118,6 +118,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     LibvirtClientError,
     libvirt_session,
     require_libvirt,
+    start_event_loop,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._facts import domain_facts
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import probe_disks
@@ -132,6 +133,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     require_libvirt(module)
+    start_event_loop()   # keepalive: a libvirtd that stops answering ends the call, not the module
     with libvirt_session(module) as cache:
         src = cache.get(p['uri'])
         dst = cache.get(p['dest_uri'])
