@@ -23,6 +23,9 @@ bash tests/sanity.sh
 stage "unit tests"
 python -m pytest -q -p no:cacheprovider tests/unit
 
+stage "mutation gate: the fault sweep (its coverage first) must kill every mutant of the engines"
+python tests/mutants/run.py
+
 stage "ansible-core matrix (sanity + unit tests on 2.16 - 2.18)"
 bash tests/matrix.sh
 

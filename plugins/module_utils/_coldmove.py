@@ -342,7 +342,10 @@ class ColdMigration:
             if transport['refused']:
                 raise ColdMigrationError('will not move %s (nothing was changed): %s' % (self.name, transport['refused']),
                                          self.result)
-            problems = self.already_there(files) + space_problems(space['needs'], space['free'])
+            problems = self.already_there(files)
+            room = space_problems(space['needs'], space['free'])
+            if room:
+                problems.append('not enough room for its copies: %s' % '; '.join(room))
             if problems:
                 raise ColdMigrationError('cannot move %s (nothing was changed): %s' % (self.name, '; '.join(problems)),
                                          self.result)

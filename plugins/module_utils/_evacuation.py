@@ -643,8 +643,7 @@ class Evacuation:
                 continue
             dom = src.lookup(item['name'])
             item['result'] = self._shutdown(dom)
-            self.journal({'event': 'shutdown', 'time': self.now(), 'vm': item['name'],
-                                              'result': item['result']})
+            self.journal({'event': 'shutdown', 'time': self.now(), 'vm': item['name'], 'result': item['result']})
         pending = [dict(m, uri=uris[m['destination']]) for m in to_run]
         if p.get('rollback'):
             # the engine's source is where the VM is now; the moves' names stay as the journal has them
@@ -669,8 +668,8 @@ class Evacuation:
                     move['started_s'] = self.clock() - self.t0
                     self.running[move['name']] = move
                 self.journal({'event': 'start', 'time': self.now(), 'vm': move['name'],
-                                                  'destination': move['destination'], 'method': move['method'],
-                                                  'uri': SEC.redact_uri(move['uri']), 'rollback': bool(p.get('rollback'))})
+                              'destination': move['destination'], 'method': move['method'],
+                              'uri': SEC.redact_uri(move['uri']), 'rollback': bool(p.get('rollback'))})
                 t = threading.Thread(target=self._move, args=(move,))
                 t.daemon = True
                 t.start()

@@ -627,7 +627,7 @@ class LiveMigration:
         self.t0 = self.clock()
         self.note('start', 'flags %s' % self._flag_names(flags), plan['strategy'])
         self.status({'domain': self.name, 'phase': 'starting', 'elapsed_s': 0.0, 'percent': 0,
-                                        'decisions': self.decisions[-5:]})
+                     'decisions': self.decisions[-5:]})
         thread, outcome = self._call_migrate(dom, params, flags, 'migrate')
         last = {}
         # no wait without an end: the strategy aborts (or finishes) by the completion deadline or the hard

@@ -29,13 +29,11 @@ from a disk whose bytes are not its own, a post-copy aborted or destroyed).
 import os
 import sys
 import threading
+import time
 import xml.etree.ElementTree as ET
 from urllib.parse import urlparse
 
-try:
-    from collections.abc import MutableMapping
-except ImportError:  # pragma: no cover
-    from collections import MutableMapping
+from ansible.module_utils.six.moves.collections_abc import MutableMapping
 
 import libvirt
 
@@ -520,7 +518,8 @@ class FakeDomain(libvirt.virDomain):
     def abortJob(self):  # pylint: disable=invalid-name
         self._d('abortJob')
         job = self.w.jobs.get(self._name)
-        if job and job.get('postcopy') and not job['done'].is_set():
+        d = self.w.hosts[self.h].doms.get(self._name)
+        if job and job.get('postcopy') and not job['done'].is_set() or d is not None and d.reason == POSTCOPY_FAILED:
             self.w.violations.append('aborted the post-copy migration of %s' % self._name)
         if job and not job.get('postcopy'):
             job['aborted'] = True
@@ -746,7 +745,10 @@ class FakeStream(libvirt.virStream):
         self.w.hit(self, 'stream.sparseRecvAll')
         data = self.source or b''
         for i in range(0, len(data), 4096):
-            self.w.clock.now += self.w.stream_step_s
+            if self.w.stream_step_s:
+                # a slow copy takes real time too, so that other threads see its fake time pass
+                time.sleep(0.05)
+                self.w.clock.now += self.w.stream_step_s
             handler(self, data[i:i + 4096], opaque)
         return 0
 

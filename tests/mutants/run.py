@@ -1,0 +1,187 @@
+"""The mutation gate: mutants of our own engines that the fault sweep must kill.
+
+Each mutant is one small change that breaks a never-two-never-none rule (the source removed before the
+destination is confirmed, a copy not verified, a post-copy destroyed, ...). For each, a temporary copy of
+the collection gets the change and the sweep (tests/unit/plugins/module_utils/test_faults.py) runs on it;
+the sweep must fail. A mutant whose text is not found in the code fails the gate too (it would otherwise
+test nothing). Prints one line per mutant and `mutants killed N/N`; exits non-zero unless every mutant
+is killed.
+
+Usage: python tests/mutants/run.py [-j JOBS] [NAME ...]
+"""
+import argparse
+import concurrent.futures
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+SWEEP = 'tests/unit/plugins/module_utils/test_faults.py'
+MU = 'plugins/module_utils/'
+FIRST = ('test_a_full_disk_never_abandons_a_move', 'test_the_drain_never_exits_while_a_move_runs',
+         'test_an_approved_shared_disk_is_proven_again_before_a_move',
+         'test_a_disk_already_on_the_destination_is_never_overwritten',
+         'test_post_copy_split_is_resumed_never_destroyed')
+
+# name: (file, [(text in our code, what it becomes)], the rule it breaks)
+MUTANTS = {
+    'source-removed-before-destination-confirmed': (MU + '_migration.py', [
+        ("        wait_until(up, 15, 0.1, self.clock, self.sleep)\n        there, dst_state = seen['dom'], seen['state']\n",
+         "        there, dst_state = None, 'running'\n")],
+        'the live commit removes the source definition without confirming that the destination runs the guest'),
+    'copy-verification-skipped': (MU + '_coldmove.py', [
+        ("        if self.o['verify']:\n            check, _length = download(new",
+         "        if False:\n            check, _length = download(new")],
+        'a cold copy is not read back and compared'),
+    'postcopy-destroyed-not-resumed': (MU + '_migration.py', [
+        ("            self.result['state'] = 'postcopy_failed'\n            recovered, how = self._recover_postcopy(dom)",
+         "            self.result['state'] = 'postcopy_failed'\n            dom.destroy()\n"
+         "            recovered, how = False, 'destroyed'")],
+        'a failed post-copy is destroyed on the source instead of resumed'),
+    'postcopy-aborted-not-resumed': (MU + '_migration.py', [
+        ("            self.result['state'] = 'postcopy_failed'\n            recovered, how = self._recover_postcopy(dom)",
+         "            self.result['state'] = 'postcopy_failed'\n            dom.abortJob()\n"
+         "            recovered, how = False, 'aborted'")],
+        'a failed post-copy is aborted instead of resumed'),
+    'source-resumed-without-asking-destination': (MU + '_migration.py', [
+        ("        if dst_state == 'running' or (dst_state == 'paused' and src_state in ('shutoff', 'gone')):",
+         "        if False:"),
+        ("        if dst_state == 'unknown' and src_state != 'running' or src_state == 'unknown' and dst_state != 'gone':",
+         "        if False:")],
+        'a live rollback resumes a paused source whatever the destination runs'),
+    'source-disk-deleted-before-verification': (MU + '_coldmove.py', [
+        ("            upload(new, self.dst.conn, fd, deadline)\n",
+         "            upload(new, self.dst.conn, fd, deadline)\n            vol.delete(0)\n")],
+        'the source disk goes as soon as its copy is sent, before it is verified'),
+    'existing-destination-disk-overwritten': (MU + '_coldmove.py', [
+        ("            problems = self.already_there(files) + space_problems(",
+         "            problems = space_problems("),
+        ("        if self._volume(dst_pool, dst_base) is not None:\n            raise ColdMigrationError('the destination",
+         "        if False:\n            raise ColdMigrationError('the destination")],
+        'a file already at the destination path is overwritten'),
+    'lost-reply-taken-as-failure': (MU + '_migration.py', [
+        ("        there, dst_state = self._read_back(self.dst, uuid, dst_errors)",
+         "        there, dst_state = None, 'gone'")],
+        'a failed migration call is taken as "not on the destination" without reading the destination back'),
+    'drain-exits-with-moves-running': (MU + '_evacuation.py', [
+        ("            if not wait_until(ended, MOVE_OVERRUN_LIMIT_S, 5.0, self.clock, self.sleep):",
+         "            if True:")],
+        'the drain returns at its own limit while a move still runs'),
+    'status-write-error-escapes': (MU + '_migration.py', [
+        ("    except OSError as e:\n        return 'cannot write the status file",
+         "    except ValueError as e:\n        return 'cannot write the status file")],
+        'an OS error writing a progress file escapes the move'),
+    'approved-shared-storage-not-reproven': (MU + '_migration.py', [
+        ("            changed = reprove_shared(src, dst, relevant_disks(facts_disks), o['approved'].get('storage') or {})",
+         "            changed = []")],
+        'a disk an approved plan said was shared is not proven again before the move relies on it'),
+    'cold-source-restarted-when-destination-unknown': (MU + '_coldmove.py', [
+        ("            there, state = read_back(self.dst, uuid, errors, self.clock, self.sleep)\n"
+         "            if state == 'running':\n                self.defined = there",
+         "            there, state = None, 'shutoff'\n"
+         "            if state == 'running':\n                self.defined = there"),
+        ("                self.step('rollback', 'cannot ask the destination whether it has the guest: %s'\n"
+         "                          % (errors[-1] if errors else 'no answer'))\n                return False",
+         "                self.step('rollback', 'cannot ask the destination whether it has the guest: %s'\n"
+         "                          % (errors[-1] if errors else 'no answer'))")],
+        'a failed cold start is taken as a failure without reading the destination back, and the rollback '
+        'restarts the source although the destination may run the guest (a lost start reply: two hosts)'),
+    'paused-destination-left-after-lost-pause-reply': (MU + '_migration.py', [
+        ("        if dst_state == 'paused' and (state['paused'] or state.get('final_taken') == 'pause'):",
+         "        if dst_state == 'paused' and state['paused']:")],
+        'a pause whose reply was lost leaves the guest paused on the destination'),
+}
+
+
+def copy_tree(dest):
+    """The collection as ansible_collections/vmmigration/libvirt under DEST (plugins and the unit tests)."""
+    root = os.path.join(dest, 'ansible_collections', 'vmmigration', 'libvirt')
+    os.makedirs(root)
+    for part in ('plugins', 'tests/unit', 'meta', 'galaxy.yml'):
+        src = os.path.join(TOP, part)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(root, part), ignore=shutil.ignore_patterns('__pycache__'))
+        elif os.path.exists(src):
+            os.makedirs(os.path.dirname(os.path.join(root, part)), exist_ok=True)
+            shutil.copy(src, os.path.join(root, part))
+    return root
+
+
+def apply(root, path, edits):
+    full = os.path.join(root, path)
+    with open(full) as f:
+        text = f.read()
+    for old, new in edits:
+        if text.count(old) != 1:
+            return 'its text is found %d times in %s (must be once): the mutant is stale' % (text.count(old), path)
+        text = text.replace(old, new)
+    with open(full, 'w') as f:
+        f.write(text)
+    return None
+
+
+def run_one(name):
+    path, edits, _rule = MUTANTS.get(name, (None, [], None))
+    t0 = time.time()
+    tmp = tempfile.mkdtemp(prefix='vmm-mutant-')
+    try:
+        root = copy_tree(tmp)
+        stale = apply(root, path, edits) if path else None
+        if stale:
+            return name, 'stale', stale, time.time() - t0
+        # the pointed tests first, then the whole sweep (with -x a killed mutant stops at its first failure)
+        for order in ([SWEEP + '::' + t for t in FIRST], [SWEEP]):
+            proc = subprocess.run([sys.executable, '-m', 'pytest', '-x', '-q', '-s', '-p', 'no:cacheprovider'] + order,
+                                  cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  universal_newlines=True, check=False, timeout=1200)
+            if proc.returncode != 0:
+                break
+        failed = [ln for ln in proc.stdout.splitlines() if ln.startswith('FAILED')]
+        if proc.returncode == 1 and failed:
+            return name, 'killed', failed[0][len('FAILED '):].split(' - ')[0], time.time() - t0
+        tail = '\n'.join(proc.stdout.splitlines()[-5:])
+        if proc.returncode == 0:
+            # (what the sweep covered, for the control's report)
+            tail = '\n'.join(ln for ln in proc.stdout.splitlines() if ln.startswith('fault injection'))
+        return name, 'survived' if proc.returncode == 0 else 'error', tail, time.time() - t0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('-j', '--jobs', type=int, default=2)
+    ap.add_argument('names', nargs='*')
+    args = ap.parse_args()
+    names = args.names or sorted(MUTANTS)
+    unknown = [n for n in names if n not in MUTANTS]
+    if unknown:
+        ap.error('no such mutant: %s' % ', '.join(unknown))
+    # the control: the same copy without a mutant must pass the sweep, or every "kill" below means nothing
+    _name, verdict, detail, seconds = run_one(None)
+    print('%-48s %-8s %5.0f s' % ('(control: no mutant)', 'passed' if verdict == 'survived' else verdict, seconds))
+    if verdict == 'survived':
+        print(detail)
+    sys.stdout.flush()
+    if verdict != 'survived':
+        print('    the unchanged copy fails the sweep:\n    %s\nmutants killed 0/%d (no control)'
+              % (detail.replace('\n', '\n    '), len(names)))
+        return 1
+    killed = 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for name, verdict, detail, seconds in pool.map(run_one, names):
+            killed += verdict == 'killed'
+            shown = detail.split('::')[-1] if verdict == 'killed' else ''
+            print('%-48s %-8s %5.0f s  %s' % (name, verdict, seconds, shown))
+            if verdict != 'killed':
+                print('    rule: %s\n    %s' % (MUTANTS[name][2], detail.replace('\n', '\n    ')))
+            sys.stdout.flush()
+    print('mutants killed %d/%d' % (killed, len(names)))
+    return 0 if killed == len(names) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
