@@ -226,9 +226,6 @@ def write_status(path, data):
     return None
 
 
-_state_name = domain_state
-
-
 def _postcopy_failed(dom):
     """The source side of a post-copy migration that failed and waits to be resumed."""
     try:
@@ -758,7 +755,7 @@ class LiveMigration:
         def up():
             del seen['errors'][:]
             seen['dom'] = self._domain_on_destination(uuid, seen['errors'])
-            seen['state'] = (_state_name(seen['dom']) if seen['dom'] is not None
+            seen['state'] = (domain_state(seen['dom']) if seen['dom'] is not None
                              else 'unknown' if seen['errors'] else 'gone')
             return seen['state'] in ('running', 'paused')
         wait_until(up, 15, 0.1, self.clock, self.sleep)
@@ -821,7 +818,7 @@ class LiveMigration:
                 return True
             except LibvirtClientError as e:
                 errors.append(e.detail)
-                if _state_name(seen['dom']) == 'running':
+                if domain_state(seen['dom']) == 'running':
                     return True
                 if e.transient:
                     client.reset()
@@ -835,7 +832,7 @@ class LiveMigration:
         ok, there = self._resume_retrying(self.dst, there, lambda: self._domain_on_destination(uuid, errors), errors)
         self.note('resume', 'the guest was paused to finish: resumed on the destination' if ok else
                   'could not resume the guest on the destination: %s' % errors[-1])
-        return there, _state_name(there)
+        return there, domain_state(there)
 
     def _find_on_source(self, errors):
         try:
@@ -882,7 +879,7 @@ class LiveMigration:
             ok, dom = self._resume_retrying(self.src, dom, lambda: self._find_on_source(errors), errors)
             self.note('resume', 'source guest resumed after the failed migration (the destination does not run '
                       'it: %s)' % dst_state if ok else 'could not resume the source guest: %s' % errors[-1])
-            src_state = _state_name(dom)
+            src_state = domain_state(dom)
         cleaned = None
         if dst_state == 'unknown':
             cleaned = ('could not check the destination for a half-migrated copy (%s): libvirt removes an incoming '
@@ -900,7 +897,8 @@ class LiveMigration:
             self.note('cleanup', cleaned)
         self.result['state'] = 'rolled_back' if src_state == 'running' else 'source_%s' % src_state
         self.result['changed'] = src_state != 'running'
-        where = 'the guest is %s on the source' % src_state
+        where = ('its state on the source cannot be read (the connection to the source is lost): check it there'
+                 if src_state == 'unknown' else 'the guest is %s on the source' % src_state)
         raise MigrationError('live migration of %s failed: %s; %s%s' % (
             self.name, error, where, '' if not cleaned else '; ' + cleaned), self.result)
 
@@ -918,24 +916,24 @@ class LiveMigration:
                 dom.destroy()
                 self.note('cleanup', 'stopped the paused source QEMU: the destination runs the guest')
             except LibvirtClientError as e:
-                self.result.update(state='migrated', changed=True, source_cleanup_failed=True,
-                                   running_on_destination_at=round(time.time(), 3))
-                raise MigrationError(
-                    'moved %s: it runs on the destination %s (libvirt finished the job although our call failed: '
-                    '%s); source cleanup failed: the source still holds a paused copy that could not be stopped '
-                    '(%s) - destroy it there (virsh destroy %s, then virsh undefine %s); never resume it'
-                    % (self.name, self.dst.uri, error, e.detail, self.name, self.name), self.result)
-        state = dict(state, paused=True)   # (resume a destination that is paused)
+                self._moved_but_source_left(error, 'the source still holds a paused copy that could not be stopped '
+                                            '(%s) - destroy it there (virsh destroy %s, then virsh undefine %s); never '
+                                            'resume it' % (e.detail, self.name, self.name))
         if src_state == 'unknown':
-            self.result.update(state='migrated', changed=True, source_cleanup_failed=True,
-                               running_on_destination_at=round(time.time(), 3))
-            raise MigrationError(
-                'moved %s: it runs on the destination %s (libvirt finished the job although our call failed: %s); '
-                'source cleanup failed: its state on the source cannot be read - check there that it is not '
-                'running and remove its inactive definition (virsh undefine %s) before anything starts it again'
-                % (self.name, self.dst.uri, error, self.name), self.result)
-        self.commit(dom, uuid, state, {})
+            self._moved_but_source_left(error, 'its state on the source cannot be read - check there that it is not '
+                                        'running and remove its inactive definition (virsh undefine %s) before '
+                                        'anything starts it again' % self.name)
+        # (a destination left paused - the guest was paused to finish, or the job ended paused - is resumed)
+        self.commit(dom, uuid, dict(state, paused=True), {})
         return self.result
+
+    def _moved_but_source_left(self, error, left):
+        """The guest runs on the destination although the migration call failed; LEFT says what the source keeps."""
+        self.result.update(state='migrated', changed=True, source_cleanup_failed=True,
+                           running_on_destination_at=round(time.time(), 3))
+        raise MigrationError('moved %s: it runs on the destination %s (libvirt finished the job although our call '
+                             'failed: %s); source cleanup failed: %s' % (self.name, self.dst.uri, error, left),
+                             self.result)
 
     def _unknown(self, error, src_state, dst_state, errors):
         """Where the guest runs cannot be confirmed: nothing is resumed or removed, and the operator is told

@@ -138,3 +138,15 @@ def test_the_module_fails_unless_allow_failed_vms(monkeypatch, capsys):
     code, out = run_module(monkeypatch, capsys, INCOMPLETE)
     assert code == 1 and out["msg"].startswith("the drain is incomplete: 2 VM(s) still run on the source - c (")
     assert " | besides those still on the source, 1 VM(s) failed - b (migrated: " in out["msg"]
+
+
+def test_a_drain_whose_journal_could_not_be_written_fails_whatever_is_allowed(monkeypatch, capsys):
+    """A later return of the VMs reads the journal: a drain that could not write it all never ends green, not
+    even with allow_failed_vms and allow_incomplete."""
+    result = dict(EVACUATED, failed_vms=[], results=[dict(r, error=None) for r in EVACUATED["results"]],
+                  journal_errors=["cannot write the journal /var/lib/j (end of a): No space left on device"])
+    code, out = run_module(monkeypatch, capsys, result, allow_failed_vms=True, allow_incomplete=True)
+    assert code == 1 and out["failed"] and "its journal is incomplete" in out["msg"]
+    assert "No space left on device" in out["msg"] and out["journal_errors"] == result["journal_errors"]
+    code, out = run_module(monkeypatch, capsys, dict(result, journal_errors=[]))
+    assert code == 0 and not out.get("failed")
