@@ -608,7 +608,7 @@ class ColdMigration:
         self.result.update(steps=self.steps, changed=True, state='unknown')
         raise ColdMigrationError(
             'cold migration of %s failed: %s; whether the destination %s has it running cannot be confirmed, so it '
-            'was not started again on the source (it is %s there, with its disks): %s until the destination has '
+            'was not started again on the source (it is %s on the source, with its disks): %s until the destination has '
             'been checked (virsh domstate %s there; if it runs there, the move is done - remove the source '
             'definition; if not, remove it there and start it here)' % (
                 self.name, msg, self.dst.uri, 'shut off' if was_running else 'defined', UNKNOWN_SAID, self.name),
