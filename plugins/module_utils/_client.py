@@ -17,12 +17,14 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import contextlib
 import random
+import socket
 import threading
 import time
 import traceback
 import xml.etree.ElementTree as ET
 
 from ansible.module_utils.basic import missing_required_lib
+from ansible.module_utils.six.moves.urllib.parse import urlparse
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import redact_uri
 
@@ -317,15 +319,43 @@ def domain_state(dom):
     return _STATES.get(state, str(state))
 
 
+LIBVIRT_PORTS = {'tcp': 16509, 'tls': 16514, 'ssh': 22, 'libssh': 22, 'libssh2': 22}
+
+
+def libvirtd_address(uri):
+    """(host, port) of the libvirtd a remote URI reaches; None for a local URI or an unknown transport."""
+    parsed = urlparse(uri or '')
+    if not parsed.hostname:
+        return None
+    port = parsed.port or LIBVIRT_PORTS.get(parsed.scheme.partition('+')[2])
+    return (parsed.hostname, port) if port else None
+
+
+def reachable(address, timeout=3.0):
+    """Whether a TCP connection to ADDRESS opens within TIMEOUT seconds. Asked before a new libvirt connection
+    to a host that may be cut off: libvirt's own connect waits for TCP's retries (about two minutes) when the
+    host's packets are dropped."""
+    try:
+        socket.create_connection(address, timeout).close()
+        return True
+    except (OSError, socket.error):
+        return False
+
+
 def read_back(client, uuid, errors, clock=time.monotonic, sleep=time.sleep, seconds=READBACK_S):
     """(domain, state) of the domain UUID on CLIENT's host, read back after a call whose outcome is not known
     (it failed, or its reply was lost): a lost connection is opened anew until the host answers, for SECONDS
-    at most. The state is 'gone' when the host answers that it has no such domain, 'unknown' when it never
+    at most (a new connection only once the host's libvirtd port answers, so that no attempt blocks for
+    long). The state is 'gone' when the host answers that it has no such domain, 'unknown' when it never
     answered (ERRORS, a list, gets why)."""
     from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until  # pylint: disable=import-outside-toplevel
     seen = {'dom': None, 'state': 'unknown'}
+    address = libvirtd_address(getattr(client, '_uri', None))
 
     def answered():
+        if address and getattr(client, '_conn', None) is None and not reachable(address):
+            errors.append('the libvirtd of %s does not answer on port %d' % (address[0], address[1]))
+            return False
         try:
             found = client.lookup_uuid(uuid)
         except LibvirtClientError as e:

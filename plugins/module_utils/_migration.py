@@ -18,7 +18,6 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 import json
 import os
-import socket
 import threading
 import time
 
@@ -34,7 +33,9 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     LibvirtClientError,
     domain_state,
     libvirt,
+    libvirtd_address as peer_address,
     read_back,
+    reachable,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import reprove_shared
@@ -236,26 +237,10 @@ def _postcopy_failed(dom):
         reason == getattr(libvirt, 'VIR_DOMAIN_PAUSED_POSTCOPY_FAILED', 13)
 
 
-LIBVIRT_PORTS = {'tcp': 16509, 'tls': 16514, 'ssh': 22, 'libssh': 22, 'libssh2': 22}
-
-
 def libvirtd_address(src_uri, dest_uri):
     """(host, port) of the destination's libvirtd when the source libvirtd is local (so a TCP probe from
     here says what the source libvirtd would see); None when unknown or not meaningful."""
-    src, dst = urlparse(src_uri or ''), urlparse(dest_uri or '')
-    if src.hostname or not dst.hostname:
-        return None
-    transport = dst.scheme.partition('+')[2]
-    port = dst.port or LIBVIRT_PORTS.get(transport)
-    return (dst.hostname, port) if port else None
-
-
-def reachable(address, timeout=3.0):
-    try:
-        socket.create_connection(address, timeout).close()
-        return True
-    except (OSError, socket.error):
-        return False
+    return None if urlparse(src_uri or '').hostname else peer_address(dest_uri)
 
 
 def _host(client):

@@ -57,8 +57,8 @@ MUTANTS = {
          "            upload(new, self.dst.conn, fd, deadline)\n            vol.delete(0)\n")],
         'the source disk goes as soon as its copy is sent, before it is verified'),
     'existing-destination-disk-overwritten': (MU + '_coldmove.py', [
-        ("            problems = self.already_there(files) + space_problems(",
-         "            problems = space_problems("),
+        ("            problems = self.already_there(files)\n",
+         "            problems = []\n"),
         ("        if self._volume(dst_pool, dst_base) is not None:\n            raise ColdMigrationError('the destination",
          "        if False:\n            raise ColdMigrationError('the destination")],
         'a file already at the destination path is overwritten'),

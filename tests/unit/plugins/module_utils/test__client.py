@@ -116,3 +116,28 @@ def test_client_call_keeps_what_was_being_done():
     with pytest.raises(C.LibvirtClientError) as err:
         client.call("cannot read the XML of ghost", client.conn.lookupByName, "ghost")
     assert err.value.msg.startswith("cannot read the XML of ghost: ") and "lookupByName" not in err.value.msg
+
+
+def test_read_back_opens_no_connection_to_a_host_whose_port_is_silent(monkeypatch):
+    """A host cut off at the switch drops packets: libvirt's own connect would wait for TCP's retries (about
+    two minutes). read_back asks the libvirtd port first (3 s) and keeps within its bound."""
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import FakeClock
+    probed, looked = [], []
+
+    class Client:
+        _uri, _conn = 'qemu+tls://hv2.example/system', None
+
+        def lookup_uuid(self, uuid):
+            looked.append(uuid)
+            return None
+    monkeypatch.setattr(C, 'reachable', lambda address, timeout=3.0: probed.append(address) or False)
+    clock, errors = FakeClock(), []
+    assert C.read_back(Client(), 'u-1', errors, clock, clock.sleep, seconds=10) == (None, 'unknown')
+    assert probed and set(probed) == {('hv2.example', 16514)} and not looked and clock.now <= 10
+    assert 'does not answer on port 16514' in errors[-1]
+    # the port answers: the host is asked, and its answer counts ('gone': no such domain there)
+    monkeypatch.setattr(C, 'reachable', lambda address, timeout=3.0: True)
+    assert C.read_back(Client(), 'u-1', [], clock, clock.sleep, seconds=10) == (None, 'gone') and looked == ['u-1']
+    # a local URI has no port to ask
+    assert C.libvirtd_address('qemu:///system') is None
+    assert C.libvirtd_address('qemu+tcp://hv3:1234/system') == ('hv3', 1234)

@@ -25,6 +25,7 @@ import os
 import pytest
 
 import fakevirt as F
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as C
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _coldmove as CM
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M
@@ -64,6 +65,8 @@ def checks_pass(storage_verdict):
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     monkeypatch.setattr(M, 'reachable', lambda address, timeout=3.0: True)
+    # (the fake hosts are no TCP peers: a host that is down refuses new connections in the model itself)
+    monkeypatch.setattr(C, 'reachable', lambda address, timeout=3.0: True)
     monkeypatch.setattr(M, 'check_domains', checks_pass('shared'))
     monkeypatch.setattr(CM, 'check_domains', checks_pass('local'))
 
