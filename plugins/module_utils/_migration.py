@@ -269,6 +269,7 @@ class LiveMigration:
         self.events = []
         self.result = {'domain': name, 'changed': False}
         self._versions = {}
+        self.started_running = True     # (read with the guest's size before the move)
 
     def _libvirt_version(self, side, client):
         """SIDE's libvirt version, read once (later checks run while a link may be dead); None when it cannot
@@ -526,7 +527,9 @@ class LiveMigration:
                                      self.result)
         storage = self.storage_plan(facts_disks, dom_report['storage'])
         self.result['storage'] = storage
-        ram = dom.info()[1] * 1024
+        info = dom.info()
+        ram = info[1] * 1024
+        self.started_running = info[0] == libvirt.VIR_DOMAIN_RUNNING
         mark = self.phase('checks_s', mark)
         dirty = read_dirty_rate(src, dom, o['dirty_rate_sample_s'], self.clock, self.sleep) if sampling else None
         mark = self.phase('dirty_rate_wait_s', mark)
@@ -759,7 +762,8 @@ class LiveMigration:
                     self.name, '; '.join(seen['errors']) or 'its state cannot be read',
                     '; it was paused to finish: resume it on the destination (virsh resume %s) once that answers'
                     % self.name if state['paused'] else ''), self.result)
-        if dst_state != 'running':
+        if dst_state != 'running' and not (dst_state == 'paused' and not self.started_running):
+            # (a guest its owner had paused before the move is rightly paused there)
             self.result['state'] = 'destination_not_running'
             raise MigrationError('%s migrated but is %s on the destination%s; the source definition was kept'
                                  % (self.name, dst_state, ' (it was paused to finish and could not be resumed: %s - '
@@ -908,8 +912,9 @@ class LiveMigration:
             self._moved_but_source_left(error, 'its state on the source cannot be read - check there that it is not '
                                         'running and remove its inactive definition (virsh undefine %s) before '
                                         'anything starts it again' % self.name)
-        # (a destination left paused - the guest was paused to finish, or the job ended paused - is resumed)
-        self.commit(dom, uuid, dict(state, paused=True), {})
+        # (a destination left paused is resumed when the guest ran before the move - paused to finish, or the job
+        # ended paused; a guest its owner had paused stays paused)
+        self.commit(dom, uuid, dict(state, paused=state['paused'] or self.started_running), {})
         return self.result
 
     def _moved_but_source_left(self, error, left):

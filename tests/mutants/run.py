@@ -24,7 +24,8 @@ MU = 'plugins/module_utils/'
 FIRST = ('test_a_full_disk_never_abandons_a_move', 'test_the_drain_never_exits_while_a_move_runs',
          'test_an_approved_shared_disk_is_proven_again_before_a_move',
          'test_a_disk_already_on_the_destination_is_never_overwritten',
-         'test_post_copy_split_is_resumed_never_destroyed')
+         'test_post_copy_split_is_resumed_never_destroyed',
+         'test_a_guest_its_owner_paused_is_not_resumed_by_a_recovered_move')
 
 # name: (file, [(text in our code, what it becomes)], the rule it breaks)
 MUTANTS = {
@@ -89,6 +90,10 @@ MUTANTS = {
          "                          % (errors[-1] if errors else 'no answer'))")],
         'a failed cold start is taken as a failure without reading the destination back, and the rollback '
         'restarts the source although the destination may run the guest (a lost start reply: two hosts)'),
+    'owner-paused-guest-resumed-by-recovered-move': (MU + '_migration.py', [
+        ("        self.commit(dom, uuid, dict(state, paused=state['paused'] or self.started_running), {})",
+         "        self.commit(dom, uuid, dict(state, paused=True), {})")],
+        'a move committed after its reply was lost resumes a guest its owner had paused'),
     'paused-destination-left-after-lost-pause-reply': (MU + '_migration.py', [
         ("        if dst_state == 'paused' and (state['paused'] or state.get('final_taken') == 'pause'):",
          "        if dst_state == 'paused' and state['paused']:")],

@@ -557,7 +557,8 @@ class FakeDomain(libvirt.virDomain):
         if self._name in target.doms and target.doms[self._name].active:
             raise lv_error('operation failed: domain %s is already active on %s' % (self._name, dest),
                            libvirt.VIR_ERR_OPERATION_FAILED)
-        job = {'done': threading.Event(), 'polls': 0, 'step_s': w.job_step_s}
+        # (a guest its owner paused arrives paused, as with libvirt)
+        job = {'done': threading.Event(), 'polls': 0, 'step_s': w.job_step_s, 'paused': d.state == PAUSED}
         w.jobs[self._name] = job
         try:
             # the job runs in libvirtd: it ends as the monitor watches it; when our connection to the source

@@ -662,3 +662,20 @@ def test_a_disk_already_on_the_destination_is_never_overwritten(tmp_path):
     assert err is not None and 'refusing to overwrite it' in err.msg, err and err.msg
     assert w.hosts['h2'].files[DISK] == b'somebody else' * 100 and w.running('vm1') == ['h1'] and not w.violations
     assert not [e for e in w.events if e[0] in ('shutdown', 'destroy', 'create_volume', 'define')], w.events
+
+
+def test_a_guest_its_owner_paused_is_not_resumed_by_a_recovered_move(tmp_path):
+    """The migration finished in libvirt but its reply was lost (the call failed): the move is committed from
+    what both hosts say. A guest that ran is resumed on the destination if the job left it paused; one that
+    its owner had paused before the move stays paused there."""
+    for start, final in ((F.RUNNING, F.RUNNING), (F.PAUSED, F.PAUSED)):
+        w = new_world()
+        w.hosts['h1'].doms['vm1'].state = start
+        run_live(w)
+        site = site_of(w, 'migrateToURI3')
+        w = new_world()
+        w.hosts['h1'].doms['vm1'].state = start
+        w.fault = ('h1', site, 1, 'lost')
+        result, err, _e = run_live(w)
+        assert result['state'] == 'migrated' and 'recovered_from' in result, (start, result.get('state'), err)
+        assert w.where('vm1') in ({'h2': final}, {'h1': F.SHUTOFF, 'h2': final}), (start, w.where('vm1'))
