@@ -150,7 +150,8 @@ def plan_route_moves(addresses, dest_routes, source_routes, dev):
 def domain_nics(client, dom):
     """The running domain's NICs on this host: mac, bridge, tap device, from the live XML."""
     import xml.etree.ElementTree as ET  # pylint: disable=import-outside-toplevel
-    root = ET.fromstring(dom.XMLDesc(0))
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._driver import definition  # pylint: disable=import-outside-toplevel
+    root = ET.fromstring(definition(dom))
     nics = []
     for iface in root.findall('./devices/interface'):
         mac = iface.find('mac')
@@ -340,9 +341,10 @@ def unconfirmed(nics, reported):
 
 def check_against_agent(dom, nics):
     """Refuse addresses the guest agent says the VM does not hold on that NIC; without an agent, say so."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._driver import (  # pylint: disable=import-outside-toplevel
+        LibvirtClientError, interface_addresses)
     try:
-        reported = parse_libvirt_addresses(dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, 0))
+        reported = parse_libvirt_addresses(interface_addresses(dom, 'agent'))
     except LibvirtClientError as e:
         return ['addresses not checked against the guest (agent: %s)' % e.detail]
     wrong = unconfirmed(nics, reported)
@@ -453,16 +455,15 @@ ADDRESS_SOURCES = ('agent', 'lease', 'neighbours')
 def discover_addresses(client, dom, sources, run_command):
     """Addresses of the domain's NICs from each source asked for; a source that cannot answer (no
     guest agent, no libvirt network) is noted, not fatal. Returns (interfaces, notes)."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._driver import (  # pylint: disable=import-outside-toplevel
+        LibvirtClientError, interface_addresses)
     found, notes = [], []
     for source in sources:
         if source == 'neighbours':
             found.append((source, host_neighbours(run_command)))
             continue
-        kind = {'agent': libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
-                'lease': libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE}[source]
         try:
-            found.append((source, parse_libvirt_addresses(dom.interfaceAddresses(kind, 0))))
+            found.append((source, parse_libvirt_addresses(interface_addresses(dom, source))))
         except LibvirtClientError as e:
             notes.append('%s: %s' % (source, e.detail))
     return merge_addresses(domain_nics(client, dom), found), notes

@@ -26,12 +26,11 @@ import time
 import xml.etree.ElementTree as ET
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import ALL, FAIL, relevant_disks
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     UNKNOWN_SAID,
     LibvirtClientError,
     domain_state,
-    error_code,
-    libvirt,
     read_back,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._domain import parse_domain
@@ -156,8 +155,7 @@ def download(vol, conn, fd=None, deadline=None):
             os.lseek(fd, length, os.SEEK_CUR)
         return 0
 
-    stream = conn.newStream(0)
-    vol.download(stream, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
+    stream = driver.download_stream(conn, vol)
     try:
         stream.sparseRecvAll(on_data, on_hole, None)
         stream.finish()
@@ -196,8 +194,7 @@ def upload(vol, conn, fd, deadline=None):
         return 0
 
     os.lseek(fd, 0, os.SEEK_SET)
-    stream = conn.newStream(0)
-    vol.upload(stream, 0, 0, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
+    stream = driver.upload_stream(conn, vol)
     try:
         stream.sparseSendAll(read, in_data, skip, None)
         stream.finish()
@@ -274,7 +271,7 @@ class ColdMigration:
                 raise ColdMigrationError('cannot read the TPM state in %s: %s' % (path, e.detail),
                                          self.result)
             files += [{'kind': 'tpm', 'target': 'tpm', 'source': v.path()} for v in vols
-                      if v.info()[0] == libvirt.VIR_STORAGE_VOL_FILE and not v.name().startswith('.')]
+                      if driver.volume_is_file(v) and not v.name().startswith('.')]
         if not files:
             self.step('tpm', 'the TPM has no state yet (never started): the destination makes it on first start')
         return files
@@ -324,7 +321,7 @@ class ColdMigration:
         if hard:
             raise ColdMigrationError('cannot move %s: %s' % (self.name, '; '.join(c['reason'] for c in hard)),
                                      self.result)
-        facts = parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        facts = parse_domain(driver.definition(dom, inactive=True))
         if self.o.get('approved') is not None:
             changed = reprove_shared(src, dst, relevant_disks(facts['disks']), self.o['approved'].get('storage') or {})
             if changed:
@@ -442,7 +439,7 @@ class ColdMigration:
         src_pool = self._pool(self.src, src_dir)
         vol = src_pool.storageVolLookupByName(base)
         info = vol.info()
-        fmt = ET.fromstring(vol.XMLDesc(0)).find('./target/format')
+        fmt = ET.fromstring(driver.definition(vol)).find('./target/format')
         fmt = fmt.get('type') if fmt is not None else 'raw'
         dst_pool = self._pool(self.dst, dst_dir)
         if self._volume(dst_pool, dst_base) is not None:
@@ -479,12 +476,7 @@ class ColdMigration:
     @staticmethod
     def _volume(pool, name):
         """The volume NAME of POOL, None when the pool has none (any other failure is raised)."""
-        try:
-            return pool.storageVolLookupByName(name)
-        except LibvirtClientError as e:
-            if e.code == error_code('VIR_ERR_NO_STORAGE_VOL'):
-                return None
-            raise
+        return driver.volume(pool, name)
 
     def _start_on_destination(self, uuid):
         """Start the guest defined on the destination. A failed start is read back before it counts as one:
@@ -504,7 +496,7 @@ class ColdMigration:
             raise
 
     def dest_xml(self, dom, files):
-        root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
+        root = ET.fromstring(driver.definition(dom, inactive=True, secure=True))
         moved = dict((f['source'], f['dest']) for f in files)
         for disk in root.findall('./devices/disk'):
             src = disk.find('source')
@@ -549,13 +541,8 @@ class ColdMigration:
             raise ColdMigrationError('cold migration of %s failed: %s; %s' % (self.name, msg, where), self.result)
         # commit point passed: the destination has the guest (running if it ran)
         self.step('committed', 'destination has %s%s' % (self.name, ' running' if start else ''))
-        flags = 0
-        if any(f['kind'] == 'nvram' for f in files):
-            flags |= libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-        else:
-            flags |= libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
         try:
-            dom.undefineFlags(flags)
+            driver.undefine(dom, nvram='remove' if any(f['kind'] == 'nvram' for f in files) else 'keep')
         except LibvirtClientError as e:
             # past the commit point nothing is rolled back: say where the guest is and what is left to do
             self.step('undefine_source', 'could not remove the source definition: %s' % e.detail)
@@ -629,7 +616,7 @@ class ColdMigration:
                 try:
                     if there.isActive():
                         there.destroy()
-                    there.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+                    driver.undefine(there, nvram='keep')
                     self.step('rollback', 'removed the definition from the destination')
                 except LibvirtClientError as e:
                     self.step('rollback', 'could not remove the destination definition: %s' % e.detail)

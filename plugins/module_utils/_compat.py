@@ -18,25 +18,26 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._driver import LibvirtClientError
 
 MIN_LIBVIRT = (8, 0, 0)
 
-# name: (minimum libvirt, what the operator asked for, names the libvirt-python binding must have)
+# name: (minimum libvirt, what the operator asked for, what the libvirt-python binding must have, in the
+# driver's words: 'flag:' a migration flag, 'param:' a migration parameter, 'call:' anything else)
 FEATURES = {
-    'tls': ((3, 2, 0), 'TLS migration (tls=true)', ('VIR_MIGRATE_TLS',)),
+    'tls': ((3, 2, 0), 'TLS migration (tls=true)', ('flag:tls',)),
     'postcopy_bandwidth': ((5, 1, 0), 'a post-copy bandwidth cap (postcopy_bandwidth_mibps)',
-                           ('VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY',)),
+                           ('param:bandwidth_postcopy',)),
     'parallel_connections': ((5, 2, 0), 'parallel migration connections (parallel_connections)',
-                             ('VIR_MIGRATE_PARALLEL', 'VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS')),
-    'postcopy_resume': ((8, 5, 0), 'resuming a failed post-copy migration',
-                        ('VIR_MIGRATE_POSTCOPY_RESUME',)),
+                             ('flag:parallel', 'param:parallel_connections')),
+    'postcopy_resume': ((8, 5, 0), 'resuming a failed post-copy migration', ('flag:postcopy_resume',)),
     'postcopy_interrupt': ((8, 5, 0), 'interrupting a post-copy migration whose link died (to resume it later)',
-                           ('VIR_DOMAIN_ABORT_JOB_POSTCOPY',)),
+                           ('call:abort_postcopy',)),
     'compression_zlib': ((9, 4, 0), 'compression=zlib (compressed parallel migration)',
-                         ('VIR_MIGRATE_PARAM_COMPRESSION_ZLIB_LEVEL',)),
+                         ('param:compression_zlib_level',)),
     'compression_zstd': ((9, 4, 0), 'compression=zstd (compressed parallel migration)',
-                         ('VIR_MIGRATE_PARAM_COMPRESSION_ZSTD_LEVEL',)),
+                         ('param:compression_zstd_level',)),
 }
 
 
@@ -68,8 +69,8 @@ def feature_problem(name, libvirt_version, host='this host'):
 
 def binding_problem(name, module):
     """Why the libvirt-python MODULE imported here cannot ask for feature NAME, or None."""
-    need, what, names = FEATURES[name]
-    lacking = [n for n in names if not hasattr(module, n)]
+    need, what, words = FEATURES[name]
+    lacking = [n for n in driver.binding_names(words) if not hasattr(module, n)]
     if not lacking:
         return None
     return ('%s needs libvirt-python >= %s (the binding on this host lacks %s)'

@@ -21,7 +21,8 @@ import xml.etree.ElementTree as ET
 
 from xml.sax.saxutils import escape as _xml_escape
 
-# libvirt's VIR_CONNECT_BASELINE_CPU_EXPAND_FEATURES and _MIGRATABLE (kept here: unit tests run without libvirt too)
+# libvirt's CPU baseline flags (expand features, migratable) and its compare flag (fail when incompatible), as
+# numbers: the CPU logic runs without the binding (unit tests); the driver passes them on unchanged
 EXPAND_FEATURES = 1
 MIGRATABLE = 2
 COMPARE_FAIL_INCOMPATIBLE = 1

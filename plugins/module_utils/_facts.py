@@ -16,10 +16,8 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import os
 import xml.etree.ElementTree as ET
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
-    LibvirtClientError,
-    libvirt,
-)
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._domain import (
     DOMAIN_STATES,
     parse_domain,
@@ -39,7 +37,7 @@ def host_bridges(client):
     names = set()
     try:
         for iface in client.conn.listAllInterfaces(0):
-            root = ET.fromstring(iface.XMLDesc(0))
+            root = ET.fromstring(driver.definition(iface))
             if root.get('type') == 'bridge':
                 names.add(iface.name())
     except LibvirtClientError:
@@ -65,7 +63,7 @@ def networks(client):
 def storage_pools(client):
     out = []
     for pool in client.call('cannot list storage pools', client.conn.listAllStoragePools, 0):
-        root = ET.fromstring(pool.XMLDesc(0))
+        root = ET.fromstring(driver.definition(pool))
         info = pool.info() if pool.isActive() else [0, 0, 0, 0]
         out.append({
             'name': pool.name(),
@@ -82,7 +80,7 @@ def storage_pools(client):
 def domain_facts(client, dom):
     """One domain's facts: its XML as data, plus live figures where the domain runs."""
     state, reason = client.call('cannot read the state of %s' % dom.name(), dom.state)
-    facts = parse_domain(client.call('cannot read the XML of %s' % dom.name(), dom.XMLDesc, 0))
+    facts = parse_domain(client.call('cannot read the XML of %s' % dom.name(), driver.definition, dom))
     facts['state'] = DOMAIN_STATES.get(state, 'unknown')
     facts['state_reason'] = reason
     facts['persistent'] = bool(dom.isPersistent())
@@ -98,11 +96,11 @@ def domain_facts(client, dom):
         iface['addresses'] = []
     if facts['active']:
         by_mac = {}
-        for source in ('VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE', 'VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP'):
-            if not hasattr(libvirt, source):
+        for source in ('lease', 'arp'):
+            if not driver.address_source_known(source):
                 continue
             try:
-                found = dom.interfaceAddresses(getattr(libvirt, source), 0) or {}
+                found = driver.interface_addresses(dom, source) or {}
             except LibvirtClientError:
                 continue
             for entry in found.values():

@@ -27,12 +27,11 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils import _compat
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _strategy as S
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _security as security
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, relevant_disks
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
-    _EVENTS,
     UNKNOWN_SAID,
     LibvirtClientError,
     domain_state,
-    libvirt,
     libvirtd_address as peer_address,
     read_back,
     reachable,
@@ -197,7 +196,7 @@ def read_dirty_rate(client, dom, seconds, clock=time.monotonic, sleep=time.sleep
     """The dirty rate in bytes/s of a measurement start_dirty_rate began (waiting for its end, SECONDS + 5
     at most); None if it gives none."""
     def measured():
-        stats = client.conn.domainListGetStats([dom], libvirt.VIR_DOMAIN_STATS_DIRTYRATE, 0)[0][1]
+        stats = driver.dirty_rate(client.conn, dom)
         if stats.get('dirtyrate.calc_status') == 2:
             return {'rate': int(stats.get('dirtyrate.megabytes_per_second', 0)) * S.MIB}
         return None
@@ -233,8 +232,7 @@ def _postcopy_failed(dom):
         state, reason = dom.state()[:2]
     except LibvirtClientError:
         return False
-    return state == libvirt.VIR_DOMAIN_PAUSED and \
-        reason == getattr(libvirt, 'VIR_DOMAIN_PAUSED_POSTCOPY_FAILED', 13)
+    return driver.postcopy_failed(state, reason)
 
 
 def libvirtd_address(src_uri, dest_uri):
@@ -284,7 +282,7 @@ class LiveMigration:
 
     def feature_problems(self, names):
         """Why the features NAMES (_compat.FEATURES) cannot be used here: the binding, or either libvirt."""
-        problems = [p for p in (compat.binding_problem(n, libvirt) for n in names) if p]
+        problems = [p for p in (compat.binding_problem(n, driver.libvirt) for n in names) if p]
         for side, client in (('the source', self.src), ('the destination', self.dst)):
             version = self._libvirt_version(side, client)
             if version is not None:
@@ -373,37 +371,38 @@ class LiveMigration:
 
     def flags_and_params(self, plan, storage):
         o = self.o
+        """(flags, params) of the migration, in the driver's words (a set of driver.MIGRATE_FLAGS, a dict of
+        driver.MIGRATE_PARAMS)."""
         params = {}
-        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_ABORT_ON_ERROR
+        flags = {'live', 'abort_on_error'}
         if o['p2p']:
-            flags |= libvirt.VIR_MIGRATE_PEER2PEER
+            flags.add('peer2peer')
         if o['persistent']:
-            flags |= libvirt.VIR_MIGRATE_PERSIST_DEST
+            flags.add('persist_dest')
         if plan['flags']['postcopy']:
-            flags |= libvirt.VIR_MIGRATE_POSTCOPY
+            flags.add('postcopy')
         if plan['flags']['auto_converge']:
-            flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
+            flags.add('auto_converge')
             throttle = plan.get('auto_converge') or {}
             if throttle:
-                params[libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL] = int(throttle['initial'])
-                params[libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT] = int(throttle['increment'])
+                params['auto_converge_initial'] = int(throttle['initial'])
+                params['auto_converge_increment'] = int(throttle['increment'])
         if storage['unsafe_override_for']:
-            flags |= libvirt.VIR_MIGRATE_UNSAFE
+            flags.add('unsafe')
         if (self.transport or self.decide_transport())['tls']:
-            flags |= libvirt.VIR_MIGRATE_TLS
+            flags.add('tls')
         if storage['copied']:
-            flags |= (libvirt.VIR_MIGRATE_NON_SHARED_INC if storage['copy_mode'] == 'incremental'
-                      else libvirt.VIR_MIGRATE_NON_SHARED_DISK)
-            params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = storage['copied']
+            flags.add('non_shared_inc' if storage['copy_mode'] == 'incremental' else 'non_shared_disk')
+            params['migrate_disks'] = storage['copied']
         if o['bandwidth_mibps']:
-            params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(o['bandwidth_mibps'])
+            params['bandwidth'] = int(o['bandwidth_mibps'])
         params.update(self.resume_params())
         if o['parallel_connections']:
-            flags |= libvirt.VIR_MIGRATE_PARALLEL
-            params[libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] = int(o['parallel_connections'])
+            flags.add('parallel')
+            params['parallel_connections'] = int(o['parallel_connections'])
         if o['compression']:
-            flags |= libvirt.VIR_MIGRATE_COMPRESSED
-            params[libvirt.VIR_MIGRATE_PARAM_COMPRESSION] = o['compression']
+            flags.add('compressed')
+            params['compression'] = o['compression']
         return flags, params
 
     def _call_migrate(self, dom, params, flags, what):
@@ -413,10 +412,8 @@ class LiveMigration:
 
         def call():
             try:
-                if self.o['p2p']:
-                    dom.migrateToURI3(self.o['dest_uri'], params, flags)
-                else:
-                    dom.migrate3(self.dst.conn, params, flags)
+                driver.migrate(dom, flags, params, dest_uri=self.o['dest_uri'],
+                               dest_conn=None if self.o['p2p'] else self.dst.conn)
                 outcome['ok'] = True
             except LibvirtClientError as e:
                 outcome['error'] = e.detail
@@ -442,7 +439,7 @@ class LiveMigration:
             if not thread.is_alive():
                 return 'ended'
             try:
-                processed = dom.jobStats(0).get('data_processed')
+                processed = driver.job_stats(dom).get('data_processed')
             except LibvirtClientError:
                 processed = None
             if processed is not None and processed != seen['last']:
@@ -466,9 +463,9 @@ class LiveMigration:
         """The parameters a post-copy resume needs again: the migration address and post-copy cap."""
         o, params = self.o, {}
         if o['migration_uri']:
-            params[libvirt.VIR_MIGRATE_PARAM_URI] = o['migration_uri']
+            params['uri'] = o['migration_uri']
         if o.get('postcopy_bandwidth_mibps'):
-            params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] = int(o['postcopy_bandwidth_mibps'])
+            params['bandwidth_postcopy'] = int(o['postcopy_bandwidth_mibps'])
         return params
 
     def phase(self, name, since):
@@ -529,7 +526,7 @@ class LiveMigration:
         self.result['storage'] = storage
         info = dom.info()
         ram = info[1] * 1024
-        self.started_running = info[0] == libvirt.VIR_DOMAIN_RUNNING
+        self.started_running = driver.state_name(info[0]) == 'running'
         mark = self.phase('checks_s', mark)
         dirty = read_dirty_rate(src, dom, o['dirty_rate_sample_s'], self.clock, self.sleep) if sampling else None
         mark = self.phase('dirty_rate_wait_s', mark)
@@ -560,7 +557,7 @@ class LiveMigration:
             self.result['state'] = 'planned'
             return self.result
         self.phase('planning_s', mark)
-        return self.migrate(dom, plan, storage, ram, deadline)
+        return self.watch_migration(dom, plan, storage, ram, deadline)
 
     def resume(self, dom, check_mode):
         """A post-copy migration that failed earlier (the source guest is paused, post-copy failed): resume
@@ -587,9 +584,9 @@ class LiveMigration:
 
     def _facts_disks(self, dom):
         from ansible_collections.vmmigration.libvirt.plugins.module_utils._domain import parse_domain  # pylint: disable=import-outside-toplevel
-        return parse_domain(dom.XMLDesc(0))['disks']
+        return parse_domain(driver.definition(dom))['disks']
 
-    def migrate(self, dom, plan, storage, ram, deadline):
+    def watch_migration(self, dom, plan, storage, ram, deadline):
         o = self.o
         flags, params = self.flags_and_params(plan, storage)
         ramp = S.downtime_steps(o['max_downtime_ms'], o['downtime_steps'],
@@ -602,11 +599,9 @@ class LiveMigration:
         state = {'elapsed_s': 0.0, 'iteration': 0, 'history': self.history, 'downtime_ms': 0,
                  'postcopy': False, 'final_taken': None, 'paused': False, 'postcopy_interrupted': False}
         uuid = dom.UUIDString()
-        if self.src.conn is not None and _EVENTS['started']:
+        if self.src.conn is not None and driver.events_running():
             try:
-                self.src.conn.domainEventRegisterAny(
-                    dom, libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
-                    lambda conn, d, stats, opaque: self.events.append(stats), None)
+                driver.on_job_completed(self.src.conn, dom, self.events.append)
             except LibvirtClientError:
                 pass
         self.t0 = self.clock()
@@ -625,10 +620,10 @@ class LiveMigration:
                 return True
             state['elapsed_s'] = self.clock() - self.t0
             try:
-                stats = dom.jobStats(0)
+                stats = driver.job_stats(dom)
             except LibvirtClientError:
                 stats = {}
-            if stats.get('type') in (libvirt.VIR_DOMAIN_JOB_BOUNDED, libvirt.VIR_DOMAIN_JOB_UNBOUNDED):
+            if driver.job_running(stats):
                 last.clear()
                 last.update(stats)
                 state['iteration'] = stats.get('memory_iteration')
@@ -683,7 +678,7 @@ class LiveMigration:
                 'the destination and still fetches pages from the source); do not destroy either side; libvirt '
                 'finishes it - watch it with vmmigration.libvirt.migration_job_info' % (self.name, limit), self.result)
         try:
-            dom.abortJob()
+            driver.abort_job(dom)
         except LibvirtClientError as e:
             self.note('abort', 'could not abort the job: %s' % e.detail)
         outcome['error'] = ('the migration job did not end within %d s (its completion deadline and the time '
@@ -694,12 +689,12 @@ class LiveMigration:
             return
         try:
             if action == 'set_downtime':
-                dom.migrateSetMaxDowntime(int(arg), 0)
+                driver.set_max_downtime(dom, arg)
                 state['downtime_ms'] = int(arg)
             elif action == 'postcopy':
                 state['postcopy'] = True
                 state['final_taken'] = 'postcopy'
-                dom.migrateStartPostCopy(0)
+                driver.start_postcopy(dom)
             elif action == 'pause':
                 state['final_taken'] = 'pause'
                 dom.suspend()
@@ -707,7 +702,7 @@ class LiveMigration:
             elif action == 'abort':
                 state['final_taken'] = 'abort'
                 state['abort_reason'] = reason
-                dom.abortJob()
+                driver.abort_job(dom)
             elif action == 'postcopy_pause':
                 state['postcopy_interrupted'] = True
                 state['interrupted_at'] = self.clock()
@@ -715,7 +710,7 @@ class LiveMigration:
                 if problems:
                     reason += ' - but %s: waiting for it' % '; '.join(problems)
                 else:
-                    dom.abortJobFlags(libvirt.VIR_DOMAIN_ABORT_JOB_POSTCOPY)
+                    driver.abort_job(dom, postcopy=True)
             self.note(action, reason, arg)
         except LibvirtClientError as e:
             # a switch racing the end of the migration is harmless; anything else is reported
@@ -727,10 +722,10 @@ class LiveMigration:
             if self.events:
                 return dict(self.events[-1])
             try:
-                found = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+                found = driver.job_stats(dom, completed=True)
             except LibvirtClientError:
                 return None
-            return found if found.get('type') == libvirt.VIR_DOMAIN_JOB_COMPLETED else None
+            return found if driver.job_kind(found) == 'completed' else None
         return wait_until(stats, 1.0, 0.05, self.clock, self.sleep) or {}
 
     def commit(self, dom, uuid, state, last):
@@ -778,7 +773,7 @@ class LiveMigration:
         if o['undefine_source']:
             try:
                 if dom.isPersistent() and not dom.isActive():
-                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+                    driver.undefine(dom, nvram='keep')
                     self.note('undefine_source', 'source definition removed after the commit')
             except LibvirtClientError as e:
                 # past the commit point nothing is rolled back: say where the guest is and what is left
@@ -944,12 +939,11 @@ class LiveMigration:
         if problems:
             return False, ('%s: the guest state is split between the hosts; do not destroy either side'
                            % '; '.join(problems))
-        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_POSTCOPY | libvirt.VIR_MIGRATE_POSTCOPY_RESUME
-                 | libvirt.VIR_MIGRATE_PERSIST_DEST)
+        flags = {'live', 'postcopy', 'postcopy_resume', 'persist_dest'}
         if (self.transport or {}).get('tls'):
-            flags |= libvirt.VIR_MIGRATE_TLS    # the resumed stream is encrypted like the move it resumes
+            flags.add('tls')    # the resumed stream is encrypted like the move it resumes
         if self.o['p2p']:
-            flags |= libvirt.VIR_MIGRATE_PEER2PEER
+            flags.add('peer2peer')
         params = self.resume_params()
         attempts = self.o['postcopy_recovery_attempts']
         # a connection to a destination behind a dead link hangs in TCP connect for minutes: probe first
@@ -995,8 +989,4 @@ class LiveMigration:
 
     @staticmethod
     def _flag_names(flags):
-        names = [n[len('VIR_MIGRATE_'):].lower() for n in dir(libvirt)
-                 if n.startswith('VIR_MIGRATE_') and not n.startswith('VIR_MIGRATE_PARAM')
-                 and isinstance(getattr(libvirt, n), int) and getattr(libvirt, n)
-                 and getattr(libvirt, n) & (getattr(libvirt, n) - 1) == 0 and flags & getattr(libvirt, n)]
-        return ','.join(sorted(names))
+        return ','.join(sorted(flags))

@@ -17,7 +17,8 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import xml.etree.ElementTree as ET
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _checks as C
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._facts import domain_facts, gather
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import probe_disks
 
@@ -26,10 +27,9 @@ def compare_cpu(dst_client, dom_facts, cpu_xml):
     """libvirt's hypervisor CPU comparison on the destination: (error or None, compared?)."""
     if cpu_xml is None or not dom_facts['cpu'].get('model') or dom_facts['cpu'].get('mode') != 'custom':
         return None, False
-    flags = libvirt.VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE
     try:
-        dst_client.conn.compareHypervisorCPU(None, dom_facts['arch'], dom_facts['machine'],
-                                             dom_facts['domain_type'], cpu_xml, flags)
+        driver.compare_cpu(dst_client.conn, dom_facts['arch'], dom_facts['machine'], dom_facts['domain_type'],
+                           cpu_xml)
     except LibvirtClientError as e:
         return e.detail, True
     return None, True
@@ -37,11 +37,10 @@ def compare_cpu(dst_client, dom_facts, cpu_xml):
 
 def migratable_cpu_xml(dom):
     """The domain's <cpu> element as the migration would send it (for a running domain, the live CPU)."""
-    flags = libvirt.VIR_DOMAIN_XML_MIGRATABLE
     try:
-        root = ET.fromstring(dom.XMLDesc(flags))
+        root = ET.fromstring(driver.definition(dom, migratable=True))
     except LibvirtClientError:
-        root = ET.fromstring(dom.XMLDesc(0))
+        root = ET.fromstring(driver.definition(dom))
     cpu = root.find('cpu')
     return ET.tostring(cpu, encoding='unicode') if cpu is not None else None
 

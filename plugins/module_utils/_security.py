@@ -6,7 +6,7 @@
 """Transport security: is a host set up for TLS (libvirtd and QEMU's migration), what do its
 certificates say, and will a move cross the network in the clear.
 
-A guest's memory is sent by QEMU's migration stream; libvirt encrypts it with TLS (VIR_MIGRATE_TLS)
+A guest's memory is sent by QEMU's migration stream; libvirt encrypts it with TLS (the driver's 'tls' migration flag)
 when both QEMUs have x509 material in the directory qemu.conf names. Disk copies of a cold move travel
 over the libvirt connections instead, so for them the connection's transport decides.
 

@@ -30,7 +30,8 @@ import socket
 import uuid
 import xml.etree.ElementTree as ET
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, libvirt
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
 
 DEFAULT_PORTS = {'nbd': 10809, 'iscsi': 3260, 'rbd': 6789, 'gluster': 24007, 'sheepdog': 7000, 'http': 80,
                  'https': 443, 'ftp': 21, 'ssh': 22, 'vxhs': 9999, 'nfs': 2049}
@@ -43,7 +44,7 @@ def finding(target, disk, state, method, reason):
 
 
 def _pool_path(pool):
-    return ET.fromstring(pool.XMLDesc(0)).findtext('./target/path')
+    return ET.fromstring(driver.definition(pool)).findtext('./target/path')
 
 
 def pool_for_dir(client, path, create=True, build=False):
@@ -60,8 +61,7 @@ def pool_for_dir(client, path, create=True, build=False):
         return None, False
     xml = ("<pool type='dir'><name>%s%s</name><target><path>%s</path></target></pool>"
            % (MARKER_PREFIX, uuid.uuid4().hex[:12], path))
-    flags = libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD if build else 0
-    return client.conn.storagePoolCreateXML(xml, flags), True
+    return driver.pool_create(client.conn, xml, build), True
 
 
 class _Dir:

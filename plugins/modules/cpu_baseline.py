@@ -136,17 +136,14 @@ stranded:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _cpu as C
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     CONNECTION_ARGSPEC,
     LibvirtClientError,
-    libvirt,
     libvirt_session,
     require_libvirt,
     start_event_loop,
 )
-
-VIR_DOMAIN_XML_SECURE = 1
-VIR_DOMAIN_XML_INACTIVE = 2
 
 
 def caller(client, host):
@@ -157,7 +154,7 @@ def caller(client, host):
             return client.call('cannot baseline the CPUs on %s' % host['name'], client.conn.baselineHypervisorCPU,
                                host['emulator'], host['arch'], host['machine'], host['virttype'], xmls, flags)
         except LibvirtClientError as e:
-            if e.code != libvirt.VIR_ERR_NO_SUPPORT:
+            if not driver.is_error(e, 'no_support'):
                 raise
         return client.call('cannot baseline the CPUs on %s' % host['name'], client.conn.baselineCPU, xmls,
                            flags & ~C.MIGRATABLE)
@@ -173,7 +170,7 @@ def comparer(client, host):
                         host['emulator'], host['arch'], host['machine'], host['virttype'], xml,
                         C.COMPARE_FAIL_INCOMPATIBLE)
         except LibvirtClientError as e:
-            if e.code != libvirt.VIR_ERR_NO_SUPPORT:
+            if not driver.is_error(e, 'no_support'):
                 raise
     return compare
 
@@ -209,7 +206,7 @@ def main():
                     continue
                 seen.add(name)
                 active = bool(dom.isActive())
-                listing.append((n, dom, name, active, dom.XMLDesc(0 if active else VIR_DOMAIN_XML_INACTIVE)))
+                listing.append((n, dom, name, active, driver.definition(dom, inactive=not active)))
         virt_type = p['virt_type'] or C.domain_type([x[4] for x in listing])
         offers = {}
         for h in p['hosts']:
@@ -251,7 +248,7 @@ def main():
             # (before anything is changed)
             module.fail_json(msg='no domain of that name on the hosts: %s' % ', '.join(sorted(set(missing))), **result)
         for entry, c, dom in to_set:
-            xml = dom.XMLDesc(VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE)
+            xml = driver.definition(dom, inactive=True, secure=True)
             if C.same_cpu(C.vm_cpu(xml), base):
                 continue
             new_xml, old, new = C.with_baseline_cpu(xml, base)

@@ -83,10 +83,10 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     CONNECTION_ARGSPEC,
     LibvirtClientError,
-    libvirt,
     libvirt_session,
     require_libvirt,
     start_event_loop,
@@ -116,11 +116,11 @@ def main():
         client = cache.get(p['uri'])
         dom = client.lookup(p['domain'])
         if dom is not None:
-            stats = client.call('cannot read the job of %s' % p['domain'], dom.jobStats, 0)
-            if stats.get('type') not in (libvirt.VIR_DOMAIN_JOB_BOUNDED, libvirt.VIR_DOMAIN_JOB_UNBOUNDED):
+            stats = client.call('cannot read the job of %s' % p['domain'], driver.job_stats, dom)
+            if not driver.job_running(stats):
                 completed = True
                 try:
-                    stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+                    stats = driver.job_stats(dom, completed=True)
                 except LibvirtClientError:
                     stats = {}
         elif not p['status_file']:

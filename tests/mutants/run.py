@@ -44,7 +44,7 @@ MUTANTS = {
         'a failed post-copy is destroyed on the source instead of resumed'),
     'postcopy-aborted-not-resumed': (MU + '_migration.py', [
         ("            self.result['state'] = 'postcopy_failed'\n            recovered, how = self._recover_postcopy(dom)",
-         "            self.result['state'] = 'postcopy_failed'\n            dom.abortJob()\n"
+         "            self.result['state'] = 'postcopy_failed'\n            driver.abort_job(dom)\n"
          "            recovered, how = False, 'aborted'")],
         'a failed post-copy is aborted instead of resumed'),
     'source-resumed-without-asking-destination': (MU + '_migration.py', [
@@ -94,6 +94,11 @@ MUTANTS = {
         ("        self.commit(dom, uuid, dict(state, paused=state['paused'] or self.started_running), {})",
          "        self.commit(dom, uuid, dict(state, paused=True), {})")],
         'a move committed after its reply was lost resumes a guest its owner had paused'),
+    'driver-takes-no-answer-for-no-domain': (MU + '_driver.py', [
+        ("        if is_error(e, kind):\n            return None\n        raise",
+         "        return None")],
+        'the typed driver answers "no such domain" when the host did not answer at all (a lookup that failed on '
+        'a lost connection), so a read-back takes an unreachable destination for one without the guest'),
     'paused-destination-left-after-lost-pause-reply': (MU + '_migration.py', [
         ("        if dst_state == 'paused' and (state['paused'] or state.get('final_taken') == 'pause'):",
          "        if dst_state == 'paused' and state['paused']:")],

@@ -80,7 +80,7 @@ def call_site(depth=2):
     frames = []
     while f is not None and len(frames) < 2:
         name = f.f_code.co_filename
-        if _OURS in name and not name.endswith('_client.py'):
+        if _OURS in name and not name.endswith(('_client.py', '_driver.py')):
             frames.append('%s:%d' % (os.path.basename(name), f.f_lineno))
         f = f.f_back
     return '<'.join(frames) or 'test'

@@ -35,7 +35,7 @@ def test_libvirt_errors_become_one_readable_error():
     with pytest.raises(C.LibvirtClientError) as err:
         client.call("cannot look up nothing", client.conn.lookupByName, "nothing-here")
     assert err.value.msg.startswith("cannot look up nothing: ")
-    assert err.value.code == C.libvirt.VIR_ERR_NO_DOMAIN
+    assert err.value.code == C.driver.libvirt.VIR_ERR_NO_DOMAIN
     assert err.value.transient is False
 
 
@@ -50,9 +50,9 @@ def test_unreachable_host_fails_clearly_after_retries():
 
 
 def test_transient_codes():
-    assert C.is_transient(C.libvirt.VIR_ERR_SYSTEM_ERROR)
-    assert C.is_transient(C.libvirt.VIR_ERR_OPERATION_TIMEOUT)
-    assert not C.is_transient(C.libvirt.VIR_ERR_OPERATION_INVALID)
+    assert C.is_transient(C.driver.libvirt.VIR_ERR_SYSTEM_ERROR)
+    assert C.is_transient(C.driver.libvirt.VIR_ERR_OPERATION_TIMEOUT)
+    assert not C.is_transient(C.driver.libvirt.VIR_ERR_OPERATION_INVALID)
     assert not C.is_transient(None)
 
 
@@ -77,16 +77,16 @@ def test_every_object_the_driver_hands_out_raises_only_its_error():
     LibvirtClientError (saying which call on what failed), never the binding's libvirtError."""
     client = C.LibvirtClient("test:///default")
     dom = client.conn.lookupByName("test")
-    assert isinstance(dom, C.Driven) and isinstance(dom.raw, C.libvirt.virDomain)
+    assert isinstance(dom, C.Driven) and isinstance(dom.raw, C.driver.libvirt.virDomain)
     assert all(isinstance(d, C.Driven) for d in client.conn.listAllDomains(0))
     with pytest.raises(C.LibvirtClientError) as err:
         dom.undefineFlags(1 << 30)          # flags libvirt refuses
-    assert not isinstance(err.value, C.libvirt.libvirtError)
+    assert not isinstance(err.value, C.driver.libvirt.libvirtError)
     assert err.value.msg.startswith("undefineFlags failed (domain test on test:///default): ")
     assert err.value.code is not None and err.value.detail in err.value.msg
     with pytest.raises(C.LibvirtClientError) as err:
         client.conn.lookupByName("nothing-here")
-    assert err.value.code == C.error_code("VIR_ERR_NO_DOMAIN")
+    assert err.value.code == C.driver.error_code("no_domain")
     assert err.value.msg.startswith("lookupByName failed (libvirt at test:///default): ")
     pool = client.conn.listAllStoragePools(0)[0]
     assert isinstance(pool, C.Driven)

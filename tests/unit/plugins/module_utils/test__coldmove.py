@@ -78,7 +78,7 @@ class FakeVol:
         return 0
 
 
-@pytest.mark.skipif(CM.libvirt is None, reason="libvirt-python not installed")
+@pytest.mark.skipif(CM.driver.libvirt is None, reason="libvirt-python not installed")
 def test_a_download_past_its_deadline_is_aborted_half_way(tmp_path):
     clock = Clock()
     stream = FakeStream([b'x' * 10] * 10, clock, 1.0)
@@ -92,7 +92,7 @@ def test_a_download_past_its_deadline_is_aborted_half_way(tmp_path):
     assert os.path.getsize(str(tmp_path / 'copy')) == 40    # four chunks arrived before the deadline
 
 
-@pytest.mark.skipif(CM.libvirt is None, reason="libvirt-python not installed")
+@pytest.mark.skipif(CM.driver.libvirt is None, reason="libvirt-python not installed")
 def test_a_download_within_its_deadline_finishes():
     clock = Clock()
     stream = FakeStream([b'ab', b'cd'], clock, 1.0)

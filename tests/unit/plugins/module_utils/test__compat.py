@@ -5,7 +5,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils import _compat
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as migrate
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
 
-libvirt = migrate.libvirt
+libvirt = migrate.driver.libvirt
 
 
 def test_versions_in_every_form():
@@ -147,7 +147,7 @@ def test_tls_between_ready_hosts_and_plaintext_only_when_allowed():
     assert not t["tls"] and not t["refused"]
     flags, _p = m.flags_and_params({"flags": {"postcopy": False, "auto_converge": False}},
                                    {"copied": [], "unsafe_override_for": []})
-    assert not flags & migrate.libvirt.VIR_MIGRATE_TLS
+    assert "tls" not in flags and not migrate.driver.migrate_flags(flags) & migrate.driver.libvirt.VIR_MIGRATE_TLS
 
 
 @pytest.mark.parametrize("check_mode", [True, False])

@@ -45,7 +45,7 @@ class FakeDom:
     def migrateToURI3(self, uri, params, flags):  # noqa: N802 (libvirt's name)
         self.calls.append((uri, dict(params), flags))
         if len(self.calls) <= self.failures:
-            raise migrate.libvirt.libvirtError("migration is not in post-copy failed state on the destination")
+            raise migrate.driver.libvirt.libvirtError("migration is not in post-copy failed state on the destination")
 
     def jobStats(self, flags):  # noqa: N802
         return {"data_processed": len(self.calls)}
@@ -66,9 +66,9 @@ def test_postcopy_resume_retries_with_growing_waits_and_the_same_address():
     assert sleeps == [2, 4, 8] and len(dom.calls) == 4
     uri, params_, flags = dom.calls[-1]
     assert uri == "qemu+tcp://h2/system"
-    assert params_ == {migrate.libvirt.VIR_MIGRATE_PARAM_URI: "tcp://198.18.0.12",
-                       migrate.libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY: 8}
-    assert flags & migrate.libvirt.VIR_MIGRATE_POSTCOPY_RESUME and flags & migrate.libvirt.VIR_MIGRATE_POSTCOPY
+    assert params_ == {migrate.driver.libvirt.VIR_MIGRATE_PARAM_URI: "tcp://198.18.0.12",
+                       migrate.driver.libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY: 8}
+    assert flags & migrate.driver.libvirt.VIR_MIGRATE_POSTCOPY_RESUME and flags & migrate.driver.libvirt.VIR_MIGRATE_POSTCOPY
     assert [d["action"] for d in m.decisions] == ["postcopy_resume"] * 4
     assert "recovery 4 succeeded" in m.decisions[-1]["reason"]
 
@@ -128,10 +128,15 @@ def test_postcopy_cap_and_address_reach_libvirt():
                               hosts_security={"source": None, "dest": None})
     flags, p = m.flags_and_params({"flags": {"postcopy": True, "auto_converge": False}},
                                   {"copied": [], "unsafe_override_for": []})
-    L = migrate.libvirt
-    assert p == {L.VIR_MIGRATE_PARAM_BANDWIDTH: 32, L.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY: 8,
-                 L.VIR_MIGRATE_PARAM_URI: "tcp://198.18.0.12"}
-    assert flags & L.VIR_MIGRATE_POSTCOPY and flags & L.VIR_MIGRATE_TLS and flags & L.VIR_MIGRATE_PEER2PEER
+    assert p == {"bandwidth": 32, "bandwidth_postcopy": 8, "uri": "tcp://198.18.0.12"}
+    assert {"postcopy", "tls", "peer2peer"} <= flags
+    # and in the binding's own terms, as the driver hands them to libvirt
+    L = migrate.driver.libvirt
+    assert migrate.driver.migrate_params(p) == {L.VIR_MIGRATE_PARAM_BANDWIDTH: 32, L.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY: 8,
+                                                L.VIR_MIGRATE_PARAM_URI: "tcp://198.18.0.12"}
+    bits = migrate.driver.migrate_flags(flags)
+    assert bits & L.VIR_MIGRATE_POSTCOPY and bits & L.VIR_MIGRATE_TLS and bits & L.VIR_MIGRATE_PEER2PEER
+    assert not bits & L.VIR_MIGRATE_UNSAFE and not bits & L.VIR_MIGRATE_NON_SHARED_DISK
 
 
 def test_auto_converge_throttle_reaches_libvirt():
@@ -139,12 +144,13 @@ def test_auto_converge_throttle_reaches_libvirt():
     flags, p = m.flags_and_params({"flags": {"postcopy": False, "auto_converge": True},
                                    "auto_converge": {"initial": 73, "increment": 20}},
                                   {"copied": [], "unsafe_override_for": []})
-    L = migrate.libvirt
-    assert flags & L.VIR_MIGRATE_AUTO_CONVERGE
-    assert p[L.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL] == 73 and p[L.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT] == 20
+    L = migrate.driver.libvirt
+    assert "auto_converge" in flags and migrate.driver.migrate_flags(flags) & L.VIR_MIGRATE_AUTO_CONVERGE
+    typed = migrate.driver.migrate_params(p)
+    assert typed[L.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL] == 73 and typed[L.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT] == 20
     flags, p = m.flags_and_params({"flags": {"postcopy": False, "auto_converge": False}},
                                   {"copied": [], "unsafe_override_for": []})
-    assert not flags & L.VIR_MIGRATE_AUTO_CONVERGE and L.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL not in p
+    assert "auto_converge" not in flags and "auto_converge_initial" not in p
 
 
 def test_migration_uri_scheme_host_and_port():
@@ -186,7 +192,7 @@ def test_a_migration_uri_that_does_not_parse_is_a_problem_not_a_traceback():
 
 def test_a_postcopy_recovery_asks_for_tls_like_the_move():
     m, dom, _outcome, _sleeps = recovery(0)
-    assert not dom.calls[0][2] & migrate.libvirt.VIR_MIGRATE_TLS
+    assert not dom.calls[0][2] & migrate.driver.libvirt.VIR_MIGRATE_TLS
     sleeps = []
     m = migrate.LiveMigration(type("Client", (), {"uri": "qemu+tcp://h1/system"})(), None, "g", params(),
                               clock=lambda: 100.0, sleep=sleeps.append, hosts_security={"source": None, "dest": None})
@@ -194,4 +200,4 @@ def test_a_postcopy_recovery_asks_for_tls_like_the_move():
     m.t0 = 90.0
     dom = FakeDom(0)
     m._recover_postcopy(dom)  # pylint: disable=protected-access
-    assert dom.calls[0][2] & migrate.libvirt.VIR_MIGRATE_TLS
+    assert dom.calls[0][2] & migrate.driver.libvirt.VIR_MIGRATE_TLS

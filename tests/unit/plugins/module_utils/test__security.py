@@ -181,7 +181,7 @@ def test_listening_ports_reads_proc(tmp_path):
 
 def test_a_client_shows_its_uri_without_the_password():
     from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as C
-    if C.libvirt is None:
+    if C.driver.libvirt is None:
         pytest.fail('libvirt-python is part of the test requirements')
     c = C.LibvirtClient('qemu+tcp://vmm:planted-secret@h2/system')
     assert c.uri == 'qemu+tcp://vmm:***@h2/system'

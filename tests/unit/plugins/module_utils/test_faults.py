@@ -326,19 +326,46 @@ def sweep(name, make, run, check, tmp_path, first_only=False, bound=None, clean_
     return set(s.split('@')[0].split(':')[0].split('.')[-1] for _h, s in sites)
 
 
+def _attributes(tree):
+    """Names called as attributes in TREE, and attributes passed without a call (client.call(what, conn.listAllDomains, 0)),
+    except the typed driver's functions (driver.X(...)), listed apart."""
+    called, through = set(), set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
+            if isinstance(n.func.value, ast.Name) and n.func.value.id == 'driver':
+                through.add(n.func.attr)
+            else:
+                called.add(n.func.attr)
+            called |= set(a.attr for a in n.args if isinstance(a, ast.Attribute)
+                          and not (isinstance(a.value, ast.Name) and a.value.id == 'driver'))
+            through |= set(a.attr for a in n.args if isinstance(a, ast.Attribute)
+                           and isinstance(a.value, ast.Name) and a.value.id == 'driver')
+    return called, through
+
+
 def engine_methods(module):
     """The libvirt methods a module of ours calls on the driver's objects (every name called as an
-    attribute that the binding's connection, domain, pool, volume or stream classes define)."""
+    attribute that the binding's connection, domain, pool, volume or stream classes define), directly or
+    through a function of the typed driver (whose own calls of the binding are read from its source)."""
     import libvirt
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as D
     api = set()
     for cls in (libvirt.virConnect, libvirt.virDomain, libvirt.virStoragePool, libvirt.virStorageVol,
                 libvirt.virStream):
         api |= set(n for n in dir(cls) if not n.startswith('_'))
-    tree = ast.parse(open(module.__file__).read())
-    called = set(n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute))
-    # methods passed without a call (client.call(what, conn.listAllDomains, 0))
-    passed = set(a.attr for n in ast.walk(tree) if isinstance(n, ast.Call) for a in n.args if isinstance(a, ast.Attribute))
-    return (called | passed) & api
+    functions = dict((f.name, f) for f in ast.parse(open(D.__file__).read()).body if isinstance(f, ast.FunctionDef))
+
+    def binding_calls(fn, seen):
+        called, through = _attributes(functions[fn])
+        inner = set(n.func.id for n in ast.walk(functions[fn]) if isinstance(n, ast.Call)
+                    and isinstance(n.func, ast.Name) and n.func.id in functions and n.func.id not in seen)
+        for f in through | inner:
+            called |= binding_calls(f, seen | {fn})
+        return called & api
+    called, through = _attributes(ast.parse(open(module.__file__).read()))
+    for fn in through & set(functions):
+        called |= binding_calls(fn, set())
+    return called & api
 
 
 # Calls an engine makes that these scenarios cannot reach, and why (each is lab-tested).
