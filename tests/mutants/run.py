@@ -99,6 +99,14 @@ MUTANTS = {
          "        return None")],
         'the typed driver answers "no such domain" when the host did not answer at all (a lookup that failed on '
         'a lost connection), so a read-back takes an unreachable destination for one without the guest'),
+    'nvram-left-behind': (MU + '_coldmove.py', [
+        ("            if not shared:\n                files.append({'kind': 'nvram'",
+         "            if False:\n                files.append({'kind': 'nvram'")],
+        'a cold move leaves the UEFI NVRAM behind: the guest boots on the destination without its own variables'),
+    'shutdown-said-without-waiting': (MU + '_evacuation.py', [
+        ("            if wait_until(lambda: not dom.isActive(), timeout, 0.5, self.clock, self.sleep):",
+         "            if True:")],
+        'the shutdown policy reports a VM shut down without waiting for it to stop'),
     'paused-destination-left-after-lost-pause-reply': (MU + '_migration.py', [
         ("        if dst_state == 'paused' and (state['paused'] or state.get('final_taken') == 'pause'):",
          "        if dst_state == 'paused' and state['paused']:")],

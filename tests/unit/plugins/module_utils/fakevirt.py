@@ -248,13 +248,26 @@ class World:
         return sorted(h for h, st in self.where(name).items() if st == RUNNING)
 
     def check_disks(self, host, dom):
-        """A guest that starts (or arrives) on HOST runs from its disks there: each must hold its own bytes."""
-        for path in disk_paths(dom.xml):
+        """A guest that starts (or arrives) on HOST runs from its disks there - and its NVRAM and TPM state:
+        each must hold its own bytes."""
+        for path in disk_paths(dom.xml) + nvram_paths(dom.xml) + tpm_paths(self, dom.uuid):
             want = self.truth.get(path)
             have = self.hosts[host].files.get(path)
             if want is not None and have != want:
                 self.violations.append('%s started on %s from %s, which does not hold its disk (%s)' % (
                     dom.name, host, path, 'missing' if have is None else '%d other bytes' % len(have)))
+
+
+SWTPM = '/var/lib/libvirt/swtpm'
+
+
+def nvram_paths(xml):
+    return [n.text for n in ET.fromstring(xml).findall('./os/nvram') if n.text]
+
+
+def tpm_paths(world, uuid):
+    """The guest's TPM state files (libvirt keeps them per domain UUID): those the world knows its bytes of."""
+    return sorted(p for p in world.truth if p.startswith('%s/%s/' % (SWTPM, uuid)))
 
 
 def disk_paths(xml):
@@ -467,19 +480,28 @@ class FakeDomain(libvirt.virDomain):
     def resume(self):
         return self._set('resume', RUNNING, what='resume')
 
-    def undefineFlags(self, flags=0):  # pylint: disable=invalid-name,unused-argument
-        return self._undefine('undefineFlags')
+    def undefineFlags(self, flags=0):  # pylint: disable=invalid-name
+        return self._undefine('undefineFlags', flags)
 
     def undefine(self):
-        return self._undefine('undefine')
+        return self._undefine('undefine', 0)
 
-    def _undefine(self, site):
+    def _undefine(self, site, flags):
+        """As libvirt: the definition goes (a running guest becomes transient); with UNDEFINE_NVRAM its NVRAM
+        file goes too, and an emulated TPM's state always goes with the definition (libvirt's default)."""
         d = self._d(site)
         with self.w.lock:
             if d.active:
                 d.persistent = False
             else:
                 del self.w.hosts[self.h].doms[self._name]
+                files = self.w.hosts[self.h].files
+                gone = [p for p in tpm_paths(self.w, d.uuid) if p in files]
+                if flags & libvirt.VIR_DOMAIN_UNDEFINE_NVRAM:
+                    gone += [p for p in nvram_paths(d.xml) if p in files]
+                for path in gone:
+                    del files[path]
+                    self.w.events.append(('delete_volume', self.h, path, self.w.copies_of(path)))
             self.w.event('undefine', self.h, self._name)
         return 0
 

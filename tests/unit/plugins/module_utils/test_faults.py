@@ -1,4 +1,6 @@
-"""The never-two, never-none invariants at every libvirt call of the live engine, the cold engine and the drain.
+"""The never-two, never-none invariants at every libvirt call of the live engine, the cold engine (a disk, and
+UEFI NVRAM with TPM state) and the drain (live moves, an approved plan, a cold move, the shutdown policy, and
+the return journey of rollback=true).
 
 Each scenario runs once on the fake libvirt (fakevirt) to learn its call sites (a site is a place in our
 code, not a method name); then once per occurrence of every site with each fault kind that means something
@@ -7,7 +9,7 @@ a hang that libvirt's keepalive ends, the effect applied and its reply lost, a d
 arrival, a corrupted copy - and, for the calls only a failure reaches (rollback, recovery), once more with
 a second failure there (counted only when both fired). After every run the model is read:
   * the VM is never running on two hosts (a post-copy split is the one exception: paused on both, and
-    reported as such), and never lost: defined somewhere, with its own disk;
+    reported as such), and never lost: defined somewhere, with its own disk (and NVRAM and TPM state);
   * with a single failure it runs on exactly one host - the one the result says - or the result says why
     not and what to check before starting either side;
   * it never starts from a disk that does not hold its own bytes (fakevirt.World.violations);
@@ -123,12 +125,13 @@ def run_cold(w, tmp_path, **kw):
         return getattr(e, 'result', None) or {}, e, engine
 
 
-def run_drain(w, tmp_path, plan=None, policy='skip', timeout_s=3600, names=None):
+def run_drain(w, tmp_path, plan=None, policy='skip', timeout_s=3600, names=None, rollback=False):
     p = {'uri': F.uri('h1'), 'destinations': [{'name': 'h2', 'uri': F.uri('h2')}, {'name': 'h3', 'uri': F.uri('h3')}],
          'domains': list(names) if names else None, 'headroom_mib': 0, 'anti_affinity': {}, 'pinned': {},
          'rate_mibps': 1000, 'max_outbound': 2, 'max_inbound': 1, 'max_total': 4, 'non_live_policy': policy,
          'per_vm_timeout_s': 600, 'timeout_s': timeout_s, 'stop_on_failure': False, 'announce': False, 'journal': str(tmp_path / 'journal'),
-         'status_file': str(tmp_path / 'status'), 'source_name': 'h1', 'rollback': False, 'return_uri': None,
+         'status_file': str(tmp_path / 'status'), 'source_name': 'h1', 'rollback': rollback,
+         'return_uri': F.uri('h1') if rollback else None,
          'migrate_options': {'poll_interval': 0.001, 'dirty_rate_sample_s': 0}, 'cold_options': {}, 'plan': plan}
     ev = E.Evacuation(F.FakeCache(w), p, lambda: F.FakeCache(w), clock=w.clock, sleep=w.clock.sleep)
     ev._source_security = None  # pylint: disable=protected-access
@@ -144,13 +147,13 @@ def model_invariants(w, names, label, src='h1'):
     """What the world itself says, whatever the engine reported."""
     assert not w.violations, '%s: %s' % (label, '; '.join(w.violations))
     for what, host, name, after in w.events:
-        if what == 'undefine' and host == src and name in names and src not in after:
+        if what == 'undefine' and (src is None or host == src) and name in names and host not in after:
             # the source definition went: another host must hold the guest (running, if it ran)
             want = (F.RUNNING,) if w.initially_running else (F.RUNNING, F.PAUSED, F.SHUTOFF)
             assert any(st in want for h, st in after.items() if h != src), \
                 '%s: the source definition of %s went while %s' % (label, name, after or 'no host had it')
-        if what == 'delete_volume' and host == src and name in w.truth:
-            assert any(ok for h, ok in after.items() if h != src), \
+        if what == 'delete_volume' and (src is None or host == src) and name in w.truth:
+            assert any(ok for h, ok in after.items() if h != host), \
                 '%s: the source disk %s went while no other host held a good copy (%s)' % (label, name, after)
 
 
@@ -223,8 +226,9 @@ def cold_invariants(w, result, err, engine, single, label):
     assert where, '%s: the VM is defined nowhere' % label
     assert len(running) <= 1, '%s: running on %s' % (label, running)
     model_invariants(w, ('vm1',), label)
-    # never lost: wherever it is defined, its own disk is there
-    assert any(w.hosts[h].files.get(DISK) == w.truth[DISK] for h in where), (label, where, w.events)
+    # never lost: wherever it is defined, its own disk is there (and its NVRAM and TPM state, where it has them)
+    assert any(all(w.hosts[h].files.get(path) == data for path, data in w.truth.items()) for h in where), \
+        (label, where, w.events)
     if single and not source_lost_and_said(w, err, where) and not unknown_and_said(err, result):
         assert len(running) == 1, '%s: running on %s (%s) - %s: %s' % (
             label, running, where, state, err and err.msg)
@@ -242,27 +246,49 @@ def cold_invariants(w, result, err, engine, single, label):
 
 def drain_invariants(w, result, err, ev, single, label, names=('vm1', 'vm2')):
     journal = E.read_journal(ev.p['journal'])
-    ends = dict((e['vm'], e['result']) for e in journal if e.get('event') == 'end')
-    starts = [e['vm'] for e in journal if e.get('event') == 'start']
+    back = bool(ev.p.get('rollback'))
+    ends = dict((e['vm'], e['result']) for e in journal if e.get('event') == 'end' and bool(e.get('rollback')) == back)
+    starts = [e['vm'] for e in journal if e.get('event') == 'start' and bool(e.get('rollback')) == back]
+    stopped = dict((e['vm'], e['result']) for e in journal if e.get('event') == 'shutdown')
+    away = dict((e['vm'], e['result'].get('destination')) for e in journal if e.get('event') == 'end'
+                and not e.get('rollback'))
     # the drain never returns while a move runs: every move it started has ended in the journal
     assert sorted(starts) == sorted(ends), '%s: started %s, ended %s' % (label, starts, sorted(ends))
-    model_invariants(w, names, label)
+    model_invariants(w, names, label, src=None if back else 'h1')
     for name in names:
         where, running = w.where(name), w.running(name)
         assert where, '%s: %s is defined nowhere' % (label, name)
         assert len(running) <= 1, '%s: %s runs on %s' % (label, name, running)
         end = ends.get(name)
         crashed = any(e[0] == 'crashed' and e[2] == name for e in w.events)
-        if single and not (end and (end['state'] == 'unknown' or crashed and end['state'] == 'destination_not_running')):
+        if name in stopped:
+            # the shutdown policy: stopped on this host (defined there with its disk), or still running here
+            # when the drain says the shutdown failed - never running anywhere else
+            assert 'h1' in where and running in ([], ['h1']), (label, name, where)
+            if not stopped[name].startswith('shutdown failed'):
+                assert running == [], '%s: %s said %r but runs on %s' % (label, name, stopped[name], running)
+            continue
+        # a cold move whose source went away after the guest was shut down: stopped there, and said so
+        stranded = (end and end['state'] == 'stopped_on_source' and 'h1' in w.dropped and where == {'h1': F.SHUTOFF}
+                    and 'virsh start %s' % name in (end.get('error') or ''))
+        if single and not stranded and not (end and (end['state'] == 'unknown' or crashed and end['state'] == 'destination_not_running')):
             assert len(running) == 1, '%s: %s runs on %s (%s)' % (label, name, running, end)
+        if back and end and end['state'] in E.OK_STATES and not end.get('error'):
+            assert running == ['h1'], '%s: %s came back, it said (%s), but runs on %s' % (label, name, end, running)
         if end and end['state'] == 'migrated' and not end.get('error'):
             assert running == [end['destination']], (label, name, end, where)
         if end and end['state'] == 'rolled_back':
-            assert running == ['h1'], (label, name, end, where)
+            # (a move back that is rolled back leaves the guest where the drain had taken it)
+            origin = away[name] if back else 'h1'
+            assert running == [origin], (label, name, end, where)
     if err is None and result['state'] == 'unverified':
         assert 'cannot list the domains' in result['unverified_because'], label
         told = set(r['name'] for r in result['results']) | set(x['name'] for x in result['left'])
         assert told == set(names), (label, told)
+    elif err is None and back:
+        came = sorted(r['name'] for r in result['results'] if not r['error'])
+        assert result['state'] == ('rolled_back' if came else 'nothing_moved'), (label, result['state'])
+        assert all(w.running(n) == ['h1'] for n in came), (label, came)
     elif err is None:
         # (a paused QEMU still holds the guest on the host: the host is not drained)
         still = sorted(n for n in names if w.where(n).get('h1') in (F.RUNNING, F.PAUSED))
@@ -374,14 +400,13 @@ NOT_REACHED = {
                               "completed_stats falls back to jobStats)",
     'abortJobFlags': 'interrupting a post-copy whose link died: the lab cuts the link (test_faults)',
     'storagePoolLookupByName': 'a volume disk or dest_pool (lab: test_cold)',
-    'listAllVolumes': 'TPM state (lab: the TPM tests)',
+    'listAllVolumes': 'TPM state: swept by test_cold_move_of_nvram_and_tpm_at_every_failure_point (lab: the TPM tests)',
     'name': 'not a call to libvirt (the binding keeps the name)',
     'path': "a disk of type volume: its pool's path (lab: test_cold)",
     # names the binding has too, but the engines call on their own objects, not on libvirt's
-    'migrate': 'LiveMigration.migrate, the engine itself',
     'reset': 'LibvirtClient.reset (a new connection)',
     'rename': 'os.rename of the status file',
-    'shutdown': 'the drain policy\'s shutdown (only with non_live_policy=shutdown; lab: test_evacuation)',
+    'shutdown': 'the drain policy\'s shutdown: swept by test_drain_cold_moves_and_shutdown_policy_at_every_failure_point',
     'close': 'closing connections',
     'refresh': 'a storage pool the host already had over the directory (lab)',
 }
@@ -467,6 +492,37 @@ def test_cold_engine_at_every_failure_point(tmp_path):
     assert not missing, 'libvirt calls of the cold engine never made to fail: %s' % sorted(missing)
 
 
+NVRAM = '/var/lib/libvirt/qemu/nvram/vm1_VARS.fd'
+
+
+def firmware_world():
+    """vm1 boots UEFI (its NVRAM file on h1) and has an emulated TPM 2.0 with state (on h1): a cold move
+    copies both with its disk, and the guest must never start from a copy that is not its own."""
+    w = local_world()
+    d = w.hosts['h1'].doms['vm1']
+    d.xml = d.xml.replace("hvm</type>", "hvm</type><loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.fd"
+                          "</loader><nvram>%s</nvram>" % NVRAM).replace(
+        "</devices>", "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm></devices>")
+    tpm = '%s/%s/tpm2/tpm2-00.permall' % (F.SWTPM, d.uuid)
+    for path, data in ((NVRAM, os.urandom(2048)), (tpm, os.urandom(1024))):
+        w.hosts['h1'].files[path] = w.truth[path] = data
+    return w
+
+
+def test_cold_move_of_nvram_and_tpm_at_every_failure_point(tmp_path):
+    w = firmware_world()
+    result, err, _engine = run_cold(w, tmp_path)
+    assert err is None and result['state'] == 'migrated', err
+    assert sorted(f['kind'] for f in result['copied']) == ['disk', 'nvram', 'tpm'] and all(f['verified'] for f in result['copied'])
+    assert all(w.hosts['h2'].files.get(p) == data for p, data in w.truth.items())
+    # the source's copies go once the destination runs the guest from verified copies
+    assert not any(p in w.hosts['h1'].files for p in w.truth)
+    sites = sweep('cold, UEFI NVRAM and TPM state', firmware_world, lambda w: run_cold(w, tmp_path), cold_invariants,
+                  tmp_path, first_only=True, bound=400)
+    _print_coverage('cold, UEFI')
+    assert {'listAllVolumes', 'undefineFlags'} <= sites, sorted(sites)
+
+
 def test_drain_at_every_failure_point(tmp_path, monkeypatch):
     monkeypatch.setattr(E, 'check_domains', checks_pass('shared'))
     counter = {'n': 0}
@@ -495,6 +551,83 @@ def test_drain_at_every_failure_point(tmp_path, monkeypatch):
     _print_coverage('drain')
     missing = engine_methods(E) - sites - set(NOT_REACHED)
     assert not missing, 'libvirt calls of the drain never made to fail: %s' % sorted(missing)
+
+
+def checks_one_cold(storage_verdict='shared'):
+    """vm2 cannot move live (a check fails for live moves only): only a cold move takes it."""
+    live = checks_pass(storage_verdict)
+
+    def check_domains(src, dst, names, **kw):
+        report = live(src, dst, names, **kw)
+        for r in report['domains']:
+            if r['name'] == 'vm2':
+                r['checks'] = [{'check': 'blockers', 'status': 'fail', 'blocks': 'live',
+                                'reason': 'a host device is passed through'}]
+        return report
+    return check_domains
+
+
+def test_drain_cold_moves_and_shutdown_policy_at_every_failure_point(tmp_path, monkeypatch):
+    """The drain's other moves: a VM only a cold move takes, moved cold (non_live_policy=cold) or shut down on
+    the host (non_live_policy=shutdown), beside a live move."""
+    monkeypatch.setattr(E, 'check_domains', checks_one_cold())
+    monkeypatch.setattr(CM, 'check_domains', checks_pass('shared'))
+    counter = {'n': 0}
+
+    def runner(policy):
+        def run(w):
+            counter['n'] += 1
+            d = tmp_path / ('%s%d' % (policy, counter['n']))
+            d.mkdir()
+            return run_drain(w, d, policy=policy)
+        return run
+    w = new_world(('vm1', 'vm2'))
+    result, err, _ev = runner('cold')(w)
+    assert err is None and result['state'] == 'evacuated', err
+    assert sorted((r['name'], r['method']) for r in result['results']) == [('vm1', 'live'), ('vm2', 'cold')]
+    w = new_world(('vm1', 'vm2'))
+    result, err, _ev = runner('shutdown')(w)
+    assert err is None and [(x['name'], x['action'], x['result']) for x in result['left']] == [
+        ('vm2', 'shutdown', 'shut down')] and w.where('vm2') == {'h1': F.SHUTOFF}
+    sites = sweep('drain, one VM cold', lambda: new_world(('vm1', 'vm2')), runner('cold'), drain_invariants, tmp_path,
+                  first_only=True, bound=800)
+
+    def deaf():
+        w = new_world(('vm1', 'vm2'))
+        w.ignore_shutdown = True            # stopped hard after the shutdown timeout
+        return w
+    sites |= sweep('drain, one VM shut down', deaf, runner('shutdown'), drain_invariants, tmp_path, first_only=True,
+                   bound=800)
+    _print_coverage('drain, one')
+    assert {'shutdown', 'destroy', 'create'} <= sites, sorted(sites)
+
+
+def test_the_return_journey_at_every_failure_point(tmp_path, monkeypatch):
+    """rollback=true: the VMs a drain moved come back from where its journal says they went."""
+    monkeypatch.setattr(E, 'check_domains', checks_pass('shared'))
+    counter = {'n': 0}
+
+    def drained():
+        counter['n'] += 1
+        d = tmp_path / ('back%d' % counter['n'])
+        d.mkdir()
+        w = new_world(('vm1', 'vm2'))
+        result, err, _ev = run_drain(w, d)
+        assert err is None and result['state'] == 'evacuated', err
+        w.drain_dir = d
+        # the way back is what is swept: the counts of calls start again
+        w.log, w.counts = [], {}
+        return w
+
+    def back(w):
+        return run_drain(w, w.drain_dir, rollback=True)
+    w = drained()
+    away = dict((n, w.running(n)) for n in ('vm1', 'vm2'))
+    result, err, _ev = back(w)
+    assert err is None and result['state'] == 'rolled_back' and sorted(away) == ['vm1', 'vm2']
+    assert all(h != ['h1'] for h in away.values()) and all(w.running(n) == ['h1'] for n in away)
+    sweep('drain, the return journey', drained, back, drain_invariants, tmp_path, first_only=True, bound=800)
+    _print_coverage('drain, the return')
 
 
 def _print_coverage(prefix):
