@@ -107,6 +107,11 @@ MUTANTS = {
         ("            if wait_until(lambda: not dom.isActive(), timeout, 0.5, self.clock, self.sleep):",
          "            if True:")],
         'the shutdown policy reports a VM shut down without waiting for it to stop'),
+    'unseen-marker-taken-as-shared': (MU + '_storage.py', [
+        ("        except LibvirtClientError:\n            return 'not_shared', ('same path, different storage",
+         "        except LibvirtClientError:\n            return 'shared', ('same path, different storage")],
+        'the precheck takes a storage marker the destination cannot see for proof of shared storage: the disk '
+        'is not copied and the guest starts on the destination without it'),
     'paused-destination-left-after-lost-pause-reply': (MU + '_migration.py', [
         ("        if dst_state == 'paused' and (state['paused'] or state.get('final_taken') == 'pause'):",
          "        if dst_state == 'paused' and state['paused']:")],

@@ -337,7 +337,35 @@ class FakeConn(libvirt.virConnect):
 
     def getCapabilities(self):  # pylint: disable=invalid-name
         self.w.hit(self, 'getCapabilities')
-        return '<capabilities><host><uuid>%s</uuid></host></capabilities>' % self._host().uuid
+        return ("<capabilities><host><uuid>%s</uuid><cpu><arch>x86_64</arch><model>Skylake-Client-IBRS</model>"
+                "<vendor>Intel</vendor></cpu></host><guest><os_type>hvm</os_type><arch name='x86_64'>"
+                "<machine canonical='pc-q35-9.2'>q35</machine><domain type='qemu'/><domain type='kvm'/></arch>"
+                "</guest></capabilities>" % self._host().uuid)
+
+    # the host facts the prechecks read
+    def getInfo(self):  # pylint: disable=invalid-name
+        self.w.hit(self, 'getInfo')
+        return ['x86_64', 16384, 8, 2000, 1, 1, 4, 2]
+
+    def getType(self):  # pylint: disable=invalid-name
+        self.w.hit(self, 'getType')
+        return 'QEMU'
+
+    def getVersion(self):  # pylint: disable=invalid-name
+        self.w.hit(self, 'getVersion')
+        return 10000000
+
+    def listAllInterfaces(self, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self.w.hit(self, 'listAllInterfaces')
+        return []
+
+    def listAllNetworks(self, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self.w.hit(self, 'listAllNetworks')
+        return []
+
+    def compareHypervisorCPU(self, emulator, arch, machine, virttype, xml, flags=0):  # pylint: disable=invalid-name,unused-argument,too-many-positional-arguments
+        self.w.hit(self, 'compareHypervisorCPU')
+        return 2    # identical
 
     def lookupByName(self, name):  # pylint: disable=invalid-name
         self.w.hit(self, 'lookupByName')
@@ -431,6 +459,14 @@ class FakeDomain(libvirt.virDomain):
 
     def XMLDesc(self, flags=0):  # pylint: disable=invalid-name,unused-argument
         return self._d('XMLDesc').xml
+
+    def blockInfo(self, target, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self._d('blockInfo')
+        return [8 * 1024 * MIB, 9000, 9000]
+
+    def interfaceAddresses(self, source, flags=0):  # pylint: disable=invalid-name,unused-argument
+        self._d('interfaceAddresses')
+        return {}
 
     def startDirtyRateCalc(self, seconds, flags=0):  # pylint: disable=invalid-name,unused-argument
         self._d('startDirtyRateCalc')

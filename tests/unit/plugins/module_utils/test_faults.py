@@ -492,6 +492,34 @@ def test_cold_engine_at_every_failure_point(tmp_path):
     assert not missing, 'libvirt calls of the cold engine never made to fail: %s' % sorted(missing)
 
 
+def test_prechecks_at_every_failure_point(tmp_path, monkeypatch):
+    """The checks a move makes before it changes anything (host facts, the guest's facts, the CPU comparison,
+    the marker probe of its storage), unstubbed: a failure there changes nothing and says why."""
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _facts, _precheck, _storage
+    monkeypatch.setattr(M, 'check_domains', _precheck.check_domains)
+    monkeypatch.setattr(CM, 'check_domains', _precheck.check_domains)
+    w = new_world()
+    result, err, _engine = run_live(w)
+    assert err is None and result['state'] == 'migrated' and result['storage']['shared'] == ['vda'], err
+    w = local_world()
+    result, err, _engine = run_cold(w, tmp_path)
+    assert err is None and result['state'] == 'migrated' and [f['kind'] for f in result['copied']] == ['disk'], err
+    def custom_cpu():
+        w = new_world()
+        d = w.hosts['h1'].doms['vm1']
+        d.xml = d.xml.replace('<devices>', "<cpu mode='custom' match='exact'><model>Skylake-Client-IBRS</model></cpu>"
+                              "<devices>")
+        return w
+    sites = sweep('prechecks, live (a custom CPU, a shared disk proven by a marker)', custom_cpu, run_live,
+                  live_invariants, tmp_path, first_only=True, bound=400)
+    sites |= sweep('prechecks, cold (local disk)', local_world, lambda w: run_cold(w, tmp_path), cold_invariants,
+                   tmp_path, first_only=True, bound=400)
+    _print_coverage('prechecks')
+    called = engine_methods(_precheck) | engine_methods(_facts) | engine_methods(_storage)
+    missing = called - sites - set(NOT_REACHED)
+    assert not missing, 'libvirt calls of the prechecks never made to fail: %s' % sorted(missing)
+
+
 NVRAM = '/var/lib/libvirt/qemu/nvram/vm1_VARS.fd'
 
 
