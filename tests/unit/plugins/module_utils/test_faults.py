@@ -504,6 +504,7 @@ def test_prechecks_at_every_failure_point(tmp_path, monkeypatch):
     w = local_world()
     result, err, _engine = run_cold(w, tmp_path)
     assert err is None and result['state'] == 'migrated' and [f['kind'] for f in result['copied']] == ['disk'], err
+
     def custom_cpu():
         w = new_world()
         d = w.hosts['h1'].doms['vm1']
