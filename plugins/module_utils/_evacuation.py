@@ -17,6 +17,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 import errno
 import json
 import os
+import tempfile
 import threading
 import time
 
@@ -326,6 +327,21 @@ def split_plan(plan, policy):
     return run, left
 
 
+# Where the drain lock of each host lives on the machine that runs the drain: /run/lock (Debian, Ubuntu, RHEL
+# 8+), else the system's temporary directory.
+LOCK_DIRS = ('/run/lock', '/var/lock')
+
+
+def host_lock_path(host_id, dirs=None):
+    """The one lock file of a drain of the host HOST_ID (its libvirt host UUID): the same file whatever
+    journal or status file a drain names."""
+    safe = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in str(host_id))
+    for d in (LOCK_DIRS if dirs is None else dirs):
+        if os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK):
+            return os.path.join(d, 'vmmigration-drain-%s.lock' % safe)
+    return os.path.join(tempfile.gettempdir(), 'vmmigration-drain-%s.lock' % safe)
+
+
 def take_lock(path, now=time.time):
     """The drain's lock on this host: an exclusive flock on PATH (atomic; the kernel drops it when its
     process dies, so a crashed drain leaves no stale lock). Returns the open file descriptor (held until
@@ -621,12 +637,17 @@ class Evacuation:
         if check_mode:
             out['state'] = 'planned'
             return out
-        lock = (p.get('journal') or p.get('status_file') or '') + '.lock'
-        fd = take_lock(lock, self.now) if lock != '.lock' else None
+        # one drain per host, whatever journal each names (the host's UUID names its lock), and one writer
+        # per journal (two hosts' drains must not share one)
+        fds = [take_lock(host_lock_path(self.cache.get(p['uri']).host_uuid() or SEC.redact_uri(p['uri'])), self.now)]
         try:
+            lock = (p.get('journal') or p.get('status_file') or '') + '.lock'
+            if lock != '.lock':
+                fds.append(take_lock(lock, self.now))
             return self._drain(plan, to_run, left, uris, out)
         finally:
-            release_lock(fd)
+            for fd in fds:
+                release_lock(fd)
 
     def _drain(self, plan, to_run, left, uris, out):
         p = self.p

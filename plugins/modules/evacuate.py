@@ -100,7 +100,10 @@ options:
     type: dict
     default: {}
   journal:
-    description: Journal file on this host (JSON lines, appended). Also the lock against two drains at once.
+    description:
+      - Journal file on this host (JSON lines, appended), locked while the drain writes it.
+      - Two drains of one host never run at once whatever journal each names, the host's own lock
+        (C(/run/lock/vmmigration-drain-<host uuid>.lock)) refuses the second before it changes anything.
     type: path
   status_file:
     description: Progress file on this host, rewritten while the drain runs.

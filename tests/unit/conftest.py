@@ -23,3 +23,13 @@ def _collection_root():
 
 
 sys.path.insert(0, _collection_root())
+
+
+import pytest  # noqa: E402  pylint: disable=wrong-import-position
+
+
+@pytest.fixture(autouse=True)
+def _drain_locks_in_tmp(tmp_path, monkeypatch):
+    """The drains of the unit tests lock their (fake) hosts in the test's own directory, not in /run/lock."""
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation
+    monkeypatch.setattr(_evacuation, "LOCK_DIRS", (str(tmp_path),))

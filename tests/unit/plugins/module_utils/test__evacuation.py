@@ -521,3 +521,31 @@ def test_the_drain_runs_the_approved_plan_and_says_what_changed(monkeypatch):
     with pytest.raises(E.PlanRefused, match="made for the host with UUID src-uuid"):
         E.Evacuation(ByUri({"qemu:///system": PlanSource({}, "other"), "qemu+tls://h2/system": dst}),
                      dict(p, plan=approved), cache_factory=None).run(check_mode=True)
+
+
+def test_one_drain_lock_per_host_whatever_journal_it_names(tmp_path):
+    """Two drains of one host with different journals: the second is refused before it changes anything; a
+    drain of another host is not held up."""
+    import pytest
+    from fakevirt import FakeCache, World
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import FakeClock
+    w = World(FakeClock())
+    path = E.host_lock_path(w.hosts["h1"].uuid)
+    assert path == str(tmp_path / ("vmmigration-drain-%s.lock" % w.hosts["h1"].uuid))
+    assert E.host_lock_path("../x y", dirs=(str(tmp_path),)).endswith("vmmigration-drain-.._x_y.lock")
+    held = E.take_lock(path)
+    try:
+        p = {"uri": "qemu+tls://h1/system", "destinations": [{"name": "h2", "uri": "qemu+tls://h2/system"}],
+             "domains": None, "headroom_mib": 0, "anti_affinity": {}, "pinned": {}, "rate_mibps": 1000,
+             "max_outbound": 1, "max_inbound": 1, "max_total": 1, "non_live_policy": "skip",
+             "per_vm_timeout_s": 60, "timeout_s": 60, "stop_on_failure": False, "announce": False,
+             "journal": str(tmp_path / "another-journal"), "status_file": None, "source_name": "h1",
+             "rollback": False, "return_uri": None, "migrate_options": {}, "cold_options": {}, "plan": None}
+        ev = E.Evacuation(FakeCache(w), p, lambda: FakeCache(w), clock=FakeClock(), sleep=lambda s: None)
+        ev._source_security = None  # pylint: disable=protected-access
+        with pytest.raises(E.EvacuationRunning, match="already running"):
+            ev.run()
+        assert not os.path.exists(str(tmp_path / "another-journal"))
+    finally:
+        E.release_lock(held)
+    E.release_lock(E.take_lock(E.host_lock_path(w.hosts["h2"].uuid)))
