@@ -41,7 +41,7 @@ def question(role, name, spec):
     desc = spec.get("description", "")
     desc = plain(" ".join(desc) if isinstance(desc, list) else desc)
     short = name[len(role) + 1:] if name.startswith(role + "_") else name
-    q = {"variable": name, "question_name": short.replace("_", " ").capitalize(),
+    q = {"variable": name, "question_name": spec.get("label") or short.replace("_", " ").capitalize(),
          "question_description": desc, "required": bool(spec.get("required"))}
     kind = spec.get("type", "str")
     default = spec.get("default")
@@ -63,11 +63,36 @@ def question(role, name, spec):
     return q
 
 
+# The variables each playbook (playbooks/<role>.yml) reads itself, asked first and by the playbook's own
+# names: without them the playbook has nothing to act on (it refuses to start).
+PLAYBOOK_VARS = {
+    "evacuate_host": {"source": {"type": "str", "required": True,
+                                 "description": "The hypervisor to drain: one host of the inventory."}},
+    "preflight": {"source": {"type": "str", "required": True,
+                             "description": "The hypervisor to plan the moves off: one host of the inventory."}},
+    "migrate_vm": {
+        "vm": {"type": "str", "required": True, "label": "VM", "description": "The VM (libvirt domain name) to move."},
+        "source": {"type": "str", "required": True, "description": "The hypervisor it runs on: one host of the inventory."},
+        "destination": {"type": "str", "required": True,
+                        "description": "The hypervisor to move it to: another host of the inventory."},
+    },
+    "rolling_maintenance": {"rolling_maintenance_group": {
+        "type": "str", "required": True, "default": "hypervisors",
+        "description": "The inventory group of hypervisors to maintain, host by host."}},
+    "tls": {"targets": {"type": "str", "required": True, "default": "hypervisors",
+                        "description": "The inventory group (or host) to set up for TLS migration."}},
+}
+# Role options a playbook sets from its own variables (a survey answer would override them): not asked.
+SET_BY_PLAYBOOK = {"migrate_vm": ("migrate_vm_domain", "migrate_vm_destination")}
+
+
 def survey(role):
     with open(os.path.join(TOP, "roles", role, "meta", "argument_specs.yml")) as f:
         main = yaml.safe_load(f)["argument_specs"]["main"]
+    own = [question("", n, s) for n, s in PLAYBOOK_VARS.get(role, {}).items()]
     return {"name": "vmmigration.libvirt.%s" % role, "description": main["short_description"],
-            "spec": [question(role, n, s) for n, s in main.get("options", {}).items()]}
+            "spec": own + [question(role, n, s) for n, s in main.get("options", {}).items()
+                           if n not in SET_BY_PLAYBOOK.get(role, ()) and n not in PLAYBOOK_VARS.get(role, {})]}
 
 
 def main(argv):

@@ -26,7 +26,17 @@ def test_surveys_cover_every_role_option_with_valid_questions():
             options = yaml.safe_load(f)["argument_specs"]["main"]["options"]
         with open(os.path.join(TOP, "docs", "awx", "surveys", role + ".json")) as f:
             survey = json.load(f)
-        assert [q["variable"] for q in survey["spec"]] == list(options)
+        own = make_surveys.PLAYBOOK_VARS.get(role, {})
+        set_by_playbook = make_surveys.SET_BY_PLAYBOOK.get(role, ())
+        assert [q["variable"] for q in survey["spec"]] == list(own) + [o for o in options if o not in set_by_playbook and o not in own]
+        # the playbook's own variables, by its names, asked first and required: a survey never launches a no-op
+        with open(os.path.join(TOP, "playbooks", role + ".yml")) as f:
+            playbook = f.read()
+        for name in own:
+            assert re.search(r"\b%s\b" % name, playbook), "%s: the playbook does not read %s" % (role, name)
+        for name in set_by_playbook:
+            assert re.search(r"%s: .*\{\{" % name, playbook), "%s: the playbook does not set %s" % (role, name)
+        options = dict(options, **own)
         for q in survey["spec"]:
             assert q["type"] in SURVEY_TYPES and q["question_name"] and q["question_description"]
             # plain text: AWX shows a survey's description as it is, not as ansible-doc renders it
@@ -37,7 +47,10 @@ def test_surveys_cover_every_role_option_with_valid_questions():
     # booleans become a true/false choice, required options required questions
     migrate_vm = dict((q["variable"], q) for q in make_surveys.survey("migrate_vm")["spec"])
     assert migrate_vm["migrate_vm_advertise"]["choices"] == ["true", "false"]
-    assert migrate_vm["migrate_vm_domain"]["required"] is True
+    assert [v for v, q in migrate_vm.items() if q["required"]] == ["vm", "source", "destination"]
+    assert "migrate_vm_domain" not in migrate_vm
+    for role in ("evacuate_host", "preflight"):
+        assert make_surveys.survey(role)["spec"][0]["variable"] == "source"
 
 
 def test_execution_environment_context(tmp_path):
