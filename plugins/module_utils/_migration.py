@@ -370,9 +370,9 @@ class LiveMigration:
                 'unsafe_override_for': [d['target'] for d in shared if d['type'] != 'network']}
 
     def flags_and_params(self, plan, storage):
-        o = self.o
         """(flags, params) of the migration, in the driver's words (a set of driver.MIGRATE_FLAGS, a dict of
         driver.MIGRATE_PARAMS)."""
+        o = self.o
         params = {}
         flags = {'live', 'abort_on_error'}
         if o['p2p']:
