@@ -218,6 +218,7 @@ class ColdMigration:
         self.transient = []        # transient pools to destroy at the end
         self.defined = None        # the definition made on the destination
         self.define_asked = False  # defineXML was called (its reply may have been lost)
+        self.restarted = False     # the rollback saw the guest running on the source again
         self.result = {'domain': name, 'changed': False}
         self.t0 = clock()
 
@@ -533,11 +534,15 @@ class ColdMigration:
             self.result['changed'] = False
             self.result['state'] = 'rolled_back'
             where = 'the guest runs on the source again' if was_running else 'the guest is still defined on the source'
-            if was_running and not self._running_on_source(dom):
+            source = 'running' if self.restarted or not was_running else self._source_state(uuid)
+            if source != 'running':
                 # (the rollback's steps say why the restart failed)
                 self.result.update(state='stopped_on_source', changed=True)
-                where = ('the guest is defined on the source with its disks but could not be started there again (%s): '
-                         'start it (virsh start %s)' % (self.steps[-1]['detail'], self.name))
+                where = ('the guest is defined on the source with its disks but could not be started there again (%s)%s: '
+                         'start it (virsh start %s)' % (
+                             self.steps[-1]['detail'], '' if source != 'unknown' else
+                             ' and the source cannot be read now to see whether it runs - check virsh domstate %s there first'
+                             % self.name, self.name))
             raise ColdMigrationError('cold migration of %s failed: %s; %s' % (self.name, msg, where), self.result)
         # commit point passed: the destination has the guest (running if it ran)
         self.step('committed', 'destination has %s%s' % (self.name, ' running' if start else ''))
@@ -572,22 +577,6 @@ class ColdMigration:
                            total_time_s=round(self.clock() - self.t0, 3),
                            bytes_copied=sum(f.get('bytes', 0) for f in files))
         return self.result
-
-    @staticmethod
-    def _active(dom):
-        try:
-            return bool(dom.isActive())
-        except LibvirtClientError:
-            return False
-
-    def _running_on_source(self, dom):
-        if self._active(dom):
-            return True
-        try:
-            again = self.src.lookup(self.name)
-            return again is not None and bool(again.isActive())
-        except LibvirtClientError:
-            return False
 
     def _unconfirmed(self, msg, was_running):
         """Whether the destination has (or runs) the guest cannot be read back: nothing is restarted or removed."""
@@ -631,12 +620,20 @@ class ColdMigration:
                     self.step('rollback', 'removed %s from the destination' % path)
             except LibvirtClientError as e:
                 self.step('rollback', 'could not remove the copy %s: %s' % (path, e.detail))
-        if was_running and not self._active(dom):
+        if was_running and self._source_state(uuid) != 'running':
             self._restart_on_source(dom)
         return True
 
+    def _source_state(self, uuid):
+        """Where the guest stands on the source, read back (a lost connection is opened anew, for up to 30 s):
+        running, shutoff, ... or 'unknown'."""
+        errors = []
+        _dom, state = read_back(self.src, uuid, errors, self.clock, self.sleep)
+        return state
+
     def _restart_on_source(self, dom):
-        """Start the guest on the source again; a lost connection is opened anew, for up to 30 s."""
+        """Start the guest on the source again; a lost connection is opened anew, for up to 30 s. A start whose
+        reply was lost is seen running at the next attempt (never started twice, never reported as failed)."""
         errors = []
         seen = {'dom': dom}
 
@@ -644,6 +641,8 @@ class ColdMigration:
             try:
                 if seen['dom'] is None:
                     seen['dom'] = self.src.lookup(self.name)
+                if seen['dom'].isActive():
+                    return True
                 seen['dom'].create()
                 return True
             except LibvirtClientError as e:
@@ -653,6 +652,7 @@ class ColdMigration:
                     seen['dom'] = None
                 return False
         if wait_until(started, 30, 2, self.clock, self.sleep):
+            self.restarted = True
             self.step('rollback', 'restarted the guest on the source')
         else:
             self.step('rollback', 'could not restart the guest on the source: %s' % errors[-1])

@@ -112,6 +112,11 @@ MUTANTS = {
          "        except LibvirtClientError:\n            return 'shared', ('same path, different storage")],
         'the precheck takes a storage marker the destination cannot see for proof of shared storage: the disk '
         'is not copied and the guest starts on the destination without it'),
+    'cold-rollback-guesses-the-source-state': (MU + '_coldmove.py', [
+        ("            source = 'running' if self.restarted or not was_running else self._source_state(uuid)",
+         "            source = 'running' if self.restarted or not was_running else 'shutoff'")],
+        'after a cold rollback the source is not read back: a guest restarted there is reported "could not be '
+        'started again" when a later read failed'),
     'paused-destination-left-after-lost-pause-reply': (MU + '_migration.py', [
         ("        if dst_state == 'paused' and (state['paused'] or state.get('final_taken') == 'pause'):",
          "        if dst_state == 'paused' and state['paused']:")],

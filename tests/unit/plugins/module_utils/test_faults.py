@@ -238,6 +238,10 @@ def cold_invariants(w, result, err, engine, single, label):
         assert running == ['h2'] and w.hosts['h2'].files.get(DISK) == w.truth[DISK], (label, where)
     if state == 'rolled_back':
         assert running == ['h1'], (label, where)
+    if state == 'stopped_on_source':
+        # "could not be started there again: start it" - and it does not run anywhere (unless the error says the
+        # source cannot be read to tell)
+        assert 'h1' in where and (running == [] or 'cannot be read now' in err.msg), (label, where, err and err.msg)
     if state == 'unknown':
         # nothing was resumed or started by the engine after it lost sight of the guest: at most the one
         # copy that libvirt itself started runs, and the operator is told to check before starting either
