@@ -268,3 +268,124 @@ def test_destination_libvirtd_hung_while_the_cold_move_starts_the_guest(lab, fig
         for fr in freeze.values():
             fr.thaw()
         L.remove_guest(name)
+
+
+# A second disk on the shared directory with the host's page cache: live migration is unsafe for it, so the drain
+# can only move the guest cold (and copies its local disk, vda).
+CACHED_DISK = """<disk type='file' device='disk'>
+      <driver name='qemu' type='raw' cache='writeback'/>
+      <source file='%s'/>
+      <target dev='vdb' bus='virtio'/>
+    </disk>"""
+
+
+def test_drain_limit_runs_out_while_a_cold_move_copies(lab, figures):
+    """The drain's time limit (timeout_s, 6 s) runs out while its first move - a cold one - copies 48 MiB to a
+    destination reached at 3 MB/s (tc on the switch port). The copy is never cut: the drain keeps waiting for it
+    past its limit, starts nothing more (the second VM is left 'not_started', still running at home), and returns
+    once the move has ended: the guest runs on the destination only, on a copy whose data and disk records
+    verify, and no image is left on the source. ('overran' is for a drain past its own bound - timeout_s plus the
+    longest move's own deadlines plus 600 s - which this one never reaches, so the result has none.)"""
+    name, other = "lost_drain", "lost_drain_b"
+    playbook = os.path.join(L.TOP, "playbooks", "evacuate_host.yml")
+    state, reports = L.state_path("evac-limit"), L.state_path("reports-limit")
+    limit_s = 6
+    extra = {"source": "h1", "evacuate_host_non_live_policy": "cold", "evacuate_host_destinations": ["h2"],
+             "evacuate_host_max_outbound": 1, "evacuate_host_headroom_mib": 64, "evacuate_host_timeout_s": limit_s,
+             "evacuate_host_state_dir": state, "evacuate_host_report_dir": reports,
+             "evacuate_host_progress_interval_s": 1, "evacuate_host_allow_incomplete": True,
+             "evacuate_host_migrate_options": {"memory_reserve_mib": 64},
+             "evacuate_host_cold_options": {"memory_reserve_mib": 64, "shutdown_timeout_s": 30}}
+    for d in (state, reports):
+        if os.path.isdir(d):
+            import shutil  # pylint: disable=import-outside-toplevel
+            shutil.rmtree(d)
+    cached = L.state_path("shared", name + "-vdb.raw")
+    L.run(["qemu-img", "create", "-q", "-f", "raw", cached, "4M"])
+    shaped = False
+    try:
+        # the moved guest is the bigger one: the drain starts it first (longest first, by memory)
+        g = L.define_guest(name, "h1", disk="local", memory_mib=192, start=False,
+                           extra_devices=CACHED_DISK % os.path.join(L.MNT_SHARED, os.path.basename(cached)))
+        L.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xab 8M 48M", g["image"]])
+        L.virsh("h1", "start", name)
+        b = L.define_guest(other, "h1", disk="nbd", memory_mib=96)
+        L.wait_guest(b["ip"])
+        L.wait_guest(g["ip"], disk=True)
+        time.sleep(1)
+        before = L.guest_status(g["ip"])
+        L.run(L.ns_exec("sw", ["tc", "qdisc", "add", "dev", "h2", "root", "tbf", "rate", "24mbit", "burst", "32kb",
+                               "latency", "400ms"]))
+        shaped = True
+        t0 = time.monotonic()
+        out = {}
+
+        def drain():
+            try:
+                out["p"] = L.playbook(playbook, extra_vars=extra)
+            finally:
+                out["end"] = time.monotonic()
+        thread = threading.Thread(target=drain, daemon=True)
+        thread.start()
+        status_path = os.path.join(state, "evacuate.status.json")
+        dest_image = os.path.join(L.state_path("hosts", "h2", "local"), name + ".qcow2")
+        past_limit = []        # the drain's status once past its limit, while the copy was still going
+        while thread.is_alive() and time.monotonic() - t0 < 300:
+            try:
+                with open(status_path) as f:
+                    st = json.load(f)
+            except (OSError, ValueError):
+                st = {}
+            copying = os.path.exists(dest_image) and not L.virsh("h2", "domstate", name, check=False).stdout.strip()
+            if (st.get("elapsed_s") or 0) > limit_s and copying and [r for r in st.get("running") or []
+                                                                     if r["name"] == name]:
+                past_limit.append((st["elapsed_s"], st["state"], os.path.getsize(dest_image)))
+            thread.join(0.5)
+        assert not thread.is_alive(), "the drain did not return within 300 s"
+        assert out["p"].returncode == 0, out["p"].stdout[-6000:]
+        L.run(L.ns_exec("sw", ["tc", "qdisc", "del", "dev", "h2", "root"]))
+        shaped = False
+        with open(os.path.join(reports, "h1", "report.json")) as f:
+            report = json.load(f)
+        results = dict((r["name"], r) for r in report["results"])
+        moved = results.get(name)
+        assert list(results) == [name], "only the cold move ran: %s" % list(results)
+        assert moved["method"] == "cold" and moved["error"] is None and moved["state"] == "migrated", moved
+        # the drain went on waiting for the copy past its limit, and ended only after the move had ended
+        assert past_limit, "the drain was never seen waiting for the copy past its %d s limit" % limit_s
+        assert all(s in ("running", "overrunning") for _e, s, _b in past_limit), past_limit
+        assert moved["start_s"] < limit_s < moved["end_s"] <= report["wall_s"], (moved, report["wall_s"])
+        assert "overran" not in report, report.get("overran")
+        left = dict((x["name"], x) for x in report["left"])
+        assert left[other]["action"] == "not_started" and "timeout_s reached" in left[other]["reason"], left
+        assert report["state"] == "incomplete" and report["still_running_on_source"] == [other], report["state"]
+        with open(os.path.join(reports, "h1", "journal.jsonl")) as f:
+            events = [json.loads(line) for line in f]
+        assert [e["vm"] for e in events if e["event"] == "start"] == [name]
+        assert [e["vm"] for e in events if e["event"] == "end"] == [name]
+        # one guest, on the destination only; the other never left home
+        deadline = time.monotonic() + 60
+        while running(states(name, ["h1", "h2", "h3"])) != ["h2"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert states(name, ["h1", "h2", "h3"]) == {"h2": "running (booted)"}, states(name, ["h1", "h2", "h3"])
+        assert states(other, ["h1", "h2", "h3"]) == {"h1": "running (booted)"}
+        # nothing half-copied: the source image is gone, the destination's holds the data and every record
+        assert not os.path.exists(g["image"]), "the source image was left on h1"
+        check = L.run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c", "read -P 0xab 8M 48M", dest_image], check=False)
+        assert check.returncode == 0 and "Pattern verification failed" not in check.stdout, (check.stdout, check.stderr)
+        after = L.wait_guest(g["ip"], timeout=60, disk=True)
+        assert after["boot_id"] != before["boot_id"]
+        assert after["disk_recovered"] >= before["disk_seq"] and after["disk_gaps"] == 0, (before, after)
+        last, gaps = L.disk_records(dest_image, "qcow2")
+        assert gaps == 0 and last >= before["disk_seq"], (last, gaps, before)
+        figures["drain_limit_during_cold_copy"] = {
+            "limit_s": limit_s, "move_start_s": moved["start_s"], "move_end_s": moved["end_s"],
+            "drain_wall_s": report["wall_s"], "playbook_s": round(out["end"] - t0, 1),
+            "seen_past_limit": len(past_limit), "last_seen_past_limit": past_limit[-1]}
+    finally:
+        if shaped:
+            L.run(L.ns_exec("sw", ["tc", "qdisc", "del", "dev", "h2", "root"]), check=False)
+        for n in (name, other):
+            L.remove_guest(n)
+        if os.path.exists(cached):
+            os.unlink(cached)
