@@ -348,8 +348,10 @@ def test_drain_limit_runs_out_while_a_cold_move_copies(lab, figures):
         with open(os.path.join(reports, "h1", "report.json")) as f:
             report = json.load(f)
         results = dict((r["name"], r) for r in report["results"])
-        moved = results.get(name)
-        assert list(results) == [name], "only the cold move ran: %s" % list(results)
+        assert name in results, "the drain returned without the cold move's end (%s): %s" % (
+            report.get("state"), report.get("left"))
+        assert list(results) == [name], "a move started after the drain's limit: %s" % list(results)
+        moved = results[name]
         assert moved["method"] == "cold" and moved["error"] is None and moved["state"] == "migrated", moved
         # the drain went on waiting for the copy past its limit, and ended only after the move had ended
         assert past_limit, "the drain was never seen waiting for the copy past its %d s limit" % limit_s
