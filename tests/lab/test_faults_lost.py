@@ -177,7 +177,8 @@ def test_reply_lost_after_the_destination_resumed_the_guest(lab, figures):
         else:
             # the move, never a rollback: the destination has the guest
             assert result["state"] == "migrated" and result["changed"], (result["state"], msg)
-            assert result.get("recovered_from"), result
+            # (no recovered_from: our call got its reply before the freeze - the fault was not injected at all)
+            assert result.get("recovered_from"), "the migrate call was not broken (its reply beat the freeze): %s" % msg
             if result.get("failed"):
                 assert result.get("source_cleanup_failed") and "it runs on the destination" in msg, msg
         figures["lost_reply_live"] = {
@@ -248,6 +249,9 @@ def test_destination_libvirtd_hung_while_the_cold_move_starts_the_guest(lab, fig
             # the source kept its definition and was not restarted: whatever runs, runs on the destination
             assert running(final) == ["h2"] and final.get("h1", "").startswith("shut off"), final
         elif result["state"] == "migrated":
+            # the start's reply was lost and the destination read back (else the freeze came too late: no fault)
+            assert [s for s in result["steps"] if "the start call failed" in s["detail"]], \
+                "the start was not broken (its reply beat the freeze): %s" % result["steps"]
             assert not result.get("failed") or result.get("source_cleanup_failed"), msg
             assert running(final) == ["h2"] and "h1" not in final, final
         else:
