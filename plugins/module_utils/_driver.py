@@ -89,6 +89,16 @@ def is_transient(code):
     return code in [_const(name) for name in _TRANSIENT if _const(name) is not None]
 
 
+# What libvirt says (as an internal error, not a connection error) when the connection itself is gone: the call
+# that keepalive ended, and every later call on that connection. A new connection may work: transient.
+_CONNECTION_GONE = ('client socket is closed', 'connection closed due to keepalive timeout')
+
+
+def connection_gone(text):
+    """Whether libvirt's TEXT says the connection (not the operation) failed."""
+    return any(t in (text or '') for t in _CONNECTION_GONE)
+
+
 def wrap_error(exc, what):
     """Turn a libvirt.libvirtError (or an OSError of the binding, or a LibvirtClientError raised below)
     into a LibvirtClientError that says what was being done."""
@@ -98,7 +108,8 @@ def wrap_error(exc, what):
     code = exc.get_error_code() if hasattr(exc, 'get_error_code') else None
     text = exc.get_error_message() if hasattr(exc, 'get_error_message') else None
     text = text or str(exc) or type(exc).__name__
-    return LibvirtClientError('%s: %s' % (what, text), code=code, transient=is_transient(code), detail=text)
+    return LibvirtClientError('%s: %s' % (what, text), code=code, transient=is_transient(code) or connection_gone(text),
+                              detail=text)
 
 
 def binding_errors():

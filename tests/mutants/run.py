@@ -117,6 +117,10 @@ MUTANTS = {
          "            source = 'running' if self.restarted or not was_running else 'shutoff'")],
         'after a cold rollback the source is not read back: a guest restarted there is reported "could not be '
         'started again" when a later read failed'),
+    'closed-connection-not-reopened': (MU + '_driver.py', [
+        ("transient=is_transient(code) or connection_gone(text),", "transient=is_transient(code),")],
+        'a connection libvirt closed (keepalive, or any call after) is not taken as transient: a read-back keeps '
+        'asking the dead connection and ends "unknown" although the host answers again (found in the lab)'),
     'paused-destination-left-after-lost-pause-reply': (MU + '_migration.py', [
         ("        if dst_state == 'paused' and (state['paused'] or state.get('final_taken') == 'pause'):",
          "        if dst_state == 'paused' and state['paused']:")],

@@ -178,8 +178,9 @@ class World:
                     raise lv_error('unable to connect to server at %s:16514: Connection refused' % host,
                                    libvirt.VIR_ERR_SYSTEM_ERROR)
             elif not isinstance(obj, str) and obj.c.gen != self.gen[host]:
-                raise lv_error('Cannot write data: Broken pipe (connection to %s lost)' % host,
-                               libvirt.VIR_ERR_SYSTEM_ERROR)
+                # (as libvirt's client: a connection once closed - reset, or ended by keepalive - answers every
+                # later call with an internal error, not a connection error)
+                raise lv_error('internal error: client socket is closed', libvirt.VIR_ERR_INTERNAL_ERROR)
             # (a call that fails anyway - a dead connection, a host that refuses - is no place for a fault)
             key = (host, site)
             n = self.counts[key] = self.counts.get(key, 0) + 1

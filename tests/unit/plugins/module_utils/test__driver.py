@@ -132,3 +132,16 @@ def test_no_such_domain_is_none_and_no_answer_is_raised():
 def test_feature_words_name_the_binding_symbols():
     assert D.binding_names(("flag:parallel", "param:parallel_connections", "call:abort_postcopy")) == [
         "VIR_MIGRATE_PARALLEL", "VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS", "VIR_DOMAIN_ABORT_JOB_POSTCOPY"]
+
+
+def test_a_closed_connection_is_transient_whatever_its_error_code():
+    """libvirt reports a connection keepalive closed, and every later call on it, as an internal error ('client
+    socket is closed'): a new connection may work, so it is transient - the read-back reopens (seen in the lab: a
+    read-back that kept the dead connection ended 'unknown' while the host answered)."""
+    for text in ("internal error: client socket is closed", "internal error: connection closed due to keepalive timeout"):
+        err = libvirt.libvirtError(text)
+        err.err = (libvirt.VIR_ERR_INTERNAL_ERROR, 0, text, 0, None, None, None, 0, 0)
+        assert D.wrap_error(err, "lookup").transient, text
+    err = libvirt.libvirtError("internal error: unexpected QEMU reply")
+    err.err = (libvirt.VIR_ERR_INTERNAL_ERROR, 0, "internal error: unexpected QEMU reply", 0, None, None, None, 0, 0)
+    assert not D.wrap_error(err, "migrate").transient
