@@ -28,7 +28,8 @@ CASES = [
      "Rolling maintenance - the cluster plan"),
     ("rolling_maintenance", ["-e", "rolling_maintenance_group=racks"], "no host in group racks",
      "Rolling maintenance - the cluster plan"),
-    ("tls", ["-e", "targets=nowhere"], "nowhere is neither a group with hosts nor a host", "TLS for libvirt"),
+    ("tls", ["-e", "targets=nowhere"], "nowhere matches no host of the inventory", "TLS for libvirt"),
+    ("tls", ["-e", "targets=empty"], "empty matches no host of the inventory", "TLS for libvirt"),
 ]
 
 
