@@ -29,6 +29,14 @@ def calibrated_plan(calibration, rate_mibps=1000, overhead_s=2.0, fixed_s=0.0):
     return _calibration.plan_options(_rolling.plain(calibration or {}), rate_mibps, overhead_s, fixed_s)
 
 
+def calibration_merge(calibrations, default_rate=1000):
+    """One calibration from the hosts' own."""
+    if not isinstance(calibrations, list):
+        raise AnsibleFilterError('calibration_merge expects a list of calibrations (got %r)' % (type(calibrations).__name__,))
+    return _calibration.merge([c for c in _rolling.plain(calibrations) if isinstance(c, dict)], default_rate=default_rate,
+                              now=round(time.time(), 3))
+
+
 class FilterModule:  # pylint: disable=too-few-public-methods
     def filters(self):
-        return {'calibrate': calibrate, 'calibrated_plan': calibrated_plan}
+        return {'calibrate': calibrate, 'calibrated_plan': calibrated_plan, 'calibration_merge': calibration_merge}

@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Filters of the rolling_maintenance role: the cluster plan and the run's report (docs: rolling_plan.yml,
-rolling_report.yml)."""
+"""Filters of the rolling_maintenance role: which run a job is, the cluster plan and the run's report (docs:
+rolling_run.yml, rolling_plan.yml, rolling_report.yml)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -12,7 +12,7 @@ __metaclass__ = type  # pylint: disable=invalid-name
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling, _runrecord
 
 
 def rolling_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original', role_overhead_s=0.0,
@@ -54,6 +54,25 @@ def rolling_report(records, run_id='', names=None, predicted_total_s=None):
     return _rolling.report(records, run_id=run_id, predicted=predicted_total_s)
 
 
+def rolling_run(records_by_host, group, run_id='', resume=False, abandon='', names=None, now=None):
+    """Which run a job is, from the hosts' records ({host: [record, ...]}): {run_id, mode, abandon, message}; a run
+    that cannot be started or resumed fails the task with what to do."""
+    if not isinstance(records_by_host, dict):
+        raise AnsibleFilterError('rolling_run expects {host: [record, ...]} (got %r)' % (records_by_host,))
+    try:
+        return _runrecord.choose_run(_rolling.plain(records_by_host), group, run_id=run_id or '',
+                                     resume=_bool(resume), abandon=abandon or '', now=now, names=list(names or []))
+    except _runrecord.RecordError as e:
+        raise AnsibleFilterError(str(e))
+
+
+def _bool(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ('1', 'true', 'yes', 'on', 'y')
+    return bool(value)
+
+
 class FilterModule:  # pylint: disable=too-few-public-methods
     def filters(self):
-        return {'rolling_plan': rolling_plan, 'rolling_report': rolling_report, 'rolling_batches': rolling_batches}
+        return {'rolling_plan': rolling_plan, 'rolling_report': rolling_report, 'rolling_batches': rolling_batches,
+                'rolling_run': rolling_run}

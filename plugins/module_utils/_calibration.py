@@ -120,3 +120,13 @@ def plan_options(calibration, rate_mibps=1000, overhead_s=2.0, fixed_s=0.0):
             'fixed_s': float(cal['fixed_s']) if cal.get('fixed_s') is not None else float(fixed_s),
             'role_overhead_s': float(cal.get('role_overhead_s') or 0.0),
             'move_times': move_times(cal.get('moves')) if ok else {}, 'calibrated': ok}
+
+
+def merge(calibrations, default_rate=1000, now=None):
+    """One calibration from several (each hypervisor keeps its own drains' samples): their moves and drains
+    together, refitted."""
+    moves, drains = [], []
+    for cal in sorted((c for c in calibrations or [] if c), key=lambda c: c.get('updated_at') or 0):
+        moves.extend(cal.get('moves') or [])
+        drains.extend(cal.get('drains') or [])
+    return update({'moves': moves, 'drains': drains}, {}, default_rate=default_rate, now=now)

@@ -37,6 +37,11 @@ def plain(value):
 DONE = 'done'
 
 
+def started(state):
+    """A host's state in a run, '' when the run has not started on it (no record, or recorded as planned)."""
+    return '' if state in (None, '', 'planned') else state
+
+
 def _num(value, default=0.0):
     try:
         return float(value)
@@ -88,7 +93,7 @@ def candidate_batches(names, records, size=1):
     earlier run left half done first and alone (its VMs may be on the hosts that would share its step), then the
     others in the order asked for, in consecutive groups of SIZE; hosts done by an earlier run left out.
     RECORDS: {host: record}. Returns [[host, ...], ...]."""
-    state = dict((n, ((records or {}).get(n) or {}).get('state') or '') for n in names)
+    state = dict((n, started(((records or {}).get(n) or {}).get('state'))) for n in names)
     resume = [[n] for n in names if state[n] not in ('', DONE)]
     todo = [n for n in names if state[n] == '']
     size = max(1, int(size or 1))
@@ -173,7 +178,7 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
     hosts, unplaceable = [], {}
     for name in names:
         h = by_name.get(name) or {'name': name, 'record': {}, 'plan': None}
-        state = (h.get('record') or {}).get('state') or ''
+        state = started((h.get('record') or {}).get('state'))
         entry = _host_entry(name, state, h.get('plan') or {}, non_live_policy, expected_s, return_vms, role_overhead_s,
                             cpu, h.get('calibrated'))
         if state == DONE:

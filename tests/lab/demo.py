@@ -46,7 +46,8 @@ def rolling():
         time.sleep(1)
         before = dict((n, L.guest_status(guests[n]["ip"])) for n, _h, _kw in ROLLING_GUESTS)
         reports = L.state_path("rolling-reports")
-        extra = {"rolling_maintenance_run_id": "demo", "rolling_maintenance_report_dir": reports,
+        run_id = "demo-%d" % int(time.time())
+        extra = {"rolling_maintenance_run_id": run_id, "rolling_maintenance_report_dir": reports,
                  "rolling_maintenance_state_dir": L.state_path("rolling-state") + "/{{ inventory_hostname }}",
                  "rolling_maintenance_tasks": os.path.join(L.TOP, "tests", "lab", "rolling_hook.yml"),
                  "rolling_maintenance_expected_s": 10, "evacuate_host_headroom_mib": 64,
@@ -67,9 +68,9 @@ def rolling():
             print(p.stdout[-6000:])
             ok = False
         try:
-            with open(os.path.join(reports, "demo", "report.json")) as f:
+            with open(os.path.join(reports, run_id, "report.json")) as f:
                 report = json.load(f)
-            with open(os.path.join(reports, "demo", "report.txt")) as f:
+            with open(os.path.join(reports, run_id, "report.txt")) as f:
                 table = f.read()
         except (IOError, ValueError):
             report, table = {"ends": {}}, ""
@@ -97,7 +98,7 @@ def rolling():
                 after.get("mem_bad_words", 0) if after else "?",
                 "kept running, back home" if good else "PROBLEM"))
         print()
-        print("report and HTML timeline: %s (removed with the lab)" % os.path.join(reports, "demo"))
+        print("report and HTML timeline: %s (removed with the lab)" % os.path.join(reports, run_id))
         return 0 if ok else 1
     finally:
         L.down()

@@ -1,11 +1,15 @@
 """Rolling maintenance over the lab's three hypervisors, a guest on each (tests the role and playbook end to end).
 
 One test, in the order an operator meets it: check mode refuses a cluster that cannot take a host out (N+1) by
-name, and otherwise prints the cluster plan with predicted times, moving nothing; the run, two hosts at once
-(rolling_maintenance_batch: 2 - h1 and h2 drained into h3 side by side, then h3), stops at the host whose
-maintenance fails, with every guest running on a healthy host; the rerun finishes that host first and goes on
-(the host already done is not drained again); every guest ends at home, intact, the client's probe never cut off
-long; one report for the cluster; a third run changes nothing. The maintenance is tests/lab/rolling_hook.yml: it
+name, and otherwise prints the cluster plan with predicted times, moving nothing; then the run as AWX runs it - jobs
+through ansible-runner, each with its own private data directory and its own controller directory for reports
+(nothing shared on the controller but the project and the inventory; the run's state lives on the hosts). Job 1, two
+hosts at once (h1 and h2 drained into h3 side by side, then h3), stops at the host whose maintenance fails, with every
+guest running on a healthy host; a new run is then refused, naming the unfinished one; job 2 resumes it from the
+hosts' records - that host first, then h3, the host done not drained again, predictions calibrated by job 1's drains
+as the hosts keep them; every guest ends at home, intact, the client's probe never cut off long; one report for the
+cluster. Job 3, asked to resume, is refused (no unfinished run) and changes nothing; the finished run named again
+changes nothing; job 4, a new window, maintains every host again. The maintenance is tests/lab/rolling_hook.yml: it
 restarts the host's libvirtd (and fails where it is told to)."""
 import json
 import os
@@ -35,11 +39,12 @@ def test_rolling_maintenance(lab, figures):
     from test_migrate import integrity, where  # pylint: disable=import-outside-toplevel
     playbook = os.path.join(L.TOP, "playbooks", "rolling_maintenance.yml")
     reports = L.state_path("rolling-reports")
-    run_dir = os.path.join(reports, "lab1")
-    shutil.rmtree(reports, ignore_errors=True)
-    common = {"rolling_maintenance_run_id": "lab1", "rolling_maintenance_report_dir": reports,
-              # (the lab's hosts share one file system: each host's drain journal in its own directory)
-              "rolling_maintenance_state_dir": L.state_path("rolling-state") + "/{{ inventory_hostname }}",
+    state = L.state_path("rolling-state")
+    for d in [reports, state] + [L.state_path("rolling-reports-job%d" % i) for i in range(1, 5)]:
+        shutil.rmtree(d, ignore_errors=True)
+    common = {"rolling_maintenance_report_dir": reports,
+              # (the lab's hosts share one file system: each host's records and drain journal in its own directory)
+              "rolling_maintenance_state_dir": state + "/{{ inventory_hostname }}",
               "rolling_maintenance_tasks": os.path.join(L.TOP, "tests", "lab", "rolling_hook.yml"),
               "rolling_maintenance_expected_s": 5, "rolling_maintenance_gate_timeout_s": 60,
               "evacuate_host_headroom_mib": 64, "evacuate_host_progress_interval_s": 2,
@@ -94,19 +99,34 @@ def test_rolling_maintenance(lab, figures):
         assert re.search(r"CPU every host can run \(baseline\): \S+ \(\S+\)", p.stdout), p.stdout[-6000:]
         assert "runs only on" not in p.stdout and " only: " not in p.stdout, p.stdout[-6000:]
         assert all(where(lab, n) == {home[n]: "running"} for n in names)
-        assert not os.path.exists(os.path.join(run_dir, "hosts"))
+        # (check mode records no run on the hosts)
+        assert not any(os.path.exists(os.path.join(state, h, "runs")) for h in ("h1", "h2", "h3"))
+
+        def awx_job(ident, **extra):
+            """One AWX job: its own private data directory (L.runner) and its own controller directory."""
+            ctl = L.state_path("rolling-reports-%s" % ident)
+            return L.runner(playbook, dict(survey, rolling_maintenance_report_dir=ctl, **extra), "rolling-" + ident), ctl
+
+        def host_record(host, run_id):
+            with open(os.path.join(state, host, "runs", run_id + ".json")) as f:
+                return json.load(f)
 
         # the run, as AWX runs a job (ansible-runner, the extra vars a survey sends - a dict from a textarea as
         # JSON text): h1 done, h2's maintenance fails - the job fails there, every guest running on a healthy host
         survey = dict(common, evacuate_host_migrate_options=json.dumps(common["evacuate_host_migrate_options"]))
+        survey.pop("rolling_maintenance_report_dir")
         probes = dict((n, L.Blackout(ips[n], hz=20)) for n in names)
         for pr in probes.values():
             pr.__enter__()
         t0 = time.monotonic()
         try:
-            job = L.runner(playbook, dict(survey, rolling_lab_fail_on="h2", rolling_maintenance_batch="2"), "rolling-1")
+            job1, ctl1 = awx_job("job1", rolling_lab_fail_on="h2", rolling_maintenance_batch="2")
             first_wall = time.monotonic() - t0
+            job = job1
             assert job["status"] == "failed" and job["rc"] != 0, job["stdout"][-6000:]
+            # a new run, its id printed and recorded on each host it takes
+            run_id = re.search(r"rolling maintenance of \S+: a new run: (\S+?)\W*\n", job["stdout"]).group(1)
+            run_dir = os.path.join(ctl1, run_id)
             assert "h2: maintenance failed - maintenance of h2 failed (rolling_lab_fail_on)" in job["stdout"], \
                 job["stdout"][-6000:]
             failed = [(e["host"], e["task"]) for e in job["events"] if e["event"] == "runner_on_failed"]
@@ -115,7 +135,12 @@ def test_rolling_maintenance(lab, figures):
             with open(os.path.join(run_dir, "report.json")) as f:
                 rep = json.load(f)
             states = dict((h["name"], h["state"]) for h in rep["hosts"])
-            assert rep["state"] == "failed" and states == {"h1": "done", "h2": "failed"}, rep["table"]
+            assert rep["state"] == "failed" and states == {"h1": "done", "h2": "failed", "h3": "planned"}, rep["table"]
+            # the hosts keep it: h2's record says its maintenance failed, and where its VM went
+            rec = host_record("h2", run_id)
+            assert (rec["state"], rec["failed_phase"], rec["run_id"]) == ("failed", "maintenance", run_id), rec
+            assert [(m["name"], m["destination"]) for m in rec["drained"]] == [("rm2", "h3")], rec
+            assert oct(os.stat(os.path.join(state, "h2", "runs", run_id + ".json")).st_mode & 0o777) == "0o600"
             assert where(lab, "rm1") == {"h1": "running"} and where(lab, "rm3") == {"h3": "running"}
             rm2 = where(lab, "rm2")
             assert list(rm2.values()) == ["running"] and list(rm2) != ["h2"], rm2
@@ -128,9 +153,19 @@ def test_rolling_maintenance(lab, figures):
                 [("rm1", "h3"), ("rm2", "h3")], rep["table"]
             assert "order: h1 + h2 -> h3" in job["stdout"], job["stdout"][-6000:]
 
-            # the rerun (another job): h2 first (half done), then h3; h1 is not taken again
+            # a new run while it is unfinished: refused before anything moves, naming it, where its VM is, and
+            # how to resume or abandon it
+            p = L.playbook(playbook, extra_vars=common, check=True)
+            assert p.returncode != 0, p.stdout[-6000:]
+            for text in ("run %s (h1 done, h2 failed, h3 planned)" % run_id, "VMs away from home: rm2 on h3",
+                         "rolling_maintenance_resume=true", "rolling_maintenance_abandon=%s" % run_id):
+                assert text in " ".join(p.stdout.split()), (text, p.stdout[-6000:])
+
+            # job 2 (a new container: nothing of job 1 on the controller) resumes from the hosts: h2 first (half
+            # done), then h3; h1 is not taken again
             t1 = time.monotonic()
-            job = L.runner(playbook, survey, "rolling-2")
+            job, ctl2 = awx_job("job2", rolling_maintenance_resume="true")
+            run_dir = os.path.join(ctl2, run_id)
             second_wall = time.monotonic() - t1
         finally:
             for pr in probes.values():
@@ -139,8 +174,12 @@ def test_rolling_maintenance(lab, figures):
         assert job["status"] == "successful" and job["rc"] == 0, out[-8000:]
         assert job_artifacts_ok(job)
         assert "order: h2 -> h3" in out and "h1: done by an earlier run of this id" in out, out[-6000:]
-        # the first run's drains calibrated the rerun's predictions (the file on the controller, said in the plan)
-        with open(os.path.join(reports, "calibration.json")) as f:
+        # (the callback folds long lines)
+        assert "resuming run %s (h1 done, h2 failed, h3 planned)" % run_id in " ".join(out.split()), \
+            re.findall(r"rolling maintenance of .*\n.*\n", out)
+        # job 1's drains calibrated job 2's predictions: kept on the hosts, merged into job 2's controller copy
+        assert not os.path.exists(os.path.join(ctl2, run_id, "plans", "h1"))
+        with open(os.path.join(ctl2, "calibration.json")) as f:
             cal = json.load(f)
         assert cal["samples"] >= 3 and cal["rate_mibps"] >= 1 and cal["role_overhead_s"] > 0, cal
         assert "predictions calibrated from" in out, out[-6000:]
@@ -205,11 +244,34 @@ def test_rolling_maintenance(lab, figures):
             "drain_predicted_vs_actual": rep["drain_errors"], "median_drain_error_pct": rep["median_drain_error_pct"],
             "median_calibrated_drain_error_pct": rep["median_calibrated_drain_error_pct"]}
 
-        # a third run changes nothing
-        p = L.playbook(playbook, extra_vars=common)
-        assert p.returncode == 0, p.stdout[-6000:]
+        # job 3 asked to resume: no unfinished run - refused, nothing changes; the finished run named again changes
+        # nothing (idempotent)
+        job3, _ctl = awx_job("job3", rolling_maintenance_resume="true")
+        assert job3["status"] == "failed", job3["stdout"][-6000:]
+        said = " ".join(job3["stdout"].split())
+        assert "no unfinished run of group" in said and "(the last run, %s, is finished)" % run_id in said, said[-6000:]
+        assert not [e for e in job3["events"] if e["event"] == "runner_on_ok" and (e["task"] or "").startswith("Drain")]
+        p = L.playbook(playbook, extra_vars=dict(common, rolling_maintenance_run_id=run_id))
+        assert p.returncode == 0 and "run %s finished on every host: nothing to do" % run_id in " ".join(p.stdout.split()), \
+            p.stdout[-6000:]
         recap = p.stdout.split("PLAY RECAP")[-1]
         assert "changed=0" in recap and "changed=1" not in recap and "failed=0" in recap, recap
+        for n in names:
+            assert where(lab, n) == {home[n]: "running"}, (n, where(lab, n))
+
+        # job 4, next month's window with the defaults: a new run, every host maintained again
+        job4, ctl4 = awx_job("job4", rolling_maintenance_batch="2")
+        assert job4["status"] == "successful", job4["stdout"][-6000:]
+        run4 = re.search(r"rolling maintenance of \S+: a new run: (\S+?)\W*\n", job4["stdout"]).group(1)
+        assert run4 != run_id
+        with open(os.path.join(ctl4, run4, "report.json")) as f:
+            rep4 = json.load(f)
+        assert rep4["state"] == "done" and rep4["ends"] == {"rm1": "h1", "rm2": "h2", "rm3": "h3"}, rep4["table"]
+        for host in ("h1", "h2", "h3"):
+            rec = host_record(host, run4)
+            assert rec["state"] == "done" and len(rec["drained"]) == 1 and len(rec["returned"]) == 1, rec
+        for n in names:
+            assert where(lab, n) == {home[n]: "running"}, (n, where(lab, n))
     finally:
         for name in names:
             L.remove_guest(name)
