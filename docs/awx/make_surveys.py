@@ -84,6 +84,9 @@ PLAYBOOK_VARS = {
 }
 # Role options a playbook sets from its own variables (a survey answer would override them): not asked.
 SET_BY_PLAYBOOK = {"migrate_vm": ("migrate_vm_domain", "migrate_vm_destination")}
+# Role options a credential injects (docs/awx/credential_type_*.yml): a secret has no place in a survey, and an
+# empty answer would hide the credential's value. Not asked.
+FROM_CREDENTIAL = {"tls": ("tls_ca_cert_pem", "tls_ca_key_pem")}
 
 
 def survey(role):
@@ -92,7 +95,8 @@ def survey(role):
     own = [question("", n, s) for n, s in PLAYBOOK_VARS.get(role, {}).items()]
     return {"name": "vmmigration.libvirt.%s" % role, "description": main["short_description"],
             "spec": own + [question(role, n, s) for n, s in main.get("options", {}).items()
-                           if n not in SET_BY_PLAYBOOK.get(role, ()) and n not in PLAYBOOK_VARS.get(role, {})]}
+                           if n not in SET_BY_PLAYBOOK.get(role, ()) + FROM_CREDENTIAL.get(role, ())
+                           and n not in PLAYBOOK_VARS.get(role, {})]}
 
 
 def main(argv):

@@ -355,3 +355,49 @@ def test_the_tls_role_sets_hosts_up_and_the_defaults_then_move_over_tls(lab, fig
             L.virsh(h, "undefine", "sec3", check=False)
             shutil.rmtree(L.state_path("hosts", h, "etc-libvirt", "pki-role"), ignore_errors=True)
         restart_libvirtd("h1", "h2")
+
+
+def test_the_tls_role_run_twice_from_two_fresh_containers_keeps_one_ca(lab):  # pylint: disable=unused-argument
+    """AWX runs each job in a fresh container. Job 1 and job 2, each with an empty tls_ca_dir of its own and the CA
+    given as PEM text (as the credential injects it): the second leaves the hosts' files as the first wrote them
+    (same CA, certificates not issued again). Job 3, an empty tls_ca_dir and no CA: refused before anything
+    changes, naming the hosts and how to give the CA."""
+    confs = [L.state_path("hosts", h, "etc-libvirt", c) for h in ("h1", "h2") for c in ("qemu.conf", "libvirtd.conf")]
+    saved = dict((p, open(p).read()) for p in confs)
+    pki = dict((h, L.state_path("hosts", h, "etc-libvirt", "pki-role")) for h in ("h1", "h2"))
+    key_path, cert_path = L.lab_ca()
+    with open(cert_path) as c, open(key_path) as k:
+        pem = {"tls_ca_cert_pem": c.read(), "tls_ca_key_pem": k.read()}
+    playbook = os.path.join(PLAYBOOKS, "tls.yml")
+
+    def job(n, **given):
+        extra = dict(role_vars(), tls_ca_dir=L.state_path("tls-fresh-%d" % n), **given)
+        shutil.rmtree(extra["tls_ca_dir"], ignore_errors=True)
+        return L.runner(playbook, extra, "tls-fresh-%d" % n)
+
+    def files():
+        return dict((os.path.join(r, f), open(os.path.join(r, f), "rb").read())
+                    for d in pki.values() for r, _s, fs in os.walk(d) for f in fs)
+    for d in pki.values():
+        shutil.rmtree(d, ignore_errors=True)      # (hosts that trust no CA there yet)
+    try:
+        first = job(1, **pem)
+        assert first["status"] == "successful", first["stdout"][-5000:]
+        written = files()
+        for h in ("h1", "h2"):
+            assert written[os.path.join(pki[h], "cacert.pem")].decode() == pem["tls_ca_cert_pem"].strip() + "\n"
+        second = job(2, **pem)
+        assert second["status"] == "successful", second["stdout"][-5000:]
+        assert files() == written        # the same CA, the same certificates: nothing issued again
+        third = job(3)
+        said = " ".join(third["stdout"].split())
+        assert third["status"] == "failed", third["stdout"][-5000:]
+        for words in ("h1 trusts", "h2 trusts", "vmmlab lab CA", "tls_ca_cert_pem and tls_ca_key_pem", "tls_replace_ca"):
+            assert words in said, third["stdout"][-5000:]
+        assert files() == written and not os.path.exists(L.state_path("tls-fresh-3", "ca-key.pem"))
+    finally:
+        for path, text in saved.items():
+            with open(path, "w") as f:
+                f.write(text)
+        for d in pki.values():
+            shutil.rmtree(d, ignore_errors=True)

@@ -28,7 +28,9 @@ def test_surveys_cover_every_role_option_with_valid_questions():
             survey = json.load(f)
         own = make_surveys.PLAYBOOK_VARS.get(role, {})
         set_by_playbook = make_surveys.SET_BY_PLAYBOOK.get(role, ())
-        assert [q["variable"] for q in survey["spec"]] == list(own) + [o for o in options if o not in set_by_playbook and o not in own]
+        credential = make_surveys.FROM_CREDENTIAL.get(role, ())
+        assert [q["variable"] for q in survey["spec"]] == list(own) + [
+            o for o in options if o not in set_by_playbook + credential and o not in own]
         # the playbook's own variables, by its names, asked first and required: a survey never launches a no-op
         with open(os.path.join(TOP, "playbooks", role + ".yml")) as f:
             playbook = f.read()
@@ -81,3 +83,25 @@ def test_plain_strips_ansible_doc_markup():
         "Set evacuate_host_tls=auto or off; see vmmigration.libvirt.migrate, the docs and virsh list."
     assert make_surveys.plain("RV(vmmigration.libvirt.host_info#module:transport_security)") == \
         "vmmigration.libvirt.host_info transport_security"
+
+
+def test_credential_types_inject_what_the_surveys_leave_out():
+    """Each docs/awx/credential_type_*.yml injects role options as extra vars - exactly those the surveys do
+    not ask (make_surveys.FROM_CREDENTIAL) - and keeps its secret inputs secret (no_log options)."""
+    injected = {}
+    for name in sorted(os.listdir(os.path.join(TOP, "docs", "awx"))):
+        if name.startswith("credential_type_") and name.endswith(".yml"):
+            with open(os.path.join(TOP, "docs", "awx", name)) as f:
+                ctype = yaml.safe_load(f)
+            fields = dict((field["id"], field) for field in ctype["inputs"]["fields"])
+            assert set(ctype["inputs"]["required"]) <= set(fields) and set(ctype["injectors"]) == {"extra_vars"}
+            for var, value in ctype["injectors"]["extra_vars"].items():
+                field = re.fullmatch(r"\{\{ (\w+) \}\}", value).group(1)
+                injected[var] = fields[field]
+    assert injected
+    for role, names in make_surveys.FROM_CREDENTIAL.items():
+        with open(os.path.join(TOP, "roles", role, "meta", "argument_specs.yml")) as f:
+            options = yaml.safe_load(f)["argument_specs"]["main"]["options"]
+        for var in names:
+            assert bool(injected.pop(var).get("secret")) == bool(options[var].get("no_log")), var
+    assert not injected, "injected but asked by a survey too: %s" % sorted(injected)
