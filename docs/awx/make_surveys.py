@@ -1,6 +1,11 @@
 """AWX / Automation Controller survey specs generated from the roles' argument specs (AWX does not
 read argument specs itself), so that the two are never written twice.
 
+Each survey asks what its playbook acts on (required, by the playbook's own names), then the few options an
+operator changes from one launch to the next - 5 to 8 questions in all, labelled for people, each described in a
+sentence. Every other option of the role is set once, in the job template's extra variables; the guide
+(docs/docsite/rst/guide_awx.rst) and ansible-doc -t role say what each does.
+
   python docs/awx/make_surveys.py          # (re)write docs/awx/surveys/<role>.json
   python docs/awx/make_surveys.py --check  # exit 1 when a survey is out of date
 
@@ -89,14 +94,75 @@ SET_BY_PLAYBOOK = {"migrate_vm": ("migrate_vm_domain", "migrate_vm_destination")
 FROM_CREDENTIAL = {"tls": ("tls_ca_cert_pem", "tls_ca_key_pem")}
 
 
+# The options each survey asks after the playbook's own variables, in order: (variable, label, one sentence).
+# The rest are the job template's extra variables.
+ASKED = {
+    "evacuate_host": [
+        ("evacuate_host_destinations", "Move the VMs only to",
+         "Hypervisors to move the VMs to, one per line (YAML or JSON list). Empty: every other host of the group."),
+        ("evacuate_host_non_live_policy", "VMs that cannot move live",
+         "skip leaves them running on the host, shutdown stops them, cold moves them shut down."),
+        ("evacuate_host_headroom_mib", "Memory to keep free on each destination (MiB)",
+         "A destination never gets VMs past its free memory less this."),
+        ("evacuate_host_timeout_s", "Time limit for the drain (s)",
+         "Past it no new move starts; the moves running finish."),
+        ("evacuate_host_rollback", "Bring the VMs back instead",
+         "true: move back to this host, from where it is now, every VM its drain's journal says left it."),
+    ],
+    "preflight": [
+        ("preflight_destinations", "Plan moves only to",
+         "Hypervisors the VMs may go to, one per line (YAML or JSON list). Empty: every other host of the group."),
+        ("preflight_non_live_policy", "VMs that cannot move live",
+         "What the drain would do with them: skip (leave running), shutdown or cold (move shut down)."),
+        ("preflight_headroom_mib", "Memory to keep free on each destination (MiB)",
+         "A destination never gets VMs past its free memory less this."),
+        ("preflight_require_all", "Fail unless every VM can move",
+         "true: the job fails when the plan leaves a VM on the host."),
+    ],
+    "migrate_vm": [
+        ("migrate_vm_advertise", "Announce the VM's addresses after the move",
+         "true: the destination announces the VM's addresses, so the network learns at once where it is now."),
+        ("migrate_vm_options", "Migration options",
+         "A YAML or JSON dict for the migrate module (strategy, bandwidth_mibps, max_downtime_ms, ...). Empty: defaults."),
+    ],
+    "rolling_maintenance": [
+        ("rolling_maintenance_tasks", "Maintenance tasks file",
+         "The tasks to run on each host while it is empty (a path in the project), e.g. an upgrade and a reboot."),
+        ("rolling_maintenance_hosts", "Only these hosts",
+         "Hosts of the group to maintain, in order, one per line. Empty: the whole group."),
+        ("rolling_maintenance_resume", "Resume the unfinished run",
+         "true: finish the run an earlier job left unfinished, as the hosts record it."),
+        ("rolling_maintenance_abandon", "Abandon this unfinished run",
+         "The id of an unfinished run to close before a new run starts (its VMs stay where they are)."),
+        ("rolling_maintenance_batch", "Hosts out at once",
+         "At most this many hosts drained at the same time, where the cluster can take it."),
+        ("rolling_maintenance_return", "Where the VMs end",
+         "original brings each VM back to its host after the maintenance; stay leaves them where they went."),
+        ("rolling_maintenance_run_id", "Run id (workflows)",
+         "Empty: a new run. A workflow with one job per host gives all its jobs the same id."),
+    ],
+    "tls": [
+        ("tls_replace_ca", "Replace the CA the hosts trust",
+         "true: put this run's CA on hosts that trust another one (migrations with hosts not yet done fail meanwhile)."),
+        ("tls_restart", "Restart libvirt's daemons",
+         "true: restart them when anything changed (running VMs keep running); false: the settings apply at their next restart."),
+        ("tls_valid_days", "Certificate validity (days)",
+         "How long each host's certificate is valid."),
+        ("tls_renew_days", "Renew when fewer days are left",
+         "A host certificate that expires within this many days is issued again."),
+    ],
+}
+
+
 def survey(role):
     with open(os.path.join(TOP, "roles", role, "meta", "argument_specs.yml")) as f:
         main = yaml.safe_load(f)["argument_specs"]["main"]
+    options = main.get("options", {})
     own = [question("", n, s) for n, s in PLAYBOOK_VARS.get(role, {}).items()]
-    return {"name": "vmmigration.libvirt.%s" % role, "description": main["short_description"],
-            "spec": own + [question(role, n, s) for n, s in main.get("options", {}).items()
-                           if n not in SET_BY_PLAYBOOK.get(role, ()) + FROM_CREDENTIAL.get(role, ())
-                           and n not in PLAYBOOK_VARS.get(role, {})]}
+    asked = []
+    for name, label, text in ASKED.get(role, []):
+        asked.append(question(role, name, dict(options[name], label=label, description=text)))
+    return {"name": "vmmigration.libvirt.%s" % role, "description": main["short_description"], "spec": own + asked}
 
 
 def main(argv):

@@ -16,7 +16,9 @@ def main():
     for e in r.events:
         data = e.get("event_data") or {}
         events.append({"event": e.get("event"), "task": data.get("task"), "host": data.get("host"),
-                       "stdout": e.get("stdout") or ""})
+                       "stdout": e.get("stdout") or "", "role": data.get("role"),
+                       # (a task's own time on a host, for the benchmarks: ansible-runner's start and end)
+                       "start": data.get("start"), "end": data.get("end"), "duration": data.get("duration")})
     with open(r.config.artifact_dir + "/stdout") as f:
         stdout = f.read()
     print(json.dumps({"status": r.status, "rc": r.rc, "events": events, "artifact_dir": r.config.artifact_dir,

@@ -1,5 +1,6 @@
-"""Each shipped AWX survey launched as AWX launches a job: ansible-runner, a private data directory, the extra
-vars the survey sends (every question's default, plus the answers). With the answers a survey requires, in
+"""Each shipped AWX survey launched as AWX launches a job: ansible-runner, a private data directory, the job
+template's extra variables (here: the lab's own directories), then what the survey sends (every question's default,
+plus the answers). With the answers a survey requires, in
 check mode, each playbook plans (nothing moves); without them, the job fails before any play on a host and
 names the variable to set - never a green job that did nothing."""
 import json
@@ -16,26 +17,34 @@ from test_security import role_vars  # noqa: E402  pylint: disable=wrong-import-
 SURVEYS = os.path.join(L.TOP, "docs", "awx", "surveys")
 
 
-def survey_vars(name, answers):
-    """The extra vars AWX sends for survey NAME: each question's default (a blank one is not sent), then the
-    ANSWERS."""
+def survey_vars(name, answers, template=None):
+    """The extra vars AWX sends for survey NAME: the job template's extra variables TEMPLATE, each question's
+    default (a blank one is not sent), then the ANSWERS."""
     with open(os.path.join(SURVEYS, name + ".json")) as f:
         spec = json.load(f)["spec"]
-    out = dict((q["variable"], q["default"]) for q in spec if q.get("default") not in ("", None))
+    out = dict(template or {})
+    out.update((q["variable"], q["default"]) for q in spec if q.get("default") not in ("", None))
     unknown = sorted(set(answers) - set(q["variable"] for q in spec))
     assert not unknown, "%s: the survey has no question for %s" % (name, unknown)
     out.update(answers)
     return out
 
 
-def answers(lab_dir):
-    """What an operator answers (the lab's own directories instead of the machine's: the lab never writes
+def answers(lab_dir):  # pylint: disable=unused-argument
+    """What an operator answers in the survey."""
+    return {"evacuate_host": {"source": "h1"}, "preflight": {"source": "h1"},
+            "migrate_vm": {"vm": "sv1", "source": "h1", "destination": "h2"},
+            "rolling_maintenance": {}, "tls": {}}
+
+
+def template_vars(lab_dir):
+    """The job templates' extra variables: the lab's own directories instead of the machine's (the lab never writes
     outside its state)."""
     return {
-        "evacuate_host": {"source": "h1", "evacuate_host_state_dir": os.path.join(lab_dir, "state"),
+        "evacuate_host": {"evacuate_host_state_dir": os.path.join(lab_dir, "state"),
                           "evacuate_host_report_dir": os.path.join(lab_dir, "reports")},
-        "preflight": {"source": "h1", "preflight_plan_dir": os.path.join(lab_dir, "plans")},
-        "migrate_vm": {"vm": "sv1", "source": "h1", "destination": "h2"},
+        "preflight": {"preflight_plan_dir": os.path.join(lab_dir, "plans")},
+        "migrate_vm": {},
         "rolling_maintenance": {"rolling_maintenance_state_dir": os.path.join(lab_dir, "rolling-state"),
                                 "rolling_maintenance_report_dir": os.path.join(lab_dir, "rolling-reports")},
         # (a CA directory of its own: a first run, whatever CA other tests made)
@@ -66,7 +75,7 @@ def guest(lab):  # pylint: disable=unused-argument
 def test_each_survey_plans_in_check_mode_with_its_required_answers(lab, guest, figures, name):  # pylint: disable=unused-argument
     lab_dir = L.state_path("surveys")
     os.makedirs(lab_dir, exist_ok=True)
-    extra = survey_vars(name, answers(lab_dir)[name])
+    extra = survey_vars(name, answers(lab_dir)[name], template_vars(lab_dir)[name])
     job = L.runner(os.path.join(L.TOP, "playbooks", name + ".yml"), extra, "survey-" + name, check=True)
     assert job["status"] == "successful" and job["rc"] == 0, job["stdout"][-6000:]
     hosts = set(e["host"] for e in job["events"] if e["event"] == "runner_on_ok" and e["host"] != "localhost")
@@ -81,8 +90,8 @@ def test_each_survey_plans_in_check_mode_with_its_required_answers(lab, guest, f
 def test_a_survey_without_its_required_answers_is_refused_naming_them(lab, name, missing):  # pylint: disable=unused-argument
     lab_dir = L.state_path("surveys")
     given = dict((k, v) for k, v in answers(lab_dir)[name].items() if k != missing)
-    job = L.runner(os.path.join(L.TOP, "playbooks", name + ".yml"), survey_vars(name, given), "survey-no-" + name,
-                   check=True)
+    job = L.runner(os.path.join(L.TOP, "playbooks", name + ".yml"),
+                   survey_vars(name, given, template_vars(lab_dir)[name]), "survey-no-" + name, check=True)
     assert job["status"] == "failed" and job["rc"] != 0, job["stdout"][-3000:]
     assert "set -e %s=HOST" % missing in " ".join(job["stdout"].split()), job["stdout"][-3000:]
     assert not [e for e in job["events"] if e["host"] not in (None, "localhost")], job["stdout"][-3000:]

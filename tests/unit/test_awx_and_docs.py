@@ -20,7 +20,7 @@ def test_surveys_are_current():
     assert make_surveys.main(["--check"]) == 0, "run: python docs/awx/make_surveys.py"
 
 
-def test_surveys_cover_every_role_option_with_valid_questions():
+def test_surveys_ask_the_target_then_a_few_options_for_people():
     for role in os.listdir(os.path.join(TOP, "roles")):
         with open(os.path.join(TOP, "roles", role, "meta", "argument_specs.yml")) as f:
             options = yaml.safe_load(f)["argument_specs"]["main"]["options"]
@@ -29,8 +29,12 @@ def test_surveys_cover_every_role_option_with_valid_questions():
         own = make_surveys.PLAYBOOK_VARS.get(role, {})
         set_by_playbook = make_surveys.SET_BY_PLAYBOOK.get(role, ())
         credential = make_surveys.FROM_CREDENTIAL.get(role, ())
-        assert [q["variable"] for q in survey["spec"]] == list(own) + [
-            o for o in options if o not in set_by_playbook + credential and o not in own]
+        asked = [q["variable"] for q in survey["spec"]]
+        # the playbook's own variables first; then role options only, none the playbook sets or a credential gives
+        assert asked[:len(own)] == list(own), (role, asked)
+        assert all(v in options and v not in set_by_playbook + credential for v in asked[len(own):]), (role, asked)
+        # the common path: 5 to 8 questions
+        assert 5 <= len(asked) <= 8, (role, len(asked))
         # the playbook's own variables, by its names, asked first and required: a survey never launches a no-op
         with open(os.path.join(TOP, "playbooks", role + ".yml")) as f:
             playbook = f.read()
@@ -41,11 +45,16 @@ def test_surveys_cover_every_role_option_with_valid_questions():
         options = dict(options, **own)
         for q in survey["spec"]:
             assert q["type"] in SURVEY_TYPES and q["question_name"] and q["question_description"]
+            # labelled for people: words, not variable names; described in a sentence or two
+            assert "_" not in q["question_name"] and len(q["question_description"]) <= 160, q
             # plain text: AWX shows a survey's description as it is, not as ansible-doc renders it
             assert not re.search(r"\b(O|V|C|RV|M|I|B|P|E|L|U|R)\(", q["question_description"]), q
             if q["type"] in ("multiplechoice", "multiselect"):
                 assert q["choices"] and (q["default"] == "" or all(d in q["choices"] for d in q["default"].split("\n")))
             assert q["required"] == bool(options[q["variable"]].get("required"))
+            # a choice the role offers is offered as a choice, with the role's default
+            if options[q["variable"]].get("choices"):
+                assert q["choices"] == list(options[q["variable"]]["choices"]), q
     # booleans become a true/false choice, required options required questions
     migrate_vm = dict((q["variable"], q) for q in make_surveys.survey("migrate_vm")["spec"])
     assert migrate_vm["migrate_vm_advertise"]["choices"] == ["true", "false"]
@@ -53,6 +62,8 @@ def test_surveys_cover_every_role_option_with_valid_questions():
     assert "migrate_vm_domain" not in migrate_vm
     for role in ("evacuate_host", "preflight"):
         assert make_surveys.survey(role)["spec"][0]["variable"] == "source"
+    tls = dict((q["variable"], q) for q in make_surveys.survey("tls")["spec"])
+    assert tls["tls_replace_ca"]["choices"] == ["true", "false"] and tls["tls_replace_ca"]["default"] == "false"
 
 
 def test_execution_environment_context(tmp_path):
