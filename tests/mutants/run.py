@@ -21,13 +21,15 @@ import time
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 SWEEP = 'tests/unit/plugins/module_utils/test_faults.py'
 MU = 'plugins/module_utils/'
+RUNRECORD = 'tests/unit/plugins/module_utils/test__runrecord.py'
 FIRST = ('test_a_full_disk_never_abandons_a_move', 'test_the_drain_never_exits_while_a_move_runs',
          'test_an_approved_shared_disk_is_proven_again_before_a_move',
          'test_a_disk_already_on_the_destination_is_never_overwritten',
          'test_post_copy_split_is_resumed_never_destroyed',
          'test_a_guest_its_owner_paused_is_not_resumed_by_a_recovered_move')
 
-# name: (file, [(text in our code, what it becomes)], the rule it breaks)
+# name: (file, [(text in our code, what it becomes)], the rule it breaks[, the tests that must kill it - the sweep
+# when not given])
 MUTANTS = {
     'source-removed-before-destination-confirmed': (MU + '_migration.py', [
         ("        wait_until(up, 15, 0.1, self.clock, self.sleep)\n        there, dst_state = seen['dom'], seen['state']\n",
@@ -125,6 +127,21 @@ MUTANTS = {
         ("        if dst_state == 'paused' and (state['paused'] or state.get('final_taken') == 'pause'):",
          "        if dst_state == 'paused' and state['paused']:")],
         'a pause whose reply was lost leaves the guest paused on the destination'),
+    # (the rolling maintenance's run identity: killed by its own tests, not the sweep)
+    'new-run-over-an-unfinished-run': (MU + '_runrecord.py', [
+        ("    if unfinished:\n        raise RecordError('run %s is not finished", "    if False:\n        raise RecordError('")],
+        'a new run starts while one is unfinished: the hosts it left half done and the VMs away are forgotten',
+        RUNRECORD),
+    'every-run-the-same-id': (MU + '_runrecord.py', [
+        ("    new_id = run_id or new_run_id(group, now)", "    new_id = run_id or 'rolling'")],
+        'every new run gets the same id: next month\'s window finds it finished and does nothing, green', RUNRECORD),
+    'resume-with-nothing-to-resume-starts-a-run': (MU + '_runrecord.py', [
+        ("        if not unfinished:\n            done = sorted(", "        if False:\n            done = sorted(")],
+        'a job asked to resume, with nothing to resume, starts a new run: maintenance nobody asked for', RUNRECORD),
+    'new-attempt-forgets-the-vms-away': (MU + '_runrecord.py', [
+        ("    r.update(error=None, failed_phase=None, predicted=dict(predicted or {}))",
+         "    r.update(error=None, failed_phase=None, predicted=dict(predicted or {}), drained=[])")],
+        'a resumed host forgets the VMs its earlier attempt sent away: they are never brought back', RUNRECORD),
 }
 
 
@@ -156,7 +173,8 @@ def apply(root, path, edits):
 
 
 def run_one(name):
-    path, edits, _rule = MUTANTS.get(name, (None, [], None))
+    path, edits, _rule = MUTANTS.get(name, (None, [], None))[:3]
+    tests = MUTANTS[name][3] if name and len(MUTANTS[name]) > 3 else None
     t0 = time.time()
     tmp = tempfile.mkdtemp(prefix='vmm-mutant-')
     try:
@@ -165,7 +183,7 @@ def run_one(name):
         if stale:
             return name, 'stale', stale, time.time() - t0
         # the pointed tests first, then the whole sweep (with -x a killed mutant stops at its first failure)
-        for order in ([SWEEP + '::' + t for t in FIRST], [SWEEP]):
+        for order in ([[tests]] if tests else ([SWEEP + '::' + t for t in FIRST], [SWEEP])):
             proc = subprocess.run([sys.executable, '-m', 'pytest', '-x', '-q', '-s', '-p', 'no:cacheprovider'] + order,
                                   cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   universal_newlines=True, check=False, timeout=1200)
