@@ -272,6 +272,17 @@ def test_rolling_maintenance(lab, figures):
             assert rec["state"] == "done" and len(rec["drained"]) == 1 and len(rec["returned"]) == 1, rec
         for n in names:
             assert where(lab, n) == {home[n]: "running"}, (n, where(lab, n))
+
+        # a record on a host that does not read (a disk full mid-write, a hand edit): refused by path before
+        # anything moves, on every host
+        with open(os.path.join(state, "h3", "runs", "zz-broken.json"), "w") as f:
+            f.write('{"run_id": "zz-broken", "gro')
+        p = L.playbook(playbook, extra_vars=common)
+        said = " ".join(p.stdout.split())
+        assert p.returncode != 0 and "zz-broken.json is corrupt" in said and "move it aside" in said, said[-4000:]
+        assert "h3 of group" in said and "nothing started" in said and "cluster plan:" not in said, said[-4000:]
+        for n in names:
+            assert where(lab, n) == {home[n]: "running"}, (n, where(lab, n))
     finally:
         for name in names:
             L.remove_guest(name)
