@@ -135,8 +135,8 @@ def main(argv=None):
                     over - GOAL_HOST_S, over / GOAL_HOST_S))))
         print("job wall %.1f s, of which outside the hosts' phases (planning, reports) %.1f s" % (
             med([r["wall_s"] for r in rolls]), med([r["outside_hosts_s"] for r in rolls])))
-        print("per host phases (last run): %s" % json.dumps(dict((h, rolls[-1]["per_host"][h]["phases_s"])
-                                                                for h in ("h1", "h2", "h3"))))
+        phases = dict((h, rolls[-1]["per_host"][h]["phases_s"]) for h in ("h1", "h2", "h3"))
+        print("per host phases (last run): %s" % json.dumps(phases))
         gap = med([e["wall_s"] - e["drain_s"] for e in evacs])
         print("\nevacuate_host playbook, h1 with 2 guests: playbook %.1f s, drain %.1f s, playbook - drain %.1f s "
               "(goal <= %.0f s: %s)" % (med([e["wall_s"] for e in evacs]), med([e["drain_s"] for e in evacs]), gap,
