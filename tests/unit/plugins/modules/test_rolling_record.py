@@ -1,7 +1,5 @@
 """The rolling_record module as a job calls it on a hypervisor: start is idempotent, an update applies its steps in
 order and writes the record owner-only, check mode writes nothing, abandon closes a run, bad input fails cleanly."""
-import contextlib
-import json
 import os
 
 import pytest
@@ -9,17 +7,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible_collections.vmmigration.libvirt.plugins.modules import rolling_record as RR
 
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:     # ansible-core before 2.19
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        old = basic._ANSIBLE_ARGS  # pylint: disable=protected-access
-        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()  # pylint: disable=protected-access
-        try:
-            yield
-        finally:
-            basic._ANSIBLE_ARGS = old  # pylint: disable=protected-access
+from module_args import patch_module_args  # noqa: E402  pylint: disable=wrong-import-order
 
 
 def call(**args):
