@@ -592,7 +592,8 @@ class Evacuation:
                             'phase': vm.get('phase', 'starting'), 'percent': vm.get('percent'),
                             'elapsed_s': round(self.clock() - self.t0 - move['started_s'], 1)})
         done = [dict((k, v) for k, v in r.items() if k != 'decisions') for r in self.results]
-        return {'state': state, 'pid': os.getpid(), 'elapsed_s': round(self.clock() - self.t0, 1),
+        return {'state': state, 'pid': os.getpid(), 'tag': self.p.get('status_tag'),
+                'elapsed_s': round(self.clock() - self.t0, 1),
                 'running': running, 'done': done, 'pending': [m['name'] for m in pending],
                 'left': left, 'predicted_total_s': plan.get('predicted_total_s'), 'total': len(plan['moves'])}
 

@@ -41,6 +41,11 @@ extends_documentation_fragment:
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.evacuation
 attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+    details:
+      - O(background) - the whole drain in one task, its report and calibration written on the controller.
   check_mode:
     support: full
     details:
@@ -108,6 +113,11 @@ options:
   status_file:
     description: Progress file on this host, rewritten while the drain runs.
     type: path
+  status_tag:
+    description:
+      - Written into O(status_file) as C(tag), so that a reader tells this drain's progress from an earlier drain's
+        (O(background) sets it).
+    type: str
   source_name:
     description: Name of the source in the report (for example its inventory name). Default - O(uri).
     type: str
@@ -140,6 +150,48 @@ options:
       - By default such a drain fails, so that a host is never taken for empty when it is not.
     type: bool
     default: false
+  make_dirs:
+    description:
+      - Make the missing directories of O(journal) and O(status_file) (mode C(0700)) before the drain starts, instead
+        of refusing. Not in check mode.
+    type: bool
+    default: false
+  background:
+    description:
+      - Run the whole drain in one task, as the C(vmmigration.libvirt.evacuate_host) role does - done by the action
+        plugin on the controller; the module itself ignores this option.
+      - The drain starts in the background on this host (as C(async) runs a module - it goes on if the controller
+        is lost, and a later run finds it with M(vmmigration.libvirt.evacuation_status)); its progress lines are
+        printed on the controller as they change (the task is never minutes silent); its result is read back
+        when it ends and returned as this task's result, with its report and calibration written on the
+        controller when asked.
+      - Needs O(status_file). In check mode the module runs as without it (a plan; nothing in the background).
+    type: dict
+    suboptions:
+      async_s:
+        description:
+          - The drain's bound in the background, in seconds (it is ended after it).
+          - Default - O(timeout_s) + the longest move (twice O(per_vm_timeout_s), at least 1920) + 900.
+        type: int
+      follow_interval_s:
+        description: Each read of the status waits up to this long for news.
+        type: float
+        default: 10
+      report_dir:
+        description: Directory on the controller for the drain's C(report.json), C(report.txt) and C(timeline.html) (0600).
+        type: path
+      calibration_file:
+        description:
+          - Calibration file on the controller that this drain's samples are added to (read, updated and replaced
+            under a lock - hosts draining side by side all add theirs).
+        type: path
+      started_at:
+        description: When the caller's own work around the drain started (UNIX time) - its wall is calibrated too.
+        type: float
+      default_rate_mibps:
+        description: The copy rate the calibration assumes until it has measured one.
+        type: float
+        default: 1000
   allow_failed_vms:
     description:
       - Return without failing when VMs failed to move (RV(failed_vms)), with a warning naming each failed VM, what
@@ -169,6 +221,19 @@ EXAMPLES = r'''
   delegate_to: hv1
   async: 7200
   poll: 0
+  register: drain
+
+- name: The whole drain in one task - in the background on hv1, its progress shown, its report kept here
+  vmmigration.libvirt.evacuate:
+    destinations:
+      - {name: hv2, uri: qemu+tls://hv2.example.com/system}
+    journal: /var/lib/vmmigration/evacuate.journal
+    status_file: /var/lib/vmmigration/evacuate.status.json
+    make_dirs: true
+    background:
+      follow_interval_s: 5
+      report_dir: /var/tmp/vmmigration-reports/hv1
+  delegate_to: hv1
   register: drain
 '''
 
@@ -284,6 +349,8 @@ report:
       type: str
 '''
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.parsing.convert_bool import boolean
 
@@ -327,12 +394,19 @@ def main():
         cold_options=dict(type='dict', default={}),
         journal=dict(type='path'),
         status_file=dict(type='path'),
+        status_tag=dict(type='str'),
         source_name=dict(type='str'),
         rollback=dict(type='bool', default=False),
         return_uri=dict(type='str'),
         allow_incomplete=dict(type='bool', default=False),
         allow_failed_vms=dict(type='bool', default=False),
         plan=dict(type='dict'),
+        make_dirs=dict(type='bool', default=False),
+        # (done by the action plugin on the controller: never reaches the host)
+        background=dict(type='dict', options=dict(
+            async_s=dict(type='int'), follow_interval_s=dict(type='float', default=10),
+            report_dir=dict(type='path'), calibration_file=dict(type='path'), started_at=dict(type='float'),
+            default_rate_mibps=dict(type='float', default=1000))),
     )
     argument_spec.update(PLAN_ARGSPEC)
     argument_spec.update(CONNECTION_ARGSPEC)
@@ -365,7 +439,9 @@ def main():
         problems.append('per_vm_timeout_s and timeout_s must be greater than 0')
     problems += verify_option_problems(p)
     if not module.check_mode:
-        # (check mode writes neither; a role makes their directory after its check-mode look)
+        # (check mode writes neither; a role makes their directory after its check-mode look, or asks make_dirs)
+        if p['make_dirs']:
+            problems += make_dirs(p, ('journal', 'status_file'))
         problems += file_option_problems(p, ('journal', 'status_file'))
     if problems:
         module.fail_json(msg='; '.join(problems))
@@ -395,6 +471,21 @@ def main():
     if failures:
         module.fail_json(msg=' | '.join(failures), **result)
     module.exit_json(**result)
+
+
+def make_dirs(p, names):
+    """The missing directories of the files NAMES of P, made 0700; what could not be made."""
+    problems = []
+    for name in names:
+        if not p.get(name):
+            continue
+        directory = os.path.dirname(os.path.abspath(p[name]))
+        if not os.path.isdir(directory):
+            try:
+                os.makedirs(directory, 0o700)
+            except OSError as e:
+                problems.append('%s %s: cannot make its directory %s: %s' % (name, p[name], directory, e))
+    return problems
 
 
 def verify_option_problems(p):

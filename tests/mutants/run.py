@@ -22,6 +22,8 @@ TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 SWEEP = 'tests/unit/plugins/module_utils/test_faults.py'
 MU = 'plugins/module_utils/'
 RUNRECORD = 'tests/unit/plugins/module_utils/test__runrecord.py'
+ACTION = 'plugins/action/'
+BACKGROUND = 'tests/unit/plugins/action/test_evacuate_action.py'
 FIRST = ('test_a_full_disk_never_abandons_a_move', 'test_the_drain_never_exits_while_a_move_runs',
          'test_an_approved_shared_disk_is_proven_again_before_a_move',
          'test_a_disk_already_on_the_destination_is_never_overwritten',
@@ -142,6 +144,16 @@ MUTANTS = {
         ("    r.update(error=None, failed_phase=None, predicted=dict(predicted or {}))",
          "    r.update(error=None, failed_phase=None, predicted=dict(predicted or {}), drained=[])")],
         'a resumed host forgets the VMs its earlier attempt sent away: they are never brought back', RUNRECORD),
+    'background-drain-failure-dropped': (ACTION + 'evacuate.py', [
+        ("        drained = dict((k, v) for k, v in job.items() if k not in ASYNC_KEYS)",
+         "        drained = dict((k, v) for k, v in job.items() if k not in ASYNC_KEYS + ('failed', 'msg'))")],
+        'a drain that failed in the background is reported as a success', BACKGROUND),
+    'background-result-read-before-the-drain-ended': (ACTION + 'evacuate.py', [
+        ("        if not job.get('finished') and not job.get('failed'):\n            wait_until(job_done, 120, 0.25)\n"
+         "        if not job.get('finished'):",
+         "        if False:")],
+        'the task ends when the status says finished, before the drain\'s own result is there: no moves reported, '
+        'no failure', BACKGROUND),
 }
 
 

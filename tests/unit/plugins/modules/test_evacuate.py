@@ -140,3 +140,20 @@ def test_a_drain_whose_journal_could_not_be_written_fails_whatever_is_allowed(mo
     assert "No space left on device" in out["msg"] and out["journal_errors"] == result["journal_errors"]
     code, out = run_module(monkeypatch, capsys, dict(result, journal_errors=[]))
     assert code == 0 and not out.get("failed")
+
+
+def test_make_dirs_makes_the_missing_directories_owner_only_and_names_what_it_cannot(tmp_path):
+    import os
+    import stat
+    journal = tmp_path / "state" / "h1" / "evacuate.journal"
+    status = tmp_path / "run" / "evacuate.status.json"
+    assert EV.make_dirs({"journal": str(journal), "status_file": str(status)}, ("journal", "status_file")) == []
+    for d in (journal.parent, status.parent):
+        assert d.is_dir() and stat.S_IMODE(os.stat(str(d)).st_mode) == 0o700
+    # (already there: nothing to do; not given: nothing to do)
+    assert EV.make_dirs({"journal": str(journal), "status_file": None}, ("journal", "status_file")) == []
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    problems = EV.make_dirs({"journal": str(blocker / "sub" / "j")}, ("journal",))
+    assert len(problems) == 1 and problems[0].startswith("journal %s: cannot make its directory %s: " % (
+        blocker / "sub" / "j", blocker / "sub"))

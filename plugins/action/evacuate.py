@@ -1,0 +1,214 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""evacuate with background: the whole drain in one task - started in the background on the drained host (it
+goes on if the controller is lost), its progress printed here as it changes, its result read back when it ends,
+and its report and calibration written on the controller. Without background the module runs as any module does
+(check mode included: a plan, nothing in the background)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import fcntl
+import json
+import os
+import time
+import uuid
+
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.vmmigration.libvirt.plugins.action.controller_files import write_atomic
+from ansible_collections.vmmigration.libvirt.plugins.action.evacuation_status import follow
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _calibration, _rolling
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
+
+MODULE = 'vmmigration.libvirt.evacuate'
+STATUS = 'vmmigration.libvirt.evacuation_status'
+ASYNC_STATUS = 'ansible.legacy.async_status'
+
+display = Display()
+
+# what async_status adds to the module's own result
+ASYNC_KEYS = ('ansible_job_id', 'finished', 'started', 'results_file', 'stdout', 'stdout_lines', 'stderr',
+              'stderr_lines', 'erased')
+
+
+def async_bound(args):
+    """Seconds the background drain may run at most: its own bound (timeout_s) + the longest move (a live move's
+    per_vm_timeout_s, or a cold move's shutdown and copy deadlines) + 15 min."""
+    timeout = float(args.get('timeout_s') or 3600)
+    per_vm = float(args.get('per_vm_timeout_s') or 600)
+    return int(timeout + max(2 * per_vm, 1920) + 900)
+
+
+def report_files(result):
+    """The drain's report as the controller keeps it: (name, bytes) of report.json, report.txt, timeline.html."""
+    report = result.get('report') or {}
+    plain = dict((k, v) for k, v in result.items() if k != 'invocation')
+    return [('report.json', json.dumps(plain, indent=4, sort_keys=True, ensure_ascii=False, default=to_text) + '\n'),
+            ('report.txt', '\n'.join(report.get('table') or []) + '\n'),
+            ('timeline.html', report.get('html') or '')]
+
+
+def save_report(directory, result):
+    """The report files in DIRECTORY (made 0700 when missing), each 0600 and replaced atomically; their paths."""
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+    paths = []
+    for name, text in report_files(result):
+        path = os.path.join(directory, name)
+        write_atomic(path, to_bytes(text), 0o600)
+        paths.append(path)
+    return paths
+
+
+def save_calibration(path, result, role_wall_s, default_rate, now=None):
+    """PATH's calibration with this drain's samples added - read, updated and replaced under a lock, so that hosts
+    draining side by side (one controller, several forks) all add theirs."""
+    directory = os.path.dirname(path) or '.'
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+    # (the lock file is its owner's only, like the calibration)
+    with os.fdopen(os.open(path + '.lock', os.O_CREAT | os.O_RDWR, 0o600), 'r+') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            try:
+                with open(path) as f:
+                    calibration = json.load(f)
+            except (IOError, OSError, ValueError):
+                calibration = {}
+            updated = _calibration.update(_rolling.plain(calibration if isinstance(calibration, dict) else {}),
+                                          _rolling.plain(result), role_wall_s=role_wall_s, default_rate=default_rate,
+                                          now=round(now if now is not None else time.time(), 3))
+            write_atomic(path, to_bytes(json.dumps(updated, indent=4, sort_keys=True) + '\n'), 0o600)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return path
+
+
+class ActionModule(ActionBase):
+    """Run the evacuate module, or with background the whole drain in one task."""
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        args = dict(self._task.args)
+        background = args.pop('background', None)
+        if background is None or self._task.check_mode:
+            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+            return result
+        if not isinstance(background, dict):
+            return dict(result, failed=True, msg='background: give a dict (async_s, follow_interval_s, report_dir, '
+                        'calibration_file, started_at, default_rate_mibps) - got %s' % type(background).__name__)
+        try:
+            opts = self._background_options(background, args)
+        except (TypeError, ValueError) as e:
+            return dict(result, failed=True, msg='background: %s' % to_text(e))
+        if not args.get('status_file'):
+            return dict(result, failed=True, msg='background needs status_file (the drain\'s progress is read there)')
+        host = (task_vars or {}).get('inventory_hostname', '')
+        t0 = time.monotonic()
+
+        def execute(**kw):
+            res = self._execute_module(**kw)
+            display.vvv('[%s] evacuate background: %s%s -> %s at %.2f s' % (
+                host, kw['module_name'], ' (async)' if kw.get('wrap_async') else '',
+                res.get('state') or res.get('finished'), time.monotonic() - t0))
+            return res
+
+        # (this drain's status says so: the status file may still hold an earlier drain's)
+        tag = args['status_tag'] = args.get('status_tag') or 'evacuate-%s' % uuid.uuid4().hex
+
+        # the drain, in the background on the host (async_wrapper, as 'async:' runs a module)
+        saved = self._task.async_val
+        self._task.async_val = opts['async_s']
+        try:
+            started = execute(module_name=MODULE, module_args=args, task_vars=task_vars, wrap_async=True)
+        finally:
+            self._task.async_val = saved
+        jid = started.get('ansible_job_id')
+        if started.get('failed') or not jid:
+            return dict(result, failed=True, msg='the drain did not start in the background: %s' % (
+                started.get('msg') or started))
+
+        job = {}
+        # (the async_status module expands the directory on the host: no round trip here for it)
+        async_dir = self.get_shell_option('async_dir', default='~/.ansible_async')
+
+        def job_done():
+            job.update(execute(module_name=ASYNC_STATUS, module_args={'jid': jid, '_async_dir': async_dir},
+                               task_vars=task_vars))
+            return bool(job.get('finished')) or bool(job.get('failed'))
+
+        wait = {'s': min(2.0, opts['follow_interval_s'])}
+
+        def status_round(status_args):
+            """One status round; short until the drain's own status shows up, then follow_interval_s."""
+            res = execute(module_name=STATUS, module_args=dict(status_args, wait_s=wait['s']), task_vars=task_vars)
+            if res.get('state') == 'running' and (res.get('status') or {}).get('tag') == tag:
+                wait['s'] = opts['follow_interval_s']
+            return res
+
+        last = follow(status_round, {'status_file': args['status_file']}, host, opts['async_s'] + 60,
+                      job_done=job_done, stale=lambda res: (res.get('status') or {}).get('tag') != tag)
+        if last.get('failed') and not job.get('finished'):
+            # (the drain itself goes on: only its progress could not be read)
+            return dict(result, failed=True, ansible_job_id=jid, msg='the drain runs on in the background (job %s) '
+                        'but its progress could not be read: %s - run the play again to follow it to its end' % (
+                            jid, last.get('msg') or last))
+        # (the status says finished a moment before the module returns: its result is read once it has)
+        if not job.get('finished') and not job.get('failed'):
+            wait_until(job_done, 120, 0.25)
+        if not job.get('finished'):
+            return dict(result, failed=True, ansible_job_id=jid, msg='the drain in the background (job %s) %s' % (
+                jid, job.get('msg') or 'did not end within its bound (%s s)' % opts['async_s']))
+        # the job's file read, it goes (a shell rm: no module run for it)
+        self._low_level_execute_command('rm -f -- %s' % self._job_file(async_dir, jid), sudoable=True)
+        drained = dict((k, v) for k, v in job.items() if k not in ASYNC_KEYS)
+        result.update(drained)
+        return self._keep(result, drained, opts)
+
+    def _keep(self, result, drained, opts):
+        """The report and the calibration on the controller, as asked (a drain that ended with a report)."""
+        try:
+            if opts['report_dir'] and drained.get('report'):
+                result['report_files'] = save_report(opts['report_dir'], drained)
+            if opts['calibration_file'] and drained.get('results') is not None:
+                role_wall = time.time() - opts['started_at'] if opts['started_at'] is not None else None
+                result['calibration_file'] = save_calibration(opts['calibration_file'], drained, role_wall,
+                                                              opts['default_rate_mibps'])
+        except (IOError, OSError) as e:
+            # the drain itself is done: its result stands, the controller's copy is what failed
+            result.update(failed=True, msg='%s; and its report or calibration could not be written on the '
+                          'controller: %s' % (result.get('msg') or 'the drain ended', to_text(e)))
+        return result
+
+    def _job_file(self, async_dir, jid):
+        """The job's file for a shell command on the host: ~ left for the host's shell to expand."""
+        quote = self._connection._shell.quote
+        path = async_dir.rstrip('/') + '/' + jid
+        if path.startswith('~/'):
+            return '~/' + quote(path[2:])
+        return quote(path)
+
+    @staticmethod
+    def _background_options(background, args):
+        known = ('async_s', 'follow_interval_s', 'report_dir', 'calibration_file', 'started_at', 'default_rate_mibps')
+        unknown = sorted(set(background) - set(known))
+        if unknown:
+            raise ValueError('unknown %s (known: %s)' % (', '.join(unknown), ', '.join(known)))
+        opts = {'async_s': int(float(background.get('async_s') or async_bound(args))),
+                'follow_interval_s': float(background.get('follow_interval_s') or 10),
+                'report_dir': background.get('report_dir') or '',
+                'calibration_file': background.get('calibration_file') or '',
+                'started_at': float(background['started_at']) if background.get('started_at') not in (None, '') else None,
+                'default_rate_mibps': float(background.get('default_rate_mibps') or 1000)}
+        if opts['async_s'] <= 0 or opts['follow_interval_s'] <= 0:
+            raise ValueError('async_s and follow_interval_s must be greater than 0')
+        for key in ('report_dir', 'calibration_file'):
+            opts[key] = os.path.expanduser(to_text(opts[key])) if opts[key] else ''
+        return opts
