@@ -144,7 +144,7 @@ def main(argv=None):
                                             gap - GOAL_PLAYBOOK_S)))
         for label, tasks in (("rolling maintenance job", rolls[-1]["tasks"]), ("evacuate_host job", evacs[-1]["tasks"])):
             print("\nwhere the time goes, %s (task time summed over hosts, the largest):" % label)
-            for name, secs in sorted(tasks.items(), key=lambda x: -x[1])[:14]:
+            for name, secs in sorted(tasks.items(), key=lambda x: -x[1])[:40]:
                 print("  %7.1f s  %s" % (secs, name[:110]))
         print("\nBENCH ROLLING %s" % json.dumps({
             "host_overhead_s": dict((h, round(med([r["per_host"][h]["overhead_s"] for r in rolls]), 1))
