@@ -134,7 +134,7 @@ options:
         before anything happens, naming what to configure, unless O(allow_plaintext=true).
       - V(required) - TLS or nothing, even with O(allow_plaintext).
       - V(off) - no TLS; needs O(allow_plaintext=true).
-      - The YAML booleans of earlier releases still work - V(true) is V(required), V(false) is V(off).
+      - The YAML booleans are taken too - V(true) is V(required), V(false) is V(off).
       - Check mode and RV(transport) say which it is.
     type: str
     default: auto

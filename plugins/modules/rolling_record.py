@@ -12,7 +12,7 @@ DOCUMENTATION = r'''
 ---
 module: rolling_record
 short_description: A hypervisor's own record of a rolling maintenance run - read, start, update, abandon
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Each hypervisor of a rolling maintenance run keeps the record of what the run did to it in its own state
     directory (O(state_dir)/runs/RUN_ID.json, readable by its owner only, written atomically) - the run's identity
