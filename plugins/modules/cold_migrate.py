@@ -47,6 +47,10 @@ attributes:
     support: full
     details:
       - A domain gone from the source and defined on the destination is V(already_there).
+seealso:
+  - module: vmmigration.libvirt.migrate
+  - module: vmmigration.libvirt.migration_check
+  - module: vmmigration.libvirt.shared_storage
 options:
   domain:
     description: Name of the domain on the source.
@@ -116,7 +120,7 @@ EXAMPLES = r'''
 - name: Move app01 (local disk, UEFI) to hv3, powering it off if it ignores ACPI for two minutes
   vmmigration.libvirt.cold_migrate:
     domain: app01
-    dest_uri: qemu+tcp://hv3.example.com/system
+    dest_uri: qemu+tls://hv3.example.com/system
     force: true
   register: moved
 

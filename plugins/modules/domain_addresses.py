@@ -28,6 +28,9 @@ extends_documentation_fragment:
   - vmmigration.libvirt.connection
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.attributes.info_module
+seealso:
+  - module: vmmigration.libvirt.ip_reachable
+  - module: vmmigration.libvirt.ip_advertise
 options:
   domain:
     description: Name of the running domain on this host.

@@ -41,6 +41,10 @@ attributes:
     support: partial
     details:
       - Routes are changed only when missing or wrong; announcements are sent at every run by design.
+seealso:
+  - module: vmmigration.libvirt.domain_addresses
+  - module: vmmigration.libvirt.ip_reachable
+  - module: vmmigration.libvirt.migrate
 options:
   domain:
     description: Name of the running domain on this host (with O(state=absent), the domain may be gone).

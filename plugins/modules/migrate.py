@@ -55,6 +55,11 @@ attributes:
     support: none
   idempotent:
     support: full
+seealso:
+  - module: vmmigration.libvirt.migration_check
+  - module: vmmigration.libvirt.migration_job_info
+  - module: vmmigration.libvirt.cold_migrate
+  - module: vmmigration.libvirt.shared_storage
 options:
   domain:
     description: Name of the running domain on the source.
@@ -63,7 +68,7 @@ options:
   dest_uri:
     description:
       - libvirt URI of the destination. With O(p2p=true) (default) the B(source libvirtd) opens it, so
-        it must be reachable from the source host (for example V(qemu+tcp://hv2/system) or
+        it must be reachable from the source host (for example V(qemu+tls://hv2/system) or
         V(qemu+tls://hv2/system)); otherwise the module opens it. Only URIs of libvirt's QEMU driver
         (C(qemu), C(qemu+tcp), C(qemu+tls), C(qemu+ssh), ...) are taken; anything else is refused before
         anything happens.
@@ -252,7 +257,7 @@ EXAMPLES = r'''
 - name: Live-migrate web01 to hv2, letting the module pick the strategy
   vmmigration.libvirt.migrate:
     domain: web01
-    dest_uri: qemu+tcp://hv2.example.com/system
+    dest_uri: qemu+tls://hv2.example.com/system
     max_downtime_ms: 300
   register: moved
 

@@ -25,6 +25,8 @@ extends_documentation_fragment:
   - vmmigration.libvirt.connection
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.attributes.info_module
+seealso:
+  - module: vmmigration.libvirt.migrate
 options:
   domain:
     description: Name of the domain on the source.
@@ -39,7 +41,7 @@ EXAMPLES = r'''
 - name: Start a long migration in the background
   vmmigration.libvirt.migrate:
     domain: db01
-    dest_uri: qemu+tcp://hv2.example.com/system
+    dest_uri: qemu+tls://hv2.example.com/system
     status_file: /run/vmmigration-db01.json
   async: 3600
   poll: 0

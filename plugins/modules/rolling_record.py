@@ -39,6 +39,9 @@ attributes:
     details:
       - O(op=start) on a host that already has the run's record leaves it as it is; O(op=abandon) of an abandoned run
         changes nothing. O(op=update) writes what it is given (each phase mark carries its own time).
+seealso:
+  - module: vmmigration.libvirt.evacuate
+  - module: vmmigration.libvirt.evacuation_status
 options:
   state_dir:
     description: The host's state directory for rolling maintenance (the records go into its C(runs) subdirectory).

@@ -41,6 +41,9 @@ attributes:
     support: none
   idempotent:
     support: full
+seealso:
+  - module: vmmigration.libvirt.migrate
+  - module: vmmigration.libvirt.migration_check
 options:
   dest_uri:
     description: libvirt URI of the destination hypervisor.
@@ -56,7 +59,7 @@ EXAMPLES = r'''
 - name: Prove web01's disks are shared with hv2
   vmmigration.libvirt.shared_storage:
     domain: web01
-    dest_uri: qemu+tcp://hv2.example.com/system
+    dest_uri: qemu+tls://hv2.example.com/system
   register: storage
 
 - name: Refuse to go on when a disk is not shared
