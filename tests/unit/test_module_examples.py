@@ -53,8 +53,7 @@ def tasks(examples):
     def walk(items):
         for t in items or []:
             if isinstance(t, dict) and "block" in t:
-                for x in walk(t["block"]) if isinstance(t["block"], list) else []:
-                    yield x
+                yield from walk(t["block"] if isinstance(t["block"], list) else [])
             elif isinstance(t, dict):
                 yield t
     return list(walk(yaml.safe_load(examples)))
