@@ -56,6 +56,7 @@ options:
     description: Name of the domain on the source.
     type: str
     required: true
+    aliases: [name]
   dest_uri:
     description: libvirt URI of the destination, as reached from where the module runs.
     type: str
@@ -210,7 +211,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._security impo
 
 
 def main():
-    argument_spec = dict(domain=dict(type='str', required=True), dest_uri=dict(type='str', required=True))
+    argument_spec = dict(domain=dict(type='str', required=True, aliases=['name']), dest_uri=dict(type='str', required=True))
     argument_spec.update(COLD_ARGSPEC)
     argument_spec.update(VERIFY_ARGSPEC)
     argument_spec.update(CONNECTION_ARGSPEC)

@@ -36,6 +36,7 @@ options:
     description: Name of the running domain on this host.
     type: str
     required: true
+    aliases: [name]
   sources:
     description: Where to look.
     type: list
@@ -94,7 +95,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
 
 def main():
     argument_spec = dict(
-        domain=dict(type='str', required=True),
+        domain=dict(type='str', required=True, aliases=['name']),
         sources=dict(type='list', elements='str', choices=list(ADDRESS_SOURCES), default=list(ADDRESS_SOURCES)),
         require=dict(type='bool', default=False),
     )

@@ -65,6 +65,7 @@ options:
     description: Name of the running domain on the source.
     type: str
     required: true
+    aliases: [name]
   dest_uri:
     description:
       - libvirt URI of the destination. With O(p2p=true) (default) the B(source libvirtd) opens it, so
@@ -398,7 +399,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline impo
 
 
 def main():
-    argument_spec = dict(domain=dict(type='str', required=True), dest_uri=dict(type='str', required=True),
+    argument_spec = dict(domain=dict(type='str', required=True, aliases=['name']), dest_uri=dict(type='str', required=True),
                          dest_security=dict(type='dict'), announce=dict(type='bool', default=False))
     argument_spec.update(VERIFY_ARGSPEC)
     argument_spec.update(migration_argspec())

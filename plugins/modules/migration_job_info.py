@@ -32,6 +32,7 @@ options:
     description: Name of the domain on the source.
     type: str
     required: true
+    aliases: [name]
   status_file:
     description: The O(vmmigration.libvirt.migrate#module:status_file) of the migration, on the host running this module.
     type: path
@@ -107,7 +108,7 @@ def read_status(path):
 
 
 def main():
-    argument_spec = dict(domain=dict(type='str', required=True), status_file=dict(type='path'))
+    argument_spec = dict(domain=dict(type='str', required=True, aliases=['name']), status_file=dict(type='path'))
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params

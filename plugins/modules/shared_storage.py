@@ -53,6 +53,7 @@ options:
     description: Name of the domain whose disks are probed, on the source.
     type: str
     required: true
+    aliases: [name]
 '''
 
 EXAMPLES = r'''
@@ -130,7 +131,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage impor
 def main():
     argument_spec = dict(
         dest_uri=dict(type='str', required=True),
-        domain=dict(type='str', required=True),
+        domain=dict(type='str', required=True, aliases=['name']),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

@@ -130,3 +130,15 @@ def test_no_example_sends_a_guest_in_the_clear_unless_it_says_so(path):
 def test_every_module_points_to_its_neighbours(path):
     doc, _examples = docs(path)
     assert doc.get("seealso"), "%s: no seealso" % os.path.basename(path)
+
+
+DOMAIN_MODULES = ("cold_migrate", "domain_addresses", "ip_advertise", "migrate", "migration_job_info", "shared_storage")
+
+
+@pytest.mark.parametrize("name", DOMAIN_MODULES)
+def test_name_is_the_domain_as_community_libvirt_calls_it(name):
+    doc, _examples = docs(os.path.join(TOP, "plugins", "modules", name + ".py"))
+    argument_spec = spec(doc["options"])
+    required = dict((k, _placeholder(s)) for k, s in argument_spec.items() if s.get("required") and k != "domain")
+    result = ArgumentSpecValidator(argument_spec).validate(dict(required, name="web01"))
+    assert result.error_messages == [] and result.validated_parameters["domain"] == "web01"
