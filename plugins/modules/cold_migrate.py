@@ -47,11 +47,16 @@ attributes:
     support: full
     details:
       - A domain gone from the source and defined on the destination is V(already_there).
+seealso:
+  - module: vmmigration.libvirt.migrate
+  - module: vmmigration.libvirt.migration_check
+  - module: vmmigration.libvirt.shared_storage
 options:
   domain:
     description: Name of the domain on the source.
     type: str
     required: true
+    aliases: [name]
   dest_uri:
     description: libvirt URI of the destination, as reached from where the module runs.
     type: str
@@ -116,7 +121,7 @@ EXAMPLES = r'''
 - name: Move app01 (local disk, UEFI) to hv3, powering it off if it ignores ACPI for two minutes
   vmmigration.libvirt.cold_migrate:
     domain: app01
-    dest_uri: qemu+tcp://hv3.example.com/system
+    dest_uri: qemu+tls://hv3.example.com/system
     force: true
   register: moved
 
@@ -206,7 +211,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._security impo
 
 
 def main():
-    argument_spec = dict(domain=dict(type='str', required=True), dest_uri=dict(type='str', required=True))
+    argument_spec = dict(domain=dict(type='str', required=True, aliases=['name']), dest_uri=dict(type='str', required=True))
     argument_spec.update(COLD_ARGSPEC)
     argument_spec.update(VERIFY_ARGSPEC)
     argument_spec.update(CONNECTION_ARGSPEC)

@@ -12,7 +12,7 @@ DOCUMENTATION = r'''
 ---
 module: controller_files
 short_description: Write the roles' records (plans, reports, timelines) on the controller, in one task
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Writes files into a directory on the Ansible controller, each atomically (a reader sees the old file or the new
     one), making the directory when it is missing. Runs on the controller alone - it needs no connection to the host

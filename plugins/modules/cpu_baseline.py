@@ -12,7 +12,7 @@ DOCUMENTATION = r'''
 ---
 module: cpu_baseline
 short_description: The CPU every host of a group can provide, which VMs are within it, and set VMs to it
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - For a group of hypervisors of mixed CPU generations (what vSphere calls EVC, oVirt a cluster CPU type) - reads
     each host's domain capabilities (the CPU it offers guests), and has libvirt compute the baseline, the CPU model and

@@ -28,11 +28,15 @@ extends_documentation_fragment:
   - vmmigration.libvirt.connection
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.attributes.info_module
+seealso:
+  - module: vmmigration.libvirt.ip_reachable
+  - module: vmmigration.libvirt.ip_advertise
 options:
   domain:
     description: Name of the running domain on this host.
     type: str
     required: true
+    aliases: [name]
   sources:
     description: Where to look.
     type: list
@@ -91,7 +95,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
 
 def main():
     argument_spec = dict(
-        domain=dict(type='str', required=True),
+        domain=dict(type='str', required=True, aliases=['name']),
         sources=dict(type='list', elements='str', choices=list(ADDRESS_SOURCES), default=list(ADDRESS_SOURCES)),
         require=dict(type='bool', default=False),
     )

@@ -56,6 +56,11 @@ attributes:
     support: full
     details:
       - A host with nothing left to move reports no change.
+seealso:
+  - module: vmmigration.libvirt.evacuation_plan
+  - module: vmmigration.libvirt.evacuation_status
+  - module: vmmigration.libvirt.migrate
+  - module: vmmigration.libvirt.cold_migrate
 options:
   non_live_policy:
     description: What to do with VMs that cannot live-migrate anywhere but could move cold.
@@ -208,8 +213,8 @@ EXAMPLES = r'''
 - name: Drain hv1 onto hv2 and hv3, cold-migrating what cannot move live
   vmmigration.libvirt.evacuate:
     destinations:
-      - {name: hv2, uri: qemu+tcp://hv2.example.com/system}
-      - {name: hv3, uri: qemu+tcp://hv3.example.com/system}
+      - {name: hv2, uri: qemu+tls://hv2.example.com/system}
+      - {name: hv3, uri: qemu+tls://hv3.example.com/system}
     non_live_policy: cold
     max_outbound: 2
     max_inbound: 1

@@ -30,6 +30,9 @@ extends_documentation_fragment:
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.attributes.info_module
   - vmmigration.libvirt.evacuation
+seealso:
+  - module: vmmigration.libvirt.evacuate
+  - module: vmmigration.libvirt.migration_check
 options:
   allow_cold:
     description: Plan a cold migration for VMs that cannot move live (otherwise they are left, with the reason).
@@ -49,8 +52,8 @@ EXAMPLES = r'''
 - name: Plan the drain of hv1 onto hv2 and hv3
   vmmigration.libvirt.evacuation_plan:
     destinations:
-      - {name: hv2, uri: qemu+tcp://hv2.example.com/system}
-      - {name: hv3, uri: qemu+tcp://hv3.example.com/system}
+      - {name: hv2, uri: qemu+tls://hv2.example.com/system}
+      - {name: hv3, uri: qemu+tls://hv3.example.com/system}
     anti_affinity:
       db: [db01, db02]
     headroom_mib: 8192

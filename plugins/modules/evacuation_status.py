@@ -28,6 +28,8 @@ attributes:
   action:
     description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
+seealso:
+  - module: vmmigration.libvirt.evacuate
 options:
   status_file:
     description: The drain's status file.

@@ -27,6 +27,9 @@ extends_documentation_fragment:
   - vmmigration.libvirt.connection
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.attributes.info_module
+seealso:
+  - module: vmmigration.libvirt.migration_check
+  - module: vmmigration.libvirt.cpu_baseline
 options:
   domains:
     description:
@@ -72,9 +75,9 @@ EXAMPLES = r'''
   loop_control:
     label: "{{ item.name }}"
 
-- name: One domain, from the controller, over TCP
+- name: One domain, from the controller, over TLS
   vmmigration.libvirt.host_info:
-    uri: qemu+tcp://hv2.example.com/system
+    uri: qemu+tls://hv2.example.com/system
     domains: [web01]
   delegate_to: localhost
 '''

@@ -41,11 +41,16 @@ attributes:
     support: partial
     details:
       - Routes are changed only when missing or wrong; announcements are sent at every run by design.
+seealso:
+  - module: vmmigration.libvirt.domain_addresses
+  - module: vmmigration.libvirt.ip_reachable
+  - module: vmmigration.libvirt.migrate
 options:
   domain:
     description: Name of the running domain on this host (with O(state=absent), the domain may be gone).
     type: str
     required: true
+    aliases: [name]
   interfaces:
     description:
       - The interfaces and addresses to advertise.
@@ -210,7 +215,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
 
 def main():
     argument_spec = dict(
-        domain=dict(type='str', required=True),
+        domain=dict(type='str', required=True, aliases=['name']),
         interfaces=dict(type='list', elements='dict', options=dict(
             mac=dict(type='str'), ipv4=dict(type='list', elements='str', default=[]),
             ipv6=dict(type='list', elements='str', default=[]), sources=dict(type='list', elements='str'))),

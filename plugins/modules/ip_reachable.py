@@ -26,6 +26,9 @@ author:
 extends_documentation_fragment:
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.attributes.info_module
+seealso:
+  - module: vmmigration.libvirt.domain_addresses
+  - module: vmmigration.libvirt.ip_advertise
 options:
   addresses:
     description: IPv4 and IPv6 addresses to probe.

@@ -55,15 +55,21 @@ attributes:
     support: none
   idempotent:
     support: full
+seealso:
+  - module: vmmigration.libvirt.migration_check
+  - module: vmmigration.libvirt.migration_job_info
+  - module: vmmigration.libvirt.cold_migrate
+  - module: vmmigration.libvirt.shared_storage
 options:
   domain:
     description: Name of the running domain on the source.
     type: str
     required: true
+    aliases: [name]
   dest_uri:
     description:
       - libvirt URI of the destination. With O(p2p=true) (default) the B(source libvirtd) opens it, so
-        it must be reachable from the source host (for example V(qemu+tcp://hv2/system) or
+        it must be reachable from the source host (for example V(qemu+tls://hv2/system) or
         V(qemu+tls://hv2/system)); otherwise the module opens it. Only URIs of libvirt's QEMU driver
         (C(qemu), C(qemu+tcp), C(qemu+tls), C(qemu+ssh), ...) are taken; anything else is refused before
         anything happens.
@@ -134,7 +140,7 @@ options:
         before anything happens, naming what to configure, unless O(allow_plaintext=true).
       - V(required) - TLS or nothing, even with O(allow_plaintext).
       - V(off) - no TLS; needs O(allow_plaintext=true).
-      - The YAML booleans of earlier releases still work - V(true) is V(required), V(false) is V(off).
+      - The YAML booleans are taken too - V(true) is V(required), V(false) is V(off).
       - Check mode and RV(transport) say which it is.
     type: str
     default: auto
@@ -252,7 +258,7 @@ EXAMPLES = r'''
 - name: Live-migrate web01 to hv2, letting the module pick the strategy
   vmmigration.libvirt.migrate:
     domain: web01
-    dest_uri: qemu+tcp://hv2.example.com/system
+    dest_uri: qemu+tls://hv2.example.com/system
     max_downtime_ms: 300
   register: moved
 
@@ -393,7 +399,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline impo
 
 
 def main():
-    argument_spec = dict(domain=dict(type='str', required=True), dest_uri=dict(type='str', required=True),
+    argument_spec = dict(domain=dict(type='str', required=True, aliases=['name']), dest_uri=dict(type='str', required=True),
                          dest_security=dict(type='dict'), announce=dict(type='bool', default=False))
     argument_spec.update(VERIFY_ARGSPEC)
     argument_spec.update(migration_argspec())

@@ -45,11 +45,15 @@ attributes:
     support: none
   idempotent:
     support: full
+seealso:
+  - module: vmmigration.libvirt.migrate
+  - module: vmmigration.libvirt.cold_migrate
+  - module: vmmigration.libvirt.host_info
 options:
   dest_uri:
     description:
       - libvirt URI of the destination hypervisor, as reached from where the module runs
-        (for example V(qemu+tcp://hv2/system) or V(qemu+ssh://root@hv2/system)).
+        (for example V(qemu+tls://hv2/system) or V(qemu+ssh://root@hv2/system)).
     type: str
     required: true
   domains:
@@ -110,7 +114,7 @@ options:
 EXAMPLES = r'''
 - name: Can web01 and db01 move from this hypervisor to hv2?
   vmmigration.libvirt.migration_check:
-    dest_uri: qemu+tcp://hv2.example.com/system
+    dest_uri: qemu+tls://hv2.example.com/system
     domains: [web01, db01]
     memory_reserve_mib: 4096
     fail_on: never

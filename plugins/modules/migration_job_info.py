@@ -25,11 +25,14 @@ extends_documentation_fragment:
   - vmmigration.libvirt.connection
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.attributes.info_module
+seealso:
+  - module: vmmigration.libvirt.migrate
 options:
   domain:
     description: Name of the domain on the source.
     type: str
     required: true
+    aliases: [name]
   status_file:
     description: The O(vmmigration.libvirt.migrate#module:status_file) of the migration, on the host running this module.
     type: path
@@ -39,7 +42,7 @@ EXAMPLES = r'''
 - name: Start a long migration in the background
   vmmigration.libvirt.migrate:
     domain: db01
-    dest_uri: qemu+tcp://hv2.example.com/system
+    dest_uri: qemu+tls://hv2.example.com/system
     status_file: /run/vmmigration-db01.json
   async: 3600
   poll: 0
@@ -105,7 +108,7 @@ def read_status(path):
 
 
 def main():
-    argument_spec = dict(domain=dict(type='str', required=True), status_file=dict(type='path'))
+    argument_spec = dict(domain=dict(type='str', required=True, aliases=['name']), status_file=dict(type='path'))
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params

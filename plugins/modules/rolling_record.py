@@ -12,7 +12,7 @@ DOCUMENTATION = r'''
 ---
 module: rolling_record
 short_description: A hypervisor's own record of a rolling maintenance run - read, start, update, abandon
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Each hypervisor of a rolling maintenance run keeps the record of what the run did to it in its own state
     directory (O(state_dir)/runs/RUN_ID.json, readable by its owner only, written atomically) - the run's identity
@@ -39,6 +39,9 @@ attributes:
     details:
       - O(op=start) on a host that already has the run's record leaves it as it is; O(op=abandon) of an abandoned run
         changes nothing. O(op=update) writes what it is given (each phase mark carries its own time).
+seealso:
+  - module: vmmigration.libvirt.evacuate
+  - module: vmmigration.libvirt.evacuation_status
 options:
   state_dir:
     description: The host's state directory for rolling maintenance (the records go into its C(runs) subdirectory).

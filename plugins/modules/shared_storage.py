@@ -41,6 +41,9 @@ attributes:
     support: none
   idempotent:
     support: full
+seealso:
+  - module: vmmigration.libvirt.migrate
+  - module: vmmigration.libvirt.migration_check
 options:
   dest_uri:
     description: libvirt URI of the destination hypervisor.
@@ -50,13 +53,14 @@ options:
     description: Name of the domain whose disks are probed, on the source.
     type: str
     required: true
+    aliases: [name]
 '''
 
 EXAMPLES = r'''
 - name: Prove web01's disks are shared with hv2
   vmmigration.libvirt.shared_storage:
     domain: web01
-    dest_uri: qemu+tcp://hv2.example.com/system
+    dest_uri: qemu+tls://hv2.example.com/system
   register: storage
 
 - name: Refuse to go on when a disk is not shared
@@ -127,7 +131,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage impor
 def main():
     argument_spec = dict(
         dest_uri=dict(type='str', required=True),
-        domain=dict(type='str', required=True),
+        domain=dict(type='str', required=True, aliases=['name']),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
