@@ -152,6 +152,10 @@ def segments(r):
     return out
 
 
+# (a report fits the screen it is read on: a long title or legend wraps, never runs off the edge)
+PAGE_STYLE = '<style>h1,p{overflow-wrap:anywhere}</style>'
+
+
 def timeline_html(results, title, width=900):
     """A self-contained HTML page with an SVG timeline on a linear time axis: one row per migration, its phases
     (checks, copy coloured by method - red when it failed -, commit) over the time the table gives it, then the
@@ -190,8 +194,9 @@ def timeline_html(results, title, width=900):
     legend += (' <span style="color:#c0392b">&#9632; failed</span>; <span style="color:#95a5a6">&#9632; checks</span>, '
                '<span style="color:#2c3e50">&#9632; commit</span>, <span style="color:%s">&#9632; announce and '
                'verification</span>; black tick: downtime' % AFTER_COLOUR)
-    return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>%s</title></head><body>'
-            '<h1>%s</h1><p>%s</p>%s</body></html>\n' % (escape(title), escape(title), legend, ''.join(parts)))
+    page = ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>%s</title>' + PAGE_STYLE + '</head><body>'
+            '<h1>%s</h1><p>%s</p>%s</body></html>\n')
+    return page % (escape(title), escape(title), legend, ''.join(parts))
 
 
 def plan_lines(plan, source=''):

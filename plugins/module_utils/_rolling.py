@@ -382,6 +382,10 @@ PHASE_COLOURS = {'drain': '#2e86c1', 'maintenance': '#7f8c8d', 'gate': '#27ae60'
 HOST_COLOURS = ('#2e86c1', '#e67e22', '#16a085', '#8e44ad', '#c0392b', '#2c3e50', '#d4ac0d', '#7f8c8d')
 
 
+# (a report fits the screen it is read on: long lines - a failed attempt's reason - wrap, never run off the edge)
+PAGE_STYLE = '<style>pre{white-space:pre-wrap;overflow-wrap:anywhere}h1,p{overflow-wrap:anywhere}</style>'
+
+
 def timeline_html(records, title, table_lines=(), width=960):
     """A self-contained page: one row per host (its phases) and per VM (its moves, coloured by the host it went
     to), on one linear time axis from the run's first step; the table below."""
@@ -440,6 +444,6 @@ def timeline_html(records, title, table_lines=(), width=960):
     legend = ' '.join('<span style="color:%s">&#9632; %s</span>' % (c, ph) for ph, c in sorted(PHASE_COLOURS.items()))
     legend += ' | VMs coloured by the host they moved to: ' + ' '.join(
         '<span style="color:%s">&#9632; %s</span>' % (c, escape(h)) for h, c in sorted(colour.items()))
-    page = ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>%s</title></head><body><h1>%s</h1><p>%s</p>%s'
-            '<pre>%s</pre></body></html>')
+    page = ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>%s</title>' + PAGE_STYLE + '</head><body>'
+            '<h1>%s</h1><p>%s</p>%s<pre>%s</pre></body></html>')
     return page % (escape(title), escape(title), legend, ''.join(parts), escape('\n'.join(table_lines)))

@@ -40,3 +40,33 @@ def render(html_path, name, width=1280, height=900):
     size = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
     console = [line for line in p.stderr.splitlines() if ":CONSOLE" in line]
     return {"png": png, "bytes": os.path.getsize(png), "size": size, "console": console}
+
+
+def overflow_px(html_path, width=1280, height=900):
+    """How many pixels the page at HTML_PATH runs past the right edge of a WIDTH px window (0: it fits - no
+    horizontal scrollbar). The page is loaded as it is, with one script appended that writes the page's scroll
+    width less the window's into the DOM, which chromium prints (--dump-dom)."""
+    chromium = shutil.which("chromium")
+    if not chromium:
+        raise RuntimeError("chromium is not installed (tests/lab/setup.sh installs it)")
+    with open(html_path) as f:
+        page = f.read()
+    probe = ('<script>document.body.setAttribute("data-overflow", String(Math.max(0, '
+             'document.documentElement.scrollWidth - window.innerWidth)));</script>')
+    work = tempfile.mkdtemp(prefix="vmm-chromium-")
+    try:
+        measured = os.path.join(work, "page.html")
+        with open(measured, "w") as f:
+            f.write(page.replace("</body>", probe + "</body>") if "</body>" in page else page + probe)
+        p = subprocess.run(["unshare", "--net", chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                            "--no-first-run", "--disable-extensions", "--disable-background-networking",
+                            "--user-data-dir=" + os.path.join(work, "profile"), "--hide-scrollbars",
+                            "--window-size=%d,%d" % (width, height), "--dump-dom", "file://" + measured],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=180,
+                           check=False)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    marker = 'data-overflow="'
+    if p.returncode != 0 or marker not in p.stdout:
+        raise RuntimeError("chromium did not measure the page (%d):\n%s" % (p.returncode, p.stderr[-3000:]))
+    return int(p.stdout.split(marker, 1)[1].split('"', 1)[0])
