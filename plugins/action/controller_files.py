@@ -40,6 +40,9 @@ def write_atomic(path, data, mode):
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
+            # (on disk before the rename: a controller that crashes leaves the old file, never an empty one)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import errno
 import fcntl
 import json
 import os
@@ -19,6 +20,7 @@ import time
 import uuid
 
 from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -33,9 +35,20 @@ ASYNC_STATUS = 'ansible.legacy.async_status'
 
 display = Display()
 
-# what async_status adds to the module's own result
-ASYNC_KEYS = ('ansible_job_id', 'finished', 'started', 'results_file', 'stdout', 'stdout_lines', 'stderr',
-              'stderr_lines', 'erased')
+# what async_status adds to the module's own result (the module's own stdout and stderr stay: they say why a module
+# that crashed did)
+ASYNC_KEYS = ('ansible_job_id', 'finished', 'started', 'results_file', 'erased')
+# a host that does not answer a read is asked again this many times (2, 4, 6 s apart) before the task gives up
+# following - the drain goes on there
+READ_RETRIES = 3
+# async_wrapper may say "started" before its job file exists: "could not find job" means "not yet" this long
+JOB_FILE_GRACE_S = 30
+# a drain whose status says its process is gone, while its job never ends, is given up after this long
+DEAD_GRACE_S = 60
+
+
+class FollowLost(Exception):
+    """Following the drain ended without its result: the drain may go on on the host."""
 
 
 def async_bound(args):
@@ -56,9 +69,9 @@ def report_files(result):
 
 
 def save_report(directory, result):
-    """The report files in DIRECTORY (made 0700 when missing), each 0600 and replaced atomically; their paths."""
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
+    """The report files in DIRECTORY (made 0700 when missing), each 0600 and replaced atomically - all three, so that
+    no earlier drain's table or timeline stays beside this one's result; their paths."""
+    os.makedirs(directory, 0o700, exist_ok=True)
     paths = []
     for name, text in report_files(result):
         path = os.path.join(directory, name)
@@ -67,23 +80,33 @@ def save_report(directory, result):
     return paths
 
 
+def read_calibration(path):
+    """PATH's calibration; {} when there is none yet. One that cannot be read or is not a calibration is refused,
+    never overwritten: its history is what the predictions learn from."""
+    try:
+        with open(path) as f:
+            calibration = json.load(f)
+    except (IOError, OSError) as e:
+        if e.errno == errno.ENOENT:
+            return {}
+        raise ValueError('cannot read the calibration %s: %s' % (path, e))
+    except ValueError as e:
+        raise ValueError('the calibration %s is not JSON (%s): move it aside' % (path, e))
+    if not isinstance(calibration, dict):
+        raise ValueError('the calibration %s is not a calibration (a JSON object): move it aside' % path)
+    return calibration
+
+
 def save_calibration(path, result, role_wall_s, default_rate, now=None):
     """PATH's calibration with this drain's samples added - read, updated and replaced under a lock, so that hosts
     draining side by side (one controller, several forks) all add theirs."""
-    directory = os.path.dirname(path) or '.'
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
-    # (the lock file is its owner's only, like the calibration)
-    with os.fdopen(os.open(path + '.lock', os.O_CREAT | os.O_RDWR, 0o600), 'r+') as lock:
+    os.makedirs(os.path.dirname(path) or '.', 0o700, exist_ok=True)
+    # (the lock file is its owner's only, like the calibration; never through a link someone else put there)
+    with os.fdopen(os.open(path + '.lock', os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600), 'r+') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            try:
-                with open(path) as f:
-                    calibration = json.load(f)
-            except (IOError, OSError, ValueError):
-                calibration = {}
-            updated = _calibration.update(_rolling.plain(calibration if isinstance(calibration, dict) else {}),
-                                          _rolling.plain(result), role_wall_s=role_wall_s, default_rate=default_rate,
+            updated = _calibration.update(_rolling.plain(read_calibration(path)), _rolling.plain(result),
+                                          role_wall_s=role_wall_s, default_rate=default_rate,
                                           now=round(now if now is not None else time.time(), 3))
             write_atomic(path, to_bytes(json.dumps(updated, indent=4, sort_keys=True) + '\n'), 0o600)
         finally:
@@ -94,13 +117,21 @@ def save_calibration(path, result, role_wall_s, default_rate, now=None):
 class ActionModule(ActionBase):
     """Run the evacuate module, or with background the whole drain in one task."""
 
+    # (without background the module runs as any module does, with the task's async and poll too)
+    _supports_async = True
+
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         args = dict(self._task.args)
         background = args.pop('background', None)
         if background is None or self._task.check_mode:
-            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+            wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
+            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars,
+                                               wrap_async=wrap_async))
             return result
+        if self._task.async_val:
+            return dict(result, failed=True, msg='background runs the drain in the background itself: leave the '
+                        'task\'s async and poll out')
         if not isinstance(background, dict):
             return dict(result, failed=True, msg='background: give a dict (async_s, follow_interval_s, report_dir, '
                         'calibration_file, started_at, default_rate_mibps) - got %s' % type(background).__name__)
@@ -120,6 +151,17 @@ class ActionModule(ActionBase):
                 res.get('state') or res.get('finished'), time.monotonic() - t0))
             return res
 
+        def read(**kw):
+            """A read on the host; one the host does not answer is asked again, then following gives up."""
+            for attempt in range(READ_RETRIES + 1):
+                try:
+                    return execute(task_vars=task_vars, **kw)
+                except AnsibleConnectionFailure as e:
+                    if attempt == READ_RETRIES:
+                        raise FollowLost('%s does not answer (%s)' % (host, to_text(e)))
+                    time.sleep(2 * (attempt + 1))
+            raise FollowLost('unreachable')  # (never here)
+
         # (this drain's status says so: the status file may still hold an earlier drain's)
         tag = args['status_tag'] = args.get('status_tag') or 'evacuate-%s' % uuid.uuid4().hex
 
@@ -134,55 +176,81 @@ class ActionModule(ActionBase):
         if started.get('failed') or not jid:
             return dict(result, failed=True, msg='the drain did not start in the background: %s' % (
                 started.get('msg') or started))
+        launched = time.monotonic()
 
         job = {}
+        seen = {'dead_since': None}
         # (the async_status module expands the directory on the host: no round trip here for it)
         async_dir = self.get_shell_option('async_dir', default='~/.ansible_async')
 
         def job_done():
-            job.update(execute(module_name=ASYNC_STATUS, module_args={'jid': jid, '_async_dir': async_dir},
-                               task_vars=task_vars))
-            return bool(job.get('finished')) or bool(job.get('failed'))
+            """True once the drain's job has ended (its result is in JOB); FollowLost when it cannot be read."""
+            res = read(module_name=ASYNC_STATUS, module_args={'jid': jid, '_async_dir': async_dir})
+            if res.get('msg') == 'could not find job':
+                if time.monotonic() - launched < JOB_FILE_GRACE_S:
+                    return False     # (async_wrapper said "started" before writing its file)
+                raise FollowLost('its job file is gone from %s' % async_dir)
+            if res.get('failed') and not res.get('finished') or str(res.get('msg', '')).startswith(
+                    'Could not parse job output'):
+                raise FollowLost('its result cannot be read: %s' % (res.get('msg') or res))
+            job.clear()
+            job.update(res)
+            if job.get('finished'):
+                return True
+            if seen['dead_since'] is not None and time.monotonic() - seen['dead_since'] > DEAD_GRACE_S:
+                raise FollowLost('its status says its process is gone, and its job never ended')
+            return False
 
         wait = {'s': min(2.0, opts['follow_interval_s'])}
 
         def status_round(status_args):
             """One status round; short until the drain's own status shows up, then follow_interval_s."""
-            res = execute(module_name=STATUS, module_args=dict(status_args, wait_s=wait['s']), task_vars=task_vars)
-            if res.get('state') == 'running' and (res.get('status') or {}).get('tag') == tag:
+            res = read(module_name=STATUS, module_args=dict(status_args, wait_s=wait['s']))
+            ours = (res.get('status') or {}).get('tag') == tag
+            if res.get('state') == 'running' and ours:
                 wait['s'] = opts['follow_interval_s']
+            elif res.get('state') == 'dead' and ours:
+                seen['dead_since'] = seen['dead_since'] or time.monotonic()
+            else:
+                # (nothing of this drain's to wait for on the host: an earlier drain's status, or none yet)
+                time.sleep(0.5)
             return res
 
-        last = follow(status_round, {'status_file': args['status_file']}, host, opts['async_s'] + 60,
-                      job_done=job_done, stale=lambda res: (res.get('status') or {}).get('tag') != tag)
-        if last.get('failed') and not job.get('finished'):
-            # (the drain itself goes on: only its progress could not be read)
-            return dict(result, failed=True, ansible_job_id=jid, msg='the drain runs on in the background (job %s) '
-                        'but its progress could not be read: %s - run the play again to follow it to its end' % (
-                            jid, last.get('msg') or last))
-        # (the status says finished a moment before the module returns: its result is read once it has)
-        if not job.get('finished') and not job.get('failed'):
-            wait_until(job_done, 120, 0.25)
+        try:
+            last = follow(status_round, {'status_file': args['status_file']}, host, opts['async_s'] + 60,
+                          job_done=job_done, stale=lambda res: (res.get('status') or {}).get('tag') != tag)
+            if last.get('failed') and not job.get('finished'):
+                raise FollowLost('its progress cannot be read: %s' % (last.get('msg') or last))
+            # (the status says finished a moment before the module returns: its result is read once it has)
+            if not job.get('finished'):
+                wait_until(job_done, 120, 0.25)
+        except FollowLost as e:
+            return dict(result, failed=True, ansible_job_id=jid, msg='the drain runs on in the background on %s '
+                        '(job %s), or ended there, but %s - its status is in %s on the host; run the play again to '
+                        'follow it to its end (a new drain is not started while it runs)' % (
+                            host, jid, e, args['status_file']))
         if not job.get('finished'):
-            return dict(result, failed=True, ansible_job_id=jid, msg='the drain in the background (job %s) %s' % (
-                jid, job.get('msg') or 'did not end within its bound (%s s)' % opts['async_s']))
-        # the job's file read, it goes (a shell rm: no module run for it)
-        self._low_level_execute_command('rm -f -- %s' % self._job_file(async_dir, jid), sudoable=True)
+            return dict(result, failed=True, ansible_job_id=jid, msg='the drain in the background (job %s) did not '
+                        'end within its bound (%s s)' % (jid, opts['async_s']))
         drained = dict((k, v) for k, v in job.items() if k not in ASYNC_KEYS)
         result.update(drained)
-        return self._keep(result, drained, opts)
+        result = self._keep(result, drained, opts)
+        # the result kept, the job's file goes (a shell rm: no module run for it)
+        self._low_level_execute_command('rm -f -- %s' % self._job_file(async_dir, jid), sudoable=True)
+        return result
 
     def _keep(self, result, drained, opts):
-        """The report and the calibration on the controller, as asked (a drain that ended with a report)."""
+        """The report and the calibration on the controller, as asked. Whatever goes wrong here, the drain's result
+        stands and is returned."""
         try:
-            if opts['report_dir'] and drained.get('report'):
+            if opts['report_dir']:
                 result['report_files'] = save_report(opts['report_dir'], drained)
             if opts['calibration_file'] and drained.get('results') is not None:
                 role_wall = time.time() - opts['started_at'] if opts['started_at'] is not None else None
                 result['calibration_file'] = save_calibration(opts['calibration_file'], drained, role_wall,
                                                               opts['default_rate_mibps'])
-        except (IOError, OSError) as e:
-            # the drain itself is done: its result stands, the controller's copy is what failed
+        # (the drain is done: its result must reach the user whatever fails here)
+        except Exception as e:  # pylint: disable=broad-except
             result.update(failed=True, msg='%s; and its report or calibration could not be written on the '
                           'controller: %s' % (result.get('msg') or 'the drain ended', to_text(e)))
         return result

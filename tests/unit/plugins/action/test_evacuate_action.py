@@ -11,6 +11,7 @@ import shlex
 
 import pytest
 
+from ansible.errors import AnsibleConnectionFailure
 from ansible.playbook.task import Task
 from ansible.template import Templar
 from ansible.parsing.dataloader import DataLoader
@@ -38,6 +39,9 @@ class FakeHost:
         self.statuses = list(statuses)
         self.tag = None
         self.shell = []
+        self.slept = []
+        self.lost = 0          # status reads the host does not answer, before it answers again
+        self.job_missing = 0   # job reads that find no job file yet
         self.finish_at = finish_at
         self.final = dict(RESULT if final is None else final)
         self.launch = launch
@@ -50,6 +54,9 @@ class FakeHost:
         self.calls.append((module_name, dict(module_args or {}), wrap_async))
         if module_name == STATUS:
             assert self.launched, 'the status is read after the drain started'
+            if self.lost:
+                self.lost -= 1
+                raise AnsibleConnectionFailure('ssh: connect to host h1 port 22: Connection timed out')
             res = copy.deepcopy(self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]) \
                 if self.statuses else {'state': 'absent', 'lines': ['no evacuation status']}
             if (res.get('status') or {}).get('tag') == 'THIS':
@@ -64,6 +71,9 @@ class FakeHost:
             return {'changed': False, 'state': 'planned', 'to_do': 1}
         if module_name == ASYNC:
             assert module_args == {'jid': 'j42', '_async_dir': '~/.ansible_async'}
+            if self.job_missing:
+                self.job_missing -= 1
+                return {'failed': True, 'finished': 1, 'started': 1, 'msg': 'could not find job'}
             self.async_reads += 1
             if self.async_reads >= self.finish_at:
                 return dict(self.final, ansible_job_id='j42', finished=1, started=1, results_file='/x')
@@ -85,7 +95,8 @@ def run(args, host, check_mode=False):
             mock.patch.object(ActionModule, '_low_level_execute_command', autospec=True,
                               side_effect=lambda self, cmd, **kw: host.shell.append(cmd) or {'rc': 0}), \
             mock.patch.object(ActionModule, 'get_shell_option', autospec=True, side_effect=lambda self, o, default: default), \
-            mock.patch.object(status_mod.display, 'display', side_effect=shown.append):
+            mock.patch.object(status_mod.display, 'display', side_effect=shown.append), \
+            mock.patch.object(action_mod.time, 'sleep', side_effect=host.slept.append):
         res = action.run(task_vars={'inventory_hostname': 'h1'})
     return res, shown, task
 
@@ -217,7 +228,114 @@ def test_the_result_is_the_drains_own_once_its_job_has_ended_though_the_status_s
 def test_progress_that_cannot_be_read_fails_the_task_saying_the_drain_goes_on():
     host = FakeHost(statuses=[{'failed': True, 'msg': 'cannot read /s/st: permission denied'}], finish_at=10 ** 9)
     res, _shown, _task = run({'status_file': '/s/st', 'background': {}}, host)
-    assert res['failed'] and 'the drain runs on in the background (job j42)' in res['msg']
-    assert 'permission denied' in res['msg'] and 'run the play again' in res['msg']
+    assert res['failed'] and 'the drain runs on in the background on h1 (job j42)' in res['msg']
+    assert 'permission denied' in res['msg'] and 'run the play again' in res['msg'] and res['ansible_job_id'] == 'j42'
     # (nothing removed on the host: the job's file is the drain's result, still to come)
     assert host.shell == []
+
+
+def test_a_host_that_stops_answering_is_asked_again_then_the_task_says_the_drain_goes_on():
+    # one blip: asked again, the drain followed to its end
+    host = FakeHost(statuses=[FINISHED])
+    host.lost = 2
+    res, _shown, _task = run({'status_file': '/s/st', 'background': {}}, host)
+    assert not res.get('failed') and res['state'] == 'evacuated' and host.slept[:2] == [2, 4]
+    # gone for good: the task fails naming the job and saying the drain goes on - no traceback, no "unreachable"
+    host = FakeHost(statuses=[FINISHED], finish_at=10 ** 9)
+    host.lost = 10 ** 9
+    res, _shown, _task = run({'status_file': '/s/st', 'background': {}}, host)
+    assert res['failed'] and res['ansible_job_id'] == 'j42' and 'h1 does not answer' in res['msg']
+    assert 'runs on in the background on h1 (job j42)' in res['msg'] and host.shell == []
+
+
+def test_a_job_file_not_written_yet_is_waited_for_and_one_gone_is_said(monkeypatch):
+    host = FakeHost(statuses=[FINISHED])
+    host.job_missing = 2
+    res, _shown, _task = run({'status_file': '/s/st', 'background': {}}, host)
+    assert not res.get('failed') and res['moved'] == ['web1'], res
+    monkeypatch.setattr(action_mod, 'JOB_FILE_GRACE_S', -1)
+    host = FakeHost(statuses=[FINISHED])
+    host.job_missing = 1
+    res, _shown, _task = run({'status_file': '/s/st', 'background': {}}, host)
+    assert res['failed'] and 'its job file is gone' in res['msg'] and 'job j42' in res['msg']
+
+
+def test_a_drain_whose_process_is_gone_and_whose_job_never_ends_is_given_up(monkeypatch):
+    monkeypatch.setattr(action_mod, 'DEAD_GRACE_S', -1)
+    dead = {'state': 'dead', 'status': {'pid': 200, 'tag': 'THIS'}, 'lines': ['1 of 1 moving']}
+    host = FakeHost(statuses=[dead], finish_at=10 ** 9)
+    res, _shown, _task = run({'status_file': '/s/st', 'background': {}}, host)
+    assert res['failed'] and 'its process is gone' in res['msg'] and host.async_reads == 1
+
+
+def test_without_background_the_tasks_own_async_runs_the_module_in_the_background():
+    host = FakeHost()
+    task = Task()
+    task.args = {'status_file': '/s/st'}
+    task.async_val = 7200
+    loader = DataLoader()
+    action = ActionModule(task, mock.MagicMock(has_native_async=False), mock.MagicMock(), loader,
+                          Templar(loader=loader), None)
+    action._load_name = EVAC
+    with mock.patch.object(ActionModule, '_execute_module', autospec=True,
+                           side_effect=lambda self, **kw: host(self._task, **kw)):
+        res = action.run(task_vars={})
+    assert res['ansible_job_id'] == 'j42' and host.calls == [(EVAC, {'status_file': '/s/st'}, True)]
+    # background with the task's own async: refused, nothing runs
+    host = FakeHost()
+    task.args = {'status_file': '/s/st', 'background': {}}
+    with mock.patch.object(ActionModule, '_execute_module', autospec=True,
+                           side_effect=lambda self, **kw: host(self._task, **kw)):
+        res = action.run(task_vars={})
+    assert res['failed'] and 'leave the task\'s async and poll out' in res['msg'] and host.calls == []
+
+
+def test_a_crashed_modules_own_stderr_reaches_the_user():
+    final = {'failed': True, 'msg': 'MODULE FAILURE', 'module_stderr': 'Traceback ...', 'stderr': 'MemoryError'}
+    res, _shown, _task = run({'status_file': '/s/st', 'background': {}}, FakeHost(statuses=[FINISHED], final=final))
+    assert res['failed'] and res['stderr'] == 'MemoryError' and res['module_stderr'] == 'Traceback ...'
+
+
+def test_a_calibration_that_is_not_one_is_kept_and_said_and_the_drains_result_stands(tmp_path):
+    cal = tmp_path / 'calibration.json'
+    cal.write_text('{"moves": [')
+    reports = tmp_path / 'r'
+    host = FakeHost(statuses=[FINISHED])
+    res, _shown, _task = run({'status_file': '/s/st', 'background': {'calibration_file': str(cal),
+                                                                     'report_dir': str(reports)}}, host)
+    assert res['failed'] and 'is not JSON' in res['msg'] and 'move it aside' in res['msg']
+    assert cal.read_text() == '{"moves": [' and res['moved'] == ['web1'] and (reports / 'report.json').exists()
+    # (the job's file goes once the result is kept - here, in the task's result)
+    assert host.shell == ['rm -f -- ~/.ansible_async/j42']
+
+
+def test_a_drain_without_a_report_leaves_no_earlier_drains_table_or_timeline(tmp_path):
+    reports = tmp_path / 'r'
+    reports.mkdir()
+    (reports / 'report.txt').write_text('an earlier drain\n')
+    (reports / 'timeline.html').write_text('<html>earlier</html>')
+    final = {'failed': True, 'msg': 'will not drain: the journal cannot be written'}
+    res, _shown, _task = run({'status_file': '/s/st', 'background': {'report_dir': str(reports)}},
+                             FakeHost(statuses=[FINISHED], final=final))
+    assert res['failed'] and json.loads((reports / 'report.json').read_text())['msg'] == final['msg']
+    assert (reports / 'report.txt').read_text() == '\n' and (reports / 'timeline.html').read_text() == ''
+
+
+def test_the_tasks_own_async_is_restored_when_the_launch_fails():
+    host = FakeHost(launch=None)
+
+    def boom(task, **kw):
+        if kw.get('wrap_async'):
+            assert task.async_val == async_bound({})
+            raise AnsibleConnectionFailure('ssh: Connection refused')
+        return host(task, **kw)
+    task = Task()
+    task.args = {'status_file': '/s/st', 'background': {}}
+    loader = DataLoader()
+    action = ActionModule(task, mock.MagicMock(), mock.MagicMock(), loader, Templar(loader=loader), None)
+    action._load_name = EVAC
+    with mock.patch.object(ActionModule, '_execute_module', autospec=True,
+                           side_effect=lambda self, **kw: boom(self._task, **kw)):
+        with pytest.raises(AnsibleConnectionFailure):
+            action.run(task_vars={})
+    assert task.async_val == 0
