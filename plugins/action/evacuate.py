@@ -235,8 +235,11 @@ class ActionModule(ActionBase):
         drained = dict((k, v) for k, v in job.items() if k not in ASYNC_KEYS)
         result.update(drained)
         result = self._keep(result, drained, opts)
-        # the result kept, the job's file goes (a shell rm: no module run for it)
-        self._low_level_execute_command('rm -f -- %s' % self._job_file(async_dir, jid), sudoable=True)
+        # the result kept, the job's file goes (a shell rm: no module run for it; a host gone just now keeps it)
+        try:
+            self._low_level_execute_command('rm -f -- %s' % self._job_file(async_dir, jid), sudoable=True)
+        except AnsibleConnectionFailure as e:
+            display.warning('%s: the drain\'s job file %s/%s stays (%s)' % (host, async_dir, jid, to_text(e)))
         return result
 
     def _keep(self, result, drained, opts):

@@ -95,7 +95,7 @@ def run(args, host, check_mode=False):
             mock.patch.object(ActionModule, '_low_level_execute_command', autospec=True,
                               side_effect=lambda self, cmd, **kw: host.shell.append(cmd) or {'rc': 0}), \
             mock.patch.object(ActionModule, 'get_shell_option', autospec=True, side_effect=lambda self, o, default: default), \
-            mock.patch.object(status_mod.display, 'display', side_effect=shown.append), \
+            mock.patch.object(status_mod.display, 'display', side_effect=lambda msg, *a, **k: shown.append(msg)), \
             mock.patch.object(action_mod.time, 'sleep', side_effect=host.slept.append):
         res = action.run(task_vars={'inventory_hostname': 'h1'})
     return res, shown, task
@@ -339,3 +339,14 @@ def test_the_tasks_own_async_is_restored_when_the_launch_fails():
         with pytest.raises(AnsibleConnectionFailure):
             action.run(task_vars={})
     assert task.async_val == 0
+
+
+def test_a_host_gone_once_the_result_is_read_keeps_the_result():
+    host = FakeHost(statuses=[FINISHED])
+
+    def gone(cmd):
+        raise AnsibleConnectionFailure('ssh: Connection reset')
+    host.shell = mock.MagicMock(append=gone)
+    res, shown, _task = run({'status_file': '/s/st', 'background': {}}, host)
+    assert not res.get('failed') and res['state'] == 'evacuated' and res['moved'] == ['web1']
+    assert any("h1: the drain's job file ~/.ansible_async/j42 stays" in line for line in shown), shown
