@@ -211,8 +211,9 @@ class ActionModule(ActionBase):
                 wait['s'] = opts['follow_interval_s']
             elif res.get('state') == 'dead' and ours:
                 seen['dead_since'] = seen['dead_since'] or time.monotonic()
-            else:
-                # (nothing of this drain's to wait for on the host: an earlier drain's status, or none yet)
+            elif not ours:
+                # (nothing of this drain's to wait for on the host: an earlier drain's status, or none yet; this
+                # drain's own "finished" is followed at once by the read of its result)
                 time.sleep(0.5)
             return res
 

@@ -350,3 +350,12 @@ def test_a_host_gone_once_the_result_is_read_keeps_the_result():
     res, shown, _task = run({'status_file': '/s/st', 'background': {}}, host)
     assert not res.get('failed') and res['state'] == 'evacuated' and res['moved'] == ['web1']
     assert any("h1: the drain's job file ~/.ansible_async/j42 stays" in line for line in shown), shown
+
+
+def test_reads_wait_only_while_no_status_of_this_drain_is_there():
+    old = {'state': 'finished', 'status': {'pid': 100, 'tag': None}, 'lines': ['finished: 3 moved']}
+    host = FakeHost(statuses=[old, old, running('web1 memory 50%'), FINISHED], finish_at=4)
+    res, _shown, _task = run({'status_file': '/s/st', 'background': {}}, host)
+    assert not res.get('failed'), res
+    # (two rounds on an earlier drain's status paced; none once this drain's own status is there)
+    assert host.slept == [0.5, 0.5]
