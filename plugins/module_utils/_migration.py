@@ -139,6 +139,22 @@ def file_option_problems(params, names):
     return problems
 
 
+def make_dirs(params, names):
+    """The missing directories of the files NAMES of PARAMS, made 0700 (a drain's journal and status file); what
+    could not be made."""
+    problems = []
+    for name in names:
+        if not params.get(name):
+            continue
+        directory = os.path.dirname(os.path.abspath(params[name]))
+        if not os.path.isdir(directory):
+            try:
+                os.makedirs(directory, 0o700)
+            except OSError as e:
+                problems.append('%s %s: cannot make its directory %s: %s' % (name, params[name], directory, e))
+    return problems
+
+
 MAX_PARALLEL = 255
 MIGRATION_SCHEMES = ('tcp', 'rdma', 'unix')
 DEST_DRIVERS = ('qemu', 'test')

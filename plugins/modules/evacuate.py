@@ -354,8 +354,6 @@ report:
       type: str
 '''
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.parsing.convert_bool import boolean
 
@@ -378,6 +376,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation im
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (
     SET_BY_THE_DRAIN,
     file_option_problems,
+    make_dirs,
     migration_argspec,
     option_defaults,
     validate,
@@ -443,13 +442,15 @@ def main():
     if p['per_vm_timeout_s'] <= 0 or p['timeout_s'] <= 0:
         problems.append('per_vm_timeout_s and timeout_s must be greater than 0')
     problems += verify_option_problems(p)
-    if not module.check_mode:
-        # (check mode writes neither; a role makes their directory after its check-mode look, or asks make_dirs)
-        if p['make_dirs']:
-            problems += make_dirs(p, ('journal', 'status_file'))
-        problems += file_option_problems(p, ('journal', 'status_file'))
     if problems:
         module.fail_json(msg='; '.join(problems))
+    if not module.check_mode:
+        # (check mode writes neither; a role makes their directory after its check-mode look, or asks make_dirs -
+        # only for input found good: bad input changes nothing)
+        problems = make_dirs(p, ('journal', 'status_file')) if p['make_dirs'] else []
+        problems += file_option_problems(p, ('journal', 'status_file'))
+        if problems:
+            module.fail_json(msg='; '.join(problems))
     start_event_loop()
     with libvirt_session(module, errors=(EvacuationRunning, PlaintextRefused)) as cache:
         cache.get(p['uri']).host_uuid()
@@ -476,21 +477,6 @@ def main():
     if failures:
         module.fail_json(msg=' | '.join(failures), **result)
     module.exit_json(**result)
-
-
-def make_dirs(p, names):
-    """The missing directories of the files NAMES of P, made 0700; what could not be made."""
-    problems = []
-    for name in names:
-        if not p.get(name):
-            continue
-        directory = os.path.dirname(os.path.abspath(p[name]))
-        if not os.path.isdir(directory):
-            try:
-                os.makedirs(directory, 0o700)
-            except OSError as e:
-                problems.append('%s %s: cannot make its directory %s: %s' % (name, p[name], directory, e))
-    return problems
 
 
 def verify_option_problems(p):

@@ -9,6 +9,7 @@ import pytest
 
 from ansible.module_utils import basic
 from ansible_collections.vmmigration.libvirt.plugins.modules import evacuate as EV
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M
 
 from module_args import patch_module_args  # noqa: E402  pylint: disable=wrong-import-order
 
@@ -147,13 +148,13 @@ def test_make_dirs_makes_the_missing_directories_owner_only_and_names_what_it_ca
     import stat
     journal = tmp_path / "state" / "h1" / "evacuate.journal"
     status = tmp_path / "run" / "evacuate.status.json"
-    assert EV.make_dirs({"journal": str(journal), "status_file": str(status)}, ("journal", "status_file")) == []
+    assert M.make_dirs({"journal": str(journal), "status_file": str(status)}, ("journal", "status_file")) == []
     for d in (journal.parent, status.parent):
         assert d.is_dir() and stat.S_IMODE(os.stat(str(d)).st_mode) == 0o700
     # (already there: nothing to do; not given: nothing to do)
-    assert EV.make_dirs({"journal": str(journal), "status_file": None}, ("journal", "status_file")) == []
+    assert M.make_dirs({"journal": str(journal), "status_file": None}, ("journal", "status_file")) == []
     blocker = tmp_path / "file"
     blocker.write_text("")
-    problems = EV.make_dirs({"journal": str(blocker / "sub" / "j")}, ("journal",))
+    problems = M.make_dirs({"journal": str(blocker / "sub" / "j")}, ("journal",))
     assert len(problems) == 1 and problems[0].startswith("journal %s: cannot make its directory %s: " % (
         blocker / "sub" / "j", blocker / "sub"))
