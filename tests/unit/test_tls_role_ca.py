@@ -148,3 +148,32 @@ def test_one_ca_across_fresh_controllers_and_refused_without_it(tmp_path):
     assert "with the CA given (commonName=Another CA" in " ".join(out.split()), out[-4000:]
     assert host_files(tmp_path) == first
     assert not (tmp_path / "ca-job3").exists() and not (tmp_path / "ca-job4").exists()
+
+
+def said_which(out):
+    """{host: the role's line saying which libvirt daemons it set up} from a run's output."""
+    lines = {}
+    for h in HOSTS:
+        for line in " ".join(out.split()).split('"msg": "')[1:]:
+            if line.startswith(h + ": "):
+                lines[h] = line.split('"', 1)[0]
+    return lines
+
+
+def test_the_daemons_are_told_apart_monolithic_here_modular_when_virtqemud_runs(tmp_path):
+    # (this machine runs no libvirt daemon of its own: no virtqemud socket, so monolithic - libvirtd's files)
+    out = run_tls(tmp_path, "auto", check=True)
+    said = said_which(out)
+    assert set(said) == set(HOSTS), out[-4000:]
+    for h in HOSTS:
+        assert said[h] == ("%s: monolithic libvirt daemons (found) - %s, restarts libvirtd, sockets libvirtd-tls.socket"
+                           % (h, tmp_path / h / "etc" / "libvirtd.conf")), said[h]
+    # modular (as found on an EL9 host): virtproxyd's configuration, both daemons restarted, virtproxyd's TLS socket
+    out = run_tls(tmp_path, "modular", check=True, tls_daemons="modular", tls_libvirtd_conf="")
+    for h, line in said_which(out).items():
+        assert line == ("%s: modular libvirt daemons (as given) - /etc/libvirt/virtproxyd.conf, restarts virtqemud, "
+                        "virtproxyd, sockets virtproxyd-tls.socket" % h), line
+    assert "failed=0" in out and not os.path.exists(str(tmp_path / "ca-modular"))
+    # a daemon kind that is none of the three is refused by the role's argument spec
+    out = run_tls(tmp_path, "bad", check=True, tls_daemons="systemd")
+    assert "value of tls_daemons must be one of: auto, monolithic, modular" in " ".join(out.split()), out[-3000:]
