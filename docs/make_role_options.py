@@ -45,8 +45,25 @@ def module_doc(name):
     tree = ast.parse(open(os.path.join(TOP, "plugins", "modules", name + ".py")).read())
     for node in tree.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "DOCUMENTATION":
-            return yaml.safe_load(node.value.value)["options"]
+            doc = yaml.safe_load(node.value.value)
+            options = {}
+            # the options of the collection's doc fragments it extends, then its own
+            for fragment in doc.get("extends_documentation_fragment") or []:
+                if fragment.startswith("vmmigration.libvirt."):
+                    base, _dot, part = fragment[len("vmmigration.libvirt."):].partition(".")
+                    options.update(fragment_doc(base, part))
+            options.update(doc["options"])
+            return options
     raise SystemExit("no DOCUMENTATION in %s" % name)
+
+
+def fragment_doc(name, part=""):
+    """The options of plugins/doc_fragments/NAME.py's DOCUMENTATION (or of its PART, e.g. RETRIES)."""
+    import importlib
+    collection_on_path()
+    fragment = importlib.import_module("ansible_collections.vmmigration.libvirt.plugins.doc_fragments." + name)
+    text = getattr(fragment.ModuleDocFragment, part.upper() if part else "DOCUMENTATION", None)
+    return (yaml.safe_load(text) or {}).get("options") or {} if text else {}
 
 
 def plain(text):
@@ -73,6 +90,8 @@ def sub_options(argspec, doc, keys):
         for extra in ("choices", "elements"):
             if spec.get(extra):
                 entry[extra] = list(spec[extra]) if extra == "choices" else spec[extra]
+        if spec.get("options"):
+            entry["options"] = sub_options(spec["options"], (doc.get(key) or {}).get("suboptions") or {}, list(spec["options"]))
         out[key] = entry
     return out
 

@@ -28,6 +28,7 @@ from ansible_collections.vmmigration.libvirt.plugins.action.controller_files imp
 from ansible_collections.vmmigration.libvirt.plugins.action.evacuation_status import follow
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _calibration, _rolling
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
+from ansible_collections.vmmigration.libvirt.plugins.plugin_utils.renamed import renamed_problems
 
 MODULE = 'vmmigration.libvirt.evacuate'
 STATUS = 'vmmigration.libvirt.evacuation_status'
@@ -122,6 +123,9 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
+        problems = renamed_problems('evacuate', self._task.args)
+        if problems:
+            return dict(result, failed=True, msg='; '.join(problems) + ' (nothing ran)')
         args = dict(self._task.args)
         background = args.pop('background', None)
         if background is None or self._task.check_mode:

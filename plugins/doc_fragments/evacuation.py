@@ -39,8 +39,18 @@ options:
     description: Domains to move. Default - every active domain of the source.
     type: list
     elements: str
+  non_live_policy:
+    description:
+      - What to do with VMs that cannot live-migrate anywhere but could move cold - V(skip) leaves them running
+        where they are (listed, with the reason), V(cold) plans a cold move for them (shut down, disks copied,
+        started on the destination), V(shutdown) shuts them down where they are (the drain does; a plan lists them).
+      - The same option, with the same choices, in M(vmmigration.libvirt.evacuation_plan) and
+        M(vmmigration.libvirt.evacuate), and C(non_live_policy) in the roles.
+    type: str
+    choices: [skip, shutdown, cold]
+    default: skip
   headroom_mib:
-    description: Memory to keep free on every destination.
+    description: Memory in MiB to keep free on every destination beyond the guests it receives.
     type: int
     default: 1024
   anti_affinity:

@@ -273,7 +273,7 @@ def advertise(client, p, run_command, check_mode, send=send_frames):
                 p['domain'], ', '.join(p.get('address_sources') or ADDRESS_SOURCES),
                 ' - ' + '; '.join(notes) if notes else ''))
     nics = resolve_interfaces(requested, domain_nics(client, dom))
-    if discovered is None and p.get('verify_addresses', True):
+    if discovered is None and p.get('check_guest_addresses', True):
         notes += check_against_agent(dom, nics)
     sent, added, proxied = [], [], []
     if p.get('proxy_ndp') and not p.get('announce_interface'):
@@ -351,7 +351,7 @@ def check_against_agent(dom, nics):
     if wrong:
         raise AdvertiseError('; '.join('%s is not an address of the domain on %s (the guest agent reports: %s)'
                                        % (a, mac, ', '.join(have) or 'none') for mac, a, have in wrong)
-                             + ' - advertising it would steal it from whoever holds it (verify_addresses=false '
+                             + ' - advertising it would steal it from whoever holds it (check_guest_addresses=false '
                              'to send anyway)')
     return []
 

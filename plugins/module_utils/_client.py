@@ -48,11 +48,12 @@ INSTALL_HINT = (
 
 # Options every module that talks to libvirt accepts; documented once in the
 # vmmigration.libvirt.connection doc fragment.
-CONNECTION_ARGSPEC = dict(
-    uri=dict(type='str', default='qemu:///system'),
+# how a module opens its connections (doc_fragments/connection.py RETRIES), and the URI of the one it talks to
+RETRY_ARGSPEC = dict(
     connect_retries=dict(type='int', default=2),
-    connect_retry_delay=dict(type='float', default=0.5),
+    connect_retry_delay_s=dict(type='float', default=0.5),
 )
+CONNECTION_ARGSPEC = dict(uri=dict(type='str', default='qemu:///system'), **RETRY_ARGSPEC)
 
 
 def backoff_delays(retries, delay, jitter=0.25, rand=random.random):
@@ -70,7 +71,7 @@ class LibvirtClient:
             raise LibvirtClientError("malformed libvirt URI %r: expected e.g. qemu:///system or "
                                      "qemu+tcp://host/system" % (redact_uri(uri) if isinstance(uri, str) else uri,))
         if retries < 0 or retry_delay < 0:
-            raise LibvirtClientError('connect_retries and connect_retry_delay must not be negative')
+            raise LibvirtClientError('connect_retries and connect_retry_delay_s must not be negative')
         self._uri = uri                 # what libvirt opens
         self.uri = redact_uri(uri)      # what messages and results show: no password
         self.retries = retries
@@ -242,7 +243,7 @@ def libvirt_session(module, errors=()):
     """The connections of one task: yields a ClientCache built from the shared connection options,
     turns a LibvirtClientError (or one of ERRORS) into fail_json - with the error's .result, if any -
     in one place, and closes every connection at the end."""
-    cache = ClientCache(module.params['connect_retries'], module.params['connect_retry_delay'])
+    cache = ClientCache(module.params['connect_retries'], module.params['connect_retry_delay_s'])
     caught = (LibvirtClientError,) + tuple(errors)  # named: older pylint misreads a sum in the except clause
     try:
         yield cache

@@ -35,7 +35,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._domain import parse_domain
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import plan_transport
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import TRANSPORT_ARGSPEC, plan_transport
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import (
     _pool_path,
     pool_for_dir,
@@ -56,12 +56,11 @@ COLD_ARGSPEC = dict(
     start=dict(type='str', choices=['auto', 'always', 'never'], default='auto'),
     keep_source_disks=dict(type='bool', default=False),
     verify=dict(type='bool', default=True),
-    memory_reserve_mib=dict(type='int', default=256),
+    headroom_mib=dict(type='int', default=1024),
     work_dir=dict(type='path', default='/var/tmp'),
     copy_timeout_s=dict(type='int'),
-    tls=dict(type='str', default='auto'),
-    allow_plaintext=dict(type='bool', default=False),
 )
+COLD_ARGSPEC.update(TRANSPORT_ARGSPEC)
 
 # Room kept free on the destination pool and in work_dir beyond what a copy needs (filesystem
 # metadata, a qcow2 that grows by a cluster while being written).
@@ -313,7 +312,7 @@ class ColdMigration:
                                       'checked when the plan was made, revalidated when the drain started'}],
                           'storage': dict((t, {'verdict': v}) for t, v in (self.o['approved'].get('storage') or {}).items())}
         else:
-            report = check_domains(src, dst, [self.name], reserve_mib=self.o['memory_reserve_mib'],
+            report = check_domains(src, dst, [self.name], reserve_mib=self.o['headroom_mib'],
                                    allow_storage_copy=True, probe_storage=True)
             dom_report = report['domains'][0]
         self.result['checks'] = dom_report['checks']

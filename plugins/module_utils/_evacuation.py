@@ -38,12 +38,15 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import w
 LIVE_METHODS = ('live', 'live_copy_storage', 'offline')
 # The plan's format: evacuate refuses a plan of another version.
 PLAN_VERSION = 1
+# what the drain does with VMs that cannot live-migrate anywhere (non_live_policy)
+NON_LIVE_POLICIES = ('skip', 'shutdown', 'cold')
 
 # the plan's options (evacuation_plan and evacuate; documented in doc_fragments/evacuation.py)
 PLAN_ARGSPEC = dict(
     destinations=dict(type='list', elements='dict', required=True, options=dict(
         name=dict(type='str', required=True), uri=dict(type='str', required=True), security=dict(type='dict'))),
     domains=dict(type='list', elements='str'),
+    non_live_policy=dict(type='str', choices=list(NON_LIVE_POLICIES), default='skip'),
     headroom_mib=dict(type='int', default=1024),
     anti_affinity=dict(type='dict', default={}),
     pinned=dict(type='dict', default={}),
@@ -295,9 +298,6 @@ def plan_evacuation(cache, p):
 # The drain itself: the plan's migrations run in threads under the concurrency limits, each with its
 # own connections, a deadline, and its result written to a journal as it ends.
 
-NON_LIVE_POLICIES = ('skip', 'shutdown', 'cold')
-
-
 def admit(pending, running, limits):
     """Which pending move to start now: _planner.admit, the rule the plan's schedule was predicted with
     (one source - this host; PENDING in plan order; RUNNING and PENDING: [{'name', 'destination'}];
@@ -449,7 +449,7 @@ class Evacuation:
     def _move(self, move):
         from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC  # pylint: disable=import-outside-toplevel
         from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (  # pylint: disable=import-outside-toplevel
-            migration_argspec, option_defaults)
+            live_options, option_defaults)
         from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline import move_vm  # pylint: disable=import-outside-toplevel
         p = self.p
         name = move['name']
@@ -468,15 +468,14 @@ class Evacuation:
                 opts = option_defaults(COLD_ARGSPEC)
                 opts.update(p.get('cold_options') or {})
             else:
-                opts = option_defaults(migration_argspec())
-                opts.update(p.get('migrate_options') or {})
+                opts = live_options(p.get('migrate_options'))
                 opts['status_file'] = self.vm_status_path(name)
                 opts['hard_timeout_s'] = p['per_vm_timeout_s']
             opts.update(where)
             # the same pipeline as the migrate module: move, announce from the destination, verify the addresses
             result = move_vm(src, dst, name, move['method'], opts, clock=self.clock, sleep=self.sleep,
                              hosts_security=self.move_security(move), announce_self=p.get('announce'),
-                             addresses=(p.get('verify_addresses') or {}).get(name),
+                             addresses=(p.get('verify_addresses_by_vm') or {}).get(name),
                              verify_timeout_s=p.get('verify_timeout_s') or 10.0, probe=self.probe)
         except Exception as e:  # pylint: disable=broad-except
             # One VM failing never stops the drain by itself. What happened to it is the engine's result

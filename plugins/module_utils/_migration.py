@@ -42,8 +42,8 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import w
 
 POSITIVE = ('bandwidth_mibps', 'postcopy_bandwidth_mibps', 'expected_bandwidth_mibps', 'max_downtime_ms',
             'downtime_steps', 'parallel_connections', 'timeout_per_gib_s', 'min_timeout_s', 'hard_timeout_s',
-            'stall_iterations', 'dead_link_s', 'poll_interval')
-NOT_NEGATIVE = ('downtime_step_delay_s', 'downtime_step_delay_s_per_gib', 'dirty_rate_sample_s', 'memory_reserve_mib',
+            'stall_iterations', 'dead_link_s', 'poll_interval_s')
+NOT_NEGATIVE = ('downtime_step_delay_s', 'downtime_step_delay_s_per_gib', 'dirty_rate_sample_s', 'headroom_mib',
                 'postcopy_recovery_attempts')
 
 
@@ -52,14 +52,56 @@ NOT_NEGATIVE = ('downtime_step_delay_s', 'downtime_step_delay_s_per_gib', 'dirty
 ROLE_MIGRATE_VM_OPTIONS = ('migration_uri', 'bandwidth_mibps', 'postcopy_bandwidth_mibps', 'expected_bandwidth_mibps',
                            'max_downtime_ms', 'parallel_connections', 'compression', 'tls', 'allow_plaintext',
                            'copy_storage', 'completion', 'allow_postcopy', 'final_action', 'hard_timeout_s',
-                           'postcopy_recovery_attempts', 'memory_reserve_mib', 'status_file')
+                           'tuning', 'headroom_mib', 'status_file')
 # What a drain sets itself in each live move (from per_vm_timeout_s and its status_file): not in migrate_options.
 SET_BY_THE_DRAIN = ('hard_timeout_s', 'status_file')
 
 
+# How the engine drives convergence and watches a move: the migrate module's (and migrate_options') tuning dict.
+TUNING_ARGSPEC = dict(
+    downtime_steps=dict(type='int', default=5),
+    downtime_step_delay_s=dict(type='float'),
+    downtime_step_delay_s_per_gib=dict(type='float', default=8.0),
+    timeout_per_gib_s=dict(type='float', default=150),
+    min_timeout_s=dict(type='float', default=30),
+    stall_iterations=dict(type='int', default=2),
+    dead_link_s=dict(type='float', default=5),
+    poll_interval_s=dict(type='float', default=0.25),
+    dirty_rate_sample_s=dict(type='int', default=1),
+    postcopy_recovery_attempts=dict(type='int', default=8),
+)
+
+
+def flat_options(params):
+    """PARAMS with its tuning dict's keys (each at its default unless given) among the others: what the engine reads."""
+    out = option_defaults(TUNING_ARGSPEC)
+    out.update((k, v) for k, v in params.items() if k != 'tuning')
+    out.update(params.get('tuning') or {})
+    return out
+
+
+def live_options(given):
+    """The engine's options for a live move given as GIVEN (the drain's migrate_options): every default, then GIVEN."""
+    spec = migration_argspec()
+    spec.pop('tuning')
+    opts = option_defaults(spec)
+    opts.update(given or {})
+    return flat_options(opts)
+
+
+def option_problems(given):
+    """Keys of GIVEN (a migrate_options dict) the migrate module does not know, tuning's included."""
+    unknown = sorted(set(given) - set(migration_argspec()))
+    tuning = given.get('tuning')
+    if tuning is not None and not isinstance(tuning, dict):
+        return ['tuning must be a dict (got %s)' % type(tuning).__name__]
+    unknown += ['tuning.%s' % k for k in sorted(set(tuning or {}) - set(TUNING_ARGSPEC))]
+    return ['unknown options: %s' % ', '.join(unknown)] if unknown else []
+
+
 def migration_argspec():
     """The migrate module's options but domain, dest_uri and the connection (the evacuation reuses them)."""
-    return dict(
+    spec = dict(
         migration_uri=dict(type='str'),
         p2p=dict(type='bool', default=True),
         persistent=dict(type='bool', default=True),
@@ -68,32 +110,24 @@ def migration_argspec():
         postcopy_bandwidth_mibps=dict(type='int'),
         expected_bandwidth_mibps=dict(type='int'),
         max_downtime_ms=dict(type='int', default=300),
-        downtime_steps=dict(type='int', default=5),
-        downtime_step_delay_s=dict(type='float'),
-        downtime_step_delay_s_per_gib=dict(type='float', default=8.0),
         parallel_connections=dict(type='int'),
         compression=dict(type='str'),
-        tls=dict(type='str', default='auto'),
-        allow_plaintext=dict(type='bool', default=False),
         copy_storage=dict(type='str', choices=['auto', 'all', 'incremental', 'none'], default='auto'),
         completion=dict(type='str', choices=['auto', 'precopy', 'hybrid', 'postcopy', 'converge'], default='auto'),
         allow_postcopy=dict(type='bool', default=False),
         final_action=dict(type='str', choices=['auto', 'postcopy', 'converge', 'pause', 'abort'], default='auto'),
-        timeout_per_gib_s=dict(type='float', default=150),
-        min_timeout_s=dict(type='float', default=30),
         hard_timeout_s=dict(type='float'),
-        stall_iterations=dict(type='int', default=2),
-        dead_link_s=dict(type='float', default=5),
-        poll_interval=dict(type='float', default=0.25),
-        dirty_rate_sample_s=dict(type='int', default=1),
-        memory_reserve_mib=dict(type='int', default=256),
-        postcopy_recovery_attempts=dict(type='int', default=8),
+        headroom_mib=dict(type='int', default=1024),
+        tuning=dict(type='dict', default={}, options=TUNING_ARGSPEC),
         status_file=dict(type='path'),
     )
+    spec.update(security.TRANSPORT_ARGSPEC)
+    return spec
 
 
 def validate(params):
     """Bad input is refused before anything happens: a list of problems."""
+    params = flat_options(params)
     problems = ['%s must be greater than 0 (got %s)' % (k, params[k]) for k in POSITIVE
                 if params.get(k) is not None and params[k] <= 0]
     problems += ['%s must not be negative (got %s)' % (k, params[k]) for k in NOT_NEGATIVE
@@ -271,7 +305,7 @@ class LiveMigration:
     """One live migration of one domain; construct, then call run(check_mode)."""
 
     def __init__(self, src, dst, name, opts, clock=time.monotonic, sleep=time.sleep, hosts_security=None):
-        self.src, self.dst, self.name, self.o = src, dst, name, opts
+        self.src, self.dst, self.name, self.o = src, dst, name, flat_options(opts)
         # {'source': .., 'dest': ..}: each host's _security.host_security() state, None when unknown; the
         # source's is read here when its connection is local (the module runs on the source)
         self.hosts_security = dict(hosts_security or {})
@@ -359,7 +393,7 @@ class LiveMigration:
     # -- phases -------------------------------------------------------------------------------
     def precheck(self, dom):
         o = self.o
-        report = check_domains(self.src, self.dst, [self.name], reserve_mib=o['memory_reserve_mib'],
+        report = check_domains(self.src, self.dst, [self.name], reserve_mib=o['headroom_mib'],
                                allow_storage_copy=o['copy_storage'] != 'none', probe_storage=True)
         self.result['checks'] = report['domains'][0]['checks']
         dom_report = report['domains'][0]
@@ -461,7 +495,7 @@ class LiveMigration:
             if processed is not None and processed != seen['last']:
                 seen['last'], seen['moved_at'] = processed, self.clock()
             return 'hung' if self.clock() - seen['moved_at'] > self.hang_s() else None
-        how = wait_until(step, self.resume_limit_s(), self.o['poll_interval'], self.clock, thread.join)
+        how = wait_until(step, self.resume_limit_s(), self.o['poll_interval_s'], self.clock, thread.join)
         if how == 'hung':
             return ('hung', 'the resume moved no data for %d s: the destination QEMU looks blocked (a thread '
                     'holding its main lock waits for a page that is still on the source, so it cannot '
@@ -661,7 +695,7 @@ class LiveMigration:
                 return True
             return False
         # thread.join is the sleep: the wait ends as soon as the migration call returns
-        if not wait_until(step, limit, o['poll_interval'], self.clock, thread.join):
+        if not wait_until(step, limit, o['poll_interval_s'], self.clock, thread.join):
             self.give_up_waiting(dom, state, limit, outcome)
         wall = self.clock() - self.t0
         self.result.setdefault('phases', {})['migration_s'] = round(wall, 3)

@@ -42,7 +42,12 @@ LIBVIRTD_DEFAULTS = {'cert_file': '/etc/pki/libvirt/servercert.pem',
                      'ca_file': '/etc/pki/CA/cacert.pem'}
 LIBVIRT_TLS_PORT = 16514
 WARN_DAYS = 30
-MODES = ('auto', 'required', 'off')
+MODES = ('auto', 'required', 'disabled')
+# the transport security options (doc_fragments/transport.py) of migrate, cold_migrate, migration_check
+TRANSPORT_ARGSPEC = dict(
+    tls=dict(type='str', choices=list(MODES), default='auto'),
+    allow_plaintext=dict(type='bool', default=False),
+)
 FIX_TLS = ("set up TLS on both hosts: QEMU's migration certificates (ca-cert.pem, server-cert.pem, server-key.pem, "
            "client-cert.pem, client-key.pem) in the directory qemu.conf's migrate_tls_x509_cert_dir names (see the "
            "collection's security guide)")
@@ -304,17 +309,12 @@ def names_address(info, address):
 # --- one move's transport ---------------------------------------------------------------------------
 
 def normalize_mode(value):
-    """tls as given (auto, required, off; YAML booleans too: true is required, false/off is off)."""
+    """tls as given: auto, required or disabled (None is auto). Words only - a YAML boolean is refused."""
     if value is None:
         return 'auto'
-    text = str(value).strip().lower()
-    if text in ('true', 'yes', 'on', '1', 'required'):
-        return 'required'
-    if text in ('false', 'no', 'off', '0'):
-        return 'off'
-    if text == 'auto':
-        return 'auto'
-    raise ValueError('tls must be auto, required or off (got %s)' % value)
+    if isinstance(value, str) and value in MODES:
+        return value
+    raise ValueError('tls must be one of auto, required, disabled - words, not YAML booleans (got %r)' % (value,))
 
 
 def connection_transport(uri):
@@ -381,10 +381,10 @@ def plan_transport(mode, allow_plaintext, source=None, dest=None, copies_over=No
     not_ready = [_why_not(s, 'migration_tls', label) for s, ok, label in
                  ((source, src_ok, src_label), (dest, dst_ok, dest_label)) if ok is False]
     out = {'tls': False, 'encrypted': False, 'transport': 'plaintext', 'refused': None, 'why': ''}
-    if mode == 'off':
-        out['why'] = 'tls=off'
+    if mode == 'disabled':
+        out['why'] = 'tls=disabled'
         if not allow_plaintext:
-            out['refused'] = ("tls=off would send the guest's memory across the network in the clear; set "
+            out['refused'] = ("tls=disabled would send the guest's memory across the network in the clear; set "
                               "allow_plaintext: true to confirm this is a trusted dedicated migration network, or "
                               "use tls: auto")
         return out

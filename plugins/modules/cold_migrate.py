@@ -34,6 +34,8 @@ author:
   - vmmigration.libvirt developers (@vmmigration)
 extends_documentation_fragment:
   - vmmigration.libvirt.connection
+  - vmmigration.libvirt.connection.retries
+  - vmmigration.libvirt.transport
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.verify
 attributes:
@@ -87,10 +89,12 @@ options:
     description: Read each copied disk back from the destination and compare its SHA-256.
     type: bool
     default: true
-  memory_reserve_mib:
-    description: Memory to keep free on the destination (checked only when the guest will be started).
+  headroom_mib:
+    description:
+      - Memory in MiB to keep free on the destination beyond the guest's (checked only when the guest will be
+        started) - the same name and default as in every module and role of the collection.
     type: int
-    default: 256
+    default: 1024
   work_dir:
     description: Directory for the sparse temporary copy, on the host that runs the module.
     type: path
@@ -101,20 +105,6 @@ options:
         back to verify). A copy still running then is aborted and the move rolled back.
       - Default - 1800, or 1 s per 10 MiB the file occupies when that is longer.
     type: int
-  tls:
-    description:
-      - Whether disk copies must be encrypted. They travel over the libvirt connections (O(uri) and
-        O(dest_uri)), so a C(qemu+tls://) or C(qemu+ssh://) destination URI encrypts them and C(qemu+tcp://)
-        does not.
-      - V(auto) and V(required) refuse, before anything changes, to copy a disk over a connection in the
-        clear; V(auto) allows it with O(allow_plaintext=true). V(off) needs O(allow_plaintext=true) for a
-        clear connection. A move whose disks are all shared copies nothing and is never refused.
-    type: str
-    default: auto
-  allow_plaintext:
-    description: Allow disk copies over a connection in the clear (only on a trusted, dedicated network).
-    type: bool
-    default: false
 '''
 
 EXAMPLES = r'''
@@ -220,8 +210,8 @@ def main():
     require_libvirt(module)
     if p['shutdown_timeout_s'] <= 0:
         module.fail_json(msg='shutdown_timeout_s must be greater than 0 (got %s)' % p['shutdown_timeout_s'])
-    if p['memory_reserve_mib'] < 0:
-        module.fail_json(msg='memory_reserve_mib must not be negative')
+    if p['headroom_mib'] < 0:
+        module.fail_json(msg='headroom_mib must not be negative')
     if p['copy_timeout_s'] is not None and p['copy_timeout_s'] <= 0:
         module.fail_json(msg='copy_timeout_s must be greater than 0 (got %s)' % p['copy_timeout_s'])
     try:

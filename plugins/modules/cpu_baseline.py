@@ -28,7 +28,7 @@ description:
 author:
   - vmmigration.libvirt developers (@vmmigration)
 extends_documentation_fragment:
-  - vmmigration.libvirt.connection
+  - vmmigration.libvirt.connection.retries
   - vmmigration.libvirt.attributes
 attributes:
   check_mode:
@@ -138,7 +138,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _cpu as C
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
-    CONNECTION_ARGSPEC,
+    RETRY_ARGSPEC,
     LibvirtClientError,
     libvirt_session,
     require_libvirt,
@@ -184,7 +184,7 @@ def main():
         virt_type=dict(type='str', choices=['kvm', 'qemu']),
         migratable=dict(type='bool', default=True),
     )
-    argument_spec.update(CONNECTION_ARGSPEC)
+    argument_spec.update(RETRY_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     require_libvirt(module)

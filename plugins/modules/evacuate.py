@@ -38,6 +38,7 @@ author:
   - vmmigration.libvirt developers (@vmmigration)
 extends_documentation_fragment:
   - vmmigration.libvirt.connection
+  - vmmigration.libvirt.connection.retries
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.evacuation
 attributes:
@@ -62,11 +63,6 @@ seealso:
   - module: vmmigration.libvirt.migrate
   - module: vmmigration.libvirt.cold_migrate
 options:
-  non_live_policy:
-    description: What to do with VMs that cannot live-migrate anywhere but could move cold.
-    type: str
-    choices: [skip, shutdown, cold]
-    default: skip
   per_vm_timeout_s:
     description: Hard deadline of each live migration (the engine then aborts it, leaving the VM on the source).
     type: float
@@ -83,7 +79,7 @@ options:
     description: Have QEMU announce each moved VM's NICs again on the destination (QMP announce-self through libvirt).
     type: bool
     default: true
-  verify_addresses:
+  verify_addresses_by_vm:
     description:
       - Addresses to verify per VM (VM name to a list of IPv4/IPv6 addresses). After a VM moved (and was
         announced), this host sends ICMP echo to its addresses until they answer or O(verify_timeout_s) passes -
@@ -324,7 +320,7 @@ still_running_on_source:
   type: list
   elements: str
 silent_vms:
-  description: VMs that moved but whose O(verify_addresses) did not answer within O(verify_timeout_s).
+  description: VMs that moved but whose O(verify_addresses_by_vm) did not answer within O(verify_timeout_s).
   returned: when the drain ran
   type: list
   elements: str
@@ -366,7 +362,6 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import (
-    NON_LIVE_POLICIES,
     PLAN_ARGSPEC,
     Evacuation,
     EvacuationRunning,
@@ -376,9 +371,9 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation im
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (
     SET_BY_THE_DRAIN,
     file_option_problems,
+    live_options,
     make_dirs,
-    migration_argspec,
-    option_defaults,
+    option_problems,
     validate,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline import check_addresses
@@ -387,12 +382,11 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._security impo
 
 def main():
     argument_spec = dict(
-        non_live_policy=dict(type='str', choices=list(NON_LIVE_POLICIES), default='skip'),
         per_vm_timeout_s=dict(type='float', default=600),
         timeout_s=dict(type='float', default=3600),
         stop_on_failure=dict(type='bool', default=False),
         announce=dict(type='bool', default=True),
-        verify_addresses=dict(type='dict', default={}),
+        verify_addresses_by_vm=dict(type='dict', default={}),
         verify_timeout_s=dict(type='float', default=10),
         migrate_options=dict(type='dict', default={}),
         cold_options=dict(type='dict', default={}),
@@ -418,17 +412,16 @@ def main():
     p = module.params
     require_libvirt(module)
     problems = validate_plan_options(p)
-    live_spec = migration_argspec()
-    unknown = sorted(set(p['migrate_options']) - set(live_spec)) + sorted(set(p['cold_options']) - set(COLD_ARGSPEC))
-    if unknown:
-        problems.append('unknown migrate_options / cold_options: %s' % ', '.join(unknown))
+    unknown = option_problems(p['migrate_options'])
+    unknown_cold = sorted(set(p['cold_options']) - set(COLD_ARGSPEC))
+    if unknown or unknown_cold:
+        problems += ['migrate_options: %s' % x for x in unknown]
+        problems += ['cold_options: unknown options: %s' % ', '.join(unknown_cold)] if unknown_cold else []
     elif set(p['migrate_options']) & set(SET_BY_THE_DRAIN):
         problems.append('migrate_options: %s are set by the drain (per_vm_timeout_s, status_file): leave them out'
                         % ', '.join(sorted(set(p['migrate_options']) & set(SET_BY_THE_DRAIN))))
     else:
-        live = option_defaults(live_spec)
-        live.update(p['migrate_options'])
-        problems += ['migrate_options: %s' % x for x in validate(live)]
+        problems += ['migrate_options: %s' % x for x in validate(live_options(p['migrate_options']))]
     for name in ('migrate_options', 'cold_options'):
         try:
             normalize_mode((p[name] or {}).get('tls'))
@@ -454,7 +447,7 @@ def main():
     start_event_loop()
     with libvirt_session(module, errors=(EvacuationRunning, PlaintextRefused)) as cache:
         cache.get(p['uri']).host_uuid()
-        result = Evacuation(cache, p, lambda: ClientCache(p['connect_retries'], p['connect_retry_delay'])).run(
+        result = Evacuation(cache, p, lambda: ClientCache(p['connect_retries'], p['connect_retry_delay_s'])).run(
             check_mode=module.check_mode)
     if result.get('results') is not None:
         result['silent_vms'] = [r['name'] for r in result['results']
@@ -480,13 +473,13 @@ def main():
 
 
 def verify_option_problems(p):
-    """verify_addresses: VM name -> list of IP addresses; verify_timeout_s positive."""
+    """verify_addresses_by_vm: VM name -> list of IP addresses; verify_timeout_s positive."""
     problems = []
-    for name, addresses in sorted((p['verify_addresses'] or {}).items()):
+    for name, addresses in sorted((p['verify_addresses_by_vm'] or {}).items()):
         if not isinstance(addresses, list) or not addresses:
-            problems.append('verify_addresses: %s needs a non-empty list of addresses' % name)
+            problems.append('verify_addresses_by_vm: %s needs a non-empty list of addresses' % name)
             continue
-        problems += ['verify_addresses: %s: %s' % (name, x) for x in check_addresses([str(a) for a in addresses])]
+        problems += ['verify_addresses_by_vm: %s: %s' % (name, x) for x in check_addresses([str(a) for a in addresses])]
     if p['verify_timeout_s'] <= 0:
         problems.append('verify_timeout_s must be greater than 0')
     return problems

@@ -27,6 +27,7 @@ author:
   - vmmigration.libvirt developers (@vmmigration)
 extends_documentation_fragment:
   - vmmigration.libvirt.connection
+  - vmmigration.libvirt.connection.retries
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.attributes.info_module
   - vmmigration.libvirt.evacuation
@@ -34,17 +35,13 @@ seealso:
   - module: vmmigration.libvirt.evacuate
   - module: vmmigration.libvirt.migration_check
 options:
-  allow_cold:
-    description: Plan a cold migration for VMs that cannot move live (otherwise they are left, with the reason).
-    type: bool
-    default: false
   plan:
     description:
       - A plan made earlier (RV(plan)) to look at again instead of planning anew - only what can have changed
         since is read (each VM still running with the same UUID; each destination reachable, its free memory,
         a domain of the same name or UUID there; VMs started since), as M(vmmigration.libvirt.evacuate) does
         before it runs it. No check and no storage probe runs again.
-      - Refused when it is of another version, for another host, or made with another O(allow_cold).
+      - Refused when it is of another version, for another host, or made with another O(non_live_policy).
     type: dict
 '''
 
@@ -67,7 +64,7 @@ moves:
   type: list
   elements: dict
 left:
-  description: VMs that stay, with the reason (no destination can take them, or only cold and allow_cold is false).
+  description: VMs that stay, with the reason (no destination can take them, or only cold and O(non_live_policy) is not V(cold)).
   returned: always
   type: dict
 refused:
@@ -127,7 +124,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation im
 
 
 def main():
-    argument_spec = dict(allow_cold=dict(type='bool', default=False), plan=dict(type='dict'))
+    argument_spec = dict(plan=dict(type='dict'))
     argument_spec.update(PLAN_ARGSPEC)
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -141,9 +138,9 @@ def main():
     start_event_loop()   # keepalive: a libvirtd that stops answering ends the call, not the module
     with libvirt_session(module) as cache:
         if p['plan']:
-            result, changes = check_approved(cache, p, p['plan'], 'cold' if p['allow_cold'] else 'skip')
+            result, changes = check_approved(cache, p, p['plan'], p['non_live_policy'])
         else:
-            result = plan_evacuation(cache, p)
+            result = plan_evacuation(cache, dict(p, allow_cold=p['non_live_policy'] == 'cold'))
     result['plan'] = dict(result)
     result['changes'] = changes
     result['elapsed_s'] = round(time.monotonic() - started, 3)

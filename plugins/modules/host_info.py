@@ -25,6 +25,7 @@ author:
   - vmmigration.libvirt developers (@vmmigration)
 extends_documentation_fragment:
   - vmmigration.libvirt.connection
+  - vmmigration.libvirt.connection.retries
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.attributes.info_module
 seealso:

@@ -29,6 +29,7 @@ author:
   - vmmigration.libvirt developers (@vmmigration)
 extends_documentation_fragment:
   - vmmigration.libvirt.connection
+  - vmmigration.libvirt.connection.retries
   - vmmigration.libvirt.attributes
 attributes:
   check_mode:
@@ -113,7 +114,7 @@ options:
     elements: str
     choices: [agent, lease, neighbours]
     default: [agent, lease, neighbours]
-  verify_addresses:
+  check_guest_addresses:
     description:
       - When O(interfaces) are given and the guest agent answers, refuse (before anything is sent) an address the
         guest does not hold on that NIC - announcing it would take it away from whoever holds it. Without an agent
@@ -228,7 +229,7 @@ def main():
         announce_interface=dict(type='str'),
         address_sources=dict(type='list', elements='str', choices=list(ADDRESS_SOURCES), default=list(ADDRESS_SOURCES)),
         proxy_ndp=dict(type='bool', default=False),
-        verify_addresses=dict(type='bool', default=True),
+        check_guest_addresses=dict(type='bool', default=True),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
     )
     argument_spec.update(CONNECTION_ARGSPEC)

@@ -25,7 +25,7 @@ description:
     it converges, one pre-copy pass then post-copy (hybrid) when it does not and O(allow_postcopy)
     is set, and auto-converge otherwise. While running, job statistics are polled several times a
     second; the allowed downtime is raised in steps up to O(max_downtime_ms); when the migration
-    stalls at the largest downtime or passes its deadline (O(timeout_per_gib_s) per GiB of RAM),
+    stalls at the largest downtime or passes its deadline (O(tuning.timeout_per_gib_s) per GiB of RAM),
     O(final_action) is taken - switch to post-copy, throttle (auto-converge), pause the guest to
     finish, or abort. Auto-converge starts with the vCPU throttle at which the measured dirty rate fits
     in half the link (at least QEMU's own 20 %, at most 95 %) and steps by 20 %, instead of QEMU's
@@ -44,6 +44,8 @@ author:
   - vmmigration.libvirt developers (@vmmigration)
 extends_documentation_fragment:
   - vmmigration.libvirt.connection
+  - vmmigration.libvirt.connection.retries
+  - vmmigration.libvirt.transport
   - vmmigration.libvirt.attributes
   - vmmigration.libvirt.verify
 attributes:
@@ -111,17 +113,6 @@ options:
     description: Largest pause of the guest allowed at switch-over; the allowed downtime ramps up to it.
     type: int
     default: 300
-  downtime_steps:
-    description: Steps of the downtime ramp.
-    type: int
-    default: 5
-  downtime_step_delay_s:
-    description: Seconds between downtime steps. Default - O(downtime_step_delay_s_per_gib) times the RAM in GiB.
-    type: float
-  downtime_step_delay_s_per_gib:
-    description: Seconds between downtime steps per GiB of guest RAM (at least 0.5 s).
-    type: float
-    default: 8.0
   parallel_connections:
     description: Parallel migration connections (multifd), 1 to 255. Default - one.
     type: int
@@ -132,31 +123,14 @@ options:
         O(parallel_connections)) need libvirt 9.4 on both hosts, and are refused before anything moves
         when either is older. Default - none.
     type: str
-  tls:
-    description:
-      - Whether the migration stream (the guest's memory, and the disks O(copy_storage) copies) is encrypted with TLS.
-      - V(auto) - TLS whenever both hosts are set up for it (QEMU's migration certificates in the directory
-        qemu.conf names, read on the source and in O(dest_security)); when one is not, the move is refused
-        before anything happens, naming what to configure, unless O(allow_plaintext=true).
-      - V(required) - TLS or nothing, even with O(allow_plaintext).
-      - V(off) - no TLS; needs O(allow_plaintext=true).
-      - The YAML booleans are taken too - V(true) is V(required), V(false) is V(off).
-      - Check mode and RV(transport) say which it is.
-    type: str
-    default: auto
-  allow_plaintext:
-    description:
-      - Allow the guest's memory to cross the network in the clear, when O(tls=auto) finds a host not set
-        up for TLS or O(tls=off). Only for a trusted, dedicated migration network; set it per run or per
-        inventory group.
-    type: bool
-    default: false
   announce:
     description:
       - Once the VM runs on the destination, have QEMU announce its NICs again there (QMP announce-self through
-        libvirt, as the drain does for every VM it moves); RV(announced) says whether it worked.
+        libvirt); RV(announced) says whether it worked. QEMU announces once by itself when the VM resumes; this
+        repeats it for switches that learn late. The same default as M(vmmigration.libvirt.evacuate)'s O(vmmigration.libvirt.evacuate#module:announce).
+      - libvirt marks a domain sent a monitor command as tainted (C(custom-monitor) in its log); set V(false) to avoid it.
     type: bool
-    default: false
+    default: true
   dest_security:
     description:
       - The destination's RV(vmmigration.libvirt.host_info#module:transport_security), gathered on the destination
@@ -182,7 +156,7 @@ options:
   allow_postcopy:
     description:
       - Allow post-copy. If the network fails during post-copy the guest is lost; it always finishes otherwise.
-      - Recovering a post-copy whose link failed (O(postcopy_recovery_attempts)) needs libvirt 8.5 on both hosts;
+      - Recovering a post-copy whose link failed (O(tuning.postcopy_recovery_attempts)) needs libvirt 8.5 on both hosts;
         with an older one the module warns when it plans a migration that may switch to post-copy.
     type: bool
     default: false
@@ -196,55 +170,76 @@ options:
     type: str
     choices: [auto, postcopy, converge, pause, abort]
     default: auto
-  timeout_per_gib_s:
-    description: Completion deadline in seconds per GiB of guest RAM, before the final action.
-    type: float
-    default: 150
-  min_timeout_s:
-    description: The completion deadline is never shorter than this.
-    type: float
-    default: 30
   hard_timeout_s:
     description: Abort a pre-copy migration still running after this many seconds (never a post-copy one). Default - none.
     type: float
-  stall_iterations:
+  headroom_mib:
     description:
-      - Pre-copy has stalled when the dirty memory of this many passes in a row has not shrunk (by 5%)
-        below the best earlier pass.
+      - Memory in MiB to keep free on the destination beyond the guest's, for the memory check - the same name
+        and default as in every module and role of the collection.
     type: int
-    default: 2
-  dead_link_s:
+    default: 1024
+  tuning:
     description:
-      - No byte transferred for this many seconds means the migration link is dead - the migration is
-        aborted while the source still holds the whole guest (never switched to post-copy or paused).
-    type: float
-    default: 5
-  poll_interval:
-    description: Seconds between job statistics reads.
-    type: float
-    default: 0.25
-  dirty_rate_sample_s:
-    description:
-      - Seconds over which QEMU measures the guest's dirty rate before the move starts (while the checks run);
-        V(0) skips the measurement.
-      - Taken only when the link speed is known (O(bandwidth_mibps) or O(expected_bandwidth_mibps)) - without it
-        the dirty rate decides nothing, and RV(dirty_rate_mibps) is the rate the migration itself measured.
-    type: int
-    default: 1
-  memory_reserve_mib:
-    description: Memory to keep free on the destination, for the memory check.
-    type: int
-    default: 256
-  postcopy_recovery_attempts:
-    description:
-      - How often to try resuming a failed post-copy migration (libvirt 8.5 or newer) before giving up, waiting
-        2, 4, 8 and then 15 s between attempts (about 90 s with the default), which gives a link that comes back
-        the time to do so. A post-copy whose link stops moving data for O(dead_link_s) is interrupted
-        (libvirt's post-copy abort, which pauses it; it is never aborted) and then resumed this way.
-      - A guest left paused by a post-copy that could not be resumed is resumed by running the module again
-        with the same destination.
-    type: int
-    default: 8
+      - How the engine drives convergence and watches the move - defaults nobody needs to touch, measured on the
+        lab and kept for the rare guest or link that needs another value. Each key has the default shown; give
+        only the ones to change.
+    type: dict
+    default: {}
+    suboptions:
+      downtime_steps:
+        description: Steps of the downtime ramp.
+        type: int
+        default: 5
+      downtime_step_delay_s:
+        description: Seconds between downtime steps. Default - O(tuning.downtime_step_delay_s_per_gib) times the RAM in GiB.
+        type: float
+      downtime_step_delay_s_per_gib:
+        description: Seconds between downtime steps per GiB of guest RAM (at least 0.5 s).
+        type: float
+        default: 8.0
+      timeout_per_gib_s:
+        description: Completion deadline in seconds per GiB of guest RAM, before the final action.
+        type: float
+        default: 150
+      min_timeout_s:
+        description: The completion deadline is never shorter than this.
+        type: float
+        default: 30
+      stall_iterations:
+        description:
+          - Pre-copy has stalled when the dirty memory of this many passes in a row has not shrunk (by 5%)
+            below the best earlier pass.
+        type: int
+        default: 2
+      dead_link_s:
+        description:
+          - No byte transferred for this many seconds means the migration link is dead - the migration is
+            aborted while the source still holds the whole guest (never switched to post-copy or paused).
+        type: float
+        default: 5
+      poll_interval_s:
+        description: Seconds between job statistics reads.
+        type: float
+        default: 0.25
+      dirty_rate_sample_s:
+        description:
+          - Seconds over which QEMU measures the guest's dirty rate before the move starts (while the checks run);
+            V(0) skips the measurement.
+          - Taken only when the link speed is known (O(bandwidth_mibps) or O(expected_bandwidth_mibps)) - without it
+            the dirty rate decides nothing, and RV(dirty_rate_mibps) is the rate the migration itself measured.
+        type: int
+        default: 1
+      postcopy_recovery_attempts:
+        description:
+          - How often to try resuming a failed post-copy migration (libvirt 8.5 or newer) before giving up, waiting
+            2, 4, 8 and then 15 s between attempts (about 90 s with the default), which gives a link that comes back
+            the time to do so. A post-copy whose link stops moving data for O(tuning.dead_link_s) is interrupted
+            (libvirt's post-copy abort, which pauses it; it is never aborted) and then resumed this way.
+          - A guest left paused by a post-copy that could not be resumed is resumed by running the module again
+            with the same destination.
+        type: int
+        default: 8
   status_file:
     description:
       - A file on the host running the module that is rewritten with the migration's progress (JSON) at
@@ -400,7 +395,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline impo
 
 def main():
     argument_spec = dict(domain=dict(type='str', required=True, aliases=['name']), dest_uri=dict(type='str', required=True),
-                         dest_security=dict(type='dict'), announce=dict(type='bool', default=False))
+                         dest_security=dict(type='dict'), announce=dict(type='bool', default=True))
     argument_spec.update(VERIFY_ARGSPEC)
     argument_spec.update(migration_argspec())
     argument_spec.update(CONNECTION_ARGSPEC)

@@ -21,7 +21,7 @@ description:
     supported (a V(kvm) guest needs KVM on the destination, V(qemu) and V(kvm) are otherwise alike);
     CPU compatible (libvirt's hypervisor CPU comparison on the destination against the guest's CPU
     definition); machine type supported; destination libvirt and QEMU not older than the source;
-    enough free memory after O(memory_reserve_mib) and O(planned_memory_mib); no name or UUID
+    enough free memory after O(headroom_mib) and O(planned_memory_mib); no name or UUID
     collision; every bridge and network the interfaces use exists on the destination; no device
     that blocks live migration; every disk proven shared (see M(vmmigration.libvirt.shared_storage))
     or planned for copy; cache modes safe for live migration."
@@ -35,6 +35,8 @@ author:
   - vmmigration.libvirt developers (@vmmigration)
 extends_documentation_fragment:
   - vmmigration.libvirt.connection
+  - vmmigration.libvirt.connection.retries
+  - vmmigration.libvirt.transport
   - vmmigration.libvirt.attributes
 attributes:
   check_mode:
@@ -62,7 +64,7 @@ options:
     type: list
     elements: str
     required: true
-  memory_reserve_mib:
+  headroom_mib:
     description:
       - Memory in MiB to keep free on the destination for its own use.
     type: int
@@ -85,17 +87,6 @@ options:
         every disk counts as not proven shared.
     type: bool
     default: true
-  tls:
-    description:
-      - The transport security the move would ask for, as M(vmmigration.libvirt.migrate) takes it (V(auto),
-        V(required), V(off)). Each domain gets a C(transport) check - a fail when the guest's memory would cross
-        the network in the clear and O(allow_plaintext) is not set, or when V(required) cannot be met.
-    type: str
-    default: auto
-  allow_plaintext:
-    description: As M(vmmigration.libvirt.migrate) takes it.
-    type: bool
-    default: false
   dest_security:
     description:
       - The destination's RV(vmmigration.libvirt.host_info#module:transport_security) (gathered on it). Without it the
@@ -116,7 +107,7 @@ EXAMPLES = r'''
   vmmigration.libvirt.migration_check:
     dest_uri: qemu+tls://hv2.example.com/system
     domains: [web01, db01]
-    memory_reserve_mib: 4096
+    headroom_mib: 4096
     fail_on: never
   register: check
 
@@ -191,6 +182,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import (
+    TRANSPORT_ARGSPEC,
     connection_transport,
     host_security,
     normalize_mode,
@@ -203,23 +195,22 @@ def main():
     argument_spec = dict(
         dest_uri=dict(type='str', required=True),
         domains=dict(type='list', elements='str', required=True),
-        memory_reserve_mib=dict(type='int', default=1024),
+        headroom_mib=dict(type='int', default=1024),
         planned_memory_mib=dict(type='int', default=0),
         allow_storage_copy=dict(type='bool', default=True),
         probe_storage=dict(type='bool', default=True),
         fail_on=dict(type='str', choices=['fail', 'warn', 'never'], default='fail'),
-        tls=dict(type='str', default='auto'),
-        allow_plaintext=dict(type='bool', default=False),
         dest_security=dict(type='dict'),
     )
+    argument_spec.update(TRANSPORT_ARGSPEC)
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     require_libvirt(module)
     if not p['domains']:
         module.fail_json(msg='domains must name at least one domain')
-    if p['memory_reserve_mib'] < 0 or p['planned_memory_mib'] < 0:
-        module.fail_json(msg='memory_reserve_mib and planned_memory_mib must not be negative')
+    if p['headroom_mib'] < 0 or p['planned_memory_mib'] < 0:
+        module.fail_json(msg='headroom_mib and planned_memory_mib must not be negative')
     try:
         normalize_mode(p['tls'])
     except ValueError as e:
@@ -234,7 +225,7 @@ def main():
         src = cache.get(p['uri'])
         dst = cache.get(p['dest_uri'])
         src.host_uuid()  # the source must answer before anything else
-        report = check_domains(src, dst, p['domains'], reserve_mib=p['memory_reserve_mib'],
+        report = check_domains(src, dst, p['domains'], reserve_mib=p['headroom_mib'],
                                planned_mib=p['planned_memory_mib'], allow_storage_copy=p['allow_storage_copy'],
                                probe_storage=p['probe_storage'])
     for d in (d for d in report['domains'] if d['recommended'] != 'already_there'):

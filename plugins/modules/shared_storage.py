@@ -31,6 +31,7 @@ author:
   - vmmigration.libvirt developers (@vmmigration)
 extends_documentation_fragment:
   - vmmigration.libvirt.connection
+  - vmmigration.libvirt.connection.retries
   - vmmigration.libvirt.attributes
 attributes:
   check_mode:

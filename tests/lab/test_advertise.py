@@ -162,7 +162,7 @@ def test_migrate_vm_role_routed(lab, figures):
              "migrate_vm_advertise_methods": ["route", "garp", "unsolicited_na"],
              "migrate_vm_advertise_sender_mac": "host", "migrate_vm_announce_interface": "br0",
              "migrate_vm_route_bridge": "br2", "migrate_vm_proxy_ndp": True, "migrate_vm_verify_from": "localhost",
-             "migrate_vm_options": {"memory_reserve_mib": 64}, "result_file": L.state_path("result-rt2.json")}
+             "migrate_vm_options": {"headroom_mib": 64}, "result_file": L.state_path("result-rt2.json")}
     playbook = os.path.join(L.TOP, "playbooks", "migrate_vm.yml")
     p = L.playbook(playbook, extra_vars=extra)
     assert p.returncode == 0, p.stdout[-6000:]

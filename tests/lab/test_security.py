@@ -107,7 +107,7 @@ def wire(path):
 
 def move(vm, src, dst, args=(), **extra):
     extra = dict({"vm": vm, "source": src, "destination": dst,
-                  "migrate_vm_options": {"memory_reserve_mib": 64}}, **extra)
+                  "migrate_vm_options": {"headroom_mib": 64}}, **extra)
     return L.playbook(os.path.join(PLAYBOOKS, "migrate_vm.yml"), extra_vars=extra, args=args)
 
 
@@ -131,7 +131,7 @@ def test_plaintext_refused_by_default_allowed_when_said_and_seen_on_the_wire(lab
             integrity(before, L.guest_status(g["ip"]), "sec1")
             with capture("h2", plain):
                 allowed = move("sec1", "h1", "h2", migrate_vm_allow_plaintext=True,
-                               migrate_vm_options={"memory_reserve_mib": 64, "status_file": status})
+                               migrate_vm_options={"headroom_mib": 64, "status_file": status})
             assert allowed.returncode == 0, allowed.stdout[-4000:]
             assert "stream plaintext" in allowed.stdout, allowed.stdout[-3000:]
             assert where(lab, "sec1") == {"h2": "running"}

@@ -6,11 +6,11 @@ from ansible_collections.vmmigration.libvirt.plugins.filter.as_data import as_da
 
 
 def test_data_passes_unchanged_and_survey_text_is_read():
-    d = {'memory_reserve_mib': 64}
+    d = {'headroom_mib': 64}
     assert as_data(d) is d and as_data(['a'], 'list') == ['a']
-    assert as_data('{"memory_reserve_mib": 64}') == d                 # JSON text, as a textarea sends it
-    assert as_data('memory_reserve_mib: 64\ncompression: [xbzrle]') == {'memory_reserve_mib': 64,
-                                                                        'compression': ['xbzrle']}
+    assert as_data('{"headroom_mib": 64}') == d                 # JSON text, as a textarea sends it
+    assert as_data('headroom_mib: 64\ncompression: [xbzrle]') == {'headroom_mib': 64,
+                                                                  'compression': ['xbzrle']}
     assert as_data('- h2\n- h3', 'list') == ['h2', 'h3'] and as_data('[h2, h3]', 'list') == ['h2', 'h3']
     assert as_data('', 'list') == [] and as_data('  ') == {} and as_data(None, 'list') == []
 

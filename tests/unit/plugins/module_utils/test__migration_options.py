@@ -14,10 +14,10 @@ def test_defaults_are_valid():
 
 
 def test_negative_and_zero_numbers():
-    problems = migrate.validate(params(bandwidth_mibps=-5, max_downtime_ms=0, memory_reserve_mib=-1))
+    problems = migrate.validate(params(bandwidth_mibps=-5, max_downtime_ms=0, headroom_mib=-1))
     assert "bandwidth_mibps must be greater than 0 (got -5)" in problems
     assert "max_downtime_ms must be greater than 0 (got 0)" in problems
-    assert "memory_reserve_mib must not be negative (got -1)" in problems
+    assert "headroom_mib must not be negative (got -1)" in problems
 
 
 def test_postcopy_must_be_allowed():
@@ -111,7 +111,7 @@ def test_a_resume_that_moves_no_data_is_given_up_as_hung():
 
     ticks = itertools.count(0, 20)
     m = migrate.LiveMigration(type("Client", (), {"uri": "qemu+tcp://h1/system"})(), None, "g",
-                              params(poll_interval=0.01), clock=lambda: float(next(ticks)), sleep=lambda s: None)
+                              params(poll_interval_s=0.01), clock=lambda: float(next(ticks)), sleep=lambda s: None)
     m.t0 = 0.0
     dom = Stuck(0)
     try:
@@ -124,7 +124,7 @@ def test_a_resume_that_moves_no_data_is_given_up_as_hung():
 
 def test_postcopy_cap_and_address_reach_libvirt():
     m = migrate.LiveMigration(None, None, "g", params(bandwidth_mibps=32, postcopy_bandwidth_mibps=8,
-                                                      migration_uri="tcp://198.18.0.12", tls=True),
+                                                      migration_uri="tcp://198.18.0.12", tls="required"),
                               hosts_security={"source": None, "dest": None})
     flags, p = m.flags_and_params({"flags": {"postcopy": True, "auto_converge": False}},
                                   {"copied": [], "unsafe_override_for": []})
@@ -140,7 +140,7 @@ def test_postcopy_cap_and_address_reach_libvirt():
 
 
 def test_auto_converge_throttle_reaches_libvirt():
-    m = migrate.LiveMigration(None, None, "g", params(bandwidth_mibps=32, tls="off", allow_plaintext=True))
+    m = migrate.LiveMigration(None, None, "g", params(bandwidth_mibps=32, tls="disabled", allow_plaintext=True))
     flags, p = m.flags_and_params({"flags": {"postcopy": False, "auto_converge": True},
                                    "auto_converge": {"initial": 73, "increment": 20}},
                                   {"copied": [], "unsafe_override_for": []})

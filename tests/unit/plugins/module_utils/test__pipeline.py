@@ -104,7 +104,7 @@ def test_the_drain_runs_the_same_pipeline_per_vm(tmp_path, monkeypatch):
     def init(self, *a, **kw):
         kw['probe'] = probe
         real_init(self, *a, **kw)
-        self.p.update(verify_addresses=ADDR, verify_timeout_s=4)
+        self.p.update(verify_addresses_by_vm=ADDR, verify_timeout_s=4)
     monkeypatch.setattr(E.Evacuation, '__init__', init)
     result, err, _ev = run_drain(w, tmp_path)
     assert err is None and sorted(result['moved']) == ['vm1', 'vm2']

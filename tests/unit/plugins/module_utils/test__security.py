@@ -98,15 +98,16 @@ def test_a_certificate_that_does_not_name_the_peer_address_warns(tmp_path):
     assert warnings and 'does not name 198.18.0.9' in warnings[0] and warnings[0].startswith('h2 ')
 
 
-@pytest.mark.parametrize('given,mode', [(None, 'auto'), ('auto', 'auto'), (True, 'required'), ('required', 'required'),
-                                        (False, 'off'), ('off', 'off'), ('no', 'off')])
+@pytest.mark.parametrize('given,mode', [(None, 'auto'), ('auto', 'auto'), ('required', 'required'),
+                                        ('disabled', 'disabled')])
 def test_modes(given, mode):
     assert S.normalize_mode(given) == mode
 
 
-def test_a_bad_mode_is_refused():
-    with pytest.raises(ValueError, match='auto, required or off'):
-        S.normalize_mode('maybe')
+@pytest.mark.parametrize('given', ['maybe', True, False, 'off', 'no', 'true', 'True'])
+def test_a_bad_mode_or_a_yaml_boolean_is_refused_naming_the_three_words(given):
+    with pytest.raises(ValueError, match='auto, required, disabled'):
+        S.normalize_mode(given)
 
 
 READY = {'migration_tls': {'ready': True, 'missing': [], 'cert_dir': '/d'}}
@@ -142,9 +143,9 @@ def test_required_is_refused_when_a_host_is_not_ready_even_with_allow_plaintext(
     assert t['refused'] and 'tls=required' in t['refused']
 
 
-def test_off_needs_allow_plaintext():
-    assert S.plan_transport('off', False, READY, READY)['refused']
-    t = S.plan_transport('off', True, READY, READY)
+def test_disabled_needs_allow_plaintext():
+    assert S.plan_transport('disabled', False, READY, READY)['refused']
+    t = S.plan_transport('disabled', True, READY, READY)
     assert not t['tls'] and not t['refused']
 
 
@@ -193,7 +194,7 @@ def test_a_client_shows_its_uri_without_the_password():
 
 @pytest.mark.parametrize('allow', [False, None, 'no', 'false', 'False', '0', 'off'])
 def test_only_a_true_allow_plaintext_allows_the_clear(allow):
-    assert S.plan_transport('off', allow, None, None)['refused']
+    assert S.plan_transport('disabled', allow, None, None)['refused']
     assert S.plan_transport('auto', allow, copies_over=['qemu+tcp://h/system'])['refused']
 
 

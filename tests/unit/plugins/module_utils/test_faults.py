@@ -100,7 +100,7 @@ def local_world(names=('vm1',), running=True):
 def live_opts(**kw):
     o = M.option_defaults(M.migration_argspec())
     # (a known link speed: the dirty rate is sampled before the move, and those calls fail in turn too)
-    o.update(uri=F.uri('h1'), dest_uri=F.uri('h2'), domain='vm1', poll_interval=0.001, expected_bandwidth_mibps=100)
+    o.update(uri=F.uri('h1'), dest_uri=F.uri('h2'), domain='vm1', poll_interval_s=0.001, expected_bandwidth_mibps=100)
     o.update(kw)
     return o
 
@@ -132,7 +132,7 @@ def run_drain(w, tmp_path, plan=None, policy='skip', timeout_s=3600, names=None,
          'per_vm_timeout_s': 600, 'timeout_s': timeout_s, 'stop_on_failure': False, 'announce': False, 'journal': str(tmp_path / 'journal'),
          'status_file': str(tmp_path / 'status'), 'source_name': 'h1', 'rollback': rollback,
          'return_uri': F.uri('h1') if rollback else None,
-         'migrate_options': {'poll_interval': 0.001, 'dirty_rate_sample_s': 0}, 'cold_options': {}, 'plan': plan}
+         'migrate_options': {'tuning': {'poll_interval_s': 0.001, 'dirty_rate_sample_s': 0}}, 'cold_options': {}, 'plan': plan}
     ev = E.Evacuation(F.FakeCache(w), p, lambda: F.FakeCache(w), clock=w.clock, sleep=w.clock.sleep)
     ev._source_security = None  # pylint: disable=protected-access
     try:
