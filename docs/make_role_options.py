@@ -109,7 +109,7 @@ def targets():
         ("evacuate_host", "evacuate_host_migrate_options", "the migrate module",
          sub_options(live, live_doc, [k for k in live if k not in M.SET_BY_THE_DRAIN])),
         ("evacuate_host", "evacuate_host_cold_options", "the cold_migrate module",
-         sub_options(cold, cold_doc, list(cold))),
+         sub_options(cold, cold_doc, [k for k in cold if k not in CM.COLD_SET_BY_THE_DRAIN])),
     ]
 
 

@@ -61,6 +61,8 @@ COLD_ARGSPEC = dict(
     copy_timeout_s=dict(type='int'),
 )
 COLD_ARGSPEC.update(TRANSPORT_ARGSPEC)
+# what a drain sets itself in each cold move (its own headroom_mib): not in cold_options
+COLD_SET_BY_THE_DRAIN = ('headroom_mib',)
 
 # Room kept free on the destination pool and in work_dir beyond what a copy needs (filesystem
 # metadata, a qcow2 that grows by a cluster while being written).

@@ -26,7 +26,7 @@ MIN_LIBVIRT = (8, 0, 0)
 # name: (minimum libvirt, what the operator asked for, what the libvirt-python binding must have, in the
 # driver's words: 'flag:' a migration flag, 'param:' a migration parameter, 'call:' anything else)
 FEATURES = {
-    'tls': ((3, 2, 0), 'TLS migration (tls=true)', ('flag:tls',)),
+    'tls': ((3, 2, 0), 'TLS migration (tls=auto or required)', ('flag:tls',)),
     'postcopy_bandwidth': ((5, 1, 0), 'a post-copy bandwidth cap (postcopy_bandwidth_mibps)',
                            ('param:bandwidth_postcopy',)),
     'parallel_connections': ((5, 2, 0), 'parallel migration connections (parallel_connections)',

@@ -467,10 +467,13 @@ class Evacuation:
             if move['method'] == 'cold':
                 opts = option_defaults(COLD_ARGSPEC)
                 opts.update(p.get('cold_options') or {})
+                opts['headroom_mib'] = p.get('headroom_mib', opts['headroom_mib'])
             else:
                 opts = live_options(p.get('migrate_options'))
                 opts['status_file'] = self.vm_status_path(name)
                 opts['hard_timeout_s'] = p['per_vm_timeout_s']
+                # (one headroom per drain: its plan's, and each move's own memory check - a rollback's too)
+                opts['headroom_mib'] = p.get('headroom_mib', opts['headroom_mib'])
             opts.update(where)
             # the same pipeline as the migrate module: move, announce from the destination, verify the addresses
             result = move_vm(src, dst, name, move['method'], opts, clock=self.clock, sleep=self.sleep,

@@ -53,8 +53,9 @@ ROLE_MIGRATE_VM_OPTIONS = ('migration_uri', 'bandwidth_mibps', 'postcopy_bandwid
                            'max_downtime_ms', 'parallel_connections', 'compression', 'tls', 'allow_plaintext',
                            'copy_storage', 'completion', 'allow_postcopy', 'final_action', 'hard_timeout_s',
                            'tuning', 'headroom_mib', 'status_file')
-# What a drain sets itself in each live move (from per_vm_timeout_s and its status_file): not in migrate_options.
-SET_BY_THE_DRAIN = ('hard_timeout_s', 'status_file')
+# What a drain sets itself in each live move (from per_vm_timeout_s, its status_file and its own headroom_mib - one
+# headroom per drain, for its plan and every move's own check): not in migrate_options.
+SET_BY_THE_DRAIN = ('hard_timeout_s', 'status_file', 'headroom_mib')
 
 
 # How the engine drives convergence and watches a move: the migrate module's (and migrate_options') tuning dict.
@@ -87,6 +88,16 @@ def live_options(given):
     opts = option_defaults(spec)
     opts.update(given or {})
     return flat_options(opts)
+
+
+def typed_options(spec, given):
+    """GIVEN (a dict of SPEC's options, e.g. the drain's migrate_options) typed as a module types its own options:
+    (the keys given, each converted - a tuning dict filled with its defaults -, the errors)."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # pylint: disable=import-outside-toplevel
+    given = dict(given or {})
+    result = ArgumentSpecValidator(spec).validate(given)
+    typed = dict((k, v) for k, v in result.validated_parameters.items() if k in given)
+    return typed, [str(e) for e in result.error_messages]
 
 
 def option_problems(given):

@@ -34,6 +34,10 @@ from urllib.parse import urlparse
 from ansible.module_utils.parsing.convert_bool import boolean
 
 LIBVIRTD_CONF = '/etc/libvirt/libvirtd.conf'
+# modular daemons (virtqemud for QEMU, virtproxyd for remote connections - the RHEL 9 and Fedora default): the TLS
+# listener's settings are virtproxyd's; told apart by virtqemud's socket (its socket unit listens while enabled)
+VIRTPROXYD_CONF = '/etc/libvirt/virtproxyd.conf'
+MODULAR_SIGNS = ('/run/libvirt/virtqemud-sock',)
 QEMU_CONF = '/etc/libvirt/qemu.conf'
 QEMU_DEFAULT_CERT_DIR = '/etc/pki/qemu'
 MIGRATION_FILES = ('ca-cert.pem', 'server-cert.pem', 'server-key.pem', 'client-cert.pem', 'client-key.pem')
@@ -226,12 +230,22 @@ def listening_ports(paths=('/proc/net/tcp', '/proc/net/tcp6')):
     return ports
 
 
-def host_security(libvirtd_conf=LIBVIRTD_CONF, qemu_conf=QEMU_CONF, now=None, warn_days=WARN_DAYS, ports=None,
+def daemons(signs=MODULAR_SIGNS):
+    """How libvirt runs here: ('modular', virtproxyd.conf) or ('monolithic', libvirtd.conf) - the tls role's rule."""
+    if any(os.path.exists(s) for s in signs):
+        return 'modular', VIRTPROXYD_CONF
+    return 'monolithic', LIBVIRTD_CONF
+
+
+def host_security(libvirtd_conf=None, qemu_conf=QEMU_CONF, now=None, warn_days=WARN_DAYS, ports=None,
                   peer_addresses=()):
     """Whether this host is set up for TLS: QEMU's migration (the guest's memory) and libvirtd (the
     connection a cold move copies disks over), with what its certificates say (and whether its server
     certificates name PEER_ADDRESSES, the addresses other hosts reach it by)."""
     now = time.time() if now is None else now
+    kind = None
+    if libvirtd_conf is None:
+        kind, libvirtd_conf = daemons()
     qconf, lconf = read_conf(qemu_conf), read_conf(libvirtd_conf)
     unreadable = [p for p, c in ((qemu_conf, qconf), (libvirtd_conf, lconf)) if c is None]
     qconf, lconf = qconf or {}, lconf or {}
@@ -255,6 +269,9 @@ def host_security(libvirtd_conf=LIBVIRTD_CONF, qemu_conf=QEMU_CONF, now=None, wa
         migration['ready'] = None
     if libvirtd_conf in unreadable:
         libvirtd['ready'] = None
+    libvirtd['conf'] = libvirtd_conf
+    if kind:
+        libvirtd['daemons'] = kind
     state = {'migration_tls': migration, 'libvirt_tls': libvirtd, 'unreadable': unreadable,
              'migration_host': qconf.get('migration_host')}
     state['problems'], state['warnings'] = certificate_findings(state, addresses=peer_addresses, now=now,

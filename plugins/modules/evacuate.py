@@ -99,10 +99,15 @@ options:
       - Its V(tls) (default V(auto)) and V(allow_plaintext) decide each move's transport before the drain starts; a
         move that would send a guest's memory in the clear without V(allow_plaintext=true) stops the drain
         before anything moves, naming what to configure. Each planned move says its C(transport).
+      - Typed as that module types its options (V(tuning) included), before anything moves. Not V(headroom_mib)
+        (the drain's O(headroom_mib) is every move's), V(hard_timeout_s) (O(per_vm_timeout_s)) or V(status_file) -
+        the drain sets them.
     type: dict
     default: {}
   cold_options:
-    description: Options of the cold migrations, as M(vmmigration.libvirt.cold_migrate) takes them.
+    description:
+      - Options of the cold migrations, as M(vmmigration.libvirt.cold_migrate) takes them (typed as it types them),
+        but V(headroom_mib) - the drain's O(headroom_mib) is every move's.
     type: dict
     default: {}
   journal:
@@ -360,7 +365,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     require_libvirt,
     start_event_loop,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC, COLD_SET_BY_THE_DRAIN
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import (
     PLAN_ARGSPEC,
     Evacuation,
@@ -373,7 +378,9 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration imp
     file_option_problems,
     live_options,
     make_dirs,
+    migration_argspec,
     option_problems,
+    typed_options,
     validate,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline import check_addresses
@@ -414,14 +421,21 @@ def main():
     problems = validate_plan_options(p)
     unknown = option_problems(p['migrate_options'])
     unknown_cold = sorted(set(p['cold_options']) - set(COLD_ARGSPEC))
+    drains = sorted(set(p['migrate_options']) & set(SET_BY_THE_DRAIN)) + sorted(set(p['cold_options']) & set(COLD_SET_BY_THE_DRAIN))
     if unknown or unknown_cold:
         problems += ['migrate_options: %s' % x for x in unknown]
         problems += ['cold_options: unknown options: %s' % ', '.join(unknown_cold)] if unknown_cold else []
-    elif set(p['migrate_options']) & set(SET_BY_THE_DRAIN):
-        problems.append('migrate_options: %s are set by the drain (per_vm_timeout_s, status_file): leave them out'
-                        % ', '.join(sorted(set(p['migrate_options']) & set(SET_BY_THE_DRAIN))))
+    elif drains:
+        problems.append('migrate_options / cold_options: %s set by the drain itself (from its headroom_mib, '
+                        'per_vm_timeout_s and status_file): leave them out' % ', '.join(drains))
     else:
-        problems += ['migrate_options: %s' % x for x in validate(live_options(p['migrate_options']))]
+        # (typed as the modules type them - a survey sends text - and their values kept so)
+        for name, spec in (('migrate_options', migration_argspec()), ('cold_options', COLD_ARGSPEC)):
+            typed, errors = typed_options(spec, p[name])
+            problems += ['%s: %s' % (name, e) for e in errors]
+            p[name] = typed
+        if not problems:
+            problems += ['migrate_options: %s' % x for x in validate(live_options(p['migrate_options']))]
     for name in ('migrate_options', 'cold_options'):
         try:
             normalize_mode((p[name] or {}).get('tls'))

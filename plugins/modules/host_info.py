@@ -88,8 +88,9 @@ transport_security:
   description:
     - Whether this host is set up for TLS, read from libvirt's files on the host the module runs on (V(null)
       when O(uri) names another host) - C(migration_tls) (QEMU's migration - ready, cert_dir, missing files,
-      verify_peer, force, certificates), C(libvirt_tls) (libvirtd - listening on 16514, ready, missing,
-      certificates), C(migration_host), and the C(problems) (an expired or unreadable certificate) and
+      verify_peer, force, certificates), C(libvirt_tls) (the daemon that listens for remote connections - listening
+      on 16514, ready, missing, certificates, C(daemons) V(monolithic) (libvirtd) or V(modular) (virtproxyd, told
+      by virtqemud's socket), C(conf) the file its settings were read from), C(migration_host), and the C(problems) (an expired or unreadable certificate) and
       C(warnings) (one that expires within O(cert_warn_days)) they show.
     - Each certificate - subject_cn, issuer_cn, names (subjectAltName DNS names and addresses), expires,
       days_left, path.
@@ -98,7 +99,7 @@ transport_security:
   type: dict
   sample:
     migration_tls: {ready: true, cert_dir: /etc/pki/qemu, missing: [], verify_peer: true, force: false}
-    libvirt_tls: {listening: true, ready: true, missing: []}
+    libvirt_tls: {listening: true, ready: true, missing: [], daemons: monolithic, conf: /etc/libvirt/libvirtd.conf}
     problems: []
     warnings: ['this host libvirtd server certificate /etc/pki/libvirt/servercert.pem expires in 12 days (2027-01-02T10:00:00Z)']
 host:

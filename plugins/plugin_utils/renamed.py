@@ -31,20 +31,25 @@ RENAMED = (
     ('verify_addresses', ('evacuate',), 'verify_addresses_by_vm (VM name to its list of addresses)'),
     ('uri', ('cpu_baseline',), "nothing - each host's uri is given in hosts"),
 )
-# the same, for the keys of evacuate's migrate_options and cold_options (the migrate and cold_migrate modules' options)
+# the same, for the keys of evacuate's migrate_options and cold_options (the migrate and cold_migrate modules' options
+# but the connection's, which they do not take)
 RENAMED_IN = {'migrate_options': 'migrate', 'cold_options': 'cold_migrate'}
+# and inside migrate's tuning dict
+RENAMED_IN_TUNING = (('poll_interval', 'tuning.poll_interval_s'),)
 
 
-def renamed_problems(module, args):
+def renamed_problems(module, args, inner=False):
     """What ARGS (a task's arguments for MODULE) gives by an old name: one message each, naming the new name."""
+    args = args if isinstance(args, dict) else {}
     problems = []
     for old, modules, new in RENAMED:
-        if module in modules and old in (args or {}):
+        if module in modules and old in args and not (inner and modules is CONNECTED):
             problems.append('%s was renamed: give %s' % (old, new))
-    for option, inner in sorted(RENAMED_IN.items()) if module == 'evacuate' else ():
-        given = (args or {}).get(option)
-        if isinstance(given, dict):
-            problems += ['%s.%s' % (option, x) for x in renamed_problems(inner, given)]
+    tuning = args.get('tuning') if module == 'migrate' else None
+    if isinstance(tuning, dict):
+        problems += ['tuning.%s was renamed: give %s' % (old, new) for old, new in RENAMED_IN_TUNING if old in tuning]
+    for option, name in sorted(RENAMED_IN.items()) if module == 'evacuate' else ():
+        problems += ['%s.%s' % (option, x) for x in renamed_problems(name, args.get(option), inner=True)]
     return problems
 
 

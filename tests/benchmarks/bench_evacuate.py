@@ -99,7 +99,7 @@ class Guests:
 def drain(guests, rate, cap, label):
     """One drain of h1 with the evacuate_host playbook: (report, playbook wall)."""
     reports = L.state_path("bench-reports-%s" % label)
-    options = {"headroom_mib": 64}
+    options = {}
     if cap:
         options["bandwidth_mibps"] = cap
     extra = {"source": "h1", "evacuate_host_max_outbound": 2, "evacuate_host_max_inbound": 1,

@@ -62,7 +62,7 @@ def rolling_once(i):
              "rolling_maintenance_state_dir": L.state_path("bench-rolling-state") + "/{{ inventory_hostname }}",
              "rolling_maintenance_tasks": os.path.join(L.TOP, "tests", "lab", "rolling_hook.yml"),
              "rolling_maintenance_expected_s": 5, "rolling_maintenance_gate_timeout_s": 60,
-             "evacuate_host_headroom_mib": 64, "evacuate_host_migrate_options": json.dumps({"headroom_mib": 64})}
+             "evacuate_host_headroom_mib": 64}
     t0 = time.monotonic()
     job = L.runner(os.path.join(L.TOP, "playbooks", "rolling_maintenance.yml"), extra, "bench-rolling-%d" % i)
     wall = time.monotonic() - t0
@@ -88,7 +88,7 @@ def evacuate_once(i):
     reports = L.state_path("bench-evac-reports-%d" % i)
     extra = {"source": "h1", "evacuate_host_headroom_mib": 64, "evacuate_host_report_dir": reports,
              "evacuate_host_state_dir": L.state_path("bench-evac-state"),
-             "evacuate_host_migrate_options": json.dumps({"headroom_mib": 64})}
+             "evacuate_host_migrate_options": json.dumps({})}
     t0 = time.monotonic()
     job = L.runner(os.path.join(L.TOP, "playbooks", "evacuate_host.yml"), extra, "bench-evac-%d" % i)
     wall = time.monotonic() - t0

@@ -51,7 +51,7 @@ def rolling():
                  "rolling_maintenance_state_dir": L.state_path("rolling-state") + "/{{ inventory_hostname }}",
                  "rolling_maintenance_tasks": os.path.join(L.TOP, "tests", "lab", "rolling_hook.yml"),
                  "rolling_maintenance_expected_s": 10, "evacuate_host_headroom_mib": 64,
-                 "evacuate_host_progress_interval_s": 2, "evacuate_host_migrate_options": {"headroom_mib": 64}}
+                 "evacuate_host_progress_interval_s": 2}
         probes = dict((n, L.Blackout(guests[n]["ip"], hz=20)) for n, _h, _kw in ROLLING_GUESTS)
         for pr in probes.values():
             pr.__enter__()
@@ -130,8 +130,8 @@ def main():
                  "evacuate_host_max_inbound": 1, "evacuate_host_headroom_mib": 64,
                  "evacuate_host_state_dir": L.state_path("evac-state"), "evacuate_host_report_dir": reports,
                  "evacuate_host_progress_interval_s": 2,
-                 "evacuate_host_migrate_options": {"headroom_mib": 64, "allow_postcopy": True},
-                 "evacuate_host_cold_options": {"headroom_mib": 64, "shutdown_timeout_s": 30}}
+                 "evacuate_host_migrate_options": {"allow_postcopy": True},
+                 "evacuate_host_cold_options": {"shutdown_timeout_s": 30}}
         probes = [L.Blackout(guests[n]["ip"], hz=20) for n, _kw in GUESTS]
         for pr in probes:
             pr.__enter__()

@@ -63,8 +63,8 @@ def test_evacuate_host(lab, figures):
     common = {"source": "h1", "evacuate_host_non_live_policy": "cold", "evacuate_host_max_outbound": 2,
               "evacuate_host_max_inbound": 1, "evacuate_host_headroom_mib": 64,
               "evacuate_host_state_dir": L.state_path("evac-state"), "evacuate_host_report_dir": reports,
-              "evacuate_host_progress_interval_s": 2, "evacuate_host_migrate_options": {"headroom_mib": 64},
-              "evacuate_host_cold_options": {"headroom_mib": 64, "shutdown_timeout_s": 30}}
+              "evacuate_host_progress_interval_s": 2,
+              "evacuate_host_cold_options": {"shutdown_timeout_s": 30}}
     names = [n for n, _kw, _m in EVAC_GUESTS]
     fresh(common["evacuate_host_state_dir"], reports)
     try:
@@ -195,7 +195,7 @@ def test_evacuation_survives_a_lost_controller(lab):
     reports = L.state_path("reports-lost")
     extra = {"source": "h1", "evacuate_host_max_outbound": 1, "evacuate_host_headroom_mib": 64,
              "evacuate_host_state_dir": state, "evacuate_host_report_dir": reports,
-             "evacuate_host_progress_interval_s": 1, "evacuate_host_migrate_options": {"headroom_mib": 64}}
+             "evacuate_host_progress_interval_s": 1}
     names = ["lost_a", "lost_b", "lost_c"]
     fresh(state, reports)
     try:
@@ -257,7 +257,6 @@ def test_evacuation_policies(lab):
     playbook = os.path.join(L.TOP, "playbooks", "evacuate_host.yml")
     extra = {"source": "h1", "evacuate_host_destinations": ["h3"], "evacuate_host_headroom_mib": 64,
              "evacuate_host_state_dir": L.state_path("evac-pol"), "evacuate_host_report_dir": L.state_path("rep-pol"),
-             "evacuate_host_migrate_options": {"headroom_mib": 64},
              "evacuate_host_cold_options": {"shutdown_timeout_s": 20}}
     fresh(extra["evacuate_host_state_dir"], extra["evacuate_host_report_dir"])
     try:

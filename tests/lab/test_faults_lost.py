@@ -300,8 +300,7 @@ def test_drain_limit_runs_out_while_a_cold_move_copies(lab, figures):
              "evacuate_host_max_outbound": 1, "evacuate_host_headroom_mib": 64, "evacuate_host_timeout_s": limit_s,
              "evacuate_host_state_dir": state, "evacuate_host_report_dir": reports,
              "evacuate_host_progress_interval_s": 1, "evacuate_host_allow_incomplete": True,
-             "evacuate_host_migrate_options": {"headroom_mib": 64},
-             "evacuate_host_cold_options": {"headroom_mib": 64, "shutdown_timeout_s": 30}}
+             "evacuate_host_cold_options": {"shutdown_timeout_s": 30}}
     for d in (state, reports):
         if os.path.isdir(d):
             import shutil  # pylint: disable=import-outside-toplevel

@@ -48,7 +48,7 @@ def test_rolling_maintenance(lab, figures):
               "rolling_maintenance_tasks": os.path.join(L.TOP, "tests", "lab", "rolling_hook.yml"),
               "rolling_maintenance_expected_s": 5, "rolling_maintenance_gate_timeout_s": 60,
               "evacuate_host_headroom_mib": 64, "evacuate_host_progress_interval_s": 2,
-              "evacuate_host_migrate_options": {"headroom_mib": 64}}
+              "evacuate_host_migrate_options": {}}
     names = [n for n, _h in GUESTS]
     try:
         for name, host in GUESTS:

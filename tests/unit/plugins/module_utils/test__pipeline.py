@@ -125,3 +125,36 @@ def test_the_drain_runs_the_same_pipeline_per_vm(tmp_path, monkeypatch):
 def test_without_addresses_the_report_has_no_answered_column():
     lines = R.table([{'name': 'vm1', 'destination': 'h2', 'method': 'live', 'state': 'migrated'}], [])
     assert 'ANSWERED' not in lines[0]
+
+
+def test_one_headroom_per_drain_its_plan_and_every_moves_own_memory_check(tmp_path, monkeypatch):
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M
+    monkeypatch.setattr(E, 'check_domains', checks_pass('shared'))
+    reserved = []
+    engine_check = checks_pass('shared')
+
+    def check(src, dst, names, **kw):
+        reserved.append(kw.get('reserve_mib'))
+        return engine_check(src, dst, names, **kw)
+    monkeypatch.setattr(M, 'check_domains', check)
+    real_init = E.Evacuation.__init__
+
+    def init(self, *a, **kw):
+        real_init(self, *a, **kw)
+        self.p.update(headroom_mib=300)
+    monkeypatch.setattr(E.Evacuation, '__init__', init)
+    w = new_world(('vm1', 'vm2'))
+    result, err, _ev = run_drain(w, tmp_path)
+    assert err is None and sorted(result['moved']) == ['vm1', 'vm2']
+    # (the engine's own check of each move keeps the drain's headroom, not the migrate module's default)
+    assert reserved and set(reserved) == {300}, reserved
+
+
+def test_the_drains_options_are_typed_as_the_modules_type_theirs():
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M
+    typed, errors = M.typed_options(M.migration_argspec(), {'max_downtime_ms': '200', 'tuning': {'dead_link_s': '3'}})
+    assert errors == [] and typed['max_downtime_ms'] == 200 and set(typed) == {'max_downtime_ms', 'tuning'}
+    assert typed['tuning']['dead_link_s'] == 3.0 and typed['tuning']['stall_iterations'] == 2
+    _typed, errors = M.typed_options(M.migration_argspec(), {'tuning': {'dead_link_s': 'soon'}, 'tls': 'off'})
+    assert any('dead_link_s' in e and 'float' in e for e in errors), errors
+    assert any('tls' in e and 'auto, required, disabled' in e for e in errors), errors

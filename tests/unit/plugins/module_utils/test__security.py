@@ -220,3 +220,20 @@ def test_an_unreadable_qemu_conf_makes_the_host_unknown_not_bare(tmp_path):
                                        ('qemu:///system', 'qemu:///system')])
 def test_redact_passwords_with_at_and_slash(uri, shown):
     assert S.redact_uri(uri) == shown
+
+
+def test_modular_daemons_are_told_apart_by_virtqemuds_socket_and_their_listener_read_from_virtproxyd_conf(tmp_path, monkeypatch):
+    sign = tmp_path / 'virtqemud-sock'
+    assert S.daemons(signs=(str(sign),)) == ('monolithic', S.LIBVIRTD_CONF)
+    sign.write_text('')
+    assert S.daemons(signs=(str(sign),)) == ('modular', S.VIRTPROXYD_CONF)
+    # the state says which, and reads the listener's files where that daemon's configuration names them
+    conf = tmp_path / 'virtproxyd.conf'
+    conf.write_text('cert_file = "%s"\n' % (tmp_path / 'nowhere.pem'))
+    monkeypatch.setattr(S, 'daemons', lambda: ('modular', str(conf)))
+    state = S.host_security(qemu_conf=str(tmp_path / 'qemu.conf'), ports=set())
+    assert state['libvirt_tls']['daemons'] == 'modular' and state['libvirt_tls']['conf'] == str(conf)
+    assert str(tmp_path / 'nowhere.pem') in state['libvirt_tls']['missing']
+    # a file given is read as given, without telling the daemons apart
+    state = S.host_security(libvirtd_conf=str(conf), qemu_conf=str(tmp_path / 'qemu.conf'), ports=set())
+    assert 'daemons' not in state['libvirt_tls'] and state['libvirt_tls']['conf'] == str(conf)

@@ -66,6 +66,9 @@ def test_the_changelog_names_every_renamed_option_and_its_new_name():
      'migrate_options.memory_reserve_mib was renamed: give headroom_mib'),
     ('evacuate', {'cold_options': {'memory_reserve_mib': 64}}, 'cold_options.memory_reserve_mib was renamed: give headroom_mib'),
     ('cpu_baseline', {'uri': 'qemu:///system'}, "uri was renamed: give nothing - each host's uri is given in hosts"),
+    ('migrate', {'tuning': {'poll_interval': 1}}, 'tuning.poll_interval was renamed: give tuning.poll_interval_s'),
+    ('evacuate', {'migrate_options': {'tuning': {'poll_interval': 1}}},
+     'migrate_options.tuning.poll_interval was renamed: give tuning.poll_interval_s'),
 ])
 def test_an_old_name_is_named_with_its_new_one(module, args, want):
     assert any(p.startswith(want) for p in R.renamed_problems(module, args)), R.renamed_problems(module, args)
@@ -77,6 +80,9 @@ def test_new_names_and_other_modules_old_looking_names_pass():
                                           'tuning': {'poll_interval_s': 0.5}}) == []
     assert R.renamed_problems('evacuate', {'migrate_options': {'tuning': {'dead_link_s': 9}}, 'cold_options': {}}) == []
     assert R.renamed_problems('shared_storage', {'uri': 'qemu:///system'}) == []
+    # (migrate_options takes no connection option: its old name is not one to point to)
+    assert R.renamed_problems('evacuate', {'migrate_options': {'connect_retry_delay': 1}}) == []
+    assert R.renamed_problems('evacuate', {'migrate_options': '{"headroom_mib": 1}'}) == []   # (text: the module reads it)
 
 
 def action_for(module, args, async_val=0):
