@@ -51,14 +51,14 @@ ZEROS = b'\0' * CHUNK
 # the cold_migrate module's options but domain, dest_uri and the connection (the evacuation reuses them)
 COLD_ARGSPEC = dict(
     dest_pool=dict(type='str'),
-    shutdown_timeout_s=dict(type='int', default=120),
+    shutdown_timeout_s=dict(type='float', default=120),
     force=dict(type='bool', default=False),
     start=dict(type='str', choices=['auto', 'always', 'never'], default='auto'),
     keep_source_disks=dict(type='bool', default=False),
     verify=dict(type='bool', default=True),
     headroom_mib=dict(type='int', default=1024),
     work_dir=dict(type='path', default='/var/tmp'),
-    copy_timeout_s=dict(type='int'),
+    copy_timeout_s=dict(type='float'),
 )
 COLD_ARGSPEC.update(TRANSPORT_ARGSPEC)
 # what a drain sets itself in each cold move (its own headroom_mib): not in cold_options

@@ -70,7 +70,7 @@ options:
     type: str
   shutdown_timeout_s:
     description: Seconds to wait for a clean shutdown.
-    type: int
+    type: float
     default: 120
   force:
     description: Power the guest off when it does not shut down cleanly in time. Otherwise the module fails and the guest keeps running.
@@ -104,7 +104,7 @@ options:
       - Deadline, in seconds, of each file's copy (read from the source, write to the destination, read
         back to verify). A copy still running then is aborted and the move rolled back.
       - Default - 1800, or 1 s per 10 MiB the file occupies when that is longer.
-    type: int
+    type: float
 '''
 
 EXAMPLES = r'''

@@ -108,7 +108,7 @@ def test_the_tarball_holds_what_users_run_and_its_unit_and_sanity_tests(tarball)
     for want in ("LICENSE", "README.md", "MANIFEST.json", "FILES.json", "meta/runtime.yml", "plugins/modules/migrate.py",
                  "plugins/action/controller_files.py", "roles/rolling_maintenance/tasks/main.yml", "playbooks/evacuate_host.yml",
                  "docs/docsite/rst/guide_awx.rst", "changelogs/config.yaml", "tests/unit/conftest.py", "tests/sanity.sh",
-                 "tests/config.yml", ".ansible-lint"):
+                 "tests/config.yml", ".ansible-lint", "CONTRIBUTING.md"):
         assert want in names, want
 
 
@@ -116,7 +116,8 @@ def test_the_tarball_leaves_the_lab_and_the_projects_own_tools_out(tarball):
     kept = [n for n in tarball if n.startswith(("tests/lab", "tests/integration", "tests/benchmarks", "tests/mutants",
                                                 "tests/soak", "tests/matrix", "extensions", ".ci", ".git", ".venv"))
             or n in ("tests/run.sh", "tests/demo.sh", "tests/bench.sh", "tests/lint.sh", "tests/galaxy_import.sh",
-                     "requirements-test.txt")
+                     "requirements-test.txt", "requirements.txt", "docs/build.sh", "docs/make_role_options.py",
+                     "docs/awx/make_surveys.py", "docs/awx/build-ee.sh")
             or "__pycache__" in n or n.endswith(".pyc")]
     assert kept == [], kept
 
@@ -147,3 +148,14 @@ def test_module_defaults_of_the_group_reach_each_module(tmp_path):
                        check=False)
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     assert "read through test:///default on " in p.stdout, p.stdout[-3000:]
+
+
+def test_every_role_names_the_same_platforms_the_readme_supports():
+    want = [{"name": "Debian", "versions": ["bookworm", "trixie"]}, {"name": "EL", "versions": ["8", "9"]},
+            {"name": "Ubuntu", "versions": ["jammy", "noble"]}]
+    for path in glob.glob(os.path.join(TOP, "roles", "*", "meta", "main.yml")):
+        with open(path) as f:
+            assert yaml.safe_load(f)["galaxy_info"]["platforms"] == want, path
+    with open(os.path.join(TOP, "README.md")) as f:
+        readme = f.read()
+    assert "Debian" in readme and "Ubuntu" in readme and "RHEL" in readme

@@ -55,5 +55,7 @@ def test_every_collection_module_task_gives_options_its_module_has(path):
 
 
 def test_the_files_are_found():
-    # (the roles' own tasks are among them, and some run the collection's modules)
-    assert sum(1 for p in FILES for _m in module_tasks(yaml.safe_load(open(p)))) > 40
+    # (the roles' own tasks are among them, and some run the collection's modules; the source repository has the
+    # molecule scenarios and integration targets too, which the built collection does not ship)
+    found = sum(1 for p in FILES for _m in module_tasks(yaml.safe_load(open(p))))
+    assert found > (40 if os.path.isdir(os.path.join(TOP, 'extensions')) else 20), found

@@ -74,3 +74,27 @@ def test_no_choice_is_a_word_yaml_reads_as_a_boolean():
 @pytest.mark.parametrize('module', ['migrate', 'cold_migrate', 'migration_check'])
 def test_tls_is_a_choice_of_three_words(module):
     assert documented(module)['tls']['choices'] == ['auto', 'required', 'disabled']
+
+
+# durations that must be whole seconds, with why
+WHOLE_SECONDS = {'dirty_rate_sample_s': "QEMU's calc-dirty-rate measures over whole seconds",
+                 'async_s': "Ansible's async limit is whole seconds",
+                 'rolling_maintenance_gate_timeout_s': "wait_for_connection's timeout is whole seconds"}
+
+
+def role_options():
+    """(where, name, option) for every option and sub-option of every role's argument spec."""
+    def walk(where, options):
+        for name, o in (options or {}).items():
+            yield where, name, o
+            yield from walk('%s.%s' % (where, name), o.get('options'))
+    for path in ROLE_SPECS:
+        with open(path) as f:
+            for entry, spec in yaml.safe_load(f)['argument_specs'].items():
+                yield from walk('%s:%s' % (path.split(os.sep)[-3], entry), spec.get('options'))
+
+
+def test_every_duration_in_seconds_is_a_float_unless_it_must_be_whole():
+    bad = [(w, n, o.get('type')) for w, n, o in list(all_options()) + list(role_options())
+           if re.search(r'_s(_|$)', n) and o.get('type') != 'float' and n not in WHOLE_SECONDS]
+    assert bad == []
