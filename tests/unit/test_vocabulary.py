@@ -98,3 +98,9 @@ def test_every_duration_in_seconds_is_a_float_unless_it_must_be_whole():
     bad = [(w, n, o.get('type')) for w, n, o in list(all_options()) + list(role_options())
            if re.search(r'_s(_|$)', n) and o.get('type') != 'float' and n not in WHOLE_SECONDS]
     assert bad == []
+
+
+def test_every_file_or_directory_option_is_a_path():
+    bad = [(w, n, o.get('type')) for w, n, o in list(all_options()) + list(role_options())
+           if re.search(r'_(dir|file)$', n) and o.get('type') != 'path']
+    assert bad == []
