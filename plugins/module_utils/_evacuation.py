@@ -60,6 +60,33 @@ PLAN_ARGSPEC = dict(
 )
 
 
+def drain_move_options(migrate_options, cold_options):
+    """The drain's migrate_options and cold_options as each move gets them, checked before anything moves:
+    (problems, migrate_options, cold_options) - keys the modules do not know named, the drain's own keys (its
+    headroom_mib, per_vm_timeout_s and status_file) refused, every value typed as the modules type their options
+    (a survey sends text; tls a choice, allow_plaintext a bool), then the live engine's own rules."""
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import (  # pylint: disable=import-outside-toplevel
+        COLD_ARGSPEC, COLD_SET_BY_THE_DRAIN)
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M  # pylint: disable=import-outside-toplevel
+    live, cold = dict(migrate_options or {}), dict(cold_options or {})
+    problems = ['migrate_options: %s' % x for x in M.option_problems(live)]
+    unknown_cold = sorted(set(cold) - set(COLD_ARGSPEC))
+    problems += ['cold_options: unknown options: %s' % ', '.join(unknown_cold)] if unknown_cold else []
+    if problems:
+        return problems, live, cold
+    drains = sorted(set(live) & set(M.SET_BY_THE_DRAIN)) + sorted(set(cold) & set(COLD_SET_BY_THE_DRAIN))
+    if drains:
+        return ['migrate_options / cold_options: %s set by the drain itself (from its headroom_mib, per_vm_timeout_s '
+                'and status_file): leave them out' % ', '.join(drains)], live, cold
+    live, errors = M.typed_options(M.migration_argspec(), live)
+    problems += ['migrate_options: %s' % e for e in errors]
+    cold, errors = M.typed_options(COLD_ARGSPEC, cold)
+    problems += ['cold_options: %s' % e for e in errors]
+    if not problems:
+        problems = ['migrate_options: %s' % x for x in M.validate(M.live_options(live))]
+    return problems, live, cold
+
+
 def validate_plan_options(p):
     """Bad input, refused before anything happens: a list of problems."""
     limits = ('rate_mibps', 'max_outbound', 'max_inbound', 'max_total')

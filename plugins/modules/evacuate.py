@@ -356,7 +356,6 @@ report:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
     CONNECTION_ARGSPEC,
@@ -365,26 +364,16 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     require_libvirt,
     start_event_loop,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC, COLD_SET_BY_THE_DRAIN
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import (
     PLAN_ARGSPEC,
     Evacuation,
     EvacuationRunning,
     PlaintextRefused,
+    drain_move_options,
     validate_plan_options,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (
-    SET_BY_THE_DRAIN,
-    file_option_problems,
-    live_options,
-    make_dirs,
-    migration_argspec,
-    option_problems,
-    typed_options,
-    validate,
-)
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import file_option_problems, make_dirs
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline import check_addresses
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import normalize_mode
 
 
 def main():
@@ -419,29 +408,8 @@ def main():
     p = module.params
     require_libvirt(module)
     problems = validate_plan_options(p)
-    unknown = option_problems(p['migrate_options'])
-    unknown_cold = sorted(set(p['cold_options']) - set(COLD_ARGSPEC))
-    drains = sorted(set(p['migrate_options']) & set(SET_BY_THE_DRAIN)) + sorted(set(p['cold_options']) & set(COLD_SET_BY_THE_DRAIN))
-    if unknown or unknown_cold:
-        problems += ['migrate_options: %s' % x for x in unknown]
-        problems += ['cold_options: unknown options: %s' % ', '.join(unknown_cold)] if unknown_cold else []
-    elif drains:
-        problems.append('migrate_options / cold_options: %s set by the drain itself (from its headroom_mib, '
-                        'per_vm_timeout_s and status_file): leave them out' % ', '.join(drains))
-    else:
-        # (typed as the modules type them - a survey sends text - and their values kept so)
-        for name, spec in (('migrate_options', migration_argspec()), ('cold_options', COLD_ARGSPEC)):
-            typed, errors = typed_options(spec, p[name])
-            problems += ['%s: %s' % (name, e) for e in errors]
-            p[name] = typed
-        if not problems:
-            problems += ['migrate_options: %s' % x for x in validate(live_options(p['migrate_options']))]
-    for name in ('migrate_options', 'cold_options'):
-        try:
-            normalize_mode((p[name] or {}).get('tls'))
-            boolean((p[name] or {}).get('allow_plaintext', False), strict=True)
-        except (ValueError, TypeError) as e:
-            problems.append('%s: %s' % (name, e))
+    found, p['migrate_options'], p['cold_options'] = drain_move_options(p['migrate_options'], p['cold_options'])
+    problems += found
     if p['rollback'] and p['plan']:
         problems.append('rollback runs the journal, not a plan: give one or the other')
     if p['rollback'] and not (p['journal'] and p['return_uri']):

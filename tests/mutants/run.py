@@ -153,6 +153,24 @@ MUTANTS = {
          "        if False:\n            return dict(result, failed=True, ansible_job_id=jid, msg='the drain in")],
         'the task ends when the status says finished, before the drain\'s own result is there: no moves reported, '
         'no failure', BACKGROUND),
+    'plaintext-without-allow-plaintext': (MU + '_security.py', [
+        ("        if not allow_plaintext:\n            out['refused'] = (\"tls=disabled would send",
+         "        if False:\n            out['refused'] = (\"tls=disabled would send")],
+        'tls=disabled sends a guest\'s memory in the clear although allow_plaintext was not given',
+        'tests/unit/plugins/module_utils/test__security.py'),
+    'drain-headroom-not-every-moves': (MU + '_evacuation.py', [
+        ("                opts['hard_timeout_s'] = p['per_vm_timeout_s']\n"
+         "                # (one headroom per drain: its plan's, and each move's own memory check - a rollback's too)\n"
+         "                opts['headroom_mib'] = p.get('headroom_mib', opts['headroom_mib'])\n",
+         "                opts['hard_timeout_s'] = p['per_vm_timeout_s']\n")],
+        'a drain\'s live moves check the destination\'s memory against the module default, not the drain\'s headroom: '
+        'a move the plan refused room for runs, or one it approved is refused',
+        'tests/unit/plugins/module_utils/test__pipeline.py'),
+    'renamed-option-passed-through': ('plugins/plugin_utils/renamed.py', [
+        ("            problems.append('%s was renamed: give %s' % (old, new))", "            pass")],
+        'an option given by its old name reaches the module (refused there without its new name, or silently '
+        'ignored inside migrate_options)',
+        'tests/unit/plugins/plugin_utils/test_renamed.py::test_an_old_name_is_named_with_its_new_one'),
 }
 
 

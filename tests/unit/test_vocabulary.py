@@ -19,14 +19,17 @@ SHARED = {'headroom_mib': 1024, 'tls': 'auto', 'allow_plaintext': False, 'announ
 YAML_BOOLEAN_WORDS = {'y', 'yes', 'n', 'no', 'true', 'false', 'on', 'off'}
 
 
+def walk(where, options, nested):
+    """(where, name, option) for OPTIONS and, below each, its NESTED ones (suboptions, or a role's options)."""
+    for name, o in (options or {}).items():
+        yield where, name, o
+        yield from walk('%s.%s' % (where, name), o.get(nested), nested)
+
+
 def all_options():
     """(where, name, documented option) for every module option and suboption."""
-    def walk(where, options):
-        for name, o in (options or {}).items():
-            yield where, name, o
-            yield from walk('%s.%s' % (where, name), o.get('suboptions'))
     for module in MODULES:
-        yield from walk(module, documented(module))
+        yield from walk(module, documented(module), 'suboptions')
 
 
 def test_an_option_name_has_one_type_everywhere():
@@ -84,14 +87,10 @@ WHOLE_SECONDS = {'dirty_rate_sample_s': "QEMU's calc-dirty-rate measures over wh
 
 def role_options():
     """(where, name, option) for every option and sub-option of every role's argument spec."""
-    def walk(where, options):
-        for name, o in (options or {}).items():
-            yield where, name, o
-            yield from walk('%s.%s' % (where, name), o.get('options'))
     for path in ROLE_SPECS:
         with open(path) as f:
             for entry, spec in yaml.safe_load(f)['argument_specs'].items():
-                yield from walk('%s:%s' % (path.split(os.sep)[-3], entry), spec.get('options'))
+                yield from walk('%s:%s' % (path.split(os.sep)[-3], entry), spec.get('options'), 'options')
 
 
 def test_every_duration_in_seconds_is_a_float_unless_it_must_be_whole():

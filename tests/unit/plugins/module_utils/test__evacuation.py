@@ -3,6 +3,8 @@ import json
 import os
 import re
 
+import pytest
+
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
 
@@ -549,3 +551,31 @@ def test_one_drain_lock_per_host_whatever_journal_it_names(tmp_path):
     finally:
         E.release_lock(held)
     E.release_lock(E.take_lock(E.host_lock_path(w.hosts["h2"].uuid)))
+
+
+@pytest.mark.parametrize('live,cold,want', [
+    ({'no_such': 1}, {}, 'migrate_options: unknown options: no_such'),
+    ({'tuning': {'nope': 1}}, {}, 'migrate_options: unknown options: tuning.nope'),
+    ({}, {'nope': 1}, 'cold_options: unknown options: nope'),
+    ({'headroom_mib': 64}, {}, 'headroom_mib set by the drain itself'),
+    ({}, {'headroom_mib': 64}, 'headroom_mib set by the drain itself'),
+    ({'status_file': '/x'}, {}, 'status_file set by the drain itself'),
+    ({'tuning': {'dead_link_s': 'soon'}}, {}, 'dead_link_s'),
+    ({'tls': 'off'}, {}, 'auto, required, disabled'),
+    ({}, {'tls': True}, 'auto, required, disabled'),
+    ({'allow_plaintext': 'maybe'}, {}, 'allow_plaintext'),
+    ({}, {'shutdown_timeout_s': 'soon'}, 'shutdown_timeout_s'),
+    ({'completion': 'hybrid'}, {}, 'completion=hybrid needs allow_postcopy=true'),
+])
+def test_the_drains_move_options_are_refused_before_anything_moves_naming_what(live, cold, want):
+    problems, _live, _cold = E.drain_move_options(live, cold)
+    assert any(want in p for p in problems), problems
+
+
+def test_the_drains_move_options_come_back_typed_as_the_modules_type_theirs():
+    problems, live, cold = E.drain_move_options({'max_downtime_ms': '200', 'tuning': {'dead_link_s': '3'}, 'tls': 'required'},
+                                                {'shutdown_timeout_s': '30'})
+    assert problems == []
+    assert live['max_downtime_ms'] == 200 and live['tuning']['dead_link_s'] == 3.0 and live['tls'] == 'required'
+    assert cold == {'shutdown_timeout_s': 30.0}
+    assert E.drain_move_options({}, {}) == ([], {}, {})

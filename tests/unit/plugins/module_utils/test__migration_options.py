@@ -201,3 +201,15 @@ def test_a_postcopy_recovery_asks_for_tls_like_the_move():
     dom = FakeDom(0)
     m._recover_postcopy(dom)  # pylint: disable=protected-access
     assert dom.calls[0][2] & migrate.driver.libvirt.VIR_MIGRATE_TLS
+
+
+def test_the_tuning_dict_reaches_the_engine_from_the_module_and_from_a_drain():
+    # (the module's params: tuning as AnsibleModule fills it; a drain's migrate_options: only what was given)
+    spec_defaults = dict((k, v.get("default")) for k, v in migrate.TUNING_ARGSPEC.items())
+    m = migrate.LiveMigration(None, None, "g", params(tuning=dict(spec_defaults, dead_link_s=9.0, poll_interval_s=0.5)))
+    assert m.o["dead_link_s"] == 9.0 and m.o["poll_interval_s"] == 0.5 and m.o["stall_iterations"] == 2
+    assert "tuning" not in m.o
+    o = migrate.live_options({"tuning": {"postcopy_recovery_attempts": 3}, "max_downtime_ms": 100})
+    assert o["postcopy_recovery_attempts"] == 3 and o["max_downtime_ms"] == 100 and o["dead_link_s"] == 5
+    # and the engine's rules read the tuned values
+    assert "dead_link_s must be greater than 0 (got 0)" in migrate.validate(params(tuning={"dead_link_s": 0}))
