@@ -39,6 +39,14 @@ options:
     description: Domains to move. Default - every active domain of the source.
     type: list
     elements: str
+  exclude_domains:
+    description:
+      - Domains this drain leaves on the source, running, whatever they could do (listed among the VMs left, with
+        that reason; the drain then ends V(incomplete) while they run). The rolling_maintenance role passes the VMs it
+        stops in place. Names that do not run on the source are ignored.
+    type: list
+    elements: str
+    default: []
   non_live_policy:
     description:
       - What to do with VMs that cannot live-migrate anywhere but could move cold - V(skip) leaves them running

@@ -46,6 +46,7 @@ PLAN_ARGSPEC = dict(
     destinations=dict(type='list', elements='dict', required=True, options=dict(
         name=dict(type='str', required=True), uri=dict(type='str', required=True), security=dict(type='dict'))),
     domains=dict(type='list', elements='str'),
+    exclude_domains=dict(type='list', elements='str', default=[]),
     non_live_policy=dict(type='str', choices=list(NON_LIVE_POLICIES), default='skip'),
     headroom_mib=dict(type='int', default=1024),
     anti_affinity=dict(type='dict', default={}),
@@ -196,6 +197,28 @@ def revalidate(plan, source_doms, dest_state, policy, headroom_mib):
     return dict(plan, moves=keep, left=left), changes
 
 
+# why a VM of exclude_domains is left on the host
+EXCLUDED = 'excluded from this drain (exclude_domains): it stays on this host'
+
+
+def without_excluded(plan, excluded):
+    """PLAN with the moves of the VMs in EXCLUDED taken out and left with that reason (pure)."""
+    excluded = set(excluded or ())
+    if not excluded:
+        return plan
+    left = dict(plan.get('left') or {})
+    for m in plan.get('moves') or []:
+        if m['name'] in excluded:
+            left[m['name']] = EXCLUDED
+    return dict(plan, moves=[m for m in plan.get('moves') or [] if m['name'] not in excluded], left=left)
+
+
+def copies_allowed(p):
+    """Whether the drain may copy disks that are not proven shared: copy_storage (evacuation_plan) or
+    migrate_options.copy_storage (evacuate) is not none."""
+    return (p.get('copy_storage') or (p.get('migrate_options') or {}).get('copy_storage') or 'auto') != 'none'
+
+
 def check_approved(cache, p, plan, policy):
     """An approved PLAN against the hosts as they are now (see revalidate): (plan to run, changes). Reads
     the source's domains and, per destination the plan uses, its free memory and domains - nothing else."""
@@ -211,6 +234,7 @@ def check_approved(cache, p, plan, policy):
                           % ', '.join(unknown))
     source_doms = dict((d.name(), (d.UUIDString(), bool(d.isActive())))
                        for d in src.call('cannot list domains', src.conn.listAllDomains, 0))
+    plan = without_excluded(plan, [n for n in p.get('exclude_domains') or [] if (source_doms.get(n) or (0, 0))[1]])
     dest_state = {}
     for d in p['destinations']:
         if not any(m['destination'] == d['name'] for m in plan['moves']):
@@ -242,9 +266,13 @@ def plan_evacuation(cache, p):
     src = cache.get(p['uri'])
     src_uuid = src.host_uuid()
     names = p.get('domains')
+    excluded = set(p.get('exclude_domains') or [])
+    active = set(d.name() for d in src.call('cannot list domains', src.conn.listAllDomains, 0) if d.isActive()) \
+        if not names or excluded else set()
     if not names:
-        names = sorted(d.name() for d in src.call('cannot list domains', src.conn.listAllDomains, 0)
-                       if d.isActive())
+        names = sorted(active)
+    stays = sorted(n for n in names if n in excluded and n in active)
+    names = [n for n in names if n not in excluded]
     groups = group_of(p.get('anti_affinity'))
     per_vm = dict((n, {'memory_mib': 0, 'allowed': [], 'method': {}, 'refused': {}, 'copies': {}, 'storage': {},
                        'uuid': None}) for n in names)
@@ -252,7 +280,7 @@ def plan_evacuation(cache, p):
     for dest in p['destinations']:
         dst = cache.get(dest['uri'])
         # memory is placed by the planner: the per-destination check must not count it
-        report = check_domains(src, dst, names, reserve_mib=0, planned_mib=0, allow_storage_copy=True,
+        report = check_domains(src, dst, names, reserve_mib=0, planned_mib=0, allow_storage_copy=copies_allowed(p),
                                probe_storage=True)
         if report['destination'] is None:
             for n in names:
@@ -315,7 +343,8 @@ def plan_evacuation(cache, p):
                           'memory_mib': info['memory_mib'], 'start_s': t['start_s'], 'end_s': t['end_s']})
     return {'version': PLAN_VERSION, 'source': {'uuid': src_uuid, 'uri': SEC.redact_uri(src.uri)},
             'allow_cold': bool(p.get('allow_cold')), 'headroom_mib': p.get('headroom_mib', 0),
-            'moves': out_moves, 'left': placed['unplaced'], 'predicted_total_s': makespan,
+            'moves': out_moves, 'left': dict(placed['unplaced'], **dict((n, EXCLUDED) for n in stays)),
+            'predicted_total_s': makespan,
             'refused': dict((n, per_vm[n]['refused']) for n in names if per_vm[n]['refused']),
             'cold_only': sorted(n for n in names if not per_vm[n]['allowed'] and per_vm[n].get('cold_at')),
             'free_after_mib': placed['free_after']}

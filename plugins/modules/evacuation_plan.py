@@ -35,6 +35,14 @@ seealso:
   - module: vmmigration.libvirt.evacuate
   - module: vmmigration.libvirt.migration_check
 options:
+  copy_storage:
+    description:
+      - The drain's O(vmmigration.libvirt.migrate#module:copy_storage). With V(none) a VM whose disks are not proven
+        shared is not planned to move live (it could only move cold, or not at all); any other value lets the plan
+        copy them.
+    type: str
+    choices: [auto, all, incremental, none]
+    default: auto
   plan:
     description:
       - A plan made earlier (RV(plan)) to look at again instead of planning anew - only what can have changed
@@ -124,7 +132,8 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation im
 
 
 def main():
-    argument_spec = dict(plan=dict(type='dict'))
+    argument_spec = dict(plan=dict(type='dict'),
+                         copy_storage=dict(type='str', choices=['auto', 'all', 'incremental', 'none'], default='auto'))
     argument_spec.update(PLAN_ARGSPEC)
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

@@ -579,3 +579,36 @@ def test_the_drains_move_options_come_back_typed_as_the_modules_type_theirs():
     assert live['max_downtime_ms'] == 200 and live['tuning']['dead_link_s'] == 3.0 and live['tls'] == 'required'
     assert cold == {'shutdown_timeout_s': 30.0}
     assert E.drain_move_options({}, {}) == ([], {}, {})
+
+
+# --- exclude_domains: the VMs a drain leaves on purpose (the rolling maintenance stops them in place) ----------
+
+def test_an_excluded_vm_is_not_planned_and_is_left_with_why(monkeypatch):
+    seen = []
+
+    def checks(src, dst, names, **kw):
+        seen.append((list(names), kw.get("allow_storage_copy")))
+        return _fake_checks()(src, dst, names, **kw)
+    monkeypatch.setattr(E, "check_domains", checks)
+    cache = FakeCache(PlanSource({"db": FakeDom("db"), "web": FakeDom("web")}))
+    plan = E.plan_evacuation(cache, dict(_plan_params("skip"), exclude_domains=["web", "nosuch"]))
+    assert plan["moves"] == [] and plan["left"]["web"] == E.EXCLUDED and "nosuch" not in plan["left"]
+    assert seen == [(["db"], True)]
+    # copies forbidden (copy_storage none, the drain's or the plan's own): the checks are told
+    E.plan_evacuation(cache, dict(_plan_params("skip"), migrate_options={"copy_storage": "none"}))
+    E.plan_evacuation(cache, dict(_plan_params("skip"), copy_storage="none"))
+    E.plan_evacuation(cache, dict(_plan_params("skip"), copy_storage="auto"))
+    assert [s[1] for s in seen[1:]] == [False, False, True]
+
+
+def test_an_approved_plan_leaves_an_excluded_vm_and_the_drain_says_incomplete_not_changed(monkeypatch):
+    monkeypatch.setattr(E, "check_domains", _fake_checks())
+    src = PlanSource({"db": UuidDom("db"), "web": UuidDom("web")})
+    dst = DestClient({}, "dst-uuid", 4000)
+    cache = ByUri({"qemu:///system": src, "qemu+tls://h2/system": dst})
+    p = _plan_params("skip")
+    approved = E.plan_evacuation(cache, dict(p, allow_cold=False))
+    assert [m["name"] for m in approved["moves"]] == ["web"]
+    out = E.Evacuation(cache, dict(p, plan=approved, exclude_domains=["web"]), cache_factory=None).run(check_mode=True)
+    assert out["plan"]["moves"] == [] and out["changes"] == []
+    assert ("web", "skip", E.EXCLUDED) in [(x["name"], x["action"], x["reason"]) for x in out["left"]]
