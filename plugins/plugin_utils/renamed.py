@@ -15,7 +15,7 @@ from ansible.plugins.action import ActionBase
 
 # every module that opens a libvirt connection (connect_retries and connect_retry_delay_s)
 CONNECTED = ('cold_migrate', 'cpu_baseline', 'domain_addresses', 'evacuate', 'evacuation_plan', 'host_info',
-             'ip_advertise', 'migrate', 'migration_check', 'migration_job_info', 'shared_storage')
+             'ip_advertise', 'migrate', 'migration_check', 'migration_job_info', 'shared_storage', 'stop_in_place')
 MOVES = ('migrate', 'cold_migrate', 'migration_check')
 TUNING = ('downtime_steps', 'downtime_step_delay_s', 'downtime_step_delay_s_per_gib', 'timeout_per_gib_s',
           'min_timeout_s', 'stall_iterations', 'dead_link_s', 'dirty_rate_sample_s', 'postcopy_recovery_attempts')

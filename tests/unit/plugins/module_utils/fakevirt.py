@@ -163,6 +163,7 @@ class World:
         self.job_step_s = 1.0     # fake seconds a job runs between two polls
         self.stream_step_s = 0.0  # fake seconds a stream takes per chunk
         self.ignore_shutdown = False  # a guest that does not react to ACPI
+        self.ignore_shutdown_of = set()  # the names of the guests that do not (one guest, among others that do)
 
     # -- the fault hook -------------------------------------------------------------------------
     def site(self, method):
@@ -492,7 +493,7 @@ class FakeDomain(libvirt.virDomain):
         return 0
 
     def shutdown(self):
-        if self.w.ignore_shutdown:
+        if self.w.ignore_shutdown or self._name in self.w.ignore_shutdown_of:
             self._d('shutdown')
             return 0
         return self._set('shutdown', SHUTOFF, what='shutdown')

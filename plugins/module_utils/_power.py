@@ -1,0 +1,201 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""VMs stopped on their own host and started again there (private: may change in any release).
+
+The rolling maintenance's stop-in-place policy: the VMs that cannot move (and those the operator lists) are shut
+down gracefully on their host before its maintenance and started again there after its health gate, in order,
+each waited for until it runs and, when addresses are given, answers.
+
+The shutdown policy: an ACPI shutdown, pressed again every PRESS_EVERY_S seconds (an early press can be lost while
+a guest boots or is busy) until the guest is off or SHUTDOWN_TIMEOUT_S passed; then, only with FORCE, a power-off.
+Without FORCE, a guest that did not stop is never powered off: the VMs this call stopped are started again (the
+host is left as it was) and the call fails naming it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+import time
+
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, domain_state
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
+
+PRESS_EVERY_S = 5.0
+
+
+class PowerError(Exception):
+    """Stopping or starting failed; RESULT: what was done (the module returns it with the message)."""
+
+    def __init__(self, msg, result=None):
+        Exception.__init__(self, msg)
+        self.msg = msg
+        self.result = result or {}
+
+
+def _call(client, what, fn, *args):
+    return client.call(what, fn, *args)
+
+
+def refusals(client, names, state, refuse_others=False):
+    """Why NAMES cannot be stopped (STATE stopped) or started (running) here - [] when they can - and {name: dom}.
+    Each must be defined on this host and persistent (a transient domain is gone once stopped: it could never be
+    started again); with REFUSE_OTHERS, no other VM may run here (the drain was to move every other one)."""
+    why, doms = [], {}
+    seen = set()
+    for name in names:
+        if name in seen:
+            why.append('%s is named twice' % name)
+            continue
+        seen.add(name)
+        dom = client.lookup(name)
+        if dom is None:
+            why.append('%s is not defined on %s' % (name, client.uri))
+            continue
+        if not _call(client, 'cannot read whether %s is persistent' % name, dom.isPersistent):
+            why.append('%s is transient on %s: once stopped, libvirt forgets it and it could not be started again '
+                       '(define it persistently - virsh dumpxml, virsh define - or let it move)' % (name, client.uri))
+            continue
+        doms[name] = dom
+    if refuse_others and state == 'stopped':
+        others = sorted(d.name() for d in client.call('cannot list the domains of %s' % client.uri,
+                                                      client.conn.listAllDomains, 0)
+                        if d.isActive() and d.name() not in seen)
+        if others:
+            why.append('%s still run%s on %s and %s not to be stopped in place (the drain was to move %s)' % (
+                ', '.join(others), 's' if len(others) == 1 else '', client.uri, 'is' if len(others) == 1 else 'are',
+                'it' if len(others) == 1 else 'them'))
+    return why, doms
+
+
+def stop(client, names, shutdown_timeout_s=120.0, force=False, check_mode=False, clock=time.monotonic,
+         now=time.time, sleep=time.sleep, refuse_others=False):
+    """Shut NAMES down on this host, all at once (each pressed every PRESS_EVERY_S s). Returns [{'name', 'state'
+    (stopped, already_stopped, would_stop), 'how' (clean, forced), 'stopped_at' (epoch), 'shutdown_s'}]. Refused,
+    before any press, by refusals(). A guest still running at the timeout: powered off with FORCE; else the ones
+    this call stopped are started again and PowerError names it."""
+    why, doms = refusals(client, names, 'stopped', refuse_others)
+    if why:
+        raise PowerError('nothing was stopped: %s' % '; '.join(why))
+    results = dict((n, {'name': n}) for n in names)
+    to_stop = []
+    for n in names:
+        if _call(client, 'cannot read the state of %s' % n, doms[n].isActive):
+            to_stop.append(n)
+            results[n]['state'] = 'would_stop'
+        else:
+            results[n]['state'] = 'already_stopped'
+    if check_mode or not to_stop:
+        return [results[n] for n in names]
+    t0 = clock()
+    pressed = {}
+
+    def all_off():
+        for n in to_stop:
+            if 'stopped_at' in results[n]:
+                continue
+            if not _call(client, 'cannot read the state of %s' % n, doms[n].isActive):
+                results[n].update(state='stopped', how='clean', stopped_at=round(now(), 3),
+                                  shutdown_s=round(clock() - t0, 1))
+                continue
+            if clock() >= pressed.get(n, 0.0):
+                try:
+                    doms[n].shutdown()
+                except LibvirtClientError:
+                    pass   # (a guest between states refuses a press: the next one counts)
+                pressed[n] = clock() + PRESS_EVERY_S
+        return all('stopped_at' in results[n] for n in to_stop)
+
+    wait_until(all_off, shutdown_timeout_s, 0.5, clock, sleep)
+    stuck = [n for n in to_stop if 'stopped_at' not in results[n]]
+    if stuck and force:
+        for n in stuck:
+            _call(client, 'cannot power off %s' % n, doms[n].destroy)
+            results[n].update(state='stopped', how='forced', stopped_at=round(now(), 3),
+                              shutdown_s=round(clock() - t0, 1))
+        stuck = []
+    if stuck:
+        stopped = [n for n in to_stop if 'stopped_at' in results[n]]
+        back, failed = [], []
+        for n in stopped:
+            try:
+                _call(client, 'cannot start %s again' % n, doms[n].create)
+                back.append(n)
+            except LibvirtClientError as e:
+                failed.append('%s (%s)' % (n, e.msg))
+        raise PowerError('%s did not shut down within %s s (force=true powers a guest off after that); %s' % (
+            ', '.join(stuck), shutdown_timeout_s,
+            'nothing stays stopped: %s started again' % ', '.join(back) if back and not failed else
+            'nothing else was stopped' if not failed else
+            'started again: %s; COULD NOT START AGAIN: %s' % (', '.join(back) or 'none', ', '.join(failed))),
+            {'results': [results[n] for n in names], 'stuck': stuck, 'changed': bool(stopped)})
+    return [results[n] for n in names]
+
+
+def start(client, names, start_timeout_s=300.0, addresses_by_vm=None, check_mode=False, clock=time.monotonic,
+          now=time.time, sleep=time.sleep, probe=None):
+    """Start NAMES on this host in their order, each waited for until it runs and, when ADDRESSES_BY_VM {vm:
+    [address]} names some, until they answer (PROBE(addresses, timeout_s) -> {address: seconds or None}), within
+    START_TIMEOUT_S each. A VM that does not come back does not stop the others: all are tried, then PowerError
+    names those that failed. A VM found running already (an earlier attempt started it, and its addresses did not
+    answer then) is checked the same way. Returns [{'name', 'state' (started, already_running, would_start),
+    'started_at', 'running_at' (for one found running: when it was seen so), 'answered_at' (epoch), 'boot_s'}]."""
+    why, doms = refusals(client, names, 'running')
+    if why:
+        raise PowerError('nothing was started: %s' % '; '.join(why))
+    addresses_by_vm = addresses_by_vm or {}
+    results, failed = [], []
+    for n in names:
+        r = {'name': n}
+        results.append(r)
+        dom = doms[n]
+        t0 = clock()
+        if domain_state(dom) == 'running':
+            # (started by an earlier attempt whose check of its addresses failed, or by hand: seen running now)
+            r.update(state='already_running', running_at=round(now(), 3))
+        elif check_mode:
+            r['state'] = 'would_start'
+            continue
+        else:
+            r['started_at'] = round(now(), 3)
+        found_running = r.get('state') == 'already_running'
+        if not found_running and not _started(client, n, dom, r, failed, start_timeout_s, clock, now, sleep, t0):
+            continue
+        addresses = list(addresses_by_vm.get(n) or [])
+        if addresses and probe is not None and not check_mode:
+            left = max(1.0, start_timeout_s - (clock() - t0))
+            answered = probe(addresses, left)
+            silent = sorted(a for a, s in answered.items() if s is None)
+            if silent:
+                r.update(state='failed', error='runs, but %s did not answer within %.0f s of its start' % (
+                    ', '.join(silent), start_timeout_s))
+                failed.append('%s (%s)' % (n, r['error']))
+                continue
+            r.update(answered_at=round(now(), 3), boot_s=round(clock() - t0, 1))
+    if failed:
+        raise PowerError('did not come back: %s' % '; '.join(failed), {
+            'results': results, 'changed': any(r.get('started_at') for r in results)})
+    return results
+
+
+def _started(client, n, dom, r, failed, start_timeout_s, clock, now, sleep, t0):
+    """Start N (DOM) and wait until it runs: True, or False with R and FAILED saying why."""
+    try:
+        if not _call(client, 'cannot read the state of %s' % n, dom.isActive):
+            _call(client, 'cannot start %s' % n, dom.create)
+        else:
+            # (paused, say: what runs it again)
+            _call(client, 'cannot resume %s' % n, dom.resume)
+    except LibvirtClientError as e:
+        r.update(state='failed', error=e.msg)
+        failed.append('%s (%s)' % (n, e.msg))
+        return False
+    if not wait_until(lambda: domain_state(dom) == 'running', start_timeout_s, 0.5, clock, sleep):
+        r.update(state='failed', error='not running %s s after its start (%s)' % (start_timeout_s, domain_state(dom)))
+        failed.append('%s (%s)' % (n, r['error']))
+        return False
+    r.update(state='started', running_at=round(now(), 3), boot_s=round(clock() - t0, 1))
+    return True
