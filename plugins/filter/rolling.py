@@ -16,14 +16,21 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rollin
 
 
 def rolling_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original', role_overhead_s=0.0,
-                 cpu=None, batch=1, anti_affinity=None):
+                 cpu=None, batch=1, anti_affinity=None, unplaceable='refuse', stop_vms=None, not_needed='skip',
+                 stop_start_s=60.0):
     """The cluster plan from each host's drain plan."""
+    if unplaceable not in ('refuse', 'skip', 'stop_in_place'):
+        raise AnsibleFilterError('rolling_plan: unplaceable is refuse, skip or stop_in_place (got %r)' % (unplaceable,))
+    if not_needed not in ('skip', 'in_place'):
+        raise AnsibleFilterError('rolling_plan: not_needed is skip or in_place (got %r)' % (not_needed,))
     if not isinstance(host_plans, list) or not all(isinstance(h, dict) and 'name' in h for h in host_plans):
         raise AnsibleFilterError('rolling_plan expects a list of {name, record, plan} (got %r)' % (host_plans,))
     return _rolling.cluster_plan(_rolling.plain(host_plans), list(names), non_live_policy=non_live_policy,
                                  expected_s=float(expected_s), return_vms=return_vms,
                                  role_overhead_s=float(role_overhead_s or 0.0), cpu=_rolling.plain(cpu) or None,
-                                 batch=_int(batch, 'batch'), anti_affinity=_rolling.plain(anti_affinity) or None)
+                                 batch=_int(batch, 'batch'), anti_affinity=_rolling.plain(anti_affinity) or None,
+                                 unplaceable=unplaceable, stop_vms=list(stop_vms or []), not_needed=not_needed,
+                                 stop_start_s=float(stop_start_s))
 
 
 def rolling_batches(records, names, batch=1):

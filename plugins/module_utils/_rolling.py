@@ -16,13 +16,16 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # pylint: disable=invalid-name
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import axis_ticks
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._runrecord import downtimes
 
 try:
     from html import escape
 except ImportError:  # pragma: no cover
     from cgi import escape  # pylint: disable=deprecated-module
 
-PHASES = ('drain', 'maintenance', 'gate', 'return')
+PHASES = ('drain', 'stop', 'maintenance', 'gate', 'start', 'return')
+# (the phases every host has a column for; stop and start only when a host of the run stopped VMs in place)
+BASE_PHASES = ('drain', 'maintenance', 'gate', 'return')
 
 
 def plain(value):
@@ -100,11 +103,13 @@ def candidate_batches(names, records, size=1):
     return resume + [todo[i:i + size] for i in range(0, len(todo), size)]
 
 
-def batch_conflicts(batch, plans, non_live_policy='skip', anti_affinity=None, cpu=None):
+def batch_conflicts(batch, plans, non_live_policy='skip', anti_affinity=None, cpu=None, stops=None):
     """Why the hosts of BATCH cannot be out at the same time ([] when they can): PLANS {host: its drain plan against
     the hosts outside the batch}. Each must place all its VMs there, and together they must fit: each destination
     keeps its headroom under what all of them put on it, no two VMs of one anti-affinity group (ANTI_AFFINITY
-    {group: [vms]}) land on one host, and no VM's CPU (CPU: the cpu_baseline result) runs only inside the batch."""
+    {group: [vms]}) land on one host, and no VM's CPU (CPU: the cpu_baseline result) runs only inside the batch.
+    STOPS: {host: VMs stopped in place there} (they stay: no conflict)."""
+    stops = stops or {}
     why = []
     placed, groups = {}, {}
     group_of = dict((vm, g) for g, vms in (anti_affinity or {}).items() for vm in vms or [])
@@ -114,6 +119,8 @@ def batch_conflicts(batch, plans, non_live_policy='skip', anti_affinity=None, cp
             why.append('%s was not planned against the hosts outside the step' % h)
             continue
         for vm, reason in sorted(unplaceable_vms(plan, non_live_policy).items()):
+            if vm in stops.get(h, ()):
+                continue
             why.append('%s cannot move with %s out too (%s)' % (vm, ' + '.join(x for x in batch if x != h), reason))
         for m in plan.get('moves') or []:
             if m.get('destination') in batch:
@@ -136,57 +143,103 @@ def batch_conflicts(batch, plans, non_live_policy='skip', anti_affinity=None, cp
             why.append('%s of anti-affinity group %s would all go to %s' % (
                 ', '.join('%s (%s)' % x for x in sorted(vms)), g, d))
     for d in (cpu or {}).get('domains') or []:
-        if d.get('host') in batch and d.get('active') and not [x for x in d.get('can_run_on') or [] if x not in batch]:
+        if d.get('host') in batch and d.get('active') and not [x for x in d.get('can_run_on') or [] if x not in batch] \
+                and d['name'] not in stops.get(d['host'], ()):
             why.append('the CPU of %s runs only on %s' % (d['name'], ', '.join(d.get('can_run_on') or []) or 'no host'))
     return why
 
 
-def _host_entry(name, state, plan, non_live_policy, expected_s, return_vms, role_overhead_s, cpu, calibrated=False):
+def _host_entry(name, state, plan, non_live_policy, expected_s, return_vms, role_overhead_s, cpu, calibrated=False,
+                stop_vms=(), unplaceable='refuse', stop_start_s=60.0):
     entry = {'name': name, 'moves': [dict((k, m.get(k)) for k in ('name', 'destination', 'method', 'memory_mib'))
                                      for m in (plan or {}).get('moves') or []],
-             'unplaceable': {}, 'record_state': state, 'batch': [name], 'plan_kind': 'single'}
-    entry['unplaceable'] = unplaceable_vms(plan, non_live_policy)
+             'unplaceable': {}, 'stop': {}, 'record_state': state, 'batch': [name], 'plan_kind': 'single',
+             'decision': 'drain', 'why': ''}
+    left = unplaceable_vms(plan, non_live_policy)
     for vm, why in cpu_bound_vms(cpu, name).items():
-        entry['unplaceable'].setdefault(vm, why)
+        left.setdefault(vm, why)
+    for vm, why in sorted(left.items()):
+        if vm in stop_vms:
+            entry['stop'][vm] = 'listed to stop in place (rolling_maintenance_stop_in_place_vms)'
+        elif unplaceable == 'stop_in_place':
+            entry['stop'][vm] = 'cannot move: %s' % why
+        else:
+            entry['unplaceable'][vm] = why
     # the drain role's own cost (planning, reports) beyond the drain, as measured: the calibration
     drain = _num((plan or {}).get('predicted_total_s')) + float(role_overhead_s or 0.0)
     back = drain if return_vms == 'original' else 0.0
+    stops = float(stop_start_s) if entry['stop'] else 0.0
     entry['predicted'] = {'drain_s': round(drain, 1), 'maintenance_s': float(expected_s), 'return_s': round(back, 1),
-                          'total_s': round(drain + float(expected_s) + back, 1), 'calibrated': bool(calibrated)}
+                          'total_s': round(drain + float(expected_s) + back + stops, 1), 'calibrated': bool(calibrated)}
+    # (a VM stopped in place is down from its shutdown, after the drain, until it runs again after the gate)
+    entry['downtime_s'] = round(float(expected_s) + float(stop_start_s), 1)
+    if entry['stop']:
+        entry['predicted'].update(stop_start_s=stops, downtime_s=entry['downtime_s'])
     return entry
 
 
+def running_vms(plan):
+    """The VMs a host's plan saw running there (those it moves and those it leaves)."""
+    return sorted(set(m.get('name') for m in (plan or {}).get('moves') or []) | set((plan or {}).get('left') or {}))
+
+
 def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original', role_overhead_s=0.0,
-                 cpu=None, batch=1, anti_affinity=None):
+                 cpu=None, batch=1, anti_affinity=None, unplaceable='refuse', stop_vms=(), not_needed='skip',
+                 stop_start_s=60.0):
     """The cluster plan from each host's drain plan.
 
     HOST_PLANS: [{'name', 'record' (what an earlier run of this id recorded, {} when none), 'calibrated' (its
-    predictions rest on measured drains), 'plan' (the host's
+    predictions rest on measured drains), 'need' ({'need': drain or none, 'why'}: whether the host needs the drain,
+    by the need check; missing: drain), 'plan' (the host's
     evacuation_plan result against all the other hosts - N+1 -, None when not planned), 'batch_plan' (with BATCH >
     1: its plan against the hosts outside its step of candidate_batches, None when alone)}]; NAMES: the hosts in
     the order asked for.
-    Returns {'hosts': [{'name', 'status' (to_do, resume, done, unplaceable), 'moves', 'unplaceable', 'batch' (the
-    hosts out with it), 'plan_kind' (single, batch), 'predicted': {'drain_s', 'maintenance_s', 'return_s',
-    'total_s'}}], 'order', 'batches' [[host, ...]], 'serial' (their sizes: the play's serial), 'unplaceable' {host:
-    {vm: reason}}, 'unplaceable_lines', 'batch_notes', 'predicted_total_s', 'lines'}. ROLE_OVERHEAD_S: what the
-    drain role costs beyond the drain (the calibration's measure), added to each drain and return. CPU: the
-    cpu_baseline module's result over the group (None: not checked); a running VM whose CPU only its own host can
-    run cannot be moved by that host's drain, and is named with the host's other unplaceable VMs. BATCH: at most
-    that many hosts out at once, where their plans together allow it (batch_conflicts); a step that does not fit
-    is taken one host at a time, and the plan says why."""
+    Returns {'hosts': [{'name', 'status' (to_do, resume, done, unplaceable, in_place, skipped), 'decision' (drain,
+    in_place, skip, done), 'why', 'moves', 'unplaceable', 'stop' ({vm: why} stopped in place), 'running' (in place:
+    the VMs that keep running), 'downtime_s' (each stopped VM's, predicted), 'batch' (the hosts out with it),
+    'plan_kind' (single, batch), 'predicted': {'drain_s', 'maintenance_s', 'return_s', 'total_s'; with VMs stopped in
+    place 'stop_start_s' and each one's 'downtime_s'}}],
+    'order', 'batches' [[host, ...]], 'serial' (their sizes: the play's serial), 'unplaceable' {host: {vm:
+    reason}}, 'unplaceable_lines', 'stop' {host: [vm]}, 'in_place' {host: [running vm]}, 'skipped' {host: why},
+    'downtime_lines' (what the operator approves: the VMs to stop, the hosts maintained with VMs on them),
+    'downtime_vms' (the same as 'VM on HOST' words),
+    'batch_notes', 'predicted_total_s', 'lines'}.
+    ROLE_OVERHEAD_S: what the drain role costs beyond the drain (the calibration's measure), added to each drain and
+    return. CPU: the cpu_baseline module's result over the group (None: not checked); a running VM whose CPU only
+    its own host can run cannot be moved by that host's drain. UNPLACEABLE: what the run does with the VMs a drain
+    cannot move - refuse or skip (the host is unplaceable: the role refuses the run or leaves the host out), or
+    stop_in_place (stopped on their host before its maintenance, started after its gate). STOP_VMS: VMs the operator
+    lists to stop in place whatever they could do (their drains leave them: exclude_domains). NOT_NEEDED: a host whose
+    need check says no drain is needed is left out (skip) or maintained with its VMs running (in_place).
+    STOP_START_S: what a guest's shutdown and boot add to its downtime beyond the maintenance (predicted).
+    BATCH: at most that many hosts out at once, where their plans together allow it (batch_conflicts); a step that
+    does not fit is taken one host at a time, and the plan says why; a host maintained in place is a step alone."""
     by_name = dict((h['name'], h) for h in host_plans)
-    hosts, unplaceable = [], {}
+    hosts, unplaceable_by_host = [], {}
+    stop_vms = set(stop_vms or ())
     for name in names:
         h = by_name.get(name) or {'name': name, 'record': {}, 'plan': None}
         state = started((h.get('record') or {}).get('state'))
+        need = (h.get('need') or {}).get('need') or 'drain'
         entry = _host_entry(name, state, h.get('plan') or {}, non_live_policy, expected_s, return_vms, role_overhead_s,
-                            cpu, h.get('calibrated'))
+                            cpu, h.get('calibrated'), stop_vms, unplaceable, stop_start_s)
+        entry['why'] = (h.get('need') or {}).get('why') or ''
         if state == DONE:
-            entry.update(status='done', unplaceable={}, predicted={'drain_s': 0.0, 'maintenance_s': 0.0,
-                                                                   'return_s': 0.0, 'total_s': 0.0})
+            entry.update(status='done', decision='done', unplaceable={}, stop={},
+                         predicted={'drain_s': 0.0, 'maintenance_s': 0.0, 'return_s': 0.0, 'total_s': 0.0})
+        elif need == 'none' and not state:
+            # (a host half done by an earlier attempt is taken up again whatever its check says: VMs may be away)
+            entry.update(unplaceable={}, stop={}, moves=[], running=running_vms(h.get('plan')))
+            if not_needed == 'in_place':
+                entry.update(status='in_place', decision='in_place',
+                             predicted={'drain_s': 0.0, 'maintenance_s': float(expected_s), 'return_s': 0.0,
+                                        'total_s': float(expected_s), 'calibrated': entry['predicted']['calibrated']})
+            else:
+                entry.update(status='skipped', decision='skip',
+                             predicted={'drain_s': 0.0, 'maintenance_s': 0.0, 'return_s': 0.0, 'total_s': 0.0})
         elif entry['unplaceable']:
             entry['status'] = 'unplaceable'
-            unplaceable[name] = entry['unplaceable']
+            unplaceable_by_host[name] = entry['unplaceable']
         else:
             entry['status'] = 'resume' if state else 'to_do'
         hosts.append(entry)
@@ -194,15 +247,17 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
     # the steps: candidate groups of the hosts to take (a host the cluster cannot empty alone is in none); a group
     # whose plans together do not fit is taken one host at a time
     # (the same steps the role planned each host's batch_plan for, less the hosts left out)
-    takes = [h['name'] for h in hosts if h['status'] in ('resume', 'to_do')]
+    takes = [h['name'] for h in hosts if h['status'] in ('resume', 'to_do', 'in_place')]
     records = dict((n, (by_name.get(n) or {}).get('record') or {}) for n in names)
     batches, notes = [], []
     for cand in candidate_batches(names, records, batch):
-        cand = [n for n in cand if n in takes]
+        batches.extend([n] for n in cand if n in takes and by_entry[n]['status'] == 'in_place')
+        cand = [n for n in cand if n in takes and by_entry[n]['status'] != 'in_place']
         if not cand:
             continue
         why = batch_conflicts(cand, dict((n, (by_name.get(n) or {}).get('batch_plan')) for n in cand),
-                              non_live_policy, anti_affinity, cpu) if len(cand) > 1 else []
+                              non_live_policy, anti_affinity, cpu,
+                              dict((n, set(by_entry[n]['stop'])) for n in cand)) if len(cand) > 1 else []
         if why:
             notes.append('%s cannot be out at once (%s): one at a time' % (' + '.join(cand), '; '.join(why)))
             batches.extend([n] for n in cand)
@@ -211,28 +266,56 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
         if len(cand) > 1:
             for n in cand:
                 e = _host_entry(n, by_entry[n]['record_state'], by_name[n]['batch_plan'], non_live_policy,
-                                expected_s, return_vms, role_overhead_s, cpu, by_name[n].get('calibrated'))
-                e.update(status=by_entry[n]['status'], batch=list(cand), plan_kind='batch')
+                                expected_s, return_vms, role_overhead_s, cpu, by_name[n].get('calibrated'), stop_vms,
+                                unplaceable, stop_start_s)
+                e.update(status=by_entry[n]['status'], batch=list(cand), plan_kind='batch', why=by_entry[n]['why'])
                 by_entry[n].update(e)
     order = [n for b in batches for n in b]
     # the hosts of a step run side by side: the step takes as long as its longest host
     total = round(sum(max(by_entry[n]['predicted']['total_s'] for n in b) for b in batches), 1)
     unplaceable_lines = ['%s: %s' % (host, ', '.join('%s (%s)' % (vm, why) for vm, why in sorted(vms.items())))
-                         for host, vms in sorted(unplaceable.items())]
+                         for host, vms in sorted(unplaceable_by_host.items())]
+    stop = dict((h['name'], sorted(h['stop'])) for h in hosts if h['name'] in order and h['stop'])
+    in_place = dict((h['name'], h.get('running') or []) for h in hosts if h['status'] == 'in_place')
+    skipped = dict((h['name'], h['why'] or 'no drain needed') for h in hosts if h['status'] == 'skipped')
+    downtime_lines = ['%s on %s: stopped in place (%s), predicted down %s' % (
+        vm, h['name'], h['stop'][vm], _fmt_s(h['downtime_s'])) for h in hosts if h['name'] in stop
+        for vm in sorted(h['stop'])]
+    # (what an approval approves - the Plan job of a workflow publishes it, the run refuses anything beyond it)
+    downtime_vms = sorted(['%s on %s' % (vm, host) for host, vms in stop.items() for vm in vms]
+                          + ['%s on %s' % (vm, host) for host, vms in in_place.items() for vm in vms])
+    downtime_lines += ['%s: maintained in place with %s running on it (%s) - if its maintenance restarts the host, '
+                       'they go down with it' % (host, ', '.join(vms), by_entry[host]['why'] or 'no drain needed')
+                       for host, vms in sorted(in_place.items()) if vms]
     if max([len(b) for b in batches] or [1]) > 1:
         how = 'in %d step(s) of up to %d hosts at once, each step drained into the hosts outside it' % (
             len(batches), max(len(b) for b in batches))
     else:
         how = 'one at a time, each drained into the others'
     lines = ['cluster plan: %d host(s) to maintain, %s; predicted %s in total' % (len(order), how, _fmt_s(total))]
+    if in_place or skipped:
+        lines.append('  by their need checks: drained %s; maintained in place %s; skipped %s' % (
+            ', '.join(h['name'] for h in hosts if h['status'] in ('to_do', 'resume', 'unplaceable')) or 'none',
+            ', '.join(sorted(in_place)) or 'none', ', '.join(sorted(skipped)) or 'none'))
     for h in hosts:
         if h['status'] == 'done':
             lines.append('  %s: done by an earlier run of this id - not taken again' % h['name'])
             continue
+        if h['status'] == 'skipped':
+            lines.append('  %s: SKIPPED, not drained nor maintained - %s' % (h['name'], h['why'] or 'no drain needed'))
+            continue
         p = h['predicted']
-        head = '  %s%s: %d VM(s) to move - predicted drain %s, maintenance %s, return %s = %s' % (
+        if h['status'] == 'in_place':
+            lines.append('  %s: MAINTAINED IN PLACE, not drained (%s) - predicted maintenance %s; %s' % (
+                h['name'], h['why'] or 'no drain needed', _fmt_s(p['maintenance_s']),
+                'its VMs keep running through it: %s' % ', '.join(h['running']) if h.get('running') else 'no VM runs there'))
+            continue
+        head = '  %s%s: %d VM(s) to move%s - predicted drain %s, maintenance %s, return %s = %s' % (
             h['name'], ' (half done by an earlier run: first)' if h['status'] == 'resume' else '', len(h['moves']),
+            ', %d stopped in place' % len(h['stop']) if h['stop'] else '',
             _fmt_s(p['drain_s']), _fmt_s(p['maintenance_s']), _fmt_s(p['return_s']), _fmt_s(p['total_s']))
+        if h['why']:
+            head += ' (%s)' % h['why']
         if len(h['batch']) > 1:
             head += ' - out with %s' % ' + '.join(x for x in h['batch'] if x != h['name'])
         if h['status'] == 'unplaceable':
@@ -241,6 +324,9 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
         for m in h['moves']:
             back = ', back afterwards' if return_vms == 'original' else ''
             lines.append('    %s -> %s (%s, %s MiB)%s' % (m['name'], m['destination'], m['method'], m['memory_mib'], back))
+        for vm, why in sorted(h['stop'].items()):
+            lines.append('    %s STOPPED IN PLACE on %s - %s; started again after its gate, predicted down %s' % (
+                vm, h['name'], why, _fmt_s(h['downtime_s'])))
         for vm, why in sorted(h['unplaceable'].items()):
             lines.append('    %s cannot move: %s' % (vm, why))
     lines.extend(cpu_lines(cpu, names))
@@ -248,7 +334,9 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
     if order:
         lines.append('  order: %s' % ' -> '.join(' + '.join(b) for b in batches))
     return {'hosts': hosts, 'order': order, 'batches': batches, 'serial': [len(b) for b in batches] or [1],
-            'unplaceable': unplaceable, 'unplaceable_lines': unplaceable_lines, 'batch_notes': notes,
+            'unplaceable': unplaceable_by_host, 'unplaceable_lines': unplaceable_lines, 'stop': stop,
+            'in_place': in_place, 'skipped': skipped, 'downtime_lines': downtime_lines, 'downtime_vms': downtime_vms,
+            'batch_notes': notes,
             'predicted_total_s': total, 'lines': lines}
 
 
@@ -325,10 +413,12 @@ def report(records, run_id='', predicted=None):
     starts = [_num(p['start']) for p in phases if p.get('start') is not None]
     ends = [_num(p['end']) for p in phases if p.get('end') is not None]
     actual = round(max(ends) - min(starts), 1) if starts and ends else None
-    head = ('HOST', 'STATE', 'DRAIN', 'MAINTENANCE', 'GATE', 'RETURN', 'TOTAL', 'PREDICTED', 'VMS')
+    shown = [ph for ph in PHASES if ph in BASE_PHASES or any(
+        (a['phases'].get(ph) or {}).get('start') is not None for r in records for a in attempts(r))]
+    head = ('HOST', 'STATE') + tuple(ph.upper() for ph in shown) + ('TOTAL', 'PREDICTED', 'VMS')
     rows = [head]
     for r in records:
-        phases = [_phase_s(r, ph) for ph in PHASES]
+        phases = [_phase_s(r, ph) for ph in shown]
         took = None
         if all(x is None for x in phases):
             took = None
@@ -338,6 +428,7 @@ def report(records, run_id='', predicted=None):
                     + (_fmt_s(took), _fmt_s((r.get('predicted') or {}).get('total_s')), str(len(r.get('drained') or []))))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     table = ['  '.join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    down = {}
     for r in records:
         for m in r.get('drained') or []:
             back = dict((x['name'], x) for x in r.get('returned') or []).get(m['name'])
@@ -347,6 +438,13 @@ def report(records, run_id='', predicted=None):
                 ' -> back to %s (%s, %s, downtime %s ms)' % (
                     r['name'], back.get('state'), _fmt_s(back.get('total_time_s')),
                     back.get('downtime_ms') if back.get('downtime_ms') is not None else '-') if back else ''))
+        for d in downtimes(r):
+            down[d['name']] = dict(d, host=r['name'], predicted_s=(r.get('predicted') or {}).get('downtime_s'))
+            table.append('  %s: stopped in place on %s (%s shutdown), %s' % (
+                d['name'], r['name'], d.get('how') or '?',
+                'back %s later (predicted %s)' % (_fmt_s(d['downtime_s']),
+                                                  _fmt_s((r.get('predicted') or {}).get('downtime_s')))
+                if d['downtime_s'] is not None else 'NOT STARTED AGAIN YET (a resumed run starts it)'))
         for i, a in enumerate(attempts(r)[:-1]):
             table.append('  %s attempt %d: %s%s' % (
                 r['name'], i + 1, ', '.join('%s %s' % (ph, _fmt_s(_phase_s(a, ph))) for ph in PHASES
@@ -368,6 +466,7 @@ def report(records, run_id='', predicted=None):
         table.append('every VM moved ends on: %s' % ', '.join('%s %s' % (vm, h) for vm, h in sorted(where.items())))
     table.append('run %s: %s, took %s (predicted %s)' % (run_id, state, _fmt_s(actual), _fmt_s(predicted)))
     out = {'run_id': run_id, 'state': state, 'hosts': records, 'ends': where, 'predicted_total_s': predicted,
+           'stopped_in_place': down,
            'actual_total_s': actual, 'table': table, 'drain_errors': errors,
            'median_drain_error_pct': round(_median([e['error_pct'] for e in errors.values()]), 1) if errors else None,
            'median_calibrated_drain_error_pct': round(_median(calibrated), 1) if calibrated else None}
@@ -378,7 +477,8 @@ def report(records, run_id='', predicted=None):
 # ---------------------------------------------------------------------------------------------------
 # The timeline: hosts' phases and each VM's moves on one time axis
 
-PHASE_COLOURS = {'drain': '#2e86c1', 'maintenance': '#7f8c8d', 'gate': '#27ae60', 'return': '#8e44ad'}
+PHASE_COLOURS = {'drain': '#2e86c1', 'stop': '#c0392b', 'maintenance': '#7f8c8d', 'gate': '#27ae60', 'start': '#d35400',
+                 'return': '#8e44ad'}
 HOST_COLOURS = ('#2e86c1', '#e67e22', '#16a085', '#8e44ad', '#c0392b', '#2c3e50', '#d4ac0d', '#7f8c8d')
 
 
@@ -422,6 +522,15 @@ def timeline_html(records, title, table_lines=(), width=960):
                     '%s -> %s: %s, %.1f s, downtime %s ms' % (m['name'], to, m.get('state'), e - s, m.get('downtime_ms'))),
                     1.0)]))
                 span = max(span, e)
+        for d in downtimes(r):
+            if d.get('stopped_at') is None:
+                continue
+            s = _num(d['stopped_at']) - t0
+            e = _num(d['back_at'], s + t0) - t0 if d.get('back_at') is not None else span
+            rows.append(('%s down' % d['name'], [(s, e, PHASE_COLOURS['stop'], '%s stopped in place on %s: %s' % (
+                d['name'], r['name'], 'down %.1f s' % (e - s) if d.get('back_at') is not None else 'not started again yet'),
+                1.0)]))
+            span = max(span, e)
     ticks = axis_ticks(span)
     span = ticks[-1][0] or 1.0
     left, right, row_h, top = 160, 20, 22, 30

@@ -7,9 +7,10 @@
 
 Each host of a run keeps its own record of the run in its state directory (runs/RUN_ID.json, 0600, written
 atomically): the run's identity (group, run id, its hosts), where the host stands (planned, drain, maintenance,
-gate, return, failed, done, abandoned), each phase's times, the VMs its drains sent away and where, the VMs that
-came back, and its earlier attempts. A controller keeps nothing a later job needs: any job rebuilds the run from
-the hosts (choose_run), and the report is a view of the records.
+stop, gate, start, return, failed, done, abandoned), each phase's times, the VMs its drains sent away and where, the
+VMs that came back, the VMs stopped in place on it and started again, and its earlier attempts. A controller keeps
+nothing a later job needs: any job rebuilds the run from the hosts (choose_run), and the report is a view of the
+records.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,7 +24,7 @@ import time
 
 VERSION = 1
 FINISHED = ('done', 'abandoned')
-PHASES = ('drain', 'maintenance', 'gate', 'return')
+PHASES = ('drain', 'stop', 'maintenance', 'gate', 'start', 'return')
 RUN_ID = re.compile(r'^[A-Za-z0-9_.-]+$')
 
 
@@ -169,6 +170,50 @@ def add_moves(record, kind, results, started_at):
     return r
 
 
+def add_power(record, kind, results):
+    """The VMs stopped in place ('stopped': the stop_in_place module's results) or started again there ('started').
+    A VM found already stopped was recorded by the job that stopped it; one found running (an earlier attempt started
+    it, or a person did) counts as back from when it was seen so."""
+    if kind not in ('stopped', 'started'):
+        raise RecordError('VMs in place are stopped or started (got %s)' % kind)
+    states = ('stopped',) if kind == 'stopped' else ('started', 'already_running')
+    r = dict(record)
+    r[kind] = list(r.get(kind) or []) + [dict(x) for x in results or [] if x.get('state') in states]
+    return r
+
+
+def _back(record, stopped):
+    """The first start of the VM STOPPED (a 'stopped' entry) after it stopped, or None."""
+    for x in (record or {}).get('started') or []:
+        if x.get('name') == stopped.get('name') and \
+                float(x.get('started_at') or x.get('running_at') or 0) >= float(stopped.get('stopped_at') or 0):
+            return x
+    return None
+
+
+def still_stopped(record):
+    """The VMs stopped in place on this host that have not been started again, in the order they were stopped."""
+    r = record or {}
+    out = []
+    for s in r.get('stopped') or []:
+        if _back(r, s) is None and s.get('name') not in out:
+            out.append(s.get('name'))
+    return out
+
+
+def downtimes(record):
+    """[{'name', 'stopped_at', 'back_at', 'downtime_s' (None while it is still stopped), 'how'}] of the VMs stopped
+    in place on this host: from seen off to running again (to answering, when addresses were given)."""
+    r = record or {}
+    out = []
+    for s in r.get('stopped') or []:
+        back = _back(r, s)
+        at = (back.get('answered_at') or back.get('running_at')) if back else None
+        out.append({'name': s.get('name'), 'stopped_at': s.get('stopped_at'), 'back_at': at, 'how': s.get('how'),
+                    'downtime_s': round(float(at) - float(s.get('stopped_at') or 0), 1) if at else None})
+    return out
+
+
 def fail(record, error, at):
     """The host's attempt failed in the phase it was in (that phase ends here, marked failed)."""
     r = dict(record)
@@ -208,6 +253,9 @@ def _describe(run_id, run):
     gone = ['%s on %s' % (m['name'], m['destination']) for r in run.values() for m in away(r)]
     if gone:
         out.append('VMs away from home: %s' % ', '.join(sorted(gone)))
+    down = ['%s on %s' % (vm, h) for h, r in sorted(run.items()) for vm in still_stopped(r)]
+    if down:
+        out.append('VMs stopped in place, not started again yet: %s' % ', '.join(down))
     return '; '.join(out)
 
 

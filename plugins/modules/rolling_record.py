@@ -84,9 +84,21 @@ options:
       - What a drain or the return moved - C(kind) (V(drained) or V(returned)), C(results) (the evacuate module's),
         C(started_at) (its drain's start).
     type: dict
+  stopped:
+    description:
+      - The VMs stopped in place on this host (the results of M(vmmigration.libvirt.stop_in_place) with
+        O(vmmigration.libvirt.stop_in_place#module:state=stopped)); those it found already stopped are not added.
+    type: list
+    elements: dict
+  started:
+    description:
+      - The VMs started again on this host (its results with O(vmmigration.libvirt.stop_in_place#module:state=running));
+        those it found already running are not added.
+    type: list
+    elements: dict
   marks:
     description:
-      - Phase marks, each C(phase) (drain, maintenance, gate, return), C(mark) (start, end) and C(at) (O(at) when
+      - Phase marks, each C(phase) (drain, stop, maintenance, gate, start, return), C(mark) (start, end) and C(at) (O(at) when
         not given).
     type: list
     elements: dict
@@ -140,6 +152,12 @@ path:
   description: The record's file.
   returned: when O(op) is not V(read)
   type: str
+still_stopped:
+  description: The VMs stopped in place on this host by the run and not started again yet, in the order they stopped.
+  returned: when O(op) is V(start) or V(update)
+  type: list
+  elements: str
+  sample: [db01]
 '''
 
 import time
@@ -160,6 +178,9 @@ def _time(value, default):
 def _apply(record, p):
     if p['begin'] is not None:
         record = R.begin(record, p['begin'].get('predicted', p['begin']))
+    for kind in ('stopped', 'started'):
+        if p[kind]:
+            record = R.add_power(record, kind, p[kind])
     if p['moves']:
         record = R.add_moves(record, p['moves'].get('kind'), p['moves'].get('results') or [],
                              p['moves'].get('started_at'))
@@ -183,6 +204,8 @@ def main():
         at=dict(type='float'),
         begin=dict(type='dict'),
         moves=dict(type='dict'),
+        stopped=dict(type='list', elements='dict'),
+        started=dict(type='list', elements='dict'),
         marks=dict(type='list', elements='dict', default=[]),
         error=dict(type='str'),
         done=dict(type='bool', default=False),
@@ -228,7 +251,7 @@ def main():
                 R.save_json(R.calibration_path(p['state_dir']), cal)
     except R.RecordError as e:
         module.fail_json(msg=str(e))
-    module.exit_json(changed=changed, record=new, path=path)
+    module.exit_json(changed=changed, record=new, path=path, still_stopped=R.still_stopped(new))
 
 
 if __name__ == '__main__':

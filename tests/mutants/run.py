@@ -171,6 +171,33 @@ MUTANTS = {
         'an option given by its old name reaches the module (refused there without its new name, or silently '
         'ignored inside migrate_options)',
         'tests/unit/plugins/plugin_utils/test_renamed.py::test_an_old_name_is_named_with_its_new_one'),
+    # stop in place (monthly patching): a VM is stopped only on purpose, and never left stopped unsaid
+    'stop-in-place-with-others-running': (MU + '_power.py', [
+        ("        if others:\n            why.append(", "        if False:\n            why.append(")],
+        'VMs are stopped for a maintenance while a VM the drain should have moved still runs there (it goes down '
+        'with the host)', 'tests/unit/plugins/module_utils/test__power.py'),
+    'stuck-guest-leaves-the-others-stopped': (MU + '_power.py', [
+        ("                _call(client, 'cannot start %s again' % n, doms[n].create)\n                back.append(n)",
+         "                back.append(n)")],
+        'a guest that will not shut down fails the step with the others it stopped left down - none of them '
+        'recorded as stopped', 'tests/unit/plugins/module_utils/test__power.py'),
+    'vm-not-back-passes-silently': (MU + '_power.py', [
+        ("    if failed:\n        raise PowerError('did not come back", "    if False:\n        raise PowerError('did not come back")],
+        'a VM that did not start again (or does not answer) passes as back: the step ends with it down',
+        'tests/unit/plugins/module_utils/test__power.py'),
+    'stopped-vm-forgotten-by-the-record': (MU + '_runrecord.py', [
+        ("        if _back(r, s) is None and s.get('name') not in out:", "        if False:")],
+        'a VM stopped in place and not started again is not in the record\'s list to start: a resumed run leaves it '
+        'down', 'tests/unit/plugins/module_utils/test__rolling_patching.py'),
+    'excluded-vm-moved-by-an-approved-plan': ('plugins/module_utils/_evacuation.py', [
+        ("    plan = without_excluded(plan, [n for n in p.get('exclude_domains') or [] if (source_doms.get(n) or (0, 0))[1]])\n",
+         "")],
+        'a VM to stop in place is moved by the drain of an approved plan (and the stop then refuses, or finds it gone)',
+        'tests/unit/plugins/module_utils/test__evacuation.py'),
+    'unmovable-vm-stopped-without-the-policy': (MU + '_rolling.py', [
+        ("        elif unplaceable == 'stop_in_place':", "        elif True:")],
+        'a VM that cannot move is stopped in place although the operator chose refuse or skip',
+        'tests/unit/plugins/module_utils/test__rolling_patching.py'),
 }
 
 
