@@ -6,10 +6,6 @@
 """cpu_baseline: the module, run as any module is, after an option given by a name it no longer has was refused naming
 the new one (plugin_utils/renamed.py)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 from ansible_collections.vmmigration.libvirt.plugins.plugin_utils.renamed import RenamedOptionsAction
 
 

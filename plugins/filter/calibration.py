@@ -5,10 +5,6 @@
 
 """Filters of the roles' calibrated predictions (docs: calibrate.yml, calibrated_plan.yml)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import time
 
 from ansible.errors import AnsibleFilterError

@@ -6,10 +6,6 @@
 """Filters of the rolling_maintenance role: which run a job is, the cluster plan and the run's report (docs:
 rolling_run.yml, rolling_plan.yml, rolling_report.yml)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling, _runrecord

@@ -13,10 +13,6 @@ This module is private to vmmigration.libvirt (leading underscore): its interfac
 any release.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 PASS, WARN, FAIL = 'pass', 'warn', 'fail'
 SAFE_CACHE_MODES = ('none', 'directsync')
 LIVE, ALL = 'live', 'all'

@@ -14,10 +14,6 @@ This module is private to vmmigration.libvirt (leading underscore): its interfac
 any release.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._driver import LibvirtClientError
 

@@ -12,10 +12,6 @@ feature set behind a model. What is decided here, on those feature sets: a VM fi
 its CPU requires is in it (same vendor); the hosts that can run it are those whose CPU has every such feature.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import re
 import xml.etree.ElementTree as ET
 

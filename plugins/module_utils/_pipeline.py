@@ -11,10 +11,6 @@ of a drain go through :func:`move_vm`; the migrate_vm role adds only what must r
 ARP / unsolicited NA frames sent from the destination, host routes, a probe from a third vantage point).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import ipaddress
 import time
 

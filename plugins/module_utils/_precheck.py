@@ -10,10 +10,6 @@ This module is private to vmmigration.libvirt (leading underscore): its interfac
 any release.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import xml.etree.ElementTree as ET
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _checks as C
