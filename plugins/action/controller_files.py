@@ -7,10 +7,6 @@
 the controller itself in one task - no connection, no module run on any host (a copy delegated to localhost
 costs a local module run per file)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import json
 import os
 import tempfile
@@ -58,7 +54,7 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result = super().run(tmp, task_vars)
         _spec, args = self.validate_argument_spec(argument_spec=SPEC)
         try:
             mode, dir_mode = int(args['mode'], 8), int(args['dir_mode'], 8)

@@ -8,10 +8,6 @@ goes on if the controller is lost), its progress printed here as it changes, its
 and its report and calibration written on the controller. Without background the module runs as any module does
 (check mode included: a plan, nothing in the background)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import errno
 import fcntl
 import json
@@ -26,7 +22,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.vmmigration.libvirt.plugins.action.controller_files import write_atomic
 from ansible_collections.vmmigration.libvirt.plugins.action.evacuation_status import follow
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _calibration, _rolling
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _calibration, _report, _rolling
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
 from ansible_collections.vmmigration.libvirt.plugins.plugin_utils.renamed import renamed_problems
 
@@ -61,12 +57,16 @@ def async_bound(args):
 
 
 def report_files(result):
-    """The drain's report as the controller keeps it: (name, bytes) of report.json, report.txt, timeline.html."""
+    """The drain's report as the controller keeps it: (name, bytes) of report.json, report.txt, timeline.html - the
+    timeline drawn here, on the controller, from the result's data (the module returns no HTML); a result without
+    moves (a drain that failed before any) has an empty one."""
     report = result.get('report') or {}
     plain = dict((k, v) for k, v in result.items() if k != 'invocation')
+    html = _report.timeline_html(result.get('results') or [], report.get('title') or 'Evacuation') \
+        if result.get('report') else ''
     return [('report.json', json.dumps(plain, indent=4, sort_keys=True, ensure_ascii=False, default=to_text) + '\n'),
             ('report.txt', '\n'.join(report.get('table') or []) + '\n'),
-            ('timeline.html', report.get('html') or '')]
+            ('timeline.html', html)]
 
 
 def save_report(directory, result):
@@ -122,7 +122,7 @@ class ActionModule(ActionBase):
     _supports_async = True
 
     def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result = super().run(tmp, task_vars)
         problems = renamed_problems('evacuate', self._task.args)
         if problems:
             return dict(result, failed=True, msg='; '.join(problems) + ' (nothing ran)')

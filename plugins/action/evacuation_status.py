@@ -7,10 +7,6 @@
 prints its progress lines on the controller as they change, until the drain ends (one task, no
 minutes of silence)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import time
 
 from ansible.plugins.action import ActionBase
@@ -65,7 +61,7 @@ class ActionModule(ActionBase):
     """Follow a drain's progress from the controller."""
 
     def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result = super().run(tmp, task_vars)
         args = dict(self._task.args)
         if not args.get('follow'):
             result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))

@@ -5,13 +5,8 @@
 
 """as_data: a role option as the dict or list it is, also when an AWX survey sent it as text (docs: as_data.yml)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.six import string_types
 
 try:
     import yaml
@@ -29,7 +24,7 @@ def as_data(value, kind='dict', name='value'):
     want = KINDS[kind]
     if value is None:
         return want()
-    if isinstance(value, string_types):
+    if isinstance(value, str):
         text = to_text(value).strip()
         if not text:
             return want()

@@ -13,17 +13,14 @@ time, bytes) and its own times in a small calibration file on the controller; th
 what was measured.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 VERSION = 1
 KEEP = 60
 KEEP_MOVES = 600  # (per-VM history: a cluster's VMs, a few moves each)
 MOVED = ('migrated', 'migrated_after_recovery')
 
 
-def _median(values):
+def median(values):
+    """The median of VALUES (None left out), None when there is none - the collection's one median."""
     values = sorted(v for v in values if v is not None)
     if not values:
         return None
@@ -71,7 +68,7 @@ def fit(moves, default_rate=1000):
         if slope > 0 and intercept >= 0:
             return round(intercept, 3), max(1, int(round(1.0 / slope)))
     rate = float(default_rate)
-    return round(max(0.0, _median([y - x / rate for x, y in zip(xs, ys)])), 3), int(rate)
+    return round(max(0.0, median([y - x / rate for x, y in zip(xs, ys)])), 3), int(rate)
 
 
 def update(calibration, report, role_wall_s=None, default_rate=1000, now=None):
@@ -90,9 +87,9 @@ def update(calibration, report, role_wall_s=None, default_rate=1000, now=None):
     if fitted:
         out['overhead_s'], out['rate_mibps'] = fitted
     if drains:
-        out['fixed_s'] = round(_median([x['fixed_s'] for x in drains]), 3)
+        out['fixed_s'] = round(median([x['fixed_s'] for x in drains]), 3)
     if role:
-        out['role_overhead_s'] = round(max(0.0, _median(role)), 3)
+        out['role_overhead_s'] = round(max(0.0, median(role)), 3)
     return out
 
 
@@ -106,7 +103,7 @@ def move_times(moves, per_vm=PER_VM):
     for m in moves or []:
         if m.get('name') and m.get('total_s'):
             seen.setdefault(m['name'], []).append(float(m['total_s']))
-    return dict((n, round(_median(t[-per_vm:]), 3)) for n, t in seen.items())
+    return dict((n, round(median(t[-per_vm:]), 3)) for n, t in seen.items())
 
 
 def plan_options(calibration, rate_mibps=1000, overhead_s=2.0, fixed_s=0.0):

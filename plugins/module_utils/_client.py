@@ -12,10 +12,6 @@ invalid-operation errors), reading a guest's state back after a call whose outco
 task's session that turns the one error type (:class:`LibvirtClientError`) into a module failure.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import contextlib
 import random
 import socket
@@ -24,7 +20,7 @@ import traceback
 import xml.etree.ElementTree as ET
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible.module_utils.six.moves.urllib.parse import urlparse
+from urllib.parse import urlparse
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._driver import (  # noqa: F401 pylint: disable=unused-import

@@ -15,10 +15,6 @@ This module is private to vmmigration.libvirt (leading underscore): its interfac
 any release.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import hashlib
 import os
 import tempfile
@@ -34,6 +30,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
     read_back,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._domain import parse_domain
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._power import shut_down
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import TRANSPORT_ARGSPEC, plan_transport
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import (
@@ -112,7 +109,7 @@ class CopyTimeout(Exception):
 
 class ColdMigrationError(LibvirtClientError):
     def __init__(self, msg, result=None):
-        super(ColdMigrationError, self).__init__(msg)
+        super().__init__(msg)
         self.result = result or {}
 
 
@@ -413,27 +410,17 @@ class ColdMigration:
                 path = parent
 
     def shutdown(self, dom):
+        """The collection's one shutdown policy (_power.shut_down): ACPI pressed every 5 s, powered off only with
+        force."""
         timeout = self.o['shutdown_timeout_s']
-        presses = {'next': 0}
-
-        def stopped():
-            if not dom.isActive():
-                return True
-            if self.clock() >= presses['next']:
-                try:
-                    dom.shutdown()   # an early ACPI event can be lost: press again every few seconds
-                except LibvirtClientError:
-                    pass
-                presses['next'] = self.clock() + 5
-            return False
-        if wait_until(stopped, timeout, 0.2, self.clock, self.sleep):
-            self.step('shutdown', 'guest shut down')
-            return
-        if not self.o['force']:
+        done, stuck = shut_down({self.name: dom}, timeout, self.o['force'], self.clock, sleep=self.sleep)
+        if stuck:
             raise ColdMigrationError('%s did not shut down within %d s (force=true powers it off)'
                                      % (self.name, timeout), self.result)
-        dom.destroy()
-        self.step('shutdown', 'powered off after %d s without a clean shutdown (force)' % timeout)
+        if done[self.name]['how'] == 'clean':
+            self.step('shutdown', 'guest shut down')
+        else:
+            self.step('shutdown', 'powered off after %d s without a clean shutdown (force)' % timeout)
 
     def copy(self, f):
         src_dir, base = os.path.split(f['source'])

@@ -21,10 +21,6 @@ This module is private to the collection (leading underscore): its interface may
 release.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import threading
 import traceback
 
@@ -41,7 +37,7 @@ class LibvirtClientError(Exception):
     libvirt said), libvirt's own text (DETAIL) and its error code (test it with :func:`is_error`)."""
 
     def __init__(self, msg, code=None, transient=False, detail=None):
-        super(LibvirtClientError, self).__init__(msg)
+        super().__init__(msg)
         self.msg = msg
         self.code = code
         self.transient = transient

@@ -10,10 +10,6 @@ This module is private to vmmigration.libvirt (leading underscore): its interfac
 any release.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import errno
 import json
 import os
@@ -32,6 +28,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils import _securi
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, recommend
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import write_status as write_json
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._power import shut_down
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
 
@@ -810,8 +807,9 @@ class Evacuation:
                 self.clock() - self.t0, 2), changed=bool(back), failed_vms=[r['name'] for r in self.results if r['error']],
                 still_running_on_source=still, verified=set(back) <= set(still),
                 state='rolled_back' if back else 'nothing_moved')
-            out['report'] = {'table': R.table(out['results'], left), 'html': R.timeline_html(
-                out['results'], 'Rollback to %s' % (p.get('source_name') or SEC.redact_uri(p['uri'])))}
+            # (data, not HTML: the controller draws the timeline from the results - _report.timeline_html)
+            out['report'] = {'table': R.table(out['results'], left),
+                             'title': 'Rollback to %s' % (p.get('source_name') or SEC.redact_uri(p['uri']))}
             self.journal({'event': 'done', 'time': self.now(), 'state': out['state'], 'rollback': True})
             self.write_status(dict(self.status('finished', [], left, plan)))
             return self.said(out)
@@ -824,7 +822,7 @@ class Evacuation:
                    changed=bool(results) or any(x['action'] == 'shutdown' for x in left))
         out['failed_vms'] = [r['name'] for r in results if r['error']]
         out['report'] = {'table': R.table(results, left),
-                         'html': R.timeline_html(results, 'Evacuation of %s' % (p.get('source_name') or SEC.redact_uri(p['uri'])))}
+                         'title': 'Evacuation of %s' % (p.get('source_name') or SEC.redact_uri(p['uri']))}
         # a drain that leaves VMs on the host is never a quiet success: 'incomplete' (the module fails
         # unless allow_incomplete), with each VM left and why
         out['state'] = 'evacuated' if not still else 'incomplete'
@@ -844,25 +842,28 @@ class Evacuation:
                    moved=sorted(r['name'] for r in results if not r['error']),
                    unverified_because='cannot list the domains of the source after the drain: %s' % error.msg)
         out['report'] = {'table': R.table(results, left),
-                         'html': R.timeline_html(results, 'Evacuation of %s' % (p.get('source_name') or SEC.redact_uri(p['uri'])))}
+                         'title': 'Evacuation of %s' % (p.get('source_name') or SEC.redact_uri(p['uri']))}
         self.journal({'event': 'done', 'time': self.now(), 'state': 'unverified', 'rollback': bool(p.get('rollback'))})
         self.write_status(dict(self.status('finished', [], left, plan), summary={
             'state': 'unverified', 'wall_s': out['wall_s'], 'still_running_on_source': None}))
         return self.said(out)
 
     def _shutdown(self, dom):
-        """Policy shutdown: an ACPI shutdown, then a hard stop after the cold options' timeout."""
-        timeout = (self.p.get('cold_options') or {}).get('shutdown_timeout_s') or 120
+        """Policy shutdown: the collection's one shutdown policy (_power.shut_down) with the cold options' timeout
+        and force - ACPI pressed every 5 s, powered off only with cold_options.force (a guest that did not stop is
+        said so, and still runs here)."""
+        cold = self.p.get('cold_options') or {}
+        timeout = cold.get('shutdown_timeout_s') or 120
         try:
             if not dom.isActive():
                 return 'already stopped'
-            dom.shutdown()
-            if wait_until(lambda: not dom.isActive(), timeout, 0.5, self.clock, self.sleep):
-                return 'shut down'
-            dom.destroy()
-            return 'stopped hard after %s s' % timeout
+            done, stuck = shut_down({'vm': dom}, timeout, bool(cold.get('force')), self.clock, sleep=self.sleep)
         except LibvirtClientError as e:
             return 'shutdown failed: %s' % e.msg
+        if stuck:
+            return ('shutdown failed: did not shut down within %s s (cold_options.force=true powers it off); it still '
+                    'runs here' % timeout)
+        return 'shut down' if done['vm']['how'] == 'clean' else 'powered off after %s s (cold_options.force)' % timeout
 
 
 # Seconds past its own limit a drain waits for moves that still run before it hands them over (reported as

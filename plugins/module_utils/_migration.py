@@ -12,16 +12,12 @@ This module is private to vmmigration.libvirt (leading underscore): its interfac
 any release.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import json
 import os
 import threading
 import time
 
-from ansible.module_utils.six.moves.urllib.parse import urlparse
+from urllib.parse import urlparse
 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _compat as compat
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _strategy as S
@@ -237,7 +233,7 @@ class MigrationError(LibvirtClientError):
     """A migration that did not happen (or failed and was rolled back); RESULT says what was done."""
 
     def __init__(self, msg, result=None):
-        super(MigrationError, self).__init__(msg)
+        super().__init__(msg)
         self.result = result or {}
 
 

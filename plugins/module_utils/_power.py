@@ -3,21 +3,19 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""VMs stopped on their own host and started again there (private: may change in any release).
+"""VMs stopped on their own host and started again there, and the collection's one shutdown policy (private: may
+change in any release).
 
 The rolling maintenance's stop-in-place policy: the VMs that cannot move (and those the operator lists) are shut
 down gracefully on their host before its maintenance and started again there after its health gate, in order,
 each waited for until it runs and, when addresses are given, answers.
 
-The shutdown policy: an ACPI shutdown, pressed again every PRESS_EVERY_S seconds (an early press can be lost while
-a guest boots or is busy) until the guest is off or SHUTDOWN_TIMEOUT_S passed; then, only with FORCE, a power-off.
-Without FORCE, a guest that did not stop is never powered off: the VMs this call stopped are started again (the
-host is left as it was) and the call fails naming it.
+The shutdown policy (shut_down - cold moves, the drain's non_live_policy=shutdown and stop in place all use it): an
+ACPI shutdown, pressed again every PRESS_EVERY_S seconds (an early press can be lost while a guest boots or is busy)
+until the guest is off or the timeout passed; then, only with FORCE, a power-off. Without FORCE a guest that did not
+stop is never powered off: the caller says so (stop in place starts again the VMs it stopped - the host is left as
+it was - and fails naming it).
 """
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
 
 import time
 
@@ -71,15 +69,50 @@ def refusals(client, names, state, refuse_others=False):
     return why, doms
 
 
+def shut_down(doms, timeout_s, force=False, clock=time.monotonic, now=time.time, sleep=time.sleep, done=None):
+    """The shutdown policy over DOMS {name: domain} (all at once). Fills DONE (and returns it, with the names still
+    running - not forced): {name: {'how' (clean, forced), 'stopped_at' (epoch), 'shutdown_s'}} of those now off - so
+    that a caller whose connection fails half-way knows what did stop. A domain already off counts as clean at once.
+    A press refused (a guest between states) is pressed again at the next turn."""
+    t0 = clock()
+    done = {} if done is None else done
+    pressed = {}
+
+    def all_off():
+        for n, dom in sorted(doms.items()):
+            if n in done:
+                continue
+            if not dom.isActive():
+                done[n] = {'how': 'clean', 'stopped_at': round(now(), 3), 'shutdown_s': round(clock() - t0, 1)}
+                continue
+            if clock() >= pressed.get(n, 0.0):
+                try:
+                    dom.shutdown()
+                except LibvirtClientError:
+                    pass
+                pressed[n] = clock() + PRESS_EVERY_S
+        return len(done) == len(doms)
+
+    wait_until(all_off, timeout_s, 0.2, clock, sleep)
+    stuck = sorted(n for n in doms if n not in done)
+    if stuck and force:
+        for n in stuck:
+            doms[n].destroy()
+            done[n] = {'how': 'forced', 'stopped_at': round(now(), 3), 'shutdown_s': round(clock() - t0, 1)}
+        stuck = []
+    return done, stuck
+
+
 def stop(client, names, shutdown_timeout_s=120.0, force=False, check_mode=False, clock=time.monotonic,
          now=time.time, sleep=time.sleep, refuse_others=False):
-    """Shut NAMES down on this host, all at once (each pressed every PRESS_EVERY_S s). Returns [{'name', 'state'
-    (stopped, already_stopped, would_stop), 'how' (clean, forced), 'stopped_at' (epoch), 'shutdown_s'}]. Refused,
-    before any press, by refusals(). A guest still running at the timeout: powered off with FORCE; else the ones
-    this call stopped are started again and PowerError names it."""
+    """Shut NAMES down on this host, all at once (shut_down). Returns [{'name', 'state' (stopped, already_stopped,
+    would_stop), 'how' (clean, forced), 'stopped_at' (epoch), 'shutdown_s'}]. Refused, before any press, by
+    refusals(). A guest still running at the timeout: powered off with FORCE; else the ones this call stopped are
+    started again (state started_again; one that would not start stays stopped) and PowerError names it."""
     why, doms = refusals(client, names, 'stopped', refuse_others)
     if why:
-        raise PowerError('nothing was stopped: %s' % '; '.join(why))
+        raise PowerError('nothing was stopped: %s' % '; '.join(why),
+                         {'results': [{'name': n, 'state': 'not_stopped'} for n in names], 'changed': False})
     results = dict((n, {'name': n}) for n in names)
     to_stop = []
     for n in names:
@@ -90,40 +123,37 @@ def stop(client, names, shutdown_timeout_s=120.0, force=False, check_mode=False,
             results[n]['state'] = 'already_stopped'
     if check_mode or not to_stop:
         return [results[n] for n in names]
-    t0 = clock()
-    pressed = {}
-
-    def all_off():
-        for n in to_stop:
-            if 'stopped_at' in results[n]:
-                continue
-            if not _call(client, 'cannot read the state of %s' % n, doms[n].isActive):
-                results[n].update(state='stopped', how='clean', stopped_at=round(now(), 3),
-                                  shutdown_s=round(clock() - t0, 1))
-                continue
-            if clock() >= pressed.get(n, 0.0):
-                try:
-                    doms[n].shutdown()
-                except LibvirtClientError:
-                    pass   # (a guest between states refuses a press: the next one counts)
-                pressed[n] = clock() + PRESS_EVERY_S
-        return all('stopped_at' in results[n] for n in to_stop)
-
-    wait_until(all_off, shutdown_timeout_s, 0.5, clock, sleep)
-    stuck = [n for n in to_stop if 'stopped_at' not in results[n]]
-    if stuck and force:
-        for n in stuck:
-            _call(client, 'cannot power off %s' % n, doms[n].destroy)
-            results[n].update(state='stopped', how='forced', stopped_at=round(now(), 3),
-                              shutdown_s=round(clock() - t0, 1))
-        stuck = []
+    done = {}
+    try:
+        done, stuck = shut_down(dict((n, doms[n]) for n in to_stop), shutdown_timeout_s, force, clock, now, sleep, done)
+    except LibvirtClientError as e:
+        for n, how in done.items():
+            results[n].update(how, state='stopped')
+        raise PowerError('%s - stopped by then: %s (recorded as stopped)' % (e.msg, ', '.join(sorted(done)) or 'none'),
+                         {'results': [results[n] for n in names], 'changed': bool(done)})
+    for n, how in done.items():
+        results[n].update(how, state='stopped')
+    if not stuck:
+        # (a VM set to start with its host would be started by libvirt as the host comes back from its maintenance -
+        # before its gate, out of order: off while it is stopped in place, on again once it is back - start())
+        for n in sorted(done):
+            try:
+                if _call(client, 'cannot read the autostart of %s' % n, doms[n].autostart):
+                    _call(client, 'cannot turn off the autostart of %s' % n, doms[n].setAutostart, 0)
+                    results[n]['autostart'] = True
+            except LibvirtClientError as e:
+                results[n]['autostart_error'] = e.msg
     if stuck:
+        for n in stuck:
+            results[n]['state'] = 'did_not_stop'
         stopped = [n for n in to_stop if 'stopped_at' in results[n]]
         back, failed = [], []
         for n in stopped:
             try:
                 _call(client, 'cannot start %s again' % n, doms[n].create)
                 back.append(n)
+                # (down a moment, running again: not a VM stopped in place - the record counts it back)
+                results[n].update(state='started_again', started_at=round(now(), 3), running_at=round(now(), 3))
             except LibvirtClientError as e:
                 failed.append('%s (%s)' % (n, e.msg))
         raise PowerError('%s did not shut down within %s s (force=true powers a guest off after that); %s' % (
@@ -135,39 +165,76 @@ def stop(client, names, shutdown_timeout_s=120.0, force=False, check_mode=False,
     return [results[n] for n in names]
 
 
+def running_elsewhere(dom, peers):
+    """Where else the domain DOM (its UUID) runs: ([peer URI] of PEERS - clients of the group's other hosts - that run
+    a domain with its UUID, ['URI: why' of those that cannot be asked]). A start is refused on the first (never two
+    copies of one guest on one disk); the second are said (a host down or rebooting in the same step cannot answer,
+    and does not keep the VM down)."""
+    uuid = dom.UUIDString()
+    there_too, unasked = [], []
+    for peer in peers:
+        try:
+            there = peer.lookup_uuid(uuid)
+            if there is not None and there.isActive():
+                there_too.append(peer.uri)
+        except LibvirtClientError as e:
+            unasked.append('%s: %s' % (peer.uri, e.msg))
+    return there_too, unasked
+
+
 def start(client, names, start_timeout_s=300.0, addresses_by_vm=None, check_mode=False, clock=time.monotonic,
-          now=time.time, sleep=time.sleep, probe=None):
+          now=time.time, sleep=time.sleep, probe=None, peers=(), restore_autostart=()):
     """Start NAMES on this host in their order, each waited for until it runs and, when ADDRESSES_BY_VM {vm:
     [address]} names some, until they answer (PROBE(addresses, timeout_s) -> {address: seconds or None}), within
-    START_TIMEOUT_S each. A VM that does not come back does not stop the others: all are tried, then PowerError
-    names those that failed. A VM found running already (an earlier attempt started it, and its addresses did not
-    answer then) is checked the same way. Returns [{'name', 'state' (started, already_running, would_start),
-    'started_at', 'running_at' (for one found running: when it was seen so), 'answered_at' (epoch), 'boot_s'}]."""
-    why, doms = refusals(client, names, 'running')
-    if why:
-        raise PowerError('nothing was started: %s' % '; '.join(why))
+    START_TIMEOUT_S each. Never a second copy: a VM that runs on one of PEERS (clients of the group's other hosts) is
+    not started (a peer that cannot be asked is said in 'unasked'). A VM that does not come back - not defined here, transient,
+    running elsewhere, failing to start, silent - does not keep the others down: all are tried, then PowerError names
+    those that failed. A VM found running already (an earlier attempt started it, and its addresses did not answer
+    then) is checked the same way. RESTORE_AUTOSTART: VMs whose autostart the stop turned off - on again once each
+    is back ('autostart': True). Returns [{'name', 'state' (started, already_running, would_start, failed),
+    'started_at', 'running_at' (for one found running: when it was seen so), 'answered_at' (epoch), 'boot_s',
+    'error'}]."""
     addresses_by_vm = addresses_by_vm or {}
     results, failed = [], []
     for n in names:
         r = {'name': n}
         results.append(r)
+        why, doms = refusals(client, [n], 'running')
+        if n in [x['name'] for x in results[:-1]]:
+            why = ['%s is named twice' % n]
+        if why:
+            r.update(state='failed', error='; '.join(why))
+            failed.append('%s (%s)' % (n, r['error']))
+            continue
         dom = doms[n]
         t0 = clock()
         if domain_state(dom) == 'running':
             # (started by an earlier attempt whose check of its addresses failed, or by hand: seen running now)
             r.update(state='already_running', running_at=round(now(), 3))
-        elif check_mode:
-            r['state'] = 'would_start'
-            continue
         else:
+            elsewhere, unasked = running_elsewhere(dom, peers)
+            if unasked:
+                r['unasked'] = unasked
+            if elsewhere:
+                r.update(state='failed', error='not started here: it runs on %s (same UUID) - never two copies of one '
+                                               'guest' % ', '.join(elsewhere))
+                failed.append('%s (%s)' % (n, r['error']))
+                continue
+            if check_mode:
+                r['state'] = 'would_start'
+                continue
             r['started_at'] = round(now(), 3)
-        found_running = r.get('state') == 'already_running'
-        if not found_running and not _started(client, n, dom, r, failed, start_timeout_s, clock, now, sleep, t0):
-            continue
+            if not _started(client, n, dom, r, failed, start_timeout_s, clock, now, sleep, t0):
+                continue
         addresses = list(addresses_by_vm.get(n) or [])
         if addresses and probe is not None and not check_mode:
             left = max(1.0, start_timeout_s - (clock() - t0))
-            answered = probe(addresses, left)
+            try:
+                answered = probe(addresses, left)
+            except PowerError as e:
+                r.update(state='failed', error='runs, but its addresses could not be probed: %s' % e.msg)
+                failed.append('%s (%s)' % (n, r['error']))
+                continue
             silent = sorted(a for a, s in answered.items() if s is None)
             if silent:
                 r.update(state='failed', error='runs, but %s did not answer within %.0f s of its start' % (
@@ -175,6 +242,14 @@ def start(client, names, start_timeout_s=300.0, addresses_by_vm=None, check_mode
                 failed.append('%s (%s)' % (n, r['error']))
                 continue
             r.update(answered_at=round(now(), 3), boot_s=round(clock() - t0, 1))
+        if n in (restore_autostart or ()) and not check_mode:
+            try:
+                if not _call(client, 'cannot read the autostart of %s' % n, dom.autostart):
+                    _call(client, 'cannot turn on the autostart of %s again' % n, dom.setAutostart, 1)
+                r['autostart'] = True
+            except LibvirtClientError as e:
+                r.update(state='failed', error='back, but %s' % e.msg)
+                failed.append('%s (%s)' % (n, r['error']))
     if failed:
         raise PowerError('did not come back: %s' % '; '.join(failed), {
             'results': results, 'changed': any(r.get('started_at') for r in results)})

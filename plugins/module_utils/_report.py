@@ -9,16 +9,8 @@ This module is private to vmmigration.libvirt (leading underscore): its interfac
 any release.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import math
-
-try:
-    from html import escape
-except ImportError:  # pragma: no cover
-    from cgi import escape  # pylint: disable=deprecated-module
+from html import escape
 
 
 def _fmt(value, unit='', digits=1):
@@ -132,9 +124,9 @@ def segments(r):
     start = r.get('start_s') or 0.0
     end = r.get('end_s') if r.get('end_s') is not None else start
     total = r.get('total_time_s')
-    base = '#c0392b' if r.get('error') else COLOURS.get(r['method'], '#888888')
+    base = '#c0392b' if r.get('error') else COLOURS.get(r.get('method'), '#888888')
     if total is None:
-        return [(start, max(end, start), base, r['state'])]
+        return [(start, max(end, start), base, r.get('state') or '?')]
     phases = r.get('phases') or {}
     out, t = [], start
     before = sum(phases.get(k) or 0.0 for k in PHASES[0][1])
@@ -152,51 +144,65 @@ def segments(r):
     return out
 
 
-# (a report fits the screen it is read on: a long title or legend wraps, never runs off the edge)
-PAGE_STYLE = '<style>h1,p{overflow-wrap:anywhere}</style>'
+# (a report fits the screen it is read on: a long title, legend or table line wraps, never runs off the edge)
+PAGE_STYLE = '<style>pre{white-space:pre-wrap;overflow-wrap:anywhere}h1,p{overflow-wrap:anywhere}</style>'
+
+
+def render_timeline(rows, span_s, title, legend_html, table_lines=(), width=900, left=200):
+    """The collection's one timeline (drains and rolling maintenance alike, always rendered on the controller from
+    the report's data): a self-contained HTML page with an SVG of ROWS [(label, bars [(start_s, end_s, fill, tip,
+    opacity)], marks [(at_s, fill)])] on one linear time axis from 0 to at least SPAN_S seconds (evenly spaced,
+    evenly labelled ticks over a light grid), LEGEND_HTML above it and TABLE_LINES below."""
+    ticks = axis_ticks(span_s)
+    span = ticks[-1][0] or 1.0
+    right, row_h, top = 20, 24, 30
+    scale = (width - left - right) / float(span)
+    height = top + row_h * len(rows) + 10
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" '
+             'font-size="12">' % (width, height)]
+    for t, text in ticks:
+        x = left + t * scale
+        parts.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>' % (x, top - 5, x, height - 5))
+        parts.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>' % (x, top - 10, escape(text)))
+    for i, (label, bars, marks) in enumerate(rows):
+        y = top + i * row_h
+        parts.append('<text x="5" y="%d">%s</text>' % (y + 15, escape(label)))
+        for s0, s1, fill, tip, opacity in bars:
+            parts.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"%s><title>%s</title></rect>' % (
+                left + s0 * scale, y + 3, max(1.0, (s1 - s0) * scale), row_h - 6, fill,
+                '' if opacity >= 1 else ' fill-opacity="%.2f"' % opacity, escape(tip)))
+        for at, fill in marks:
+            parts.append('<rect x="%.1f" y="%d" width="2" height="%d" fill="%s"/>' % (
+                left + at * scale - 1, y + 1, row_h - 2, fill))
+    parts.append('</svg>')
+    page = ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>%s</title>' + PAGE_STYLE + '</head><body>'
+            '<h1>%s</h1><p>%s</p>%s%s</body></html>\n')
+    table = '<pre>%s</pre>' % escape('\n'.join(table_lines)) if table_lines else ''
+    return page % (escape(title), escape(title), legend_html, ''.join(parts), table)
 
 
 def timeline_html(results, title, width=900):
-    """A self-contained HTML page with an SVG timeline on a linear time axis: one row per migration, its phases
-    (checks, copy coloured by method - red when it failed -, commit) over the time the table gives it, then the
-    rest of its slot (announce, verification) in light green; the downtime as a black tick at the copy's end."""
-    end = max([r.get('end_s') or 0 for r in results] + [1.0])
-    ticks = axis_ticks(end)
-    end = ticks[-1][0] or 1.0
-    left, right = 200, 20
-    scale = (width - left - right) / float(end)
-    row_h = 24
-    height = row_h * len(results) + 50
-    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" '
-             'font-size="12">' % (width, height)]
-    for i, r in enumerate(results):
-        y = 10 + i * row_h
-        label = '%s -> %s' % (r['name'], r['destination'])
-        tip = '%s: %s, %s, %s s, downtime %s ms' % (label, r['method'], r['state'], r.get('total_time_s'),
+    """A drain's timeline (render_timeline): one row per migration, its phases (checks, copy coloured by method - red
+    when it failed -, commit) over the time the table gives it, then the rest of its slot (announce, verification)
+    in light green; the downtime as a black tick at the copy's end."""
+    rows = []
+    for r in results:
+        label = '%s -> %s' % (r.get('name'), r.get('destination'))
+        tip = '%s: %s, %s, %s s, downtime %s ms' % (label, r.get('method'), r.get('state'), r.get('total_time_s'),
                                                     r.get('downtime_ms'))
-        parts.append('<text x="5" y="%d">%s</text>' % (y + 15, escape(label)))
-        copy_end = None
+        bars, copy_end = [], None
         for s0, s1, colour, what in segments(r):
-            parts.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s - %s</title></rect>'
-                         % (left + s0 * scale, y + 2, max(1.0, (s1 - s0) * scale), row_h - 6, colour, escape(tip),
-                            escape(what)))
+            bars.append((s0, s1, colour, '%s - %s' % (tip, what), 1.0))
             if what.startswith('copy'):
                 copy_end = s1
-        if r.get('downtime_ms') and copy_end is not None:
-            parts.append('<rect x="%.1f" y="%d" width="2" height="%d" fill="#000000"/>' % (
-                left + copy_end * scale - 1, y, row_h - 2))
-    axis_y = 10 + len(results) * row_h + 10
-    parts.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#000000"/>' % (left, axis_y, width - right, axis_y))
-    for t, text in ticks:
-        parts.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>' % (left + t * scale, axis_y + 15, text))
-    parts.append('</svg>')
+        marks = [(copy_end, '#000000')] if r.get('downtime_ms') and copy_end is not None else []
+        rows.append((label, bars, marks))
     legend = ' '.join('<span style="color:%s">&#9632; %s</span>' % (c, m) for m, c in sorted(COLOURS.items()))
     legend += (' <span style="color:#c0392b">&#9632; failed</span>; <span style="color:#95a5a6">&#9632; checks</span>, '
                '<span style="color:#2c3e50">&#9632; commit</span>, <span style="color:%s">&#9632; announce and '
                'verification</span>; black tick: downtime' % AFTER_COLOUR)
-    page = ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>%s</title>' + PAGE_STYLE + '</head><body>'
-            '<h1>%s</h1><p>%s</p>%s</body></html>\n')
-    return page % (escape(title), escape(title), legend, ''.join(parts))
+    span = max([r.get('end_s') or 0 for r in results] + [1.0])
+    return render_timeline(rows, span, title, legend, width=width)
 
 
 def plan_lines(plan, source=''):

@@ -11,17 +11,12 @@ predicted times; and, as the run goes, turns the per-host records it keeps on th
 (JSON-able dict, text table, HTML timeline).
 """
 
-from __future__ import absolute_import, division, print_function
+from html import escape
 
-__metaclass__ = type  # pylint: disable=invalid-name
-
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import axis_ticks
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._calibration import median
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import render_timeline
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _runrecord as RR
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._runrecord import downtimes
-
-try:
-    from html import escape
-except ImportError:  # pragma: no cover
-    from cgi import escape  # pylint: disable=deprecated-module
 
 PHASES = ('drain', 'stop', 'maintenance', 'gate', 'start', 'return')
 # (the phases every host has a column for; stop and start only when a host of the run stopped VMs in place)
@@ -237,6 +232,12 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
             else:
                 entry.update(status='skipped', decision='skip',
                              predicted={'drain_s': 0.0, 'maintenance_s': 0.0, 'return_s': 0.0, 'total_s': 0.0})
+        elif (h.get('record') or {}).get('failed_phase') == 'start':
+            # (its maintenance and gate are done: the resumed attempt starts again what it stopped, then goes on)
+            entry.update(status='resume', resume_at='start', stop={}, unplaceable={}, moves=[],
+                         still_stopped=RR.still_stopped(h.get('record')))
+            entry['predicted'] = dict(entry['predicted'], drain_s=0.0, maintenance_s=0.0,
+                                      total_s=round(entry['predicted']['return_s'], 1))
         elif entry['unplaceable']:
             entry['status'] = 'unplaceable'
             unplaceable_by_host[name] = entry['unplaceable']
@@ -305,6 +306,11 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
             lines.append('  %s: SKIPPED, not drained nor maintained - %s' % (h['name'], h['why'] or 'no drain needed'))
             continue
         p = h['predicted']
+        if h.get('resume_at') == 'start':
+            again = ', '.join(h['still_stopped']) or 'nothing'
+            lines.append('  %s (half done by an earlier run: first): resumes at its start phase - starts again %s, '
+                         'then returns its VMs - predicted %s' % (h['name'], again, _fmt_s(p['total_s'])))
+            continue
         if h['status'] == 'in_place':
             lines.append('  %s: MAINTAINED IN PLACE, not drained (%s) - predicted maintenance %s; %s' % (
                 h['name'], h['why'] or 'no drain needed', _fmt_s(p['maintenance_s']),
@@ -361,12 +367,6 @@ def where_each_vm_ends(records):
             if m.get('state') in ('migrated', 'migrated_after_recovery'):
                 ends[m['name']] = r['name']
     return ends
-
-
-def _median(values):
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
 
 
 def attempts(record):
@@ -459,8 +459,8 @@ def report(records, run_id='', predicted=None):
             ', '.join('%s %.1f s for %.1f s (%d %%%s)' % (
                 h, e['predicted_s'], e['actual_s'], e['error_pct'], ', calibrated' if e['calibrated'] else '')
                 for h, e in sorted(errors.items())),
-            round(_median([e['error_pct'] for e in errors.values()])),
-            ', once calibrated %d %%' % round(_median(calibrated)) if calibrated else ''))
+            round(median([e['error_pct'] for e in errors.values()])),
+            ', once calibrated %d %%' % round(median(calibrated)) if calibrated else ''))
     where = where_each_vm_ends(records)
     if where:
         table.append('every VM moved ends on: %s' % ', '.join('%s %s' % (vm, h) for vm, h in sorted(where.items())))
@@ -468,8 +468,8 @@ def report(records, run_id='', predicted=None):
     out = {'run_id': run_id, 'state': state, 'hosts': records, 'ends': where, 'predicted_total_s': predicted,
            'stopped_in_place': down,
            'actual_total_s': actual, 'table': table, 'drain_errors': errors,
-           'median_drain_error_pct': round(_median([e['error_pct'] for e in errors.values()]), 1) if errors else None,
-           'median_calibrated_drain_error_pct': round(_median(calibrated), 1) if calibrated else None}
+           'median_drain_error_pct': round(median([e['error_pct'] for e in errors.values()]), 1) if errors else None,
+           'median_calibrated_drain_error_pct': round(median(calibrated), 1) if calibrated else None}
     out['html'] = timeline_html(records, 'rolling maintenance %s: %s' % (run_id, state), table)
     return out
 
@@ -482,13 +482,10 @@ PHASE_COLOURS = {'drain': '#2e86c1', 'stop': '#c0392b', 'maintenance': '#7f8c8d'
 HOST_COLOURS = ('#2e86c1', '#e67e22', '#16a085', '#8e44ad', '#c0392b', '#2c3e50', '#d4ac0d', '#7f8c8d')
 
 
-# (a report fits the screen it is read on: long lines - a failed attempt's reason - wrap, never run off the edge)
-PAGE_STYLE = '<style>pre{white-space:pre-wrap;overflow-wrap:anywhere}h1,p{overflow-wrap:anywhere}</style>'
-
-
 def timeline_html(records, title, table_lines=(), width=960):
-    """A self-contained page: one row per host (its phases) and per VM (its moves, coloured by the host it went
-    to), on one linear time axis from the run's first step; the table below."""
+    """A rolling run's timeline (_report.render_timeline, on the controller): one row per host (its phases) and per VM
+    (its moves, coloured by the host it went to; its time stopped in place), from the run's first step; the table
+    below."""
     t0s = [_num(p['start']) for r in records for a in attempts(r) for p in a['phases'].values()
            if p.get('start') is not None]
     t0 = min(t0s) if t0s else 0.0
@@ -531,28 +528,8 @@ def timeline_html(records, title, table_lines=(), width=960):
                 d['name'], r['name'], 'down %.1f s' % (e - s) if d.get('back_at') is not None else 'not started again yet'),
                 1.0)]))
             span = max(span, e)
-    ticks = axis_ticks(span)
-    span = ticks[-1][0] or 1.0
-    left, right, row_h, top = 160, 20, 22, 30
-    scale = (width - left - right) / span
-    height = top + row_h * len(rows) + 10
-    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">'
-             % (width, height)]
-    for t, label in ticks:
-        x = left + t * scale
-        parts.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>' % (x, top - 5, x, height - 5))
-        parts.append('<text x="%.1f" y="%d" text-anchor="middle" class="tick">%s</text>' % (x, top - 10, escape(label)))
-    for i, (label, bars) in enumerate(rows):
-        y = top + i * row_h
-        parts.append('<text x="5" y="%d">%s</text>' % (y + 15, escape(label)))
-        for s, e, fill, tip, opacity in bars:
-            parts.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"%s><title>%s</title></rect>' % (
-                left + s * scale, y + 3, max(1.0, (e - s) * scale), row_h - 6, fill,
-                '' if opacity >= 1 else ' fill-opacity="%.2f"' % opacity, escape(tip)))
-    parts.append('</svg>')
     legend = ' '.join('<span style="color:%s">&#9632; %s</span>' % (c, ph) for ph, c in sorted(PHASE_COLOURS.items()))
     legend += ' | VMs coloured by the host they moved to: ' + ' '.join(
         '<span style="color:%s">&#9632; %s</span>' % (c, escape(h)) for h, c in sorted(colour.items()))
-    page = ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>%s</title>' + PAGE_STYLE + '</head><body>'
-            '<h1>%s</h1><p>%s</p>%s<pre>%s</pre></body></html>')
-    return page % (escape(title), escape(title), legend, ''.join(parts), escape('\n'.join(table_lines)))
+    return render_timeline([(label, bars, []) for label, bars in rows], span, title, legend, table_lines, width=width,
+                           left=160)

@@ -13,10 +13,6 @@ nothing a later job needs: any job rebuilds the run from the hosts (choose_run),
 records.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import json
 import os
 import re
@@ -170,7 +166,22 @@ def add_moves(record, kind, results, started_at):
     return r
 
 
-def add_power(record, kind, results):
+def add_stopping(record, names, at, how='stopping'):
+    """VMs about to be stopped in place (HOW stopping: recorded before the stop is asked, so that a stop cut short -
+    a lost connection, a lost controller - is never a VM down that no record names), or gone down with their host
+    (HOW host_restarted). Each counts as stopped until a later start says it is back."""
+    r = dict(record)
+    state = 'stopping' if how == 'stopping' else 'stopped'
+    r['stopped'] = list(r.get('stopped') or []) + [{'name': n, 'state': state, 'how': how, 'stopped_at': at}
+                                                   for n in names or []]
+    return r
+
+
+# a stop's results that say the VM still runs (refused, would not shut down, started again after another would not)
+STILL_RUNNING = ('not_stopped', 'did_not_stop', 'started_again')
+
+
+def add_power(record, kind, results, at=None):
     """The VMs stopped in place ('stopped': the stop_in_place module's results) or started again there ('started').
     A VM found already stopped was recorded by the job that stopped it; one found running (an earlier attempt started
     it, or a person did) counts as back from when it was seen so."""
@@ -179,6 +190,11 @@ def add_power(record, kind, results):
     states = ('stopped',) if kind == 'stopped' else ('started', 'already_running')
     r = dict(record)
     r[kind] = list(r.get(kind) or []) + [dict(x) for x in results or [] if x.get('state') in states]
+    if kind == 'stopped':
+        # (not stopped after all, or stopped and started again because another guest would not stop: running - it
+        # was recorded as about to stop)
+        r['started'] = list(r.get('started') or []) + [
+            dict(x, running_at=x.get('running_at') or at) for x in results or [] if x.get('state') in STILL_RUNNING]
     return r
 
 
@@ -207,6 +223,8 @@ def downtimes(record):
     r = record or {}
     out = []
     for s in r.get('stopped') or []:
+        if s.get('state') == 'stopping':
+            continue    # (the intent: the stop's own entry follows, with its time)
         back = _back(r, s)
         at = (back.get('answered_at') or back.get('running_at')) if back else None
         out.append({'name': s.get('name'), 'stopped_at': s.get('stopped_at'), 'back_at': at, 'how': s.get('how'),
@@ -312,4 +330,8 @@ def choose_run(records_by_host, group, run_id='', resume=False, abandon='', now=
     new_id = run_id or new_run_id(group, now)
     if new_id in mine:
         raise RecordError('run %s is already on the hosts: give another run id' % new_id)
-    return {'run_id': new_id, 'mode': 'new', 'abandon': abandon, 'message': 'a new run: %s' % new_id}
+    message = 'a new run: %s' % new_id
+    if abandon:
+        # (said loudly: what the abandoned run leaves as it is - VMs away from home, VMs stopped in place and down)
+        message += ' - run %s abandoned as it stands: %s' % (abandon, _describe(abandon, mine[abandon]))
+    return {'run_id': new_id, 'mode': 'new', 'abandon': abandon, 'message': message}

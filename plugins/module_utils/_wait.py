@@ -10,10 +10,6 @@ moves - goes through :func:`wait_until`: it has a deadline (no wait without one)
 and takes the clock and sleep it uses, so unit tests run it on a fake clock without waiting.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 import math
 import time
 
@@ -22,7 +18,7 @@ class WaitTimeout(Exception):
     """A wait reached its deadline; LAST is the predicate's last (falsy) answer."""
 
     def __init__(self, msg, last=None):
-        super(WaitTimeout, self).__init__(msg)
+        super().__init__(msg)
         self.msg = msg
         self.last = last
 

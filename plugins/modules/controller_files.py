@@ -4,10 +4,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 DOCUMENTATION = r'''
 ---
 module: controller_files
@@ -71,13 +67,12 @@ seealso:
 '''
 
 EXAMPLES = r'''
-- name: Save a drain's report on the controller, in three forms
+- name: Save a drain's report on the controller, in two forms
   vmmigration.libvirt.controller_files:
     dir: "/var/tmp/vmmigration-reports/{{ inventory_hostname }}"
     files:
       - {name: report.json, json: "{{ result }}"}
       - {name: report.txt, content: "{{ result.report.table | join('\n') }}\n"}
-      - {name: timeline.html, content: "{{ result.report.html }}"}
 '''
 
 RETURN = r'''

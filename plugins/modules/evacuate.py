@@ -4,10 +4,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 DOCUMENTATION = r'''
 ---
 module: evacuate
@@ -20,7 +16,9 @@ description:
     M(vmmigration.libvirt.migrate)'s engine (with O(migrate_options)), with O(per_vm_timeout_s) as its hard
     deadline; each cold one is M(vmmigration.libvirt.cold_migrate)'s (with O(cold_options)).
   - VMs that can only move cold follow O(non_live_policy) - V(skip) (left running, reported), V(shutdown)
-    (shut down on the source) or V(cold) (cold-migrated). VMs no destination can take are left and reported.
+    (shut down on the source - the collection's one shutdown policy - ACPI pressed every 5 s for O(cold_options)'s
+    C(shutdown_timeout_s), powered off after that only with its C(force); a guest that did not stop is said so and
+    still runs there) or V(cold) (cold-migrated). VMs no destination can take are left and reported.
   - One VM failing does not stop the others unless O(stop_on_failure); after O(timeout_s) no new move starts.
     A failed live migration is rolled back by the engine - the VM keeps running on the source.
   - Progress goes to O(status_file) (read it with M(vmmigration.libvirt.evacuation_status)); every plan,
@@ -342,7 +340,9 @@ wall_s:
   returned: when the drain ran
   type: float
 report:
-  description: The report as text lines (RV(report.table)) and as an HTML page with a timeline of the migrations (RV(report.html)).
+  description:
+    - The report's text lines (RV(report.table)) and its title. The HTML timeline of the migrations is drawn on the
+      controller from RV(results) - into C(timeline.html) with O(background.report_dir) - never carried in the result.
   returned: when the drain ran
   type: dict
   contains:
@@ -350,8 +350,8 @@ report:
       description: One aligned line per VM - destination, method, strategy, state, start, time, downtime, MiB moved.
       type: list
       elements: str
-    html:
-      description: A self-contained HTML page with an SVG timeline.
+    title:
+      description: The timeline's title - C(Evacuation of SOURCE), or C(Rollback to SOURCE).
       type: str
 '''
 

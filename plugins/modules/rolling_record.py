@@ -4,10 +4,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 DOCUMENTATION = r'''
 ---
 module: rolling_record
@@ -52,7 +48,8 @@ options:
       - V(read) returns every record on the host (O(group) is not needed).
       - V(start) records the run O(run_id) of O(group) over O(hosts) on this host (state V(planned)), unless it is
         recorded already.
-      - V(update) applies, in this order, O(begin), O(moves), O(marks), O(error) and O(done) to the run's record.
+      - V(update) applies, in this order, O(begin), O(stopping), O(stopped), O(started), O(moves), O(marks), O(error) and
+        O(done) to the run's record.
       - V(abandon) marks the run's record V(abandoned) (where it is not finished) - a new run may then start.
     type: str
     choices: [read, start, update, abandon]
@@ -84,6 +81,18 @@ options:
       - What a drain or the return moved - C(kind) (V(drained) or V(returned)), C(results) (the evacuate module's),
         C(started_at) (its drain's start).
     type: dict
+  stopping:
+    description:
+      - VMs about to be stopped in place (recorded before the stop is asked - a stop cut short never leaves a VM down
+        that no record names), or gone down with this host (O(stopping_how=host_restarted)). Each counts as stopped
+        until O(started) says it is back.
+    type: list
+    elements: str
+  stopping_how:
+    description: V(stopping) (about to be stopped) or V(host_restarted) (went down with the host).
+    type: str
+    choices: [stopping, host_restarted]
+    default: stopping
   stopped:
     description:
       - The VMs stopped in place on this host (the results of M(vmmigration.libvirt.stop_in_place) with
@@ -92,8 +101,8 @@ options:
     elements: dict
   started:
     description:
-      - The VMs started again on this host (its results with O(vmmigration.libvirt.stop_in_place#module:state=running));
-        those it found already running are not added.
+      - The VMs started again on this host (its results with O(vmmigration.libvirt.stop_in_place#module:state=running)),
+        and those it found running already (back from when they were seen so).
     type: list
     elements: dict
   marks:
@@ -178,9 +187,11 @@ def _time(value, default):
 def _apply(record, p):
     if p['begin'] is not None:
         record = R.begin(record, p['begin'].get('predicted', p['begin']))
+    if p['stopping']:
+        record = R.add_stopping(record, p['stopping'], p['at'] or time.time(), p['stopping_how'])
     for kind in ('stopped', 'started'):
         if p[kind]:
-            record = R.add_power(record, kind, p[kind])
+            record = R.add_power(record, kind, p[kind], p['at'] or time.time())
     if p['moves']:
         record = R.add_moves(record, p['moves'].get('kind'), p['moves'].get('results') or [],
                              p['moves'].get('started_at'))
@@ -204,6 +215,8 @@ def main():
         at=dict(type='float'),
         begin=dict(type='dict'),
         moves=dict(type='dict'),
+        stopping=dict(type='list', elements='str'),
+        stopping_how=dict(type='str', default='stopping', choices=['stopping', 'host_restarted']),
         stopped=dict(type='list', elements='dict'),
         started=dict(type='list', elements='dict'),
         marks=dict(type='list', elements='dict', default=[]),

@@ -4,10 +4,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 DOCUMENTATION = r'''
 ---
 module: stop_in_place
@@ -22,6 +18,9 @@ description:
     until each is off or O(shutdown_timeout_s) passed. A guest still running then is powered off only with
     O(force); without it, the VMs this task stopped are started again - the host is left as it was - and the task
     fails naming the guest.
+  - A VM set to start with its host (libvirt's autostart) has that turned off while it is stopped in place - libvirt
+    would start it as the host comes back from its maintenance, before its health gate and out of order - and the
+    result says so (C(autostart)); O(restore_autostart) turns it on again once the VM is back.
   - O(state=running) starts the VMs one after another in the order of O(domains), each waited for until it runs
     and, when O(verify_addresses_by_vm) names addresses for it, until they answer an ICMP echo from this host. A VM
     that does not come back does not keep the others down - all are started - and the task then fails naming it.
@@ -79,6 +78,22 @@ options:
       - Seconds each VM is given, from its start, to run and, with O(verify_addresses_by_vm), to answer (O(state=running)).
     type: float
     default: 300
+  restore_autostart:
+    description:
+      - With O(state=running), the VMs whose autostart the stop turned off (their C(autostart) result) - turned on again
+        once each is back (a VM that does not come back keeps it off).
+    type: list
+    elements: str
+    default: []
+  peers:
+    description:
+      - With O(state=running), the libvirt URIs of the other hypervisors that could run these VMs (the rolling_maintenance
+        role gives the rest of its group). A VM running on one of them - a domain with its UUID, started there by hand
+        or by another tool during the maintenance - is not started here (never two copies of one guest on one disk),
+        and the task fails naming it. A peer that cannot be asked is said in the VM's C(unasked) and as a warning.
+    type: list
+    elements: str
+    default: []
   verify_addresses_by_vm:
     description:
       - Addresses per VM (VM name - list of addresses) that must answer an ICMP echo from this host before the VM counts
@@ -120,10 +135,16 @@ results:
       sample: db01
     state:
       description:
-        - V(stopped), V(already_stopped), V(would_stop) (check mode) for O(state=stopped);
+        - V(stopped), V(already_stopped), V(would_stop) (check mode), V(started_again) (stopped, then started again
+          because another guest would not stop), V(did_not_stop) (that guest), V(not_stopped) (refused) for
+          O(state=stopped);
           V(started), V(already_running), V(would_start), V(failed) for O(state=running).
       type: str
       sample: stopped
+    autostart:
+      description: Its autostart was on - turned off by the stop (O(state=stopped)), on again (O(state=running)).
+      type: bool
+      sample: true
     how:
       description: V(clean) (the guest shut itself down) or V(forced) (powered off after O(shutdown_timeout_s)).
       type: str
@@ -152,11 +173,18 @@ results:
       description: Seconds from its start to running - to answering when addresses were given.
       type: float
       sample: 11.2
+    unasked:
+      description: The O(peers) that could not be asked whether they run it (URI - why).
+      type: list
+      elements: str
+      sample: ['qemu+tls://hv3/system: cannot connect to libvirt at qemu+tls://hv3/system']
     error:
       description: Why it did not come back (V(failed)).
       type: str
       sample: runs, but 192.0.2.21 did not answer within 300 s of its start
 '''
+
+import ipaddress
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _power as POWER
@@ -185,6 +213,8 @@ def main():
         refuse_others=dict(type='bool', default=False),
         start_timeout_s=dict(type='float', default=300),
         verify_addresses_by_vm=dict(type='dict', default={}),
+        peers=dict(type='list', elements='str', default=[]),
+        restore_autostart=dict(type='list', elements='str', default=[]),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -193,6 +223,13 @@ def main():
     if bad:
         module.fail_json(msg='verify_addresses_by_vm: a list of addresses per VM (not for %s); nothing was changed'
                          % ', '.join(sorted(bad)))
+    for name, addresses in sorted(p['verify_addresses_by_vm'].items()):
+        for a in addresses:
+            try:
+                ipaddress.ip_address(str(a))
+            except ValueError:
+                module.fail_json(msg='verify_addresses_by_vm: %r of %s is not an IP address; nothing was changed'
+                                 % (a, name))
     for name, value in (('shutdown_timeout_s', p['shutdown_timeout_s']), ('start_timeout_s', p['start_timeout_s'])):
         if value <= 0:
             module.fail_json(msg='%s must be more than 0 (got %s); nothing was changed' % (name, value))
@@ -206,8 +243,12 @@ def main():
             changed = any(r['state'] in ('stopped', 'would_stop') for r in results)
         else:
             results = POWER.start(client, p['domains'], p['start_timeout_s'], p['verify_addresses_by_vm'],
-                                  module.check_mode, probe=probe)
+                                  module.check_mode, probe=probe, peers=[cache.get(u) for u in p['peers']],
+                                  restore_autostart=p['restore_autostart'])
             changed = any(r['state'] in ('started', 'would_start') for r in results)
+            for r in results:
+                if r.get('unasked'):
+                    module.warn('%s: not asked whether it runs elsewhere - %s' % (r['name'], '; '.join(r['unasked'])))
     module.exit_json(changed=changed, results=results)
 
 

@@ -7,10 +7,6 @@
 controller and before anything runs, with the name it has now - never ignored, never the bare "Unsupported
 parameters" list. The table is the changelog's (a unit test keeps them the same)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # pylint: disable=invalid-name
-
 from ansible.plugins.action import ActionBase
 
 # every module that opens a libvirt connection (connect_retries and connect_retry_delay_s)
@@ -64,7 +60,7 @@ class RenamedOptionsAction(ActionBase):
         return self._task.action.rsplit('.', 1)[-1]
 
     def run(self, tmp=None, task_vars=None):
-        result = super(RenamedOptionsAction, self).run(tmp, task_vars)
+        result = super().run(tmp, task_vars)
         del tmp
         problems = renamed_problems(self.module_name(), self._task.args)
         if problems:

@@ -30,7 +30,7 @@ def test_a_rolling_report_with_long_reasons_fits_1280_px(tmp_path):
     html = _rolling.timeline_html([], "rolling maintenance hypervisors-20261204T150000Z", lines)
     assert browser.overflow_px(page(tmp_path, "rolling", html)) == 0
     # (the measure itself: the same page without the report's style runs off the edge)
-    bare = html.replace(_rolling.PAGE_STYLE, "")
+    bare = html.replace(_report.PAGE_STYLE, "")
     assert browser.overflow_px(page(tmp_path, "rolling-bare", bare)) > 100
 
 

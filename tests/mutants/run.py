@@ -107,10 +107,11 @@ MUTANTS = {
         ("            if not shared:\n                files.append({'kind': 'nvram'",
          "            if False:\n                files.append({'kind': 'nvram'")],
         'a cold move leaves the UEFI NVRAM behind: the guest boots on the destination without its own variables'),
-    'shutdown-said-without-waiting': (MU + '_evacuation.py', [
-        ("            if wait_until(lambda: not dom.isActive(), timeout, 0.5, self.clock, self.sleep):",
-         "            if True:")],
-        'the shutdown policy reports a VM shut down without waiting for it to stop'),
+    'shutdown-said-without-waiting': (MU + '_power.py', [
+        ("            if not dom.isActive():\n                done[n] = {'how': 'clean'",
+         "            if True:\n                done[n] = {'how': 'clean'")],
+        'the shutdown policy (one for cold moves, the drain and stop in place) reports a VM shut down without waiting '
+        'for it to stop'),
     'unseen-marker-taken-as-shared': (MU + '_storage.py', [
         ("        except LibvirtClientError:\n            return 'not_shared', ('same path, different storage",
          "        except LibvirtClientError:\n            return 'shared', ('same path, different storage")],
@@ -194,6 +195,16 @@ MUTANTS = {
          "")],
         'a VM to stop in place is moved by the drain of an approved plan (and the stop then refuses, or finds it gone)',
         'tests/unit/plugins/module_utils/test__evacuation.py'),
+    'start-while-running-elsewhere': (MU + '_power.py', [
+        ("            if elsewhere:\n                r.update(state='failed', error='not started here",
+         "            if False:\n                r.update(state='failed', error='not started here")],
+        'a VM stopped in place is started again on its host while another host of the group runs it (two copies of '
+        'one guest on one disk)', 'tests/unit/plugins/module_utils/test__power.py'),
+    'stop-not-recorded-before-it-is-asked': (MU + '_runrecord.py', [
+        ("                                                   for n in names or []]",
+         "                                                   for n in ()]")],
+        'a stop cut short (a lost connection, a lost controller) leaves a VM down that no record names: a resumed run '
+        'does not start it', 'tests/unit/plugins/module_utils/test__rolling_patching.py'),
     'unmovable-vm-stopped-without-the-policy': (MU + '_rolling.py', [
         ("        elif unplaceable == 'stop_in_place':", "        elif True:")],
         'a VM that cannot move is stopped in place although the operator chose refuse or skip',

@@ -33,7 +33,7 @@ import time
 import xml.etree.ElementTree as ET
 from urllib.parse import urlparse
 
-from ansible.module_utils.six.moves.collections_abc import MutableMapping
+from collections.abc import MutableMapping
 
 import libvirt
 
@@ -93,9 +93,10 @@ class Injected(Exception):
 class Dom:
     """One domain's state on one host."""
 
-    def __init__(self, name, uuid, xml, state=RUNNING, persistent=True, reason=1):
+    def __init__(self, name, uuid, xml, state=RUNNING, persistent=True, reason=1, autostart=False):
         self.name, self.uuid, self.xml = name, uuid, xml
         self.state, self.reason, self.persistent = state, reason, persistent
+        self.autostart = autostart
 
     @property
     def active(self):
@@ -450,6 +451,13 @@ class FakeDomain(libvirt.virDomain):
 
     def isPersistent(self):  # pylint: disable=invalid-name
         return int(self._d('isPersistent').persistent)
+
+    def autostart(self):
+        return int(self._d('autostart').autostart)
+
+    def setAutostart(self, flag):  # pylint: disable=invalid-name
+        self._d('setAutostart').autostart = bool(flag)
+        return 0
 
     def state(self, flags=0):  # pylint: disable=unused-argument
         d = self._d('state')

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as REP
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling as R
 
 
@@ -46,7 +47,7 @@ def test_a_host_the_cluster_cannot_empty_is_named_with_each_vm_and_reason():
 
 @pytest.mark.parametrize('span', [0.4, 3.9, 7.3, 16.2, 59, 61, 299.5, 3601])
 def test_the_time_axis_is_linear_with_even_steps_and_labels(span):
-    ticks = R.axis_ticks(span)
+    ticks = REP.axis_ticks(span)
     steps = set(round(b[0] - a[0], 6) for a, b in zip(ticks, ticks[1:]))
     assert len(steps) == 1, ticks           # evenly spaced ...
     step = steps.pop()
@@ -78,7 +79,7 @@ def test_report_says_where_each_vm_ends_and_bars_agree_with_the_table():
     assert rep['table'][-1] == 'run r1: done, took 30.0 s (predicted 40.0 s)'
     # the move's bar: from its start in its drain (1.0 + 0.2 s after the host's first step), as long as the table says
     html = rep['html']
-    ticks = R.axis_ticks(30.0)
+    ticks = REP.axis_ticks(30.0)
     scale = (960 - 160 - 20) / ticks[-1][0]
     pattern = r'<rect x="([\d.]+)" y="\d+" width="([\d.]+)" height="\d+" fill="[^"]+"><title>a -&gt; h2: migrated, 2.8 s'
     found = re.search(pattern, html)
@@ -138,7 +139,7 @@ def test_a_resumed_host_keeps_its_earlier_attempt_and_each_move_stays_at_its_own
     html = rep['html']
     assert 'h2 drain: 6.0 s (attempt 1, maintenance failed)' in html and 'fill-opacity="0.45"' in html
     # b's bar starts at its own drain's start (1001 + 0.2 s from the run's first step at 1000), not the resume's
-    scale = (960 - 160 - 20) / R.axis_ticks(115.0)[-1][0]
+    scale = (960 - 160 - 20) / REP.axis_ticks(115.0)[-1][0]
     found = re.search(r'<rect x="([\d.]+)" y="\d+" width="[\d.]+" height="\d+" fill="[^"]+"><title>b -&gt; h1', html)
     assert found and abs(float(found.group(1)) - (160 + 1.2 * scale)) < 0.1, html
     # a host that never resumed has no earlier attempt

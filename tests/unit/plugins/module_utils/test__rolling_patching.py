@@ -117,6 +117,24 @@ def test_the_records_keep_what_stopped_and_what_started_again():
     assert 'VMs stopped in place, not started again yet: db1 on h1' in RR._describe('run1', {'h1': r})
 
 
+def test_a_vm_about_to_stop_counts_as_stopped_until_a_start_says_it_is_back():
+    """(the intent is recorded before the stop is asked: a stop cut short - a lost connection, a lost controller -
+    never leaves a VM down that no record names)"""
+    r = RR.add_stopping(RR.new_record('g', 'run1', 'h1', ['h1'], 1.0), ['db1', 'db2'], 100.0)
+    assert RR.still_stopped(r) == ['db1', 'db2'] and RR.downtimes(r) == []
+    r = RR.add_power(r, 'stopped', [{'name': 'db1', 'state': 'stopped', 'how': 'clean', 'stopped_at': 101.0},
+                                    {'name': 'db2', 'state': 'started_again', 'started_at': 130.0, 'running_at': 130.0}])
+    assert RR.still_stopped(r) == ['db1'] and [d['name'] for d in RR.downtimes(r)] == ['db1']
+    # (a stop refused, or a guest that would not stop: still running - not a VM down)
+    r3 = RR.add_stopping(RR.new_record('g', 'run1', 'h1', ['h1'], 1.0), ['a', 'b'], 100.0)
+    r3 = RR.add_power(r3, 'stopped', [{'name': 'a', 'state': 'not_stopped'}, {'name': 'b', 'state': 'did_not_stop'}],
+                      at=105.0)
+    assert RR.still_stopped(r3) == []
+    # (gone down with the host: a restart during a maintenance in place)
+    r = RR.add_stopping(r, ['web'], 200.0, how='host_restarted')
+    assert RR.still_stopped(r) == ['db1', 'web'] and RR.downtimes(r)[-1]['how'] == 'host_restarted'
+
+
 def test_the_stop_and_start_are_phases_of_the_record():
     r = RR.new_record('g', 'run1', 'h1', ['h1'], 1.0)
     for phase, mark, at in (('drain', 'start', 1), ('drain', 'end', 2), ('stop', 'start', 2), ('stop', 'end', 3),
@@ -150,3 +168,23 @@ def test_a_run_without_stops_keeps_its_four_phase_columns():
     r['name'] = 'h1'
     r = RR.mark(RR.mark(r, 'drain', 'start', 1.0), 'drain', 'end', 2.0)
     assert R.report([r], 'run1')['table'][0].split()[2:6] == ['DRAIN', 'MAINTENANCE', 'GATE', 'RETURN']
+
+
+def test_abandoning_a_run_says_the_vms_it_leaves_stopped():
+    r = RR.add_stopping(dict(RR.new_record('g', 'old', 'h1', ['h1'], 1.0), state='failed'), ['db1'], 100.0)
+    out = RR.choose_run({'h1': [r]}, 'g', abandon='old', now=0)
+    assert out['mode'] == 'new' and 'run old abandoned as it stands: old (h1 failed); VMs stopped in place, not ' \
+        'started again yet: db1 on h1' in out['message']
+
+
+def test_a_host_that_failed_in_its_start_phase_resumes_there():
+    """(its drain, stop, maintenance and gate are done: the resumed attempt starts again what is down, nothing more)"""
+    hp = hosts('drain')
+    rec = RR.add_stopping(RR.new_record('g', 'r', 'h1', ['h1'], 1.0), ['db1'], 10.0)
+    hp[0]['record'] = dict(rec, state='failed', failed_phase='start')
+    cp = R.cluster_plan(hp, ['h1', 'h2', 'h3'], unplaceable='stop_in_place', expected_s=60)
+    h1 = by_name(cp)['h1']
+    assert h1['status'] == 'resume' and h1['stop'] == {} and h1['moves'] == [] and cp['order'][0] == 'h1'
+    assert 'h1' not in cp['stop'] and h1['predicted']['maintenance_s'] == 0.0
+    assert any(line.startswith('  h1 (half done by an earlier run: first): resumes at its start phase - starts again '
+                               'db1, then returns its VMs') for line in cp['lines'])

@@ -125,14 +125,15 @@ def run_cold(w, tmp_path, **kw):
         return getattr(e, 'result', None) or {}, e, engine
 
 
-def run_drain(w, tmp_path, plan=None, policy='skip', timeout_s=3600, names=None, rollback=False):
+def run_drain(w, tmp_path, plan=None, policy='skip', timeout_s=3600, names=None, rollback=False, cold=None):
     p = {'uri': F.uri('h1'), 'destinations': [{'name': 'h2', 'uri': F.uri('h2')}, {'name': 'h3', 'uri': F.uri('h3')}],
          'domains': list(names) if names else None, 'headroom_mib': 0, 'anti_affinity': {}, 'pinned': {},
          'rate_mibps': 1000, 'max_outbound': 2, 'max_inbound': 1, 'max_total': 4, 'non_live_policy': policy,
          'per_vm_timeout_s': 600, 'timeout_s': timeout_s, 'stop_on_failure': False, 'announce': False, 'journal': str(tmp_path / 'journal'),
          'status_file': str(tmp_path / 'status'), 'source_name': 'h1', 'rollback': rollback,
          'return_uri': F.uri('h1') if rollback else None,
-         'migrate_options': {'tuning': {'poll_interval_s': 0.001, 'dirty_rate_sample_s': 0}}, 'cold_options': {}, 'plan': plan}
+         'migrate_options': {'tuning': {'poll_interval_s': 0.001, 'dirty_rate_sample_s': 0}}, 'cold_options': cold or {},
+         'plan': plan}
     ev = E.Evacuation(F.FakeCache(w), p, lambda: F.FakeCache(w), clock=w.clock, sleep=w.clock.sleep)
     ev._source_security = None  # pylint: disable=protected-access
     try:
@@ -611,12 +612,12 @@ def test_drain_cold_moves_and_shutdown_policy_at_every_failure_point(tmp_path, m
     monkeypatch.setattr(CM, 'check_domains', checks_pass('shared'))
     counter = {'n': 0}
 
-    def runner(policy):
+    def runner(policy, cold=None):
         def run(w):
             counter['n'] += 1
             d = tmp_path / ('%s%d' % (policy, counter['n']))
             d.mkdir()
-            return run_drain(w, d, policy=policy)
+            return run_drain(w, d, policy=policy, cold=cold)
         return run
     w = new_world(('vm1', 'vm2'))
     result, err, _ev = runner('cold')(w)
@@ -629,12 +630,21 @@ def test_drain_cold_moves_and_shutdown_policy_at_every_failure_point(tmp_path, m
     sites = sweep('drain, one VM cold', lambda: new_world(('vm1', 'vm2')), runner('cold'), drain_invariants, tmp_path,
                   first_only=True, bound=800)
 
+    # the one shutdown policy: a guest deaf to ACPI is said so and left running, unless cold_options.force
+    w = new_world(('vm1', 'vm2'))
+    w.ignore_shutdown = True
+    result, err, _ev = runner('shutdown')(w)
+    assert err is None and [(x['name'], x['result']) for x in result['left']] == [
+        ('vm2', 'shutdown failed: did not shut down within 120 s (cold_options.force=true powers it off); it still runs '
+                'here')] and w.where('vm2') == {'h1': F.RUNNING} and result['still_running_on_source'] == ['vm2']
+    assert len([x for x in w.log if x[1].startswith('shutdown@')]) >= 20   # pressed every 5 s, not once
+
     def deaf():
         w = new_world(('vm1', 'vm2'))
-        w.ignore_shutdown = True            # stopped hard after the shutdown timeout
+        w.ignore_shutdown = True            # powered off after the shutdown timeout (cold_options.force)
         return w
-    sites |= sweep('drain, one VM shut down', deaf, runner('shutdown'), drain_invariants, tmp_path, first_only=True,
-                   bound=800)
+    sites |= sweep('drain, one VM shut down', deaf, runner('shutdown', {'force': True}), drain_invariants, tmp_path,
+                   first_only=True, bound=800)
     _print_coverage('drain, one')
     assert {'shutdown', 'destroy', 'create'} <= sites, sorted(sites)
 
