@@ -34,10 +34,6 @@ class PowerError(Exception):
         self.result = result or {}
 
 
-def _call(client, what, fn, *args):
-    return client.call(what, fn, *args)
-
-
 def refusals(client, names, state, refuse_others=False):
     """Why NAMES cannot be stopped (STATE stopped) or started (running) here - [] when they can - and {name: dom}.
     Each must be defined on this host and persistent (a transient domain is gone once stopped: it could never be
@@ -53,7 +49,7 @@ def refusals(client, names, state, refuse_others=False):
         if dom is None:
             why.append('%s is not defined on %s' % (name, client.uri))
             continue
-        if not _call(client, 'cannot read whether %s is persistent' % name, dom.isPersistent):
+        if not client.call('cannot read whether %s is persistent' % name, dom.isPersistent):
             why.append('%s is transient on %s: once stopped, libvirt forgets it and it could not be started again '
                        '(define it persistently - virsh dumpxml, virsh define - or let it move)' % (name, client.uri))
             continue
@@ -116,7 +112,7 @@ def stop(client, names, shutdown_timeout_s=120.0, force=False, check_mode=False,
     results = dict((n, {'name': n}) for n in names)
     to_stop = []
     for n in names:
-        if _call(client, 'cannot read the state of %s' % n, doms[n].isActive):
+        if client.call('cannot read the state of %s' % n, doms[n].isActive):
             to_stop.append(n)
             results[n]['state'] = 'would_stop'
         else:
@@ -138,8 +134,8 @@ def stop(client, names, shutdown_timeout_s=120.0, force=False, check_mode=False,
         # before its gate, out of order: off while it is stopped in place, on again once it is back - start())
         for n in sorted(done):
             try:
-                if _call(client, 'cannot read the autostart of %s' % n, doms[n].autostart):
-                    _call(client, 'cannot turn off the autostart of %s' % n, doms[n].setAutostart, 0)
+                if client.call('cannot read the autostart of %s' % n, doms[n].autostart):
+                    client.call('cannot turn off the autostart of %s' % n, doms[n].setAutostart, 0)
                     results[n]['autostart'] = True
             except LibvirtClientError as e:
                 results[n]['autostart_error'] = e.msg
@@ -150,7 +146,7 @@ def stop(client, names, shutdown_timeout_s=120.0, force=False, check_mode=False,
         back, failed = [], []
         for n in stopped:
             try:
-                _call(client, 'cannot start %s again' % n, doms[n].create)
+                client.call('cannot start %s again' % n, doms[n].create)
                 back.append(n)
                 # (down a moment, running again: not a VM stopped in place - the record counts it back)
                 results[n].update(state='started_again', started_at=round(now(), 3), running_at=round(now(), 3))
@@ -244,8 +240,8 @@ def start(client, names, start_timeout_s=300.0, addresses_by_vm=None, check_mode
             r.update(answered_at=round(now(), 3), boot_s=round(clock() - t0, 1))
         if n in (restore_autostart or ()) and not check_mode:
             try:
-                if not _call(client, 'cannot read the autostart of %s' % n, dom.autostart):
-                    _call(client, 'cannot turn on the autostart of %s again' % n, dom.setAutostart, 1)
+                if not client.call('cannot read the autostart of %s' % n, dom.autostart):
+                    client.call('cannot turn on the autostart of %s again' % n, dom.setAutostart, 1)
                 r['autostart'] = True
             except LibvirtClientError as e:
                 r.update(state='failed', error='back, but %s' % e.msg)
@@ -259,11 +255,11 @@ def start(client, names, start_timeout_s=300.0, addresses_by_vm=None, check_mode
 def _started(client, n, dom, r, failed, start_timeout_s, clock, now, sleep, t0):
     """Start N (DOM) and wait until it runs: True, or False with R and FAILED saying why."""
     try:
-        if not _call(client, 'cannot read the state of %s' % n, dom.isActive):
-            _call(client, 'cannot start %s' % n, dom.create)
+        if not client.call('cannot read the state of %s' % n, dom.isActive):
+            client.call('cannot start %s' % n, dom.create)
         else:
             # (paused, say: what runs it again)
-            _call(client, 'cannot resume %s' % n, dom.resume)
+            client.call('cannot resume %s' % n, dom.resume)
     except LibvirtClientError as e:
         r.update(state='failed', error=e.msg)
         failed.append('%s (%s)' % (n, e.msg))

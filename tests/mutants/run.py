@@ -178,7 +178,7 @@ MUTANTS = {
         'VMs are stopped for a maintenance while a VM the drain should have moved still runs there (it goes down '
         'with the host)', 'tests/unit/plugins/module_utils/test__power.py'),
     'stuck-guest-leaves-the-others-stopped': (MU + '_power.py', [
-        ("                _call(client, 'cannot start %s again' % n, doms[n].create)\n                back.append(n)",
+        ("                client.call('cannot start %s again' % n, doms[n].create)\n                back.append(n)",
          "                back.append(n)")],
         'a guest that will not shut down fails the step with the others it stopped left down - none of them '
         'recorded as stopped', 'tests/unit/plugins/module_utils/test__power.py'),
