@@ -43,6 +43,14 @@ options:
     type: list
     elements: str
     default: []
+  prefer_destinations:
+    description:
+      - Destinations tried first; the others take only the VMs that fit on none of these (the rolling_maintenance
+        role's wave passes the hosts it maintained already, so a VM moves once per run). Empty - every destination
+        alike (the roomiest first). Names that are not destinations are ignored.
+    type: list
+    elements: str
+    default: []
   non_live_policy:
     description:
       - What to do with VMs that cannot live-migrate anywhere but could move cold - V(skip) leaves them running

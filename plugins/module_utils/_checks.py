@@ -192,6 +192,28 @@ def check_cache_modes(disks, storage):
     return verdict('cache_modes', PASS, 'cache modes are safe for live migration')
 
 
+def judge(src_host, facts, dst_host, dst_domains, cpu_error, cpu_compared, storage, allow_copy, reserve_mib=0,
+          planned_mib=0):
+    """Every check of one domain (FACTS) against one reachable destination, from facts and the answers only the
+    destination's libvirt gives (CPU_ERROR, CPU_COMPARED: its CPU comparison; STORAGE: the shared-storage
+    findings by target). DST_DOMAINS: [(name, uuid, active)] there. Returns (checks, copy needed?, recommended)."""
+    checks = [check_reachable(None),
+              check_not_same_host(src_host.get('uuid'), dst_host.get('uuid')),
+              check_domain_type(facts['domain_type'], dst_host.get('domain_types')),
+              check_cpu(facts['cpu'], cpu_error, cpu_compared),
+              check_machine_type(facts['arch'], facts['machine'], dst_host.get('machine_types')),
+              check_versions(src_host, dst_host),
+              check_memory(facts['memory_kib'], dst_host.get('memory_free'), reserve_mib, planned_mib),
+              check_collision(facts['name'], facts['uuid'], dst_domains),
+              check_networks(facts['interfaces'], dst_host.get('bridges'), dst_host.get('networks')),
+              check_blockers(facts['blockers']),
+              check_storage(facts['disks'], storage, allow_copy),
+              check_cache_modes(facts['disks'], storage)]
+    copy_needed = any((storage.get(d['target']) or {}).get('verdict') != 'shared'
+                      for d in relevant_disks(facts['disks']) if not d.get('readonly'))
+    return checks, copy_needed, recommend(checks, facts['active'], copy_needed)
+
+
 def overall(verdicts):
     statuses = [v['status'] for v in verdicts]
     return FAIL if FAIL in statuses else WARN if WARN in statuses else PASS

@@ -25,16 +25,19 @@ except ImportError:  # pragma: no cover - not a Linux host
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _planner as P
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _security as SEC
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, recommend
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._cluster import (
+    EXCLUDED,
+    PLAN_VERSION,
+    assemble_plan,
+    new_vm_entry,
+    note_verdict,
+)
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import write_status as write_json
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._power import shut_down
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
 from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
 
-LIVE_METHODS = ('live', 'live_copy_storage', 'offline')
-# The plan's format: evacuate refuses a plan of another version.
-PLAN_VERSION = 1
 # what the drain does with VMs that cannot live-migrate anywhere (non_live_policy)
 NON_LIVE_POLICIES = ('skip', 'shutdown', 'cold')
 
@@ -44,6 +47,7 @@ PLAN_ARGSPEC = dict(
         name=dict(type='str', required=True), uri=dict(type='str', required=True), security=dict(type='dict'))),
     domains=dict(type='list', elements='str'),
     exclude_domains=dict(type='list', elements='str', default=[]),
+    prefer_destinations=dict(type='list', elements='str', default=[]),
     non_live_policy=dict(type='str', choices=list(NON_LIVE_POLICIES), default='skip'),
     headroom_mib=dict(type='int', default=1024),
     anti_affinity=dict(type='dict', default={}),
@@ -119,14 +123,6 @@ def validate_plan_options(p):
     return problems
 
 
-def group_of(anti_affinity):
-    out = {}
-    for group, members in (anti_affinity or {}).items():
-        for vm in members or []:
-            out[vm] = group
-    return out
-
-
 class PlanRefused(LibvirtClientError):
     """An approved plan that cannot run here at all (another host, version or policy); nothing was done."""
 
@@ -192,10 +188,6 @@ def revalidate(plan, source_doms, dest_state, policy, headroom_mib):
     order = dict((m['name'], i) for i, m in enumerate(plan['moves']))
     keep.sort(key=lambda m: order[m['name']])
     return dict(plan, moves=keep, left=left), changes
-
-
-# why a VM of exclude_domains is left on the host
-EXCLUDED = 'excluded from this drain (exclude_domains): it stays on this host'
 
 
 def without_excluded(plan, excluded):
@@ -270,9 +262,7 @@ def plan_evacuation(cache, p):
         names = sorted(active)
     stays = sorted(n for n in names if n in excluded and n in active)
     names = [n for n in names if n not in excluded]
-    groups = group_of(p.get('anti_affinity'))
-    per_vm = dict((n, {'memory_mib': 0, 'allowed': [], 'method': {}, 'refused': {}, 'copies': {}, 'storage': {},
-                       'uuid': None}) for n in names)
+    per_vm = dict((n, new_vm_entry()) for n in names)
     hosts = []
     for dest in p['destinations']:
         dst = cache.get(dest['uri'])
@@ -292,59 +282,9 @@ def plan_evacuation(cache, p):
                       'capacity_mib': report['destination']['memory_total'] / (1024 * 1024),
                       'groups': []})
         for r in report['domains']:
-            info = per_vm[r['name']]
-            info['memory_mib'] = r['memory_mib'] or 0
-            info['uuid'] = r.get('uuid') or info['uuid']
-            # memory is the planner's business (it counts what it places): judge the rest
-            others = [c for c in r['checks'] if c['check'] != 'memory']
-            copy_needed = any(v.get('verdict') != 'shared' for v in (r.get('storage') or {}).values())
-            method = r['recommended'] if r['recommended'] == 'already_there' else \
-                recommend(others, r['active'], copy_needed)
-            if method == 'cold' and not p.get('allow_cold'):
-                info['cold_at'] = info.get('cold_at', []) + [dest['name']]
-                method = 'none'
-            failing = [c['reason'] for c in r['checks'] if c['status'] == FAIL and c['check'] != 'memory']
-            if method in LIVE_METHODS or method == 'cold':
-                info['allowed'].append(dest['name'])
-                info['method'][dest['name']] = method
-                info['copies'][dest['name']] = copy_needed or bool(r.get('state_files'))
-                info['storage'][dest['name']] = dict((t, v.get('verdict')) for t, v in (r.get('storage') or {}).items())
-            elif method == 'none' and dest['name'] in info.get('cold_at', []):
-                info['refused'][dest['name']] = ['only a cold migration could move it'] + failing
-            else:
-                info['refused'][dest['name']] = failing or ['recommended: %s' % r['recommended']]
-    vms = []
-    for n in names:
-        info = per_vm[n]
-        vm = {'name': n, 'memory_mib': info['memory_mib'], 'allowed': info['allowed'], 'group': groups.get(n),
-              'pinned': (p.get('pinned') or {}).get(n)}
-        if not info['allowed']:
-            vm['method'] = 'none'
-            vm['reason'] = '; '.join('%s: %s' % (d, ', '.join(r)) for d, r in sorted(info['refused'].items()))
-        vms.append(vm)
-    placed = P.place(vms, hosts, headroom_mib=p.get('headroom_mib', 0))
-    moves = [{'name': n, 'source': 'source', 'dest': d, 'memory_mib': per_vm[n]['memory_mib']}
-             for n, d in sorted(placed['placements'].items())]
-    timeline, makespan = P.schedule(moves, p['rate_mibps'], p['max_outbound'], p['max_inbound'], p['max_total'],
-                                    overhead_s=p.get('overhead_s', 2.0),
-                                    durations=dict((k, float(v)) for k, v in (p.get('move_times') or {}).items()))
-    if timeline:
-        # the drain's own cost beyond its moves (start, verification, the source's check), measured: calibration
-        makespan = round(makespan + (p.get('fixed_s') or 0.0), 3)
-    out_moves = []
-    for t in timeline:
-        info = per_vm[t['name']]
-        out_moves.append({'name': t['name'], 'uuid': info['uuid'], 'destination': t['dest'],
-                          'method': info['method'][t['dest']], 'copies_disks': info['copies'][t['dest']],
-                          'storage': info['storage'].get(t['dest'], {}),
-                          'memory_mib': info['memory_mib'], 'start_s': t['start_s'], 'end_s': t['end_s']})
-    return {'version': PLAN_VERSION, 'source': {'uuid': src_uuid, 'uri': SEC.redact_uri(src.uri)},
-            'allow_cold': bool(p.get('allow_cold')), 'headroom_mib': p.get('headroom_mib', 0),
-            'moves': out_moves, 'left': dict(placed['unplaced'], **dict((n, EXCLUDED) for n in stays)),
-            'predicted_total_s': makespan,
-            'refused': dict((n, per_vm[n]['refused']) for n in names if per_vm[n]['refused']),
-            'cold_only': sorted(n for n in names if not per_vm[n]['allowed'] and per_vm[n].get('cold_at')),
-            'free_after_mib': placed['free_after']}
+            note_verdict(per_vm[r['name']], dest['name'], r, p.get('allow_cold'))
+    return assemble_plan(names, per_vm, hosts, p, src_uuid, SEC.redact_uri(src.uri), stays=stays,
+                         prefer=p.get('prefer_destinations') or None)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -72,27 +72,17 @@ def check_domains(src_client, dst_client, names, reserve_mib=0, planned_mib=0, a
                 continue
             raise LibvirtClientError('no domain named %s on %s' % (name, src_client.uri))
         facts = domain_facts(src_client, dom)
-        checks = [C.check_reachable(dst_error)]
         storage = {}
         if dst:
-            checks.append(C.check_not_same_host(src['uuid'], dst['uuid']))
-            checks.append(C.check_domain_type(facts['domain_type'], dst['domain_types']))
             err, compared = compare_cpu(dst_client, facts, migratable_cpu_xml(dom))
-            checks.append(C.check_cpu(facts['cpu'], err, compared))
-            checks.append(C.check_machine_type(facts['arch'], facts['machine'], dst['machine_types']))
-            checks.append(C.check_versions(src, dst))
-            checks.append(C.check_memory(facts['memory_kib'], dst['memory_free'], reserve_mib, planned))
-            checks.append(C.check_collision(facts['name'], facts['uuid'], dst_domains))
-            checks.append(C.check_networks(facts['interfaces'], dst['bridges'], dst['networks']))
-            checks.append(C.check_blockers(facts['blockers']))
-            same_host = src['uuid'] == dst['uuid']
-            if probe_storage and not same_host:
+            if probe_storage and src['uuid'] != dst['uuid']:
                 storage = probe_disks(src_client, dst_client, C.relevant_disks(facts['disks']))
-            checks.append(C.check_storage(facts['disks'], storage, allow_storage_copy))
-            checks.append(C.check_cache_modes(facts['disks'], storage))
-        copy_needed = any((storage.get(d['target']) or {}).get('verdict') != 'shared'
-                          for d in C.relevant_disks(facts['disks']) if not d.get('readonly'))
-        rec = C.recommend(checks, facts['active'], copy_needed)
+            checks, _copy, rec = C.judge(src, facts, dst, dst_domains, err, compared, storage, allow_storage_copy,
+                                         reserve_mib, planned)
+        else:
+            checks = [C.check_reachable(dst_error)]
+            copy_needed = any(not d.get('readonly') for d in C.relevant_disks(facts['disks']))
+            rec = C.recommend(checks, facts['active'], copy_needed)
         if rec != 'none':
             planned += C.kib_to_mib(facts['memory_kib'])
         reports.append({'name': name, 'uuid': facts['uuid'], 'verdict': C.overall(checks), 'recommended': rec,

@@ -10,7 +10,7 @@ parameters" list. The table is the changelog's (a unit test keeps them the same)
 from ansible.plugins.action import ActionBase
 
 # every module that opens a libvirt connection (connect_retries and connect_retry_delay_s)
-CONNECTED = ('cold_migrate', 'cpu_baseline', 'domain_addresses', 'evacuate', 'evacuation_plan', 'host_info',
+CONNECTED = ('cluster_facts', 'cold_migrate', 'cpu_baseline', 'domain_addresses', 'evacuate', 'evacuation_plan', 'host_info',
              'ip_advertise', 'migrate', 'migration_check', 'migration_job_info', 'shared_storage', 'stop_in_place')
 MOVES = ('migrate', 'cold_migrate', 'migration_check')
 TUNING = ('downtime_steps', 'downtime_step_delay_s', 'downtime_step_delay_s_per_gib', 'timeout_per_gib_s',

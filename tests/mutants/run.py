@@ -209,6 +209,21 @@ MUTANTS = {
         ("        elif unplaceable == 'stop_in_place':", "        elif True:")],
         'a VM that cannot move is stopped in place although the operator chose refuse or skip',
         'tests/unit/plugins/module_utils/test__rolling_patching.py'),
+    'cluster-plan-sends-to-a-host-out-with-it': (MU + '_cluster.py', [
+        ("        dests = [d for d in receivers if d not in outs]\n", "        dests = list(receivers)\n")],
+        'the drains of one step send VMs to each other: a VM lands on a host under maintenance',
+        'tests/unit/plugins/module_utils/test__cluster.py'),
+    'cluster-plan-ignores-collisions': (MU + '_cluster.py', [
+        ("        clash = self.clashes(vm, dest_set)\n", "        clash = {}\n")],
+        'a VM is planned onto a host that has a domain of its name or UUID (a second definition of one guest)',
+        'tests/unit/plugins/module_utils/test__cluster.py'),
+    'cluster-plan-forgets-what-a-step-placed': (MU + '_cluster.py', [
+        ("        free[dst] -= mib\n", "")],
+        'the drains of one step each count a destination\'s memory as if the others put nothing there: together they '
+        'overbook it', 'tests/unit/plugins/module_utils/test__cluster.py'),
+    'cluster-plan-ignores-the-cpu-answer': (MU + '_cluster.py', [
+        ("                cpu_err, compared = (ans or None), True\n", "                cpu_err, compared = None, True\n")],
+        'a VM is planned onto a host whose libvirt said it cannot run its CPU', 'tests/unit/plugins/module_utils/test__cluster.py'),
 }
 
 

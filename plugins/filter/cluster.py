@@ -1,0 +1,68 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) vmmigration.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The cluster plan on the controller, from one fact read per host (docs: cluster_questions.yml,
+cluster_plan.yml)."""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _cluster, _report, _rolling
+
+
+def _reads(value, what):
+    value = _rolling.plain(value)
+    if not isinstance(value, dict):
+        raise AnsibleFilterError('%s expects {host: the cluster_facts result} (got %s)' % (what, type(value).__name__))
+    return value
+
+
+def cluster_questions(reads):
+    """What every host is asked once all were read: each distinct CPU definition, directory and storage server."""
+    reads = _reads(reads, 'cluster_questions')
+    return _cluster.questions(dict((h, r) for h, r in reads.items() if isinstance(r, dict)))
+
+
+def cluster_plan(reads, answers, steps, options=None, destinations=None, exclude_domains=None, return_vms='original',
+                 wave=False):
+    """Every drain of a run, planned on the controller in the run's order (see _cluster.plan_run)."""
+    reads, answers = _reads(reads, 'cluster_plan'), _reads(answers or {}, 'cluster_plan (answers)')
+    steps = [[s] if isinstance(s, str) else s for s in _rolling.plain(steps) or []]
+    if not all(isinstance(s, list) for s in steps):
+        raise AnsibleFilterError('cluster_plan: steps is a list of lists of host names (got %r)' % (steps,))
+    if return_vms not in ('original', 'stay'):
+        raise AnsibleFilterError('cluster_plan: return_vms is original or stay (got %r)' % (return_vms,))
+    names = [h for s in steps for h in s]
+    dests = list(destinations) if destinations else sorted(reads)
+    problems = _cluster.read_problems(reads, sorted(set(names) | set(dests)))
+    problems += ['%s: named %d times in the steps' % (h, names.count(h)) for h in sorted(set(names))
+                 if names.count(h) > 1]
+    for h, a in sorted(answers.items()):
+        if not isinstance(a, dict) or a.get('version') != _cluster.READ_VERSION:
+            problems.append('%s: its answers are of format %s; this controller reads format %d'
+                            % (h, (a or {}).get('version') if isinstance(a, dict) else None, _cluster.READ_VERSION))
+    if len(set(dests)) < 2:
+        problems.append('a group of %d host(s) (%s): a drain needs another host to move to'
+                        % (len(set(dests)), ', '.join(dests) or 'none'))
+    if problems:
+        return {'problems': problems, 'plans': {}}
+    out = _cluster.plan_run(reads, answers, steps, _rolling.plain(options) or {}, destinations=dests,
+                            exclude_domains=list(exclude_domains or []), return_vms=return_vms, wave=bool(wave))
+    plans = {}
+    for h, plan in out['plans'].items():
+        plans[h] = dict(plan, plan=plan, changes=[], lines=_report.plan_lines(plan, h))
+    vms = sum(1 for r in reads.values() for vm in r.get('domains') or [] if vm.get('active'))
+    out.update(plans=plans, problems=[], vms=vms,
+               most_moves=max(out['moves_per_vm'].values() or [0]),
+               lines=['%d VMs, %d moves (%.2f a VM), %.0f MiB moved; %s' % (
+                   vms, out['moves'], out['moves'] / float(vms or 1), out['moved_mib'],
+                   'the wave' if wave else 'each drain on the roomiest hosts')])
+    return out
+
+
+class FilterModule:  # pylint: disable=too-few-public-methods
+    """The cluster plan's filters."""
+
+    def filters(self):
+        return {'cluster_questions': cluster_questions, 'cluster_plan': cluster_plan}

@@ -1,0 +1,271 @@
+"""The cluster plan on the controller (_cluster, _cluster_read): one fact read per host, the group's distinct
+questions answered once per host, and every drain of a run planned from them - the same plan the evacuation_plan
+module makes by connecting from the source to each destination; the run simulated in order, so a step's drains
+share the destinations' memory, the wave moves each VM once, and bad reads are refused naming the host."""
+import os
+
+import pytest
+
+import fakevirt as F
+from ansible_collections.vmmigration.libvirt.plugins.filter import cluster as FILTER
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _cluster as CL
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _cluster_read as CR
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import MARKER_PREFIX
+from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import FakeClock
+
+SHARED = '/srv/nfs/images'
+LOCAL = '/var/lib/libvirt/images'
+
+
+# -- against the fake libvirt: the reads, the answers, the markers, and the same plan as evacuation_plan's ----
+
+def fake_world():
+    """h1 runs web (disk on the share every host mounts) and db (disk in a local directory of the same path on
+    every host: not shared); h2 runs app."""
+    w = F.World(FakeClock(1000.0))
+    w.shared_dirs.add(SHARED)
+    for h in w.hosts.values():
+        h.pools['nfs'] = SHARED
+        h.pools['local'] = LOCAL
+    for host, name, d, i in (('h1', 'web', SHARED, 1), ('h1', 'db', LOCAL, 2), ('h2', 'app', SHARED, 3)):
+        uuid = '11111111-2222-3333-4444-5555555555%02d' % i
+        disk = '%s/%s.qcow2' % (d, name)
+        w.hosts[host].doms[name] = F.Dom(name, uuid, F.domain_xml(name, uuid, disk, memory_mib=1024))
+        w.hosts[host].files[disk] = w.truth[disk] = os.urandom(512)
+    return w
+
+
+def read_all(w):
+    cache = F.FakeCache(w)
+    reads = dict((h, CR.read(cache.get(F.uri(h)))) for h in w.hosts)
+    qs = CL.questions(reads)
+    answers = dict((h, CR.answer(cache.get(F.uri(h)), qs)) for h in w.hosts)
+    return cache, reads, qs, answers
+
+
+def markers_left(w):
+    """The markers in the world's storage (one on a share is one file, whatever the hosts that see it)."""
+    return sorted(k for k in w.store if os.path.basename(k[1]).startswith(MARKER_PREFIX))
+
+
+PLAN_P = {'headroom_mib': 512, 'rate_mibps': 100, 'overhead_s': 2.0, 'fixed_s': 1.0, 'move_times': {},
+          'max_outbound': 2, 'max_inbound': 2, 'max_total': 4, 'allow_cold': False, 'anti_affinity': {},
+          'pinned': {}, 'copy_storage': 'auto'}
+
+
+def test_read_answer_clean_on_the_fake_libvirt_asks_each_question_once_and_leaves_no_marker():
+    w = fake_world()
+    cache, reads, qs, answers = read_all(w)
+    assert [vm['name'] for vm in reads['h1']['domains']] == ['db', 'web']
+    assert reads['h1']['version'] == CL.READ_VERSION and reads['h1']['host']['uuid'] == w.hosts['h1'].uuid
+    assert dict((vm['name'], vm['disks'][0]['dir']) for vm in reads['h1']['domains']) == {'db': LOCAL, 'web': SHARED}
+    # one marker per directory per host, each directory asked once
+    assert sorted(reads['h1']['markers']) == [SHARED, LOCAL] and qs['dirs'] == [SHARED, LOCAL]
+    # (a host writes markers where its VMs' disks are: h3 runs none)
+    assert sorted(reads['h2']['markers']) == [SHARED] and reads['h3']['markers'] == {}
+    # the share shows every marker written there on every host; the local directory only the host's own
+    assert sorted(answers['h3']['dirs'][SHARED]['seen']) == sorted(reads[h]['markers'][SHARED]['name'] for h in ('h1', 'h2'))
+    assert list(answers['h1']['dirs'][LOCAL]['seen']) == [reads['h1']['markers'][LOCAL]['name']]
+    assert answers['h3']['dirs'][LOCAL]['seen'] == {}
+    assert len(markers_left(w)) == 3
+    assert [len(CR.clean(cache.get(F.uri(h)), reads[h]['markers'])['removed']) for h in ('h1', 'h2', 'h3')] == [2, 1, 0]
+    assert markers_left(w) == []
+
+
+def test_the_controller_plans_the_drain_evacuation_plan_plans_from_the_source():
+    w = fake_world()
+    cache, reads, _qs, answers = read_all(w)
+    ours = CL.plan_run(reads, answers, [['h1']], PLAN_P, destinations=['h2', 'h3'])['plans']['h1']
+    for h in w.hosts:
+        CR.clean(cache.get(F.uri(h)), reads[h]['markers'])
+    dests = [{'name': h, 'uri': F.uri(h)} for h in ('h2', 'h3')]
+    theirs = E.plan_evacuation(F.FakeCache(w), dict(PLAN_P, uri=F.uri('h1'), domains=None, exclude_domains=[],
+                                                    destinations=dests))
+
+    def moves(plan):
+        return [(m['name'], m['destination'], m['method'], m['copies_disks'], m['storage'], m['memory_mib'],
+                 m['start_s'], m['end_s']) for m in plan['moves']]
+    assert moves(ours) == moves(theirs)
+    assert dict((m[0], m[2]) for m in moves(ours)) == {'web': 'live', 'db': 'live_copy_storage'}
+    for key in ('version', 'left', 'predicted_total_s', 'refused', 'cold_only', 'free_after_mib', 'headroom_mib'):
+        assert ours[key] == theirs[key], key
+    assert ours['source']['uuid'] == theirs['source']['uuid'] == w.hosts['h1'].uuid
+    assert markers_left(w) == []
+
+
+def test_a_drain_that_prefers_destinations_fills_them_first_and_the_others_take_only_the_rest():
+    """The wave at the drain (evacuation_plan's prefer_destinations, the hosts a rolling run maintained already)."""
+    w = fake_world()
+    for i in range(3):
+        uuid = '11111111-2222-3333-4444-5555555556%02d' % i
+        name = 'extra%d' % i
+        w.hosts['h1'].doms[name] = F.Dom(name, uuid, F.domain_xml(name, uuid, SHARED + '/x.qcow2', memory_mib=2048))
+    dests = [{'name': h, 'uri': F.uri(h)} for h in ('h2', 'h3')]
+    p = dict(PLAN_P, uri=F.uri('h1'), domains=None, exclude_domains=[], destinations=dests)
+    spread = E.plan_evacuation(F.FakeCache(w), p)
+    assert set(m['destination'] for m in spread['moves']) == {'h2', 'h3'}
+    # (8 GiB free on every fake host, 512 MiB kept free: h3 takes 7.5 GiB - three 2 GiB VMs and one of 1 GiB)
+    wave = E.plan_evacuation(F.FakeCache(w), dict(p, prefer_destinations=['h3', 'not-a-destination']))
+    where = dict((m['name'], m['destination']) for m in wave['moves'])
+    assert sorted(where.values()).count('h3') == 4 and list(where.values()).count('h2') == 1, where
+    assert markers_left(w) == []
+
+
+def test_copy_storage_none_leaves_the_vm_on_local_disk_and_says_why():
+    w = fake_world()
+    _cache, reads, _qs, answers = read_all(w)
+    plan = CL.plan_run(reads, answers, [['h1']], dict(PLAN_P, copy_storage='none'))['plans']['h1']
+    assert [m['name'] for m in plan['moves']] == ['web']
+    assert 'same path, different storage' in plan['left']['db']
+
+
+# -- pure: simulated reads ---------------------------------------------------------------------------
+
+def vm(name, mib, cpu=None, dirs=(SHARED,), active=True, uuid=None):
+    return {'name': name, 'uuid': uuid or 'u-' + name, 'active': active, 'persistent': True, 'memory_kib': mib * 1024,
+            'domain_type': 'kvm', 'arch': 'x86_64', 'machine': 'pc-q35-9.2', 'cpu': {'mode': 'custom', 'model': 'X'},
+            'cpu_question': cpu, 'interfaces': [{'type': 'bridge', 'bridge': 'br0', 'mac': 'm-' + name}],
+            'disks': [{'target': 'vd%s' % chr(97 + i), 'type': 'file', 'cache': 'none', 'source': d + '/' + name,
+                       'dir': d} for i, d in enumerate(dirs)],
+            'blockers': [], 'tpm': False, 'nvram': None}
+
+
+def cluster(layout, total_mib=8192, cpu_no=None):
+    """LAYOUT {host: [vm]}: reads and answers of a cluster where every host mounts SHARED; CPU_NO {host: [cpu
+    question it cannot run]}."""
+    reads, answers = {}, {}
+    for h, vms in layout.items():
+        used = sum(v['memory_kib'] // 1024 for v in vms if v['active'])
+        reads[h] = {'version': CL.READ_VERSION, 'domains': vms,
+                    'host': {'uuid': 'uuid-' + h, 'uri': 'qemu:///system', 'memory_total': total_mib * 1048576,
+                             'memory_free': (total_mib - used) * 1048576, 'domain_types': ['kvm', 'qemu'],
+                             'machine_types': {'x86_64': ['pc-q35-9.2']}, 'libvirt_version': '11.3.0',
+                             'hypervisor_version': '10.0.2', 'bridges': ['br0'], 'networks': []},
+                    'cpu_questions': {'q1': {'xml': '<cpu/>'}, 'q2': {'xml': '<cpu/>'}},
+                    'markers': {SHARED: {'name': 'vmm-probe-%s.marker' % h, 'size': 512}}}
+    seen = dict((reads[h]['markers'][SHARED]['name'], 512) for h in layout)
+    for h in layout:
+        answers[h] = {'version': CL.READ_VERSION, 'servers': {}, 'dirs': {SHARED: {'seen': seen}},
+                      'cpus': dict((q, 'the host CPU does not provide: avx512' if q in (cpu_no or {}).get(h, ())
+                                    else None) for q in ('q1', 'q2'))}
+    return reads, answers
+
+
+def four_hosts():
+    return cluster({'h1': [vm('a1', 1024), vm('a2', 1024)], 'h2': [vm('b1', 1024), vm('b2', 1024)],
+                    'h3': [vm('c1', 1024), vm('c2', 1024)], 'h4': [vm('d1', 1024), vm('d2', 1024)]}, total_mib=6144)
+
+
+def test_the_wave_moves_each_vm_once_but_the_first_hosts_where_the_roomiest_host_rule_moves_more():
+    reads, answers = four_hosts()
+    # (h4, maintained last, has the most room: the roomiest-host rule sends every drain there)
+    reads['h4']['host']['memory_total'] += 8192 * 1048576
+    reads['h4']['host']['memory_free'] += 8192 * 1048576
+    steps = [['h1'], ['h2'], ['h3'], ['h4']]
+    spread = CL.plan_run(reads, answers, steps, PLAN_P, return_vms='stay')
+    wave = CL.plan_run(reads, answers, steps, PLAN_P, return_vms='stay', wave=True)
+    assert spread['moves'] == 14 and max(spread['moves_per_vm'].values()) == 2 and wave['moves'] == 10
+    # (the first host's VMs have no maintained host to go to: they move again with the host they went to)
+    assert wave['moves_per_vm'] == {'a1': 2, 'a2': 2, 'b1': 1, 'b2': 1, 'c1': 1, 'c2': 1, 'd1': 1, 'd2': 1}
+    # the first host's VMs have no maintained host to go to; after that, only maintained hosts receive
+    assert set(m['destination'] for m in wave['plans']['h2']['moves']) == {'h1'}
+    assert set(m['destination'] for m in wave['plans']['h3']['moves']) <= {'h1', 'h2'}
+
+
+def test_return_home_moves_every_vm_out_and_back_and_each_drain_sees_the_memory_as_it_will_be():
+    reads, answers = four_hosts()
+    out = CL.plan_run(reads, answers, [['h1'], ['h2'], ['h3'], ['h4']], PLAN_P, return_vms='original')
+    assert set(out['moves_per_vm'].values()) == {2} and out['moves'] == 16 and out['moved_mib'] == 16 * 1024
+    for h in ('h1', 'h2', 'h3', 'h4'):
+        assert len(out['plans'][h]['moves']) == 2 and out['plans'][h]['left'] == {}
+
+
+def test_a_step_of_two_hosts_neither_sends_to_the_other_and_together_they_never_overbook_a_destination():
+    # h3 and h4 have room for 2 GiB each beyond the headroom: h1 and h2 out together must split over them
+    reads, answers = cluster({'h1': [vm('a1', 1024), vm('a2', 1024)], 'h2': [vm('b1', 1024), vm('b2', 1024)],
+                              'h3': [], 'h4': []}, total_mib=2560)
+    out = CL.plan_run(reads, answers, [['h1', 'h2']], PLAN_P)
+    dests = [m['destination'] for h in ('h1', 'h2') for m in out['plans'][h]['moves']]
+    assert sorted(dests) == ['h3', 'h3', 'h4', 'h4']
+    # one host more to drain than the room: the second drain of the step leaves it, saying why
+    two = [vm('a1', 1024), vm('a2', 1024)]
+    three = [vm('b1', 1024), vm('b2', 1024), vm('b3', 1024)]
+    reads, answers = cluster({'h1': two, 'h2': three, 'h3': [], 'h4': []}, total_mib=3584)
+    out = CL.plan_run(reads, answers, [['h1', 'h2']], PLAN_P)
+    placed = [m['destination'] for h in ('h1', 'h2') for m in out['plans'][h]['moves']]
+    assert placed.count('h3') <= 3 and placed.count('h4') <= 3 and len(placed) == 5
+    out = CL.plan_run(reads, answers, [['h1', 'h2']], dict(PLAN_P, headroom_mib=1024))
+    assert len(out['plans']['h2']['left']) >= 1 and 'not enough memory' in ' '.join(out['plans']['h2']['left'].values())
+
+
+def test_a_vm_leaving_a_host_that_wrote_no_marker_where_its_disk_is_is_judged_by_the_marker_that_host_sees():
+    reads, answers = cluster({'h1': [vm('a', 1024)], 'h2': [], 'h3': []})
+    for h in ('h2', 'h3'):
+        reads[h]['markers'] = {}
+    answers = dict((h, dict(a, dirs={SHARED: {'seen': {'vmm-probe-h1.marker': 512}}})) for h, a in answers.items())
+    out = CL.plan_run(reads, answers, [['h1'], ['h3']], PLAN_P, destinations=['h2', 'h3'], return_vms='stay')
+    assert [(m['destination'], m['method']) for m in out['plans']['h1']['moves']] == [('h3', 'live')]
+    assert [(m['destination'], m['method'], m['storage']) for m in out['plans']['h3']['moves']] == \
+        [('h2', 'live', {'vda': 'shared'})]
+
+
+def test_a_cpu_a_destination_cannot_run_keeps_the_vm_off_it_with_libvirts_reason():
+    reads, answers = cluster({'h1': [vm('new', 1024, cpu='q2'), vm('old', 1024, cpu='q1')], 'h2': [], 'h3': []},
+                             cpu_no={'h2': ['q2']})
+    plan = CL.plan_run(reads, answers, [['h1']], PLAN_P)['plans']['h1']
+    assert dict((m['name'], m['destination']) for m in plan['moves'])['new'] == 'h3'
+    assert 'avx512' in ' '.join(plan['refused']['new']['h2'])
+    # no host can run it: left, every host's reason said
+    reads, answers = cluster({'h1': [vm('new', 1024, cpu='q2')], 'h2': [], 'h3': []},
+                             cpu_no={'h2': ['q2'], 'h3': ['q2']})
+    plan = CL.plan_run(reads, answers, [['h1']], PLAN_P)['plans']['h1']
+    assert plan['moves'] == [] and 'h2: ' in plan['left']['new'] and 'h3: ' in plan['left']['new']
+
+
+def test_a_destination_with_a_domain_of_the_same_name_or_uuid_is_not_chosen():
+    reads, answers = cluster({'h1': [vm('web', 1024)], 'h2': [vm('web', 512, active=False, uuid='other')],
+                              'h3': [vm('x', 512, uuid='u-web')], 'h4': []})
+    plan = CL.plan_run(reads, answers, [['h1']], PLAN_P)['plans']['h1']
+    assert [m['destination'] for m in plan['moves']] == ['h4']
+    assert 'another domain named web' in plan['refused']['web']['h2'][0]
+    assert 'same UUID' in plan['refused']['web']['h3'][0]
+
+
+def test_a_share_a_destination_does_not_see_means_a_copy_there():
+    reads, answers = cluster({'h1': [vm('web', 1024)], 'h2': []})
+    answers['h2']['dirs'][SHARED]['seen'] = {}
+    plan = CL.plan_run(reads, answers, [['h1']], PLAN_P)['plans']['h1']
+    assert plan['moves'][0]['method'] == 'live_copy_storage' and plan['moves'][0]['copies_disks']
+    assert plan['moves'][0]['storage'] == {'vda': 'not_shared'}
+
+
+def test_alike_destinations_are_judged_once_per_vm():
+    reads, answers = cluster(dict(('h%d' % i, [vm('v%d' % i, 512)]) for i in range(1, 51)))
+    judge = CL.Judge(reads, answers)
+    kinds, kind_of = judge.kinds('h1', ['h%d' % i for i in range(2, 51)])
+    assert len(kinds) == 1 and len(kind_of) == 49
+    info = judge.entry('h1', reads['h1']['domains'][0], kinds, kind_of, set(kind_of), False, {})
+    assert len(judge.memo) == 1 and len(info['allowed']) == 49 and info['method']['h7'] == 'live'
+
+
+@pytest.mark.parametrize('spoil,want', [
+    (lambda r: r.update(h2='unreachable'), 'h2: its fact read answered nothing usable'),
+    (lambda r: r['h2'].update(version=2), 'h2: its fact read is of format 2'),
+    (lambda r: r['h2']['host'].pop('memory_free'), 'h2: its fact read has no memory_free'),
+    (lambda r: r['h2']['domains'][0].pop('disks'), 'h2: VM b1 in its fact read has no disks'),
+])
+def test_a_read_the_controller_cannot_plan_from_is_refused_naming_the_host(spoil, want):
+    reads, answers = four_hosts()
+    spoil(reads)
+    out = FILTER.cluster_plan(reads, answers, [['h1']])
+    assert out['plans'] == {} and any(want in p for p in out['problems']), out['problems']
+
+
+def test_the_filter_refuses_a_group_of_one_and_a_host_named_twice():
+    reads, answers = cluster({'h1': [vm('a', 512)]})
+    assert 'a drain needs another host' in FILTER.cluster_plan(reads, answers, [['h1']])['problems'][0]
+    reads, answers = four_hosts()
+    assert 'h1: named 2 times' in FILTER.cluster_plan(reads, answers, [['h1'], ['h1']])['problems'][0]
+    out = FILTER.cluster_plan(reads, answers, [['h1'], ['h2']], return_vms='stay', wave=True)
+    assert out['problems'] == [] and out['vms'] == 8 and out['plans']['h1']['lines'][0].startswith('plan for h1')
