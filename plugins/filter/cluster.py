@@ -24,6 +24,15 @@ def cluster_questions(reads):
     return _cluster.questions(dict((h, r) for h, r in reads.items() if isinstance(r, dict)))
 
 
+def cluster_wave_order(reads, names):
+    """NAMES in the wave's order: the host with the least memory of running VMs first, the order given among equals;
+    a host without a usable read keeps its place after them."""
+    reads = _reads(reads, 'cluster_wave_order')
+    names = list(names or [])
+    known = [h for h in names if not _cluster.read_problems(reads, [h])]
+    return _cluster.wave_order(reads, known) + [h for h in names if h not in known]
+
+
 def cluster_plan(reads, answers, steps, options=None, destinations=None, exclude_domains=None, return_vms='original',
                  wave=False):
     """Every drain of a run, planned on the controller in the run's order (see _cluster.plan_run)."""
@@ -65,4 +74,5 @@ class FilterModule:  # pylint: disable=too-few-public-methods
     """The cluster plan's filters."""
 
     def filters(self):
-        return {'cluster_questions': cluster_questions, 'cluster_plan': cluster_plan}
+        return {'cluster_questions': cluster_questions, 'cluster_plan': cluster_plan,
+                'cluster_wave_order': cluster_wave_order}

@@ -35,6 +35,8 @@ PLAN_VERSION = 1
 LIVE_METHODS = ('live', 'live_copy_storage', 'offline')
 # why a VM of exclude_domains is left on the host
 EXCLUDED = 'excluded from this drain (exclude_domains): it stays on this host'
+# how many other destinations a drain's plan keeps per VM, ranked, for a destination lost before the drain starts
+ALTERNATES = 3
 # cluster_facts answers in this format; a newer one is refused by name
 READ_VERSION = 1
 HOST_FIELDS = ('uuid', 'memory_free', 'memory_total', 'domain_types', 'machine_types', 'libvirt_version',
@@ -228,13 +230,18 @@ def assemble_plan(names, per_vm, hosts, p, src_uuid, src_uri, stays=(), prefer=N
     if timeline:
         # the drain's own cost beyond its moves (start, verification, the source's check), measured: calibration
         makespan = round(makespan + (p.get('fixed_s') or 0.0), 3)
+    alternates = ranked_alternates(per_vm, placed, hosts, groups, p.get('pinned') or {})
     out_moves = []
     for t in timeline:
         info = per_vm[t['name']]
-        out_moves.append({'name': t['name'], 'uuid': info['uuid'], 'destination': t['dest'],
-                          'method': info['method'][t['dest']], 'copies_disks': info['copies'][t['dest']],
-                          'storage': info['storage'].get(t['dest'], {}),
-                          'memory_mib': info['memory_mib'], 'start_s': t['start_s'], 'end_s': t['end_s']})
+        move = {'name': t['name'], 'uuid': info['uuid'], 'destination': t['dest'],
+                'method': info['method'][t['dest']], 'copies_disks': info['copies'][t['dest']],
+                'storage': info['storage'].get(t['dest'], {}),
+                'memory_mib': info['memory_mib'], 'start_s': t['start_s'], 'end_s': t['end_s'],
+                'alternates': alternates.get(t['name'], [])}
+        if groups.get(t['name']):
+            move['group'] = groups[t['name']]
+        out_moves.append(move)
     return {'version': PLAN_VERSION, 'source': {'uuid': src_uuid, 'uri': src_uri},
             'allow_cold': bool(p.get('allow_cold')), 'headroom_mib': p.get('headroom_mib', 0),
             'moves': out_moves, 'left': dict(placed['unplaced'], **dict((n, EXCLUDED) for n in stays)),
@@ -242,6 +249,32 @@ def assemble_plan(names, per_vm, hosts, p, src_uuid, src_uri, stays=(), prefer=N
             'refused': dict((n, per_vm[n]['refused']) for n in names if per_vm[n]['refused']),
             'cold_only': sorted(n for n in names if not per_vm[n]['allowed'] and per_vm[n].get('cold_at')),
             'free_after_mib': placed['free_after']}
+
+
+def ranked_alternates(per_vm, placed, hosts, groups, pinned, most=ALTERNATES):
+    """Per VM placed, up to MOST other destinations it may go to if its own cannot take it when the drain starts:
+    allowed by the same checks, with the most memory free after the plan first, none that holds (or is planned to
+    receive) a VM of its anti-affinity group; a pinned VM has none. Each {'destination', 'method', 'copies_disks',
+    'storage'}."""
+    ranked = [h for h, _free in sorted(placed['free_after'].items(), key=lambda kv: (-kv[1], kv[0]))]
+    at = dict((h['name'], set(h.get('groups') or ())) for h in hosts)
+    for n, d in placed['placements'].items():
+        if groups.get(n):
+            at.setdefault(d, set()).add(groups[n])
+    out = {}
+    for n, chosen in placed['placements'].items():
+        if pinned.get(n):
+            continue
+        info, g, alts = per_vm[n], groups.get(n), []
+        for d in ranked:
+            if d == chosen or d not in info['allowed'] or (g and g in at.get(d, ())):
+                continue
+            alts.append({'destination': d, 'method': info['method'][d], 'copies_disks': info['copies'][d],
+                         'storage': info['storage'].get(d, {})})
+            if len(alts) >= most:
+                break
+        out[n] = alts
+    return out
 
 
 def group_of(anti_affinity):
@@ -491,6 +524,8 @@ def plan_run(reads, answers, steps, p=None, destinations=None, exclude_domains=(
                 away.setdefault(home, []).append((vm, m['destination']))
             moved = set(m['name'] for m in plan['moves'])
             running[src] = [x for x in here if x[0]['name'] not in moved]
+        if len(step) > 1:
+            share_inbound(step, plans, p)
         maintained.extend(step)
         for src in step if return_vms == 'original' else ():
             for vm, where in away.pop(src, []):
@@ -502,12 +537,49 @@ def plan_run(reads, answers, steps, p=None, destinations=None, exclude_domains=(
             'moved_mib': round(moved_mib, 1), 'order': [h for s in steps for h in s]}
 
 
+def share_inbound(step, plans, p):
+    """The drains of one STEP run at once: a destination several of them send to gets its inbound limit split
+    between them - each plan's 'inbound_limits' {destination: its share}, its schedule predicted with it. A
+    destination more drains send to than it has slots is said in each one's 'inbound_over' (not a step: the
+    rolling plan takes them one at a time)."""
+    senders = {}
+    for src in step:
+        for m in plans[src]['moves']:
+            senders.setdefault(m['destination'], [])
+            if src not in senders[m['destination']]:
+                senders[m['destination']].append(src)
+    for d, srcs in sorted(senders.items()):
+        if len(srcs) < 2:
+            continue
+        share = int(p['max_inbound']) // len(srcs)
+        over = '%s would receive from %s at once, above its inbound limit of %d' % (d, ' + '.join(srcs),
+                                                                                  int(p['max_inbound']))
+        for src in srcs:
+            if share < 1:
+                plans[src].setdefault('inbound_over', []).append(over)
+            plans[src].setdefault('inbound_limits', {})[d] = max(1, share)
+    for src in step:
+        plan = plans[src]
+        if not plan.get('inbound_limits'):
+            continue
+        moves = [{'name': m['name'], 'source': 'source', 'dest': m['destination'], 'memory_mib': m['memory_mib']}
+                 for m in plan['moves']]
+        timeline, makespan = P.schedule(moves, p['rate_mibps'], p['max_outbound'], p['max_inbound'], p['max_total'],
+                                        overhead_s=p.get('overhead_s', 2.0),
+                                        durations=dict((k, float(v)) for k, v in (p.get('move_times') or {}).items()),
+                                        max_in_by=plan['inbound_limits'])
+        when = dict((t['name'], t) for t in timeline)
+        for m in plan['moves']:
+            m['start_s'], m['end_s'] = when[m['name']]['start_s'], when[m['name']]['end_s']
+        plan['moves'].sort(key=lambda m: (m['start_s'], m['name']))
+        plan['predicted_total_s'] = round(makespan + (p.get('fixed_s') or 0.0), 3) if timeline else 0.0
+
+
 def wave_order(reads, names):
-    """NAMES in the order the wave takes them: the emptiest host first (its VMs find room; once maintained it
-    takes the next one's), the order given among equals."""
+    """NAMES in the order the wave takes them: the host with the least memory of running VMs first (its VMs find
+    room; once maintained it takes the next one's), the order given among equals."""
     pos = dict((h, i) for i, h in enumerate(names))
 
-    def used(h):
-        host = reads[h]['host']
-        return host['memory_total'] - host['memory_free']
-    return sorted(names, key=lambda h: (used(h), pos[h]))
+    def running_kib(h):
+        return sum(vm.get('memory_kib') or 0 for vm in reads[h].get('domains') or [] if vm.get('active'))
+    return sorted(names, key=lambda h: (running_kib(h), pos[h]))

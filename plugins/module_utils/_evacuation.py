@@ -22,6 +22,7 @@ try:
 except ImportError:  # pragma: no cover - not a Linux host
     fcntl = None
 
+from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as CLIENT
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _planner as P
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
 from ansible_collections.vmmigration.libvirt.plugins.module_utils import _security as SEC
@@ -127,15 +128,18 @@ class PlanRefused(LibvirtClientError):
     """An approved plan that cannot run here at all (another host, version or policy); nothing was done."""
 
 
-def revalidate(plan, source_doms, dest_state, policy, headroom_mib):
+def revalidate(plan, source_doms, dest_state, policy, headroom_mib, read=None):
     """What an approved PLAN still allows now (pure): (plan to run, what changed since it was made).
 
     Only what can change between approving and running is looked at: each VM still running on the source
     with the same UUID; each destination reachable, without a domain of that name or UUID, with the free
-    memory the plan's moves to it need (with the headroom, as planned); VMs started since, which the plan
-    does not know (they stay). SOURCE_DOMS: {name: (uuid, active)} on the source now. DEST_STATE: per
-    destination name, None when unreachable (with 'error'), else {'free_mib', 'domains': [(name, uuid)]}.
-    Moves that no longer hold are left, each with the change as its reason.
+    memory the plan's moves to it need (with the headroom, as planned) and no other VM of the move's anti-affinity
+    group; VMs started since, which the plan does not know (they stay). SOURCE_DOMS: {name: (uuid, active)} on the
+    source now. DEST_STATE: per destination name, None when unreachable (with 'error'), else {'free_mib',
+    'domains': [(name, uuid)]}; READ(name) gives the state of one it lacks (an alternate's, asked only when needed).
+    A move whose destination no longer holds goes to the first of its alternates (ranked when the plan was made,
+    each allowed by the same checks and rules) that holds now, said among the changes; with none, it is left,
+    the change as its reason.
     """
     if plan.get('version') != PLAN_VERSION:
         raise PlanRefused('the plan is of version %s; this collection runs plans of version %d: make it again'
@@ -147,10 +151,36 @@ def revalidate(plan, source_doms, dest_state, policy, headroom_mib):
                              policy))
     changes, keep, left = [], [], dict(plan.get('left') or {})
     planned = set(m['name'] for m in plan['moves']) | set(left)
-    by_dest = {}
-    for m in plan['moves']:
+    taken, groups = {}, {}      # per destination: MiB the moves kept there take, their anti-affinity groups
+
+    def state(d):
+        if d not in dest_state and read is not None:
+            dest_state[d] = read(d)
+        return dest_state.get(d)
+
+    def why_not(m, d):
+        dest = state(d)
+        if dest is None or dest.get('error'):
+            return 'destination %s cannot be reached now: %s' % (d, (dest or {}).get('error', '?'))
+        clash = [x for x in dest['domains'] if x[0] == m['name'] or (m.get('uuid') and x[1] == m['uuid'])]
+        if clash:
+            return '%s already has a domain %s (UUID %s)' % (d, clash[0][0], clash[0][1])
+        mib = m.get('memory_mib') or 0
+        if headroom_mib + taken.get(d, 0) + mib > dest['free_mib']:
+            return ('%s has %d MiB free now; with the %d MiB kept free it cannot take %d MiB more'
+                    % (d, dest['free_mib'], headroom_mib, mib))
+        if m.get('group') and m['group'] in groups.get(d, ()):
+            return 'another VM of anti-affinity group %s goes to %s' % (m['group'], d)
+        return None
+
+    def take(m):
+        taken[m['destination']] = taken.get(m['destination'], 0) + (m.get('memory_mib') or 0)
+        if m.get('group'):
+            groups.setdefault(m['destination'], set()).add(m['group'])
+        keep.append(m)
+
+    for m in plan['moves']:                  # in plan order (longest first): keep what holds, as planned
         now = source_doms.get(m['name'])
-        dest = dest_state.get(m['destination'])
         why = None
         if now is None:
             why = 'no longer on this host'
@@ -158,35 +188,24 @@ def revalidate(plan, source_doms, dest_state, policy, headroom_mib):
             why = 'another domain of that name (UUID %s, the plan had %s)' % (now[0], m['uuid'])
         elif not now[1] and m['method'] in ('live', 'live_copy_storage'):
             why = 'no longer running'
-        elif dest is None or dest.get('error'):
-            why = 'destination %s cannot be reached now: %s' % (m['destination'], (dest or {}).get('error', '?'))
         else:
-            clash = [d for d in dest['domains'] if d[0] == m['name'] or (m.get('uuid') and d[1] == m['uuid'])]
-            if clash:
-                why = '%s already has a domain %s (UUID %s)' % (m['destination'], clash[0][0], clash[0][1])
-        if why:
-            changes.append('%s: %s' % (m['name'], why))
-            left[m['name']] = 'changed since the plan was approved: %s' % why
-            continue
-        by_dest.setdefault(m['destination'], []).append(m)
-    for dest, moves in sorted(by_dest.items()):
-        free = dest_state[dest]['free_mib']
-        need = headroom_mib
-        for m in moves:                      # in plan order (longest first): keep what fits, as planned
-            if need + (m.get('memory_mib') or 0) <= free:
-                need += m.get('memory_mib') or 0
-                keep.append(m)
-            else:
-                why = ('%s has %d MiB free now; with the %d MiB kept free it cannot take %d MiB more'
-                       % (dest, free, headroom_mib, m.get('memory_mib') or 0))
-                changes.append('%s: %s' % (m['name'], why))
-                left[m['name']] = 'changed since the plan was approved: %s' % why
+            why = why_not(m, m['destination'])
+            if why is None:
+                take(m)
+                continue
+            alt = next((a for a in m.get('alternates') or [] if why_not(m, a['destination']) is None), None)
+            if alt is not None:
+                take(dict(m, destination=alt['destination'], method=alt['method'], copies_disks=alt['copies_disks'],
+                          storage=alt.get('storage') or {}, instead_of=m['destination'], alternates=[]))
+                changes.append('%s: %s - goes to %s instead (an alternate the approved plan allows)'
+                               % (m['name'], why, alt['destination']))
+                continue
+        changes.append('%s: %s' % (m['name'], why))
+        left[m['name']] = 'changed since the plan was approved: %s' % why
     for name, (_uuid, active) in sorted(source_doms.items()):
         if active and name not in planned:
             changes.append('%s: started after the plan was approved (not in it: it stays)' % name)
             left[name] = 'started after the plan was approved: not in it'
-    order = dict((m['name'], i) for i, m in enumerate(plan['moves']))
-    keep.sort(key=lambda m: order[m['name']])
     return dict(plan, moves=keep, left=left), changes
 
 
@@ -224,23 +243,28 @@ def check_approved(cache, p, plan, policy):
     source_doms = dict((d.name(), (d.UUIDString(), bool(d.isActive())))
                        for d in src.call('cannot list domains', src.conn.listAllDomains, 0))
     plan = without_excluded(plan, [n for n in p.get('exclude_domains') or [] if (source_doms.get(n) or (0, 0))[1]])
-    dest_state = {}
-    for d in p['destinations']:
-        if not any(m['destination'] == d['name'] for m in plan['moves']):
-            continue
+    uris = dict((d['name'], d['uri']) for d in p['destinations'])
+
+    def read(name):
+        if name not in uris:
+            return {'error': 'not among the destinations given'}
+        # (a host whose packets are dropped would hold libvirt's connect for TCP's retries, about two minutes)
+        address = CLIENT.libvirtd_address(uris[name])
+        if address and not CLIENT.reachable(address):
+            return {'error': 'its libvirtd (%s port %d) does not answer within 3 s' % address}
         try:
-            dst = cache.get(d['uri'])
+            dst = cache.get(uris[name])
             if dst.host_uuid() == here:
-                raise SourceAsDestination('destination %s is the source host itself: nothing was done' % d['name'])
+                raise SourceAsDestination('destination %s is the source host itself: nothing was done' % name)
             doms = dst.call('cannot list domains', dst.conn.listAllDomains, 0)
-            dest_state[d['name']] = {
-                'free_mib': dst.call('cannot read free memory', dst.conn.getFreeMemory) // (1024 * 1024),
-                'domains': [(x.name(), x.UUIDString()) for x in doms]}
+            return {'free_mib': dst.call('cannot read free memory', dst.conn.getFreeMemory) // (1024 * 1024),
+                    'domains': [(x.name(), x.UUIDString()) for x in doms]}
         except SourceAsDestination:
             raise
         except LibvirtClientError as e:
-            dest_state[d['name']] = {'error': e.msg}
-    return revalidate(plan, source_doms, dest_state, policy, plan.get('headroom_mib') or 0)
+            return {'error': e.msg}
+    dest_state = dict((name, read(name)) for name in sorted(set(m['destination'] for m in plan['moves'])))
+    return revalidate(plan, source_doms, dest_state, policy, plan.get('headroom_mib') or 0, read=read)
 
 
 class SourceAsDestination(LibvirtClientError):
@@ -294,9 +318,11 @@ def plan_evacuation(cache, p):
 def admit(pending, running, limits):
     """Which pending move to start now: _planner.admit, the rule the plan's schedule was predicted with
     (one source - this host; PENDING in plan order; RUNNING and PENDING: [{'name', 'destination'}];
-    LIMITS: {'max_outbound', 'max_inbound', 'max_total'}). Returns a move or None."""
+    LIMITS: {'max_outbound', 'max_inbound', 'max_total', 'inbound_limits' - this drain's share of a destination
+    whose inbound limit the drains of its step share, from its approved plan}). Returns a move or None."""
     return P.admit(pending, running, limits['max_outbound'], limits['max_inbound'], limits['max_total'],
-                   source=lambda m: 'source', dest=lambda m: m['destination'])
+                   source=lambda m: 'source', dest=lambda m: m['destination'],
+                   max_in_by=limits.get('inbound_limits'))
 
 
 def split_plan(plan, policy):
@@ -668,6 +694,8 @@ class Evacuation:
         deadline = self.t0 + p['timeout_s']
         threads = []
         flags = {'stop': False}
+        # (an approved plan of a step gives this drain its share of the destinations the step's drains share)
+        limits = dict(p, inbound_limits=(plan or {}).get('inbound_limits') or {})
 
         def step():
             """Start what the limits admit; True once nothing runs and nothing more will start."""
@@ -678,7 +706,7 @@ class Evacuation:
                 flags['stop'] = True
             while True:
                 with self.lock:
-                    move = None if flags['stop'] else admit(pending, list(self.running.values()), p)
+                    move = None if flags['stop'] else admit(pending, list(self.running.values()), limits)
                     if move is None:
                         break
                     pending.remove(move)

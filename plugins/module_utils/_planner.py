@@ -94,10 +94,13 @@ def place(vms, hosts, headroom_mib=0):
             'free_after': dict((h, round(f + headroom_mib, 1)) for h, f in free.items())}
 
 
-def admit(pending, running, max_out, max_in, max_total, source=lambda m: m['source'], dest=lambda m: m['dest']):
+def admit(pending, running, max_out, max_in, max_total, source=lambda m: m['source'], dest=lambda m: m['dest'],
+          max_in_by=None):
     """The one admission rule, for the predicted schedule and for the drain that runs it: the first
     PENDING move (they are in plan order, longest first) whose source has an outbound slot and whose
-    destination an inbound slot, while fewer than MAX_TOTAL run; None when none may start now."""
+    destination an inbound slot (MAX_IN, or its share MAX_IN_BY {destination: n} when the drains of a step share
+    it), while fewer than MAX_TOTAL run; None when none may start now."""
+    max_in_by = max_in_by or {}
     if len(running) >= max_total:
         return None
     out_busy, in_busy = {}, {}
@@ -105,12 +108,12 @@ def admit(pending, running, max_out, max_in, max_total, source=lambda m: m['sour
         out_busy[source(r)] = out_busy.get(source(r), 0) + 1
         in_busy[dest(r)] = in_busy.get(dest(r), 0) + 1
     for m in pending:
-        if out_busy.get(source(m), 0) < max_out and in_busy.get(dest(m), 0) < max_in:
+        if out_busy.get(source(m), 0) < max_out and in_busy.get(dest(m), 0) < max_in_by.get(dest(m), max_in):
             return m
     return None
 
 
-def schedule(moves, rate_mibps, max_out=2, max_in=2, max_total=4, overhead_s=2.0, durations=None):
+def schedule(moves, rate_mibps, max_out=2, max_in=2, max_total=4, overhead_s=2.0, durations=None, max_in_by=None):
     """Order and time the migrations.
 
     MOVES: [{'name', 'source', 'dest', 'memory_mib'}]. A move takes overhead_s + memory / rate, or what
@@ -132,7 +135,7 @@ def schedule(moves, rate_mibps, max_out=2, max_in=2, max_total=4, overhead_s=2.0
     now, timeline = 0.0, []
     while pending or running:
         while pending:
-            m = admit(pending, [r[2] for r in running], max_out, max_in, max_total)
+            m = admit(pending, [r[2] for r in running], max_out, max_in, max_total, max_in_by=max_in_by)
             if m is None:
                 break
             duration = took(m)

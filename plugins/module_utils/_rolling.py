@@ -113,6 +113,7 @@ def batch_conflicts(batch, plans, non_live_policy='skip', anti_affinity=None, cp
         if not plan:
             why.append('%s was not planned against the hosts outside the step' % h)
             continue
+        why += [x for x in plan.get('inbound_over') or [] if x not in why]
         for vm, reason in sorted(unplaceable_vms(plan, non_live_policy).items()):
             if vm in stops.get(h, ()):
                 continue

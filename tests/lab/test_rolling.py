@@ -152,6 +152,10 @@ def test_rolling_maintenance(lab, figures):
             assert [(m["name"], m["destination"]) for m in by["h1"]["drained"] + by["h2"]["drained"]] == \
                 [("rm1", "h3"), ("rm2", "h3")], rep["table"]
             assert "order: h1 + h2 -> h3" in job["stdout"], job["stdout"][-6000:]
+            # one admission control for the step: the two drains' approved plans split h3's inbound limit (2)
+            for h in ("h1", "h2"):
+                with open(os.path.join(run_dir, "plans-step", h, "plan.json")) as f:
+                    assert json.load(f)["inbound_limits"] == {"h3": 1}, h
 
             # a new run while it is unfinished: refused before anything moves, naming it, where its VM is, and
             # how to resume or abandon it

@@ -224,6 +224,19 @@ MUTANTS = {
     'cluster-plan-ignores-the-cpu-answer': (MU + '_cluster.py', [
         ("                cpu_err, compared = (ans or None), True\n", "                cpu_err, compared = None, True\n")],
         'a VM is planned onto a host whose libvirt said it cannot run its CPU', 'tests/unit/plugins/module_utils/test__cluster.py'),
+    'alternate-taken-unchecked': (MU + '_evacuation.py', [
+        ("            alt = next((a for a in m.get('alternates') or [] if why_not(m, a['destination']) is None), None)\n",
+         "            alt = next(iter(m.get('alternates') or []), None)\n")],
+        'a VM whose destination was lost goes to an alternate that cannot take it now (unreachable, full, a name taken)',
+        'tests/unit/plugins/module_utils/test__cluster.py'),
+    'alternate-forgets-what-it-took': (MU + '_evacuation.py', [
+        ("        taken[m['destination']] = taken.get(m['destination'], 0) + (m.get('memory_mib') or 0)\n", "")],
+        'the moves kept at a destination (planned or rerouted there) are not counted: together they overbook it',
+        'tests/unit/plugins/module_utils/test__cluster.py'),
+    'step-drain-takes-the-whole-inbound-limit': (MU + '_evacuation.py', [
+        ("        limits = dict(p, inbound_limits=(plan or {}).get('inbound_limits') or {})\n", "        limits = p\n")],
+        'a drain of a step runs as many moves into a shared destination as the whole limit allows: with the others '
+        'of its step, more than the limit at once', 'tests/unit/plugins/module_utils/test__evacuation.py'),
 }
 
 

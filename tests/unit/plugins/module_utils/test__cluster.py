@@ -269,3 +269,118 @@ def test_the_filter_refuses_a_group_of_one_and_a_host_named_twice():
     assert 'h1: named 2 times' in FILTER.cluster_plan(reads, answers, [['h1'], ['h1']])['problems'][0]
     out = FILTER.cluster_plan(reads, answers, [['h1'], ['h2']], return_vms='stay', wave=True)
     assert out['problems'] == [] and out['vms'] == 8 and out['plans']['h1']['lines'][0].startswith('plan for h1')
+
+
+# -- alternates: a destination lost before the drain starts is routed around, within the approved rules ------
+
+def alt_plan(moves):
+    return {'version': CL.PLAN_VERSION, 'source': {'uuid': 's'}, 'allow_cold': False, 'headroom_mib': 100,
+            'moves': moves, 'left': {}, 'predicted_total_s': 5.0}
+
+
+def alt_move(name, dest, alts, mib=1000, group=None):
+    m = {'name': name, 'uuid': 'u-' + name, 'destination': dest, 'method': 'live', 'copies_disks': False,
+         'storage': {'vda': 'shared'}, 'memory_mib': mib, 'start_s': 0.0, 'end_s': 2.0,
+         'alternates': [{'destination': a, 'method': 'live_copy_storage', 'copies_disks': True,
+                         'storage': {'vda': 'not_shared'}} for a in alts]}
+    if group:
+        m['group'] = group
+    return m
+
+
+ALT_NOW = {'a': ('u-a', True), 'b': ('u-b', True), 'c': ('u-c', True)}
+
+
+def test_a_lost_destination_sends_its_vms_to_their_alternates_and_says_so():
+    plan = alt_plan([alt_move('a', 'h3', ['h2', 'h4']), alt_move('b', 'h3', ['h4', 'h2']), alt_move('c', 'h2', [])])
+    dests = {'h2': {'free_mib': 1500, 'domains': []}, 'h3': {'error': 'unable to connect: No route to host'}}
+    asked = []
+
+    def read(d):
+        asked.append(d)
+        return {'h4': {'free_mib': 1050, 'domains': []}}.get(d, {'error': 'not among the destinations given'})
+    out, changes = E.revalidate(plan, ALT_NOW, dests, 'skip', 100, read=read)
+    where = dict((m['name'], (m['destination'], m['method'], m['storage'], m.get('instead_of'))) for m in out['moves'])
+    # a comes first (plan order): h2 (1500 MiB free, 100 kept free) takes it, and has no room for another after it
+    assert where['a'] == ('h2', 'live_copy_storage', {'vda': 'not_shared'}, 'h3')
+    # b: h4 has 1050 MiB free - 100 kept free: not 1000 more; h2 is full by now: left, with the lost host as reason
+    assert 'b' not in where and out['left']['b'].startswith('changed since the plan was approved: destination h3')
+    assert 'c' not in where and 'h2 has 1500 MiB free now' in out['left']['c']
+    assert changes[0] == ('a: destination h3 cannot be reached now: unable to connect: No route to host - goes to h2 '
+                          'instead (an alternate the approved plan allows)')
+    assert asked == ['h4']          # (an alternate's host is read only when it is needed)
+
+
+def test_alternates_keep_the_anti_affinity_of_the_plan():
+    plan = alt_plan([alt_move('a', 'h3', ['h2'], mib=500, group='db'), alt_move('b', 'h4', ['h2'], mib=500, group='db')])
+    dests = {'h2': {'free_mib': 8000, 'domains': []}, 'h3': {'error': 'down'}, 'h4': {'error': 'down'}}
+    out, changes = E.revalidate(plan, {'a': ('u-a', True), 'b': ('u-b', True)}, dests, 'skip', 100)
+    assert [(m['name'], m['destination']) for m in out['moves']] == [('a', 'h2')]
+    assert 'destination h4 cannot be reached now' in out['left']['b'] and len(changes) == 2
+
+
+def test_the_plan_ranks_alternates_allowed_by_the_same_rules_and_none_for_a_pinned_vm():
+    reads, answers = cluster({'h1': [vm('a', 1024), vm('b', 1024, cpu='q2'), vm('p', 512)], 'h2': [], 'h3': [],
+                              'h4': []}, cpu_no={'h3': ['q2']})
+    plan = CL.plan_run(reads, answers, [['h1']], dict(PLAN_P, pinned={'p': 'h4'}))['plans']['h1']
+    by = dict((m['name'], m) for m in plan['moves'])
+    assert by['p']['destination'] == 'h4' and by['p']['alternates'] == []
+    for name in ('a', 'b'):
+        alts = [x['destination'] for x in by[name]['alternates']]
+        assert by[name]['destination'] not in alts and len(alts) == len(set(alts)) >= 1
+    assert 'h3' not in [x['destination'] for x in by['b']['alternates']] and by['b']['destination'] != 'h3'
+    assert all(x['method'] == 'live' for m in plan['moves'] for x in m['alternates'])
+
+
+def test_a_drain_whose_planned_destination_is_gone_runs_through_the_alternates_on_the_fake_libvirt(monkeypatch):
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as C
+    # (the fake hosts are no TCP peers: a host that is down refuses new connections in the model itself)
+    monkeypatch.setattr(C, 'reachable', lambda address, timeout=3.0: True)
+    w = fake_world()
+    dests = [{'name': h, 'uri': F.uri(h)} for h in ('h2', 'h3')]
+    p = dict(PLAN_P, uri=F.uri('h1'), domains=None, exclude_domains=[], destinations=dests, non_live_policy='skip')
+    approved = E.plan_evacuation(F.FakeCache(w), p)
+    lost = sorted(set(m['destination'] for m in approved['moves']))[0]
+    other = 'h3' if lost == 'h2' else 'h2'
+    w.drop(lost, F.FOREVER)
+    plan, changes = E.check_approved(F.FakeCache(w), p, approved, 'skip')
+    assert sorted(m['name'] for m in plan['moves']) == ['db', 'web'] and plan['left'] == {}
+    assert set(m['destination'] for m in plan['moves']) == {other}
+    assert any('goes to %s instead' % other in c for c in changes), changes
+    # a host whose libvirtd port does not answer is not waited for (libvirt's connect would take TCP's retries)
+    monkeypatch.setattr(C, 'reachable', lambda address, timeout=3.0: address[0] != lost)
+    w = fake_world()
+    plan, changes = E.check_approved(F.FakeCache(w), p, approved, 'skip')
+    assert set(m['destination'] for m in plan['moves']) == {other}
+    assert any('its libvirtd (%s port 16514) does not answer within 3 s - goes to %s' % (lost, other) in c
+               for c in changes), changes
+
+
+def test_the_wave_takes_the_emptiest_host_first_and_keeps_the_order_given_among_equals():
+    reads, _answers = cluster({'h1': [vm('a', 2048)], 'h2': [], 'h3': [vm('c', 1024)], 'h4': []})
+    assert FILTER.cluster_wave_order(reads, ['h1', 'h2', 'h3', 'h4']) == ['h2', 'h4', 'h3', 'h1']
+    reads['h4'] = None
+    assert FILTER.cluster_wave_order(reads, ['h1', 'h4', 'h2', 'h3']) == ['h2', 'h3', 'h1', 'h4']
+
+
+# -- one admission control for a step: the drains of a step share each destination's inbound limit ----------------
+
+def test_the_drains_of_a_step_split_a_shared_destinations_inbound_limit_and_a_step_that_cannot_is_said():
+    layout = {'h1': [vm('a1', 512), vm('a2', 512)], 'h2': [vm('b1', 512), vm('b2', 512)], 'h3': []}
+    reads, answers = cluster(layout, total_mib=8192)
+    out = CL.plan_run(reads, answers, [['h1', 'h2']], dict(PLAN_P, max_inbound=2))
+    for h in ('h1', 'h2'):
+        assert set(m['destination'] for m in out['plans'][h]['moves']) == {'h3'}
+        assert out['plans'][h]['inbound_limits'] == {'h3': 1} and out['plans'][h].get('inbound_over', []) == []
+        # (the predicted schedule keeps the share: one move into h3 at a time, so the two take twice as long)
+        moves = out['plans'][h]['moves']
+        assert moves[1]['start_s'] >= moves[0]['end_s']
+    # one slot into h3 for two drains at once: not a step (the rolling plan takes them one at a time)
+    out = CL.plan_run(reads, answers, [['h1', 'h2']], dict(PLAN_P, max_inbound=1))
+    assert out['plans']['h1']['inbound_over'] == ['h3 would receive from h1 + h2 at once, above its inbound limit of 1']
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling as R
+    why = R.batch_conflicts(['h1', 'h2'], out['plans'])
+    assert 'h3 would receive from h1 + h2 at once, above its inbound limit of 1' in why, why
+    # a drain alone keeps the whole limit
+    out = CL.plan_run(reads, answers, [['h1'], ['h2']], dict(PLAN_P, max_inbound=1))
+    assert 'inbound_limits' not in out['plans']['h1']

@@ -192,7 +192,7 @@ class FakeCache:
         return self.src
 
 
-def drain(names, p, fail=(), duration=0.05, clock=None, hang=()):
+def drain(names, p, fail=(), duration=0.05, clock=None, hang=(), plan_extra=None):
     """Run Evacuation._drain over NAMES (all to h2 or h3 alternately) with fake moves that take
     DURATION and fail for FAIL; returns the result and the most moves seen at once (total, per dest)."""
     import threading
@@ -200,7 +200,7 @@ def drain(names, p, fail=(), duration=0.05, clock=None, hang=()):
     doms = dict((n, FakeDom(n)) for n in names)
     kw = {"clock": clock, "sleep": clock.sleep} if clock else {}
     ev = E.Evacuation(FakeCache(FakeSource(doms)), p, cache_factory=None, **kw)
-    seen = {"most": 0, "most_in": 0}
+    seen = {"most": 0, "most_in": 0, "in_by": {}}
     release = threading.Event()
 
     def move(self, m):
@@ -209,6 +209,8 @@ def drain(names, p, fail=(), duration=0.05, clock=None, hang=()):
             seen["most"] = max(seen["most"], len(running))
             per = [r["destination"] for r in running]
             seen["most_in"] = max([per.count(d) for d in per] + [0])
+            for d in per:
+                seen["in_by"][d] = max(seen["in_by"].get(d, 0), per.count(d))
         time.sleep(duration)
         if m["name"] in hang:
             release.wait(30)      # a move whose engine never returns (until the test ends)
@@ -224,7 +226,7 @@ def drain(names, p, fail=(), duration=0.05, clock=None, hang=()):
     ev._move = move.__get__(ev)  # pylint: disable=protected-access
     ev.t0 = ev.clock()
     moves = [mv(n, "h2" if i % 2 == 0 else "h3") for i, n in enumerate(names)]
-    plan = {"moves": moves, "left": {}, "predicted_total_s": 1.0}
+    plan = dict({"moves": moves, "left": {}, "predicted_total_s": 1.0}, **(plan_extra or {}))
     try:
         out = ev._drain(plan, moves, [], {"h2": "uri2", "h3": "uri3"}, {})  # pylint: disable=protected-access
     finally:
@@ -242,6 +244,17 @@ def test_drain_honours_the_limits_and_verifies_the_source():
     assert seen["most"] <= 2 and seen["most_in"] <= 1
     assert out["state"] == "evacuated" and out["verified"] and out["still_running_on_source"] == []
     assert sorted(r["name"] for r in out["results"]) == ["a", "b", "c", "d", "e"]
+
+
+def test_a_drain_of_a_step_keeps_the_share_of_each_destination_its_plan_gives_it():
+    """The drains of one step share a destination's inbound limit: each approved plan carries its share
+    (inbound_limits), and the drain never runs more into that destination at once."""
+    wide = dict(BASE, max_outbound=6, max_inbound=3, max_total=6)
+    _out, seen = drain(["a", "b", "c", "d", "e", "f"], wide, duration=0.2)
+    assert seen["in_by"]["h2"] >= 2       # (the measure: without a share, more than one goes in at once)
+    out, seen = drain(["a", "b", "c", "d", "e", "f"], wide, duration=0.2, plan_extra={"inbound_limits": {"h2": 1}})
+    assert seen["in_by"]["h2"] == 1 and seen["in_by"]["h3"] >= 2, seen
+    assert out["state"] == "evacuated"
 
 
 def test_one_failure_does_not_stop_the_others_unless_asked(tmp_path):
@@ -503,6 +516,8 @@ class ByUri:
 
 def test_the_drain_runs_the_approved_plan_and_says_what_changed(monkeypatch):
     monkeypatch.setattr(E, "check_domains", _fake_checks())
+    # (the fake destination is no TCP peer)
+    monkeypatch.setattr(E.CLIENT, "reachable", lambda address, timeout=3.0: True)
     src = PlanSource({"db": UuidDom("db"), "web": UuidDom("web")})
     dst = DestClient({}, "dst-uuid", 4000)
     cache = ByUri({"qemu:///system": src, "qemu+tls://h2/system": dst})
