@@ -552,8 +552,8 @@ def share_inbound(step, plans, p):
         if len(srcs) < 2:
             continue
         share = int(p['max_inbound']) // len(srcs)
-        over = '%s would receive from %s at once, above its inbound limit of %d' % (d, ' + '.join(srcs),
-                                                                                  int(p['max_inbound']))
+        over = '%s would receive from %s at once, above its inbound limit of %d' % (
+            d, ' + '.join(srcs), int(p['max_inbound']))
         for src in srcs:
             if share < 1:
                 plans[src].setdefault('inbound_over', []).append(over)
