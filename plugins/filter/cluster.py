@@ -44,16 +44,20 @@ def cluster_plan(reads, answers, steps, options=None, destinations=None, exclude
         raise AnsibleFilterError('cluster_plan: return_vms is original or stay (got %r)' % (return_vms,))
     names = [h for s in steps for h in s]
     dests = list(destinations) if destinations else sorted(reads)
-    problems = _cluster.read_problems(reads, sorted(set(names) | set(dests)))
+    problems = ['%s: not read (a destination or host to maintain must be a host of the group, read by cluster_facts)'
+                % h for h in sorted(set(names) | set(dests)) if h not in reads]
+    problems += _cluster.read_problems(reads, sorted((set(names) | set(dests)) & set(reads)))
     problems += ['%s: named %d times in the steps' % (h, names.count(h)) for h in sorted(set(names))
                  if names.count(h) > 1]
-    for h, a in sorted(answers.items()):
+    for h in sorted(set(names) | set(dests)):
+        a = answers.get(h)
         if not isinstance(a, dict) or a.get('version') != _cluster.READ_VERSION:
-            problems.append('%s: its answers are of format %s; this controller reads format %d'
-                            % (h, (a or {}).get('version') if isinstance(a, dict) else None, _cluster.READ_VERSION))
-    if len(set(dests)) < 2:
-        problems.append('a group of %d host(s) (%s): a drain needs another host to move to'
-                        % (len(set(dests)), ', '.join(dests) or 'none'))
+            problems.append('%s: its answers are %s; this controller reads format %d' % (
+                h, 'of format %s' % a.get('version') if isinstance(a, dict) else 'missing', _cluster.READ_VERSION))
+    for step in steps:
+        if not [d for d in dests if d not in step]:
+            problems.append('%s: no destination outside %s (destinations: %s) - a drain needs another host to move '
+                            'to' % (' + '.join(step), 'it' if len(step) == 1 else 'them', ', '.join(dests) or 'none'))
     if problems:
         return {'problems': problems, 'plans': {}}
     out = _cluster.plan_run(reads, answers, steps, _rolling.plain(options) or {}, destinations=dests,

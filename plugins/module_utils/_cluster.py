@@ -57,7 +57,8 @@ def read_problems(reads, names):
     for h in names:
         r = reads.get(h)
         if not isinstance(r, dict) or not isinstance(r.get('host'), dict):
-            out.append('%s: its fact read answered nothing usable (%s)' % (h, type(r).__name__))
+            out.append('%s: its fact read answered nothing usable (%s)' % (h, 'nothing' if r is None else
+                                                                              type(r).__name__))
             continue
         if r.get('version') != READ_VERSION:
             out.append('%s: its fact read is of format %s; this controller plans from format %d (a collection of '
@@ -293,8 +294,7 @@ def place_preferring(vms, hosts, prefer, headroom_mib):
     prefer = set(prefer)
     first = [h for h in hosts if h['name'] in prefer]
     rest = [h for h in hosts if h['name'] not in prefer]
-    out = P.place(vms, first, headroom_mib=headroom_mib) if first else \
-        {'placements': {}, 'unplaced': dict((v['name'], 'no host maintained yet') for v in vms), 'free_after': {}}
+    out = P.place(vms, first, headroom_mib=headroom_mib)
     # (a VM that cannot move at all, or is pinned elsewhere, is not tried again)
     again = [v for v in vms if v['name'] in out['unplaced'] and v.get('method') != 'none'
              and not (v.get('pinned') and v['pinned'] in prefer)]
@@ -354,13 +354,11 @@ class Judge:
             for d, ans in ((a or {}).get('dirs') or {}).items():
                 for name, size in ((ans or {}).get('seen') or {}).items():
                     self.seers.setdefault(d, {}).setdefault((name, size), set()).add(h)
-        # who runs which name, which UUID (collisions)
-        self.by_name, self.by_uuid = {}, {}
+        # who defines which name, which UUID (collisions): as read, then as the simulated run moves VMs
+        self.by_name, self.by_uuid, self.doms_at = {}, {}, {}
         for h, r in reads.items():
             for vm in r.get('domains') or []:
-                self.by_name.setdefault(vm['name'], set()).add(h)
-                if vm.get('uuid'):
-                    self.by_uuid.setdefault(vm['uuid'], set()).add(h)
+                self.defined(h, vm['name'], vm.get('uuid'), True)
         self.memo = {}
         self._marks = {}
 
@@ -402,12 +400,32 @@ class Judge:
                                   'recommended': rec, 'state_files': bool(vm.get('tpm') or vm.get('nvram'))}
         return r
 
+    def defined(self, host, name, uuid, present):
+        """HOST defines the domain NAME/UUID (PRESENT) or no longer does (a move took it away)."""
+        key = (name, uuid)
+        at = self.doms_at.setdefault(host, {})
+        at[key] = at.get(key, 0) + (1 if present else -1)
+        if at[key] <= 0:
+            del at[key]
+        for index, k in ((self.by_name, name), (self.by_uuid, uuid)):
+            if not k:
+                continue
+            if any((n == k if index is self.by_name else u == k) for n, u in at):
+                index.setdefault(k, set()).add(host)
+            else:
+                index.get(k, set()).discard(host)
+
+    def moved(self, vm, src, dst):
+        """The simulated run moved VM from SRC to DST (a migration undefines it on its source)."""
+        self.defined(src, vm['name'], vm.get('uuid'), False)
+        self.defined(dst, vm['name'], vm.get('uuid'), True)
+
     def clashes(self, vm, dests):
-        """{dest: why} for the DESTS that run a domain of VM's name or UUID (they cannot take it)."""
+        """{dest: why} for the DESTS that define a domain of VM's name or UUID now (they cannot take it)."""
         out = {}
         for dst in (self.by_name.get(vm['name'], set()) | self.by_uuid.get(vm.get('uuid'), set())) & dests:
-            there = [(o['name'], o.get('uuid'), True) for o in self.reads[dst].get('domains') or []
-                     if o['name'] == vm['name'] or (vm.get('uuid') and o.get('uuid') == vm.get('uuid'))]
+            there = [(n, u, True) for n, u in self.doms_at.get(dst, {})
+                     if n == vm['name'] or (vm.get('uuid') and u == vm.get('uuid'))]
             if there:
                 out[dst] = C.check_collision(vm['name'], vm.get('uuid'), there)['reason']
         return out
@@ -487,6 +505,7 @@ def plan_run(reads, answers, steps, p=None, destinations=None, exclude_domains=(
     excluded = set(exclude_domains or ())
 
     def move(vm, home, src, dst):
+        judge.moved(vm, src, dst)
         mib = C.kib_to_mib(vm['memory_kib'])
         running[dst].append((vm, home))
         free[dst] -= mib
@@ -526,6 +545,12 @@ def plan_run(reads, answers, steps, p=None, destinations=None, exclude_domains=(
             running[src] = [x for x in here if x[0]['name'] not in moved]
         if len(step) > 1:
             share_inbound(step, plans, p)
+            for src in step:
+                # (drains of one step rerouting on their own could meet on one alternate: memory, anti-affinity and
+                # inbound shares are the step's, planned together - a lost destination leaves their VMs instead)
+                plans[src]['planned_with'] = list(step)
+                for m in plans[src]['moves']:
+                    m['alternates'] = []
         maintained.extend(step)
         for src in step if return_vms == 'original' else ():
             for vm, where in away.pop(src, []):

@@ -128,21 +128,24 @@ def answer(client, questions):
 
 
 def clean(client, markers):
-    """Remove the markers this host wrote (MARKERS {dir: {'name'}} or {dir: name}); returns what it removed."""
-    removed = []
+    """Remove the markers this host wrote (MARKERS {dir: {'name'}} or {dir: name}); returns what it removed and
+    what it could not remove, with why ('kept')."""
+    removed, kept = [], []
     for path, mark in sorted((markers or {}).items()):
         name = mark.get('name') if isinstance(mark, dict) else mark
         if not name or not str(name).startswith(MARKER_PREFIX):
             continue
         where = _Dir(client, path)
         try:
-            if where.open():
+            err = where.open()
+            if err:
+                kept.append('%s: %s' % (os.path.join(path, name), err))
                 continue
             try:
                 where.pool.storageVolLookupByName(name).delete(0)
                 removed.append(os.path.join(path, name))
-            except LibvirtClientError:
-                pass
+            except LibvirtClientError as e:
+                kept.append('%s: %s' % (os.path.join(path, name), e.detail or e.msg))
         finally:
             where.close()
-    return {'version': READ_VERSION, 'removed': removed}
+    return {'version': READ_VERSION, 'removed': removed, 'kept': kept}

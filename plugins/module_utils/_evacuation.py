@@ -179,7 +179,9 @@ def revalidate(plan, source_doms, dest_state, policy, headroom_mib, read=None):
             groups.setdefault(m['destination'], set()).add(m['group'])
         keep.append(m)
 
-    for m in plan['moves']:                  # in plan order (longest first): keep what holds, as planned
+    said = []                                # (plan position, change)
+    rerouted = []
+    for i, m in enumerate(plan['moves']):    # in plan order (longest first): keep what holds, as planned
         now = source_doms.get(m['name'])
         why = None
         if now is None:
@@ -192,16 +194,24 @@ def revalidate(plan, source_doms, dest_state, policy, headroom_mib, read=None):
             why = why_not(m, m['destination'])
             if why is None:
                 take(m)
-                continue
-            alt = next((a for a in m.get('alternates') or [] if why_not(m, a['destination']) is None), None)
-            if alt is not None:
-                take(dict(m, destination=alt['destination'], method=alt['method'], copies_disks=alt['copies_disks'],
-                          storage=alt.get('storage') or {}, instead_of=m['destination'], alternates=[]))
-                changes.append('%s: %s - goes to %s instead (an alternate the approved plan allows)'
-                               % (m['name'], why, alt['destination']))
-                continue
-        changes.append('%s: %s' % (m['name'], why))
+            else:
+                rerouted.append((i, m, why))  # (its alternates are tried once every move that holds is kept)
+            continue
+        said.append((i, '%s: %s' % (m['name'], why)))
         left[m['name']] = 'changed since the plan was approved: %s' % why
+    for i, m, why in rerouted:
+        alt = next((a for a in m.get('alternates') or [] if why_not(m, a['destination']) is None), None)
+        if alt is not None:
+            take(dict(m, destination=alt['destination'], method=alt['method'], copies_disks=alt['copies_disks'],
+                      storage=alt.get('storage') or {}, instead_of=m['destination'], alternates=[]))
+            said.append((i, '%s: %s - goes to %s instead (an alternate the approved plan allows)'
+                         % (m['name'], why, alt['destination'])))
+            continue
+        said.append((i, '%s: %s' % (m['name'], why)))
+        left[m['name']] = 'changed since the plan was approved: %s' % why
+    changes = [c for _i, c in sorted(said, key=lambda x: x[0])]
+    order = dict((m['name'], i) for i, m in enumerate(plan['moves']))
+    keep.sort(key=lambda m: order[m['name']])
     for name, (_uuid, active) in sorted(source_doms.items()):
         if active and name not in planned:
             changes.append('%s: started after the plan was approved (not in it: it stays)' % name)
@@ -248,9 +258,10 @@ def check_approved(cache, p, plan, policy):
     def read(name):
         if name not in uris:
             return {'error': 'not among the destinations given'}
-        # (a host whose packets are dropped would hold libvirt's connect for TCP's retries, about two minutes)
+        # (a host whose packets are dropped would hold libvirt's connect for TCP's retries, about two minutes; an
+        # ssh URI may reach it through the ssh configuration - an alias, a jump host -: only libvirtd's own ports)
         address = CLIENT.libvirtd_address(uris[name])
-        if address and not CLIENT.reachable(address):
+        if address and address[1] in (16509, 16514) and not CLIENT.reachable(address):
             return {'error': 'its libvirtd (%s port %d) does not answer within 3 s' % address}
         try:
             dst = cache.get(uris[name])

@@ -125,7 +125,10 @@ def batch_conflicts(batch, plans, non_live_policy='skip', anti_affinity=None, cp
             placed[m.get('destination')][h] += _num(m.get('memory_mib'))
             if m['name'] in group_of:
                 groups.setdefault((m.get('destination'), group_of[m['name']]), []).append((m['name'], h))
-    for d, by_host in sorted(placed.items()):
+    # (plans made together for this step - the cluster plan's - already count what each other put on a destination,
+    # memory and anti-affinity: checked by construction, not subtracted twice)
+    joint = all(set((plans.get(h) or {}).get('planned_with') or ()) == set(batch) for h in batch)
+    for d, by_host in sorted(placed.items()) if not joint else ():
         for h in by_host:
             plan = plans.get(h) or {}
             others = sum(v for o, v in by_host.items() if o != h)
@@ -134,7 +137,7 @@ def batch_conflicts(batch, plans, non_live_policy='skip', anti_affinity=None, cp
                 why.append('%s would keep %.0f MiB free with the VMs of %s, below the headroom of %.0f MiB' % (
                     d, left, ' + '.join(sorted(by_host)), _num(plan.get('headroom_mib'))))
                 break
-    for (d, g), vms in sorted(groups.items()):
+    for (d, g), vms in sorted(groups.items()) if not joint else ():
         if len(set(h for _vm, h in vms)) > 1:
             why.append('%s of anti-affinity group %s would all go to %s' % (
                 ', '.join('%s (%s)' % x for x in sorted(vms)), g, d))

@@ -74,7 +74,8 @@ EXAMPLES = r'''
 - name: Answer the group's questions (every host read by now)
   vmmigration.libvirt.cluster_facts:
     phase: answer
-    questions: "{{ ansible_play_hosts | map('extract', hostvars, 'read') | vmmigration.libvirt.cluster_questions }}"
+    questions: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, 'read')))
+                   | vmmigration.libvirt.cluster_questions }}"
   register: answers
 
 - name: Remove this host's markers
@@ -135,6 +136,11 @@ removed:
   returned: success
   type: list
   elements: str
+kept:
+  description: With O(phase=clean) - the markers that could not be removed, each with why (also said as a warning).
+  returned: success
+  type: list
+  elements: str
 elapsed_s:
   description: Seconds the phase took.
   returned: always
@@ -185,6 +191,8 @@ def main():
             out = answer(client, p['questions'])
         else:
             out = clean(client, p['markers'])
+            for kept in out['kept']:
+                module.warn('a marker of the cluster plan could not be removed - %s' % kept)
     out['elapsed_s'] = round(time.monotonic() - started, 3)
     module.exit_json(changed=False, **out)
 

@@ -71,6 +71,9 @@ def test_read_answer_clean_on_the_fake_libvirt_asks_each_question_once_and_leave
     assert len(markers_left(w)) == 3
     assert [len(CR.clean(cache.get(F.uri(h)), reads[h]['markers'])['removed']) for h in ('h1', 'h2', 'h3')] == [2, 1, 0]
     assert markers_left(w) == []
+    # one that cannot be removed any more is said, not ignored
+    out = CR.clean(cache.get(F.uri('h1')), reads['h1']['markers'])
+    assert out['removed'] == [] and len(out['kept']) == 2 and 'not found' in out['kept'][0], out
 
 
 def test_the_controller_plans_the_drain_evacuation_plan_plans_from_the_source():
@@ -170,7 +173,7 @@ def test_the_wave_moves_each_vm_once_but_the_first_hosts_where_the_roomiest_host
     assert wave['moves_per_vm'] == {'a1': 2, 'a2': 2, 'b1': 1, 'b2': 1, 'c1': 1, 'c2': 1, 'd1': 1, 'd2': 1}
     # the first host's VMs have no maintained host to go to; after that, only maintained hosts receive
     assert set(m['destination'] for m in wave['plans']['h2']['moves']) == {'h1'}
-    assert set(m['destination'] for m in wave['plans']['h3']['moves']) <= {'h1', 'h2'}
+    assert wave['plans']['h3']['moves'] and set(m['destination'] for m in wave['plans']['h3']['moves']) <= {'h1', 'h2'}
 
 
 def test_return_home_moves_every_vm_out_and_back_and_each_drain_sees_the_memory_as_it_will_be():
@@ -194,7 +197,7 @@ def test_a_step_of_two_hosts_neither_sends_to_the_other_and_together_they_never_
     reads, answers = cluster({'h1': two, 'h2': three, 'h3': [], 'h4': []}, total_mib=3584)
     out = CL.plan_run(reads, answers, [['h1', 'h2']], PLAN_P)
     placed = [m['destination'] for h in ('h1', 'h2') for m in out['plans'][h]['moves']]
-    assert placed.count('h3') <= 3 and placed.count('h4') <= 3 and len(placed) == 5
+    assert placed.count('h3') <= 3 and placed.count('h4') <= 3 and len(placed) == 5 and set(placed) == {'h3', 'h4'}
     out = CL.plan_run(reads, answers, [['h1', 'h2']], dict(PLAN_P, headroom_mib=1024))
     assert len(out['plans']['h2']['left']) >= 1 and 'not enough memory' in ' '.join(out['plans']['h2']['left'].values())
 
@@ -264,7 +267,7 @@ def test_a_read_the_controller_cannot_plan_from_is_refused_naming_the_host(spoil
 
 def test_the_filter_refuses_a_group_of_one_and_a_host_named_twice():
     reads, answers = cluster({'h1': [vm('a', 512)]})
-    assert 'a drain needs another host' in FILTER.cluster_plan(reads, answers, [['h1']])['problems'][0]
+    assert 'a drain needs another host' in ' '.join(FILTER.cluster_plan(reads, answers, [['h1']])['problems'])
     reads, answers = four_hosts()
     assert 'h1: named 2 times' in FILTER.cluster_plan(reads, answers, [['h1'], ['h1']])['problems'][0]
     out = FILTER.cluster_plan(reads, answers, [['h1'], ['h2']], return_vms='stay', wave=True)
@@ -293,7 +296,7 @@ ALT_NOW = {'a': ('u-a', True), 'b': ('u-b', True), 'c': ('u-c', True)}
 
 def test_a_lost_destination_sends_its_vms_to_their_alternates_and_says_so():
     plan = alt_plan([alt_move('a', 'h3', ['h2', 'h4']), alt_move('b', 'h3', ['h4', 'h2']), alt_move('c', 'h2', [])])
-    dests = {'h2': {'free_mib': 1500, 'domains': []}, 'h3': {'error': 'unable to connect: No route to host'}}
+    dests = {'h2': {'free_mib': 2200, 'domains': []}, 'h3': {'error': 'unable to connect: No route to host'}}
     asked = []
 
     def read(d):
@@ -301,14 +304,17 @@ def test_a_lost_destination_sends_its_vms_to_their_alternates_and_says_so():
         return {'h4': {'free_mib': 1050, 'domains': []}}.get(d, {'error': 'not among the destinations given'})
     out, changes = E.revalidate(plan, ALT_NOW, dests, 'skip', 100, read=read)
     where = dict((m['name'], (m['destination'], m['method'], m['storage'], m.get('instead_of'))) for m in out['moves'])
-    # a comes first (plan order): h2 (1500 MiB free, 100 kept free) takes it, and has no room for another after it
+    # c keeps h2, its own destination, which still holds; then a, rerouted, takes h2's room left (2200 MiB free,
+    # 100 kept free: 2100 for c and a)
+    assert where['c'] == ('h2', 'live', {'vda': 'shared'}, None)
     assert where['a'] == ('h2', 'live_copy_storage', {'vda': 'not_shared'}, 'h3')
     # b: h4 has 1050 MiB free - 100 kept free: not 1000 more; h2 is full by now: left, with the lost host as reason
     assert 'b' not in where and out['left']['b'].startswith('changed since the plan was approved: destination h3')
-    assert 'c' not in where and 'h2 has 1500 MiB free now' in out['left']['c']
-    assert changes[0] == ('a: destination h3 cannot be reached now: unable to connect: No route to host - goes to h2 '
-                          'instead (an alternate the approved plan allows)')
+    assert changes == ['a: destination h3 cannot be reached now: unable to connect: No route to host - goes to h2 '
+                       'instead (an alternate the approved plan allows)',
+                       'b: destination h3 cannot be reached now: unable to connect: No route to host']
     assert asked == ['h4']          # (an alternate's host is read only when it is needed)
+    assert [m['name'] for m in out['moves']] == ['a', 'c']      # (plan order)
 
 
 def test_alternates_keep_the_anti_affinity_of_the_plan():
@@ -384,3 +390,49 @@ def test_the_drains_of_a_step_split_a_shared_destinations_inbound_limit_and_a_st
     # a drain alone keeps the whole limit
     out = CL.plan_run(reads, answers, [['h1'], ['h2']], dict(PLAN_P, max_inbound=1))
     assert 'inbound_limits' not in out['plans']['h1']
+
+
+# -- the simulated run as the hosts will be: definitions move with the VMs; steps planned together -----------------
+
+def test_a_vm_can_come_back_to_the_host_it_left_and_two_of_one_name_never_meet_on_one_host():
+    # two hosts, return stay: h1's VM goes to h2, then h2's drain sends both back to h1 (a move undefines its source)
+    reads, answers = cluster({'h1': [vm('a', 512)], 'h2': [vm('b', 512)]})
+    out = CL.plan_run(reads, answers, [['h1'], ['h2']], PLAN_P, return_vms='stay')
+    assert sorted((m['name'], m['destination']) for m in out['plans']['h2']['moves']) == [('a', 'h1'), ('b', 'h1')]
+    assert out['plans']['h2']['left'] == {}
+    # two VMs of one name on the two hosts of a step: once one is planned onto h3, the other is not
+    reads, answers = cluster({'h1': [vm('web', 512, uuid='u1')], 'h2': [vm('web', 512, uuid='u2')], 'h3': [],
+                              'h4': []})
+    out = CL.plan_run(reads, answers, [['h1', 'h2']], PLAN_P)
+    dests = [m['destination'] for h in ('h1', 'h2') for m in out['plans'][h]['moves']]
+    assert sorted(dests) == ['h3', 'h4'], dests
+
+
+def test_plans_made_together_for_a_step_are_not_charged_each_others_memory_twice():
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling as R
+    reads, answers = cluster({'h1': [vm('a1', 1024), vm('a2', 1024)], 'h2': [vm('b1', 1024), vm('b2', 1024)],
+                              'h3': [], 'h4': []}, total_mib=2560)
+    out = CL.plan_run(reads, answers, [['h1', 'h2']], PLAN_P)
+    assert R.batch_conflicts(['h1', 'h2'], out['plans']) == []
+    # (and a step's drains keep no alternates: rerouting on their own, two could meet on one host)
+    assert all(m['alternates'] == [] for h in ('h1', 'h2') for m in out['plans'][h]['moves'])
+    assert out['plans']['h1']['planned_with'] == ['h1', 'h2']
+
+
+def test_one_spare_destination_is_enough_but_a_step_with_none_outside_it_is_refused():
+    reads, answers = four_hosts()
+    out = FILTER.cluster_plan(reads, answers, [['h1'], ['h2']], destinations=['h4'])
+    assert out['problems'] == [] and set(m['destination'] for m in out['plans']['h2']['moves']) == {'h4'}
+    out = FILTER.cluster_plan(reads, answers, [['h4']], destinations=['h4'])
+    assert out['problems'] == ['h4: no destination outside it (destinations: h4) - a drain needs another host to move to']
+    out = FILTER.cluster_plan(reads, answers, [['h1']], destinations=['h9'])
+    assert 'h9: not read' in out['problems'][0]
+    answers.pop('h2')
+    assert 'h2: its answers are missing' in ' '.join(FILTER.cluster_plan(reads, answers, [['h1']])['problems'])
+
+
+def test_a_vm_that_cannot_move_keeps_its_own_reason_in_the_waves_first_step():
+    reads, answers = cluster({'h1': [vm('pin', 512, cpu='q2')], 'h2': [], 'h3': []},
+                             cpu_no={'h2': ['q2'], 'h3': ['q2']})
+    plan = CL.plan_run(reads, answers, [['h1']], PLAN_P, return_vms='stay', wave=True)['plans']['h1']
+    assert 'avx512' in plan['left']['pin'] and 'maintained' not in plan['left']['pin']
