@@ -225,8 +225,8 @@ MUTANTS = {
         ("                cpu_err, compared = (ans or None), True\n", "                cpu_err, compared = None, True\n")],
         'a VM is planned onto a host whose libvirt said it cannot run its CPU', 'tests/unit/plugins/module_utils/test__cluster.py'),
     'alternate-taken-unchecked': (MU + '_evacuation.py', [
-        ("            alt = next((a for a in m.get('alternates') or [] if why_not(m, a['destination']) is None), None)\n",
-         "            alt = next(iter(m.get('alternates') or []), None)\n")],
+        ("        alt = next((a for a in m.get('alternates') or [] if why_not(m, a['destination']) is None), None)\n",
+         "        alt = next(iter(m.get('alternates') or []), None)\n")],
         'a VM whose destination was lost goes to an alternate that cannot take it now (unreachable, full, a name taken)',
         'tests/unit/plugins/module_utils/test__cluster.py'),
     'alternate-forgets-what-it-took': (MU + '_evacuation.py', [
