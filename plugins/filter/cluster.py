@@ -74,9 +74,40 @@ def cluster_plan(reads, answers, steps, options=None, destinations=None, exclude
     return out
 
 
+def cluster_batch(reads, answers, hosts, options=None, records=None, destinations=None, exclude_domains=None,
+                  most=None, non_live_policy='skip', drained=None):
+    """rolling_maintenance_batch auto: the most hosts out at once whose every step the cluster absorbs (see
+    _cluster.auto_batch); a read or answer the plan cannot use is refused as cluster_plan refuses it."""
+    reads, answers = _reads(reads, 'cluster_batch'), _reads(answers or {}, 'cluster_batch (answers)')
+    hosts = list(_rolling.plain(hosts) or [])
+    dests = list(destinations) if destinations else sorted(reads)
+    drained = hosts if drained is None else list(_rolling.plain(drained) or [])
+    problems = ['%s: not read' % h for h in sorted(set(drained) | set(dests)) if h not in reads]
+    problems += _cluster.read_problems(reads, sorted((set(drained) | set(dests)) & set(reads)))
+    for h in sorted(set(drained) | set(dests)):
+        a = answers.get(h)
+        if not isinstance(a, dict) or a.get('version') != _cluster.READ_VERSION:
+            problems.append('%s: its answers are %s; this controller reads format %d' % (
+                h, 'of format %s' % a.get('version') if isinstance(a, dict) else 'missing', _cluster.READ_VERSION))
+    if problems:
+        return {'problems': problems, 'batch': 1, 'tried': [], 'lines': []}
+    if most not in (None, ''):
+        try:
+            most = int(most)
+        except (TypeError, ValueError):
+            raise AnsibleFilterError('cluster_batch: most is a whole number of hosts (got %r)' % (most,))
+    else:
+        most = None
+    out = _cluster.auto_batch(reads, answers, hosts, _rolling.plain(options) or {}, records=_rolling.plain(records),
+                              destinations=dests, exclude_domains=list(exclude_domains or []), most=most,
+                              non_live_policy=non_live_policy, drained=drained)
+    out['problems'] = []
+    return out
+
+
 class FilterModule:  # pylint: disable=too-few-public-methods
     """The cluster plan's filters."""
 
     def filters(self):
         return {'cluster_questions': cluster_questions, 'cluster_plan': cluster_plan,
-                'cluster_wave_order': cluster_wave_order}
+                'cluster_wave_order': cluster_wave_order, 'cluster_batch': cluster_batch}

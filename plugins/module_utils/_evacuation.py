@@ -237,6 +237,47 @@ def copies_allowed(p):
     return (p.get('copy_storage') or (p.get('migrate_options') or {}).get('copy_storage') or 'auto') != 'none'
 
 
+def read_destination(cache, uris, name, here):
+    """What revalidation reads of destination NAME now: {'free_mib', 'domains': [(name, uuid)]}, or {'error'}
+    when it cannot be reached (SourceAsDestination when it is the source host, UUID HERE, itself)."""
+    if name not in uris:
+        return {'error': 'not among the destinations given'}
+    # (a host whose packets are dropped would hold libvirt's connect for TCP's retries, about two minutes; an
+    # ssh URI may reach it through the ssh configuration - an alias, a jump host -: only libvirtd's own ports)
+    address = CLIENT.libvirtd_address(uris[name])
+    if address and address[1] in (16509, 16514) and not CLIENT.reachable(address):
+        return {'error': 'its libvirtd (%s port %d) does not answer within 3 s' % address}
+    try:
+        dst = cache.get(uris[name])
+        if dst.host_uuid() == here:
+            raise SourceAsDestination('destination %s is the source host itself: nothing was done' % name)
+        doms = dst.call('cannot list domains', dst.conn.listAllDomains, 0)
+        return {'free_mib': dst.call('cannot read free memory', dst.conn.getFreeMemory) // (1024 * 1024),
+                'domains': [(x.name(), x.UUIDString()) for x in doms]}
+    except SourceAsDestination:
+        raise
+    except LibvirtClientError as e:
+        return {'error': e.msg}
+
+
+def untouched(result, error, method='live'):
+    """Whether a failed move changed nothing (pure): the guest runs on the source alone and the destination
+    holds nothing of it - refused before it started (a connection that failed, a check or the transport that
+    refused), or a live migration rolled back with the destination's copy removed. Only such a move may be
+    tried again elsewhere; any other failure (a post-copy, a state not read back, a copy that could not be
+    removed, a cold move that shut the guest down and started it again) is reported as it is."""
+    if error is None:
+        return False
+    if result is None:
+        return True
+    if result.get('changed') is not False:
+        return False
+    if result.get('state') not in ((None, 'rolled_back') if method != 'cold' else (None,)):
+        return False
+    return not any(d.get('action') == 'cleanup' and str(d.get('reason', '')).startswith('could not')
+                   for d in result.get('decisions') or [])
+
+
 def check_approved(cache, p, plan, policy):
     """An approved PLAN against the hosts as they are now (see revalidate): (plan to run, changes). Reads
     the source's domains and, per destination the plan uses, its free memory and domains - nothing else."""
@@ -256,24 +297,7 @@ def check_approved(cache, p, plan, policy):
     uris = dict((d['name'], d['uri']) for d in p['destinations'])
 
     def read(name):
-        if name not in uris:
-            return {'error': 'not among the destinations given'}
-        # (a host whose packets are dropped would hold libvirt's connect for TCP's retries, about two minutes; an
-        # ssh URI may reach it through the ssh configuration - an alias, a jump host -: only libvirtd's own ports)
-        address = CLIENT.libvirtd_address(uris[name])
-        if address and address[1] in (16509, 16514) and not CLIENT.reachable(address):
-            return {'error': 'its libvirtd (%s port %d) does not answer within 3 s' % address}
-        try:
-            dst = cache.get(uris[name])
-            if dst.host_uuid() == here:
-                raise SourceAsDestination('destination %s is the source host itself: nothing was done' % name)
-            doms = dst.call('cannot list domains', dst.conn.listAllDomains, 0)
-            return {'free_mib': dst.call('cannot read free memory', dst.conn.getFreeMemory) // (1024 * 1024),
-                    'domains': [(x.name(), x.UUIDString()) for x in doms]}
-        except SourceAsDestination:
-            raise
-        except LibvirtClientError as e:
-            return {'error': e.msg}
+        return read_destination(cache, uris, name, here)
     dest_state = dict((name, read(name)) for name in sorted(set(m['destination'] for m in plan['moves'])))
     return revalidate(plan, source_doms, dest_state, policy, plan.get('headroom_mib') or 0, read=read)
 
@@ -471,6 +495,10 @@ class Evacuation:
         self.lock = threading.Lock()
         self.results = []
         self.running = {}
+        self.pending = []
+        self.done = []          # the moves that ended well (where their anti-affinity groups went)
+        self.rerouted = []      # moves its destination refused, with nothing changed, sent to an alternate
+        self.stop_flags = {'stop': False}
         self.t0 = None
         self.journal_errors = []
         self.status_errors = []
@@ -528,12 +556,77 @@ class Evacuation:
             with self.lock:
                 if result['status_file_error'] not in self.status_errors:
                     self.status_errors.append(result['status_file_error'])
+        if move.get('instead_of'):
+            line.update(instead_of=move['instead_of'], rerouted_because=move.get('rerouted_because'))
         # the journal first: a move is over for the drain only once its end is recorded
         self.journal({'event': 'end', 'time': self.now(), 'vm': name, 'rollback': bool(p.get('rollback')),
                       'result': dict((k, v) for k, v in line.items() if k != 'decisions')})
+        again = (self.reroute(move, error) if untouched(result, error, move['method']) and not p.get('rollback')
+                 else None)
         with self.lock:
-            self.results.append(line)
+            if again is not None:
+                # (queued before this move leaves the running ones: the drain never sees neither)
+                self.rerouted.append({'name': name, 'from': move['destination'], 'to': again['destination'],
+                                      'why': error, 'at_s': line['end_s']})
+                self.pending.append(again)
+            else:
+                self.results.append(line)
+                if not error:
+                    self.done.append(move)
             self.running.pop(name, None)
+        if again is not None:
+            self.journal({'event': 'reroute', 'time': self.now(), 'vm': name, 'from': move['destination'],
+                          'to': again['destination'], 'why': error})
+
+    def stopping(self):
+        return self.stop_flags['stop']
+
+    def reroute(self, move, error):
+        """A move its destination refused or could not take, with nothing changed (untouched): the same move to
+        the first of its remaining alternates (ranked when the plan was made, allowed by the same checks and
+        rules) that holds now - reachable, no domain of its name or UUID, the free memory for it beside the
+        headroom and every move of this drain still running or waiting to go there, no VM of its anti-affinity
+        group going there - queued under the same admission control; None when none holds, or the drain is
+        stopping (the move then ends failed, as it did)."""
+        alternates = [a for a in move.get('alternates') or [] if a['destination'] not in move.get('tried', ())]
+        if not alternates or self.stopping():
+            return None
+        p = self.p
+        uris = dict((d['name'], d['uri']) for d in p['destinations'])
+        with self.lock:
+            waiting = list(self.running.values()) + list(self.pending)
+            going = waiting + list(self.done)
+        cache = self.cache_factory()
+        try:
+            try:
+                here = cache.get(p['uri']).host_uuid()
+            except LibvirtClientError:
+                return None
+            for alt in alternates:
+                d = alt['destination']
+                try:
+                    now = read_destination(cache, uris, d, here)
+                except LibvirtClientError as e:
+                    now = {'error': e.msg}
+                if now.get('error'):
+                    continue
+                if any(x[0] == move['name'] or (move.get('uuid') and x[1] == move['uuid']) for x in now['domains']):
+                    continue
+                # (a move that ended is in the free memory read now; one running or waiting may not be yet)
+                need = (p.get('headroom_mib') or 0) + (move.get('memory_mib') or 0) + sum(
+                    m.get('memory_mib') or 0 for m in waiting if m['destination'] == d and m['name'] != move['name'])
+                if need > now['free_mib']:
+                    continue
+                if move.get('group') and any(m['destination'] == d and m.get('group') == move['group']
+                                             and m['name'] != move['name'] for m in going):
+                    continue
+                return dict(move, destination=d, uri=uris[d], method=alt['method'], copies_disks=alt['copies_disks'],
+                            storage=alt.get('storage') or {}, instead_of=move.get('instead_of') or move['destination'],
+                            rerouted_because=error, tried=list(move.get('tried') or []) + [move['destination'], d],
+                            alternates=[a for a in alternates if a is not alt])
+        finally:
+            cache.close()
+        return None
 
     def wait_limit_s(self):
         """Seconds after its start at which the drain is overrunning: no move starts after timeout_s, and each
@@ -698,13 +791,14 @@ class Evacuation:
             dom = src.lookup(item['name'])
             item['result'] = self._shutdown(dom)
             self.journal({'event': 'shutdown', 'time': self.now(), 'vm': item['name'], 'result': item['result']})
-        pending = [dict(m, uri=uris[m['destination']]) for m in to_run]
+        pending = self.pending
+        pending[:] = [dict(m, uri=uris[m['destination']]) for m in to_run]
         if p.get('rollback'):
             # the engine's source is where the VM is now; the moves' names stay as the journal has them
-            pending = [dict(m, uri=p['return_uri']) for m in to_run]
+            pending[:] = [dict(m, uri=p['return_uri']) for m in to_run]
         deadline = self.t0 + p['timeout_s']
         threads = []
-        flags = {'stop': False}
+        flags = self.stop_flags
         # (an approved plan of a step gives this drain its share of the destinations the step's drains share)
         limits = dict(p, inbound_limits=(plan or {}).get('inbound_limits') or {})
 
@@ -800,6 +894,7 @@ class Evacuation:
                    wall_s=round(self.clock() - self.t0, 2),
                    changed=bool(results) or any(x['action'] == 'shutdown' for x in left))
         out['failed_vms'] = [r['name'] for r in results if r['error']]
+        out['rerouted'] = list(self.rerouted)
         out['report'] = {'table': R.table(results, left),
                          'title': 'Evacuation of %s' % (p.get('source_name') or SEC.redact_uri(p['uri']))}
         # a drain that leaves VMs on the host is never a quiet success: 'incomplete' (the module fails
@@ -819,7 +914,8 @@ class Evacuation:
                    wall_s=round(self.clock() - self.t0, 2), changed=bool(results),
                    failed_vms=[r['name'] for r in results if r['error']],
                    moved=sorted(r['name'] for r in results if not r['error']),
-                   unverified_because='cannot list the domains of the source after the drain: %s' % error.msg)
+                   unverified_because='cannot list the domains of the source after the drain: %s' % error.msg,
+                   rerouted=list(self.rerouted))
         out['report'] = {'table': R.table(results, left),
                          'title': 'Evacuation of %s' % (p.get('source_name') or SEC.redact_uri(p['uri']))}
         self.journal({'event': 'done', 'time': self.now(), 'state': 'unverified', 'rollback': bool(p.get('rollback'))})

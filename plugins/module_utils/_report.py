@@ -52,6 +52,9 @@ def table(results, left):
     for r in results:
         if r.get('error'):
             lines.append('%s failed: %s' % (r['name'], r['error']))
+        if r.get('instead_of'):
+            lines.append('%s went to %s instead of %s (an alternate of the plan, after a refusal that changed nothing): %s'
+                         % (r['name'], r['destination'], r['instead_of'], r.get('rerouted_because')))
         a = r.get('answering')
         if a and not a.get('all_answered'):
             silent = sorted(k for k, v in (a.get('addresses') or {}).items() if v is None)

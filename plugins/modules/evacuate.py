@@ -269,6 +269,21 @@ results:
     - One entry per VM moved or tried - name, destination, method, state, strategy, total_time_s,
       downtime_ms, bytes_transferred, postcopy, paused, announced (true, or why QEMU's announce-self
       failed; with O(announce)), error, start_s and end_s (from the drain's start), and the engine's decisions.
+    - A VM that went to an alternate (RV(rerouted)) also has instead_of (the destination the plan had) and
+      rerouted_because.
+  returned: when the drain ran
+  type: list
+  elements: dict
+rerouted:
+  description:
+    - VMs whose destination refused them or could not be reached during the drain, with nothing changed (the
+      guest kept running on the source alone, the destination left with nothing of it), sent to the next of
+      their alternates (ranked when the plan was made, allowed by the same checks) that still held - reachable,
+      no domain of that name or UUID, the free memory beside the headroom and the moves still going there, no VM
+      of its anti-affinity group there - under the same concurrency limits. Each - name, from, to, why (the
+      refusal), at_s.
+    - A failure that changed anything (a post-copy, a state that could not be read back) is never retried
+      elsewhere; a VM with no alternate left that holds ends failed, as its move did.
   returned: when the drain ran
   type: list
   elements: dict
@@ -278,7 +293,9 @@ left:
   type: list
   elements: dict
 changes:
-  description: With O(plan), what changed since the plan was approved, one line per VM (each such VM stays).
+  description:
+    - With O(plan), what changed since the plan was approved, one line per VM - each such VM stays, or goes to
+      the first of its alternates that still holds (the line says which).
   returned: always
   type: list
   elements: str

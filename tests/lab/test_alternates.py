@@ -62,3 +62,52 @@ def test_a_lost_destination_is_routed_around_through_the_plans_alternates(lab, f
             L.set_link("h3", True)
         for g in GUESTS:
             L.remove_guest(g)
+
+
+def test_a_destination_that_refuses_during_the_drain_is_routed_around(lab, figures):
+    """h3 reachable at the drain's start but its libvirt refusing every incoming migration (its qemu hook says no):
+    each VM the approved plan sends there is refused with nothing changed - still running on h1 alone - and goes to
+    its alternate h2 during the drain; the drain ends evacuated and says which VM went where instead, and why."""
+    from test_migrate import integrity, where  # pylint: disable=import-outside-toplevel
+    playbook = os.path.join(L.TOP, "tests", "lab", "drain_alternates.yml")
+    plan_file, result_file = L.state_path("refused-plan.json"), L.state_path("refused-result.json")
+    try:
+        for g in GUESTS:
+            L.define_guest(g, "h1", disk="none", memory_mib=96)
+        ips = dict((g, L.load_state()["guests"][g]["ip"]) for g in GUESTS)
+        before = dict((g, L.wait_guest(ips[g])) for g in GUESTS)
+        p = L.playbook(playbook, extra_vars={"alt_phase": "plan", "alt_plan_file": plan_file})
+        assert p.returncode == 0, p.stdout[-6000:]
+        with open(plan_file) as f:
+            plan = json.load(f)
+        to_h3 = sorted(m["name"] for m in plan["moves"] if m["destination"] == "h3")
+        assert to_h3, plan
+
+        L.refuse_incoming("h3", True)
+        t0 = time.monotonic()
+        p = L.playbook(playbook, extra_vars={"alt_phase": "drain", "alt_plan_file": plan_file,
+                                             "alt_result_file": result_file})
+        wall = time.monotonic() - t0
+        L.refuse_incoming("h3", False)
+        assert p.returncode == 0, p.stdout[-8000:]
+        with open(result_file) as f:
+            out = json.load(f)
+        assert out["state"] == "evacuated" and out["failed_vms"] == [], (out["state"], out.get("results"))
+        # (h3 answered at the drain's start: nothing changed since the plan - the refusals came during the drain)
+        assert out["changes"] == [], out["changes"]
+        assert sorted((r["name"], r["from"], r["to"]) for r in out["rerouted"]) == [(n, "h3", "h2") for n in to_h3]
+        for r in out["rerouted"]:
+            assert "refuses incoming migrations" in r["why"] and "running on the source" in r["why"], r["why"]
+        results = dict((r["name"], r) for r in out["results"])
+        for g in GUESTS:
+            assert results[g]["state"] == "migrated" and results[g]["destination"] == "h2", results[g]
+            assert results[g].get("instead_of") == ("h3" if g in to_h3 else None), results[g]
+            assert where(lab, g) == {"h2": "running"}
+            integrity(before[g], L.wait_guest(ips[g], timeout=30), g)
+        assert any(line.startswith("%s went to h2 instead of h3" % to_h3[0]) for line in out["report"]["table"])
+        figures["refused_during_drain"] = {"drain_wall_s": round(wall, 1), "routed_around": to_h3,
+                                           "why": out["rerouted"][0]["why"][:200]}
+    finally:
+        L.refuse_incoming("h3", False)
+        for g in GUESTS:
+            L.remove_guest(g)

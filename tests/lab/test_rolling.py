@@ -68,7 +68,7 @@ def test_rolling_maintenance(lab, figures):
 
         # inputs refused before anything is planned: a step of no host; a single destination that is maintained too
         p = L.playbook(playbook, extra_vars=dict(common, rolling_maintenance_batch=0), check=True)
-        assert p.returncode != 0 and "a batch of at least one host (got 0)" in p.stdout, p.stdout[-6000:]
+        assert p.returncode != 0 and "a batch of at least one host, or auto (got 0)" in p.stdout, p.stdout[-6000:]
         p = L.playbook(playbook, extra_vars=dict(common, evacuate_host_destinations=["h3"]), check=True)
         assert p.returncode != 0 and "h3 would have nowhere to drain into" in p.stdout, p.stdout[-6000:]
         assert "cluster plan:" not in p.stdout, p.stdout[-6000:]
@@ -99,6 +99,13 @@ def test_rolling_maintenance(lab, figures):
         assert re.search(r"CPU every host can run \(baseline\): \S+ \(\S+\)", p.stdout), p.stdout[-6000:]
         assert "runs only on" not in p.stdout and " only: " not in p.stdout, p.stdout[-6000:]
         assert all(where(lab, n) == {home[n]: "running"} for n in names)
+        # batch auto: the plan chooses the most hosts out at once whose steps fit - two of three here (h3 takes h1's
+        # and h2's VMs, one inbound slot each); the same steps as asked for by number
+        p = L.playbook(playbook, extra_vars=dict(common, rolling_maintenance_batch="auto"), check=True)
+        assert p.returncode == 0, p.stdout[-6000:]
+        assert "batch auto: 2 hosts out at once" in p.stdout, p.stdout[-6000:]
+        assert "cluster plan: 3 host(s) to maintain, in 2 step(s) of up to 2 hosts at once" in p.stdout, p.stdout[-6000:]
+        assert "order: h1 + h2 -> h3" in p.stdout, p.stdout[-6000:]
         # (check mode records no run on the hosts)
         assert not any(os.path.exists(os.path.join(state, h, "runs")) for h in ("h1", "h2", "h3"))
 

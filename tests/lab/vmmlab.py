@@ -466,6 +466,13 @@ def host_files(name, names):
     os.makedirs(os.path.join(d, "log-libvirt", "qemu"), exist_ok=True)
     ip = host_ip(name)
     host_pki(name, lab_ca(), os.path.join(d, "etc-libvirt", "pki"))
+    # (libvirtd finds its hook scripts when it starts: this one is always there, and refuses only when asked to)
+    hooks = os.path.join(d, "etc-libvirt", "hooks")
+    os.makedirs(hooks, exist_ok=True)
+    with open(os.path.join(hooks, "qemu"), "w") as f:
+        f.write(QEMU_HOOK)
+    os.chmod(os.path.join(hooks, "qemu"), 0o755)
+    refuse_incoming(name, False)
     with open(os.path.join(d, "etc-libvirt", "libvirtd.conf"), "w") as f:
         f.write(LIBVIRTD_CONF.format(name=name, ip=ip, uuid=host_uuid(name)))
     with open(os.path.join(d, "etc-libvirt", "qemu.conf"), "w") as f:
@@ -1016,6 +1023,29 @@ def restart_libvirtd(host):
     st = load_state()
     st["pids"]["%s-libvirtd" % host] = start_libvirtd(host)
     save_state(st)
+
+
+# Fault injection: a destination whose libvirt refuses an incoming migration, as a site's own qemu hook may (libvirt
+# calls it on the destination with "migrate begin" before the incoming guest exists; a failure cancels the
+# migration there - the source keeps running the guest).
+QEMU_HOOK = """#!/bin/sh
+# vmmlab: refuse incoming migrations while /etc/libvirt/hooks/refuse-incoming exists (tests/lab/vmmlab.py)
+if [ "$2" = migrate ] && [ -e /etc/libvirt/hooks/refuse-incoming ]; then
+    echo "vmmlab: this host refuses incoming migrations (its qemu hook)" >&2
+    exit 1
+fi
+exit 0
+"""
+
+
+def refuse_incoming(host, refuse):
+    """Have HOST's libvirt refuse (or accept again) every incoming migration, through its qemu hook."""
+    flag = state_path("hosts", host, "etc-libvirt", "hooks", "refuse-incoming")
+    if refuse:
+        with open(flag, "w") as f:
+            f.write("refused by tests/lab\n")
+    elif os.path.exists(flag):
+        os.unlink(flag)
 
 
 def set_link(host, up):

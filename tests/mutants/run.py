@@ -237,6 +237,15 @@ MUTANTS = {
         ("        limits = dict(p, inbound_limits=(plan or {}).get('inbound_limits') or {})\n", "        limits = p\n")],
         'a drain of a step runs as many moves into a shared destination as the whole limit allows: with the others '
         'of its step, more than the limit at once', 'tests/unit/plugins/module_utils/test__evacuation.py'),
+    'any-failed-move-tried-elsewhere': (MU + '_evacuation.py', [
+        ("    if result.get('state') not in ((None, 'rolled_back') if method != 'cold' else (None,)):\n        return False\n",
+         "")],
+        'a move that failed after it changed something (a copy left, a source paused, a post-copy) is tried again '
+        'on an alternate: the guest could end up defined or running on two hosts'),
+    'refused-move-rerouted-to-a-full-host': (MU + '_evacuation.py', [
+        ("                if need > now['free_mib']:\n                    continue\n", "")],
+        'a VM a destination refused during the drain goes to an alternate without the memory for it (beside the '
+        'headroom and the moves still going there)', 'tests/unit/plugins/module_utils/test__cluster.py'),
 }
 
 

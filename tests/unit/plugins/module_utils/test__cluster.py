@@ -362,6 +362,76 @@ def test_a_drain_whose_planned_destination_is_gone_runs_through_the_alternates_o
                for c in changes), changes
 
 
+def refusing_drain(monkeypatch, refuse, full=()):
+    """h1's drain of web and db on the fake libvirt, over h2 and h3 (each VM with the other as its alternate),
+    run from the approved plan while the hosts in REFUSE refuse an incoming guest, once per mention (their libvirt fails
+    the incoming side of the job: libvirt removes the guest there, the source keeps running it) and the hosts
+    in FULL report no free memory once the drain has started. (result, world, approved plan)"""
+    from test_faults import Clock
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as C
+    monkeypatch.setattr(C, 'reachable', lambda address, timeout=3.0: True)
+    w = fake_world()
+    w.clock = Clock(1000.0)
+    dests = [{'name': h, 'uri': F.uri(h)} for h in ('h2', 'h3')]
+    p = dict(PLAN_P, uri=F.uri('h1'), domains=None, exclude_domains=[], destinations=dests, non_live_policy='skip')
+    approved = E.plan_evacuation(F.FakeCache(w), p)
+    assert all(m['alternates'] for m in approved['moves'])
+    left, hit, refused = list(refuse), w.hit, []
+
+    def refusing(obj, method):
+        if method == 'incoming' and obj in left:
+            left.remove(obj)
+            refused.append(obj)
+            raise F.lv_error('operation failed: %s refused the incoming guest (a hook said no)' % obj,
+                             F.libvirt.VIR_ERR_OPERATION_FAILED)
+        return hit(obj, method)
+    w.hit = refusing
+    if full:
+        real = F.FakeConn.getFreeMemory
+        monkeypatch.setattr(F.FakeConn, 'getFreeMemory', lambda self: 0 if self.h in full and refused else real(self))
+    run = dict(p, plan=approved, per_vm_timeout_s=600, timeout_s=3600, stop_on_failure=False, announce=False,
+               journal=None, status_file=None, source_name='h1', rollback=False, return_uri=None, cold_options={},
+               migrate_options={'tuning': {'poll_interval_s': 0.001, 'dirty_rate_sample_s': 0}})
+    ev = E.Evacuation(F.FakeCache(w), run, lambda: F.FakeCache(w), clock=w.clock, sleep=w.clock.sleep)
+    ev._source_security = None  # pylint: disable=protected-access
+    return ev.run(), w, approved
+
+
+def test_a_destination_that_refuses_a_vm_during_the_drain_sends_it_to_the_next_alternate(monkeypatch):
+    """Issue 23: a destination that refuses during the drain (not only one lost before it) - the VM, still running
+    on the source alone with nothing left on the refusing host, goes to the next alternate that holds now."""
+    out, w, approved = refusing_drain(monkeypatch, refuse=['h3'])
+    planned = dict((m['name'], m['destination']) for m in approved['moves'])
+    to_h3 = sorted(n for n, d in planned.items() if d == 'h3')
+    assert to_h3, planned
+    assert out['state'] == 'evacuated' and out['failed_vms'] == [], (out['state'], out['results'])
+    assert [(r['name'], r['from'], r['to']) for r in out['rerouted']] == [(to_h3[0], 'h3', 'h2')]
+    assert 'h3 refused the incoming guest' in out['rerouted'][0]['why']
+    by = dict((r['name'], r) for r in out['results'])
+    assert by[to_h3[0]]['destination'] == 'h2' and by[to_h3[0]]['instead_of'] == 'h3'
+    assert by[to_h3[0]]['state'] == 'migrated' and 'h3 refused' in by[to_h3[0]]['rerouted_because']
+    assert any(line.startswith('%s went to h2 instead of h3' % to_h3[0]) for line in out['report']['table'])
+    for name in ('web', 'db'):
+        assert w.running(name) == ['h2' if name == to_h3[0] else planned[name]]
+        assert 'h3' not in w.where(name) or name != to_h3[0]
+
+
+def test_a_refused_vm_with_no_alternate_that_holds_ends_failed_on_its_source(monkeypatch):
+    """Both destinations refuse (the alternate too), or the alternate has no room left: the VM is tried no
+    further, fails as its move did, and runs on its source alone."""
+    out, w, approved = refusing_drain(monkeypatch, refuse=['h2', 'h3'] * 2)
+    assert sorted(out['failed_vms']) == ['db', 'web'] and out['state'] == 'incomplete', (out['state'], out['results'])
+    # (each was refused by its destination, then by its alternate: tried once each, no further)
+    assert sorted((r['name'], r['from']) for r in out['rerouted']) == sorted(
+        (m['name'], m['destination']) for m in approved['moves'])
+    for name in ('db', 'web'):
+        assert w.running(name) == ['h1'] and set(w.where(name)) == {'h1'}
+    out, w, approved = refusing_drain(monkeypatch, refuse=['h3'], full=['h2'])
+    to_h3 = [m['name'] for m in approved['moves'] if m['destination'] == 'h3']
+    assert out['rerouted'] == [] and out['failed_vms'] == to_h3 and out['state'] == 'incomplete'
+    assert all(w.running(n) == ['h1'] for n in to_h3)
+
+
 def test_the_wave_takes_the_emptiest_host_first_and_keeps_the_order_given_among_equals():
     reads, _answers = cluster({'h1': [vm('a', 2048)], 'h2': [], 'h3': [vm('c', 1024)], 'h4': []})
     assert FILTER.cluster_wave_order(reads, ['h1', 'h2', 'h3', 'h4']) == ['h2', 'h4', 'h3', 'h1']
@@ -436,3 +506,55 @@ def test_a_vm_that_cannot_move_keeps_its_own_reason_in_the_waves_first_step():
                              cpu_no={'h2': ['q2'], 'h3': ['q2']})
     plan = CL.plan_run(reads, answers, [['h1']], PLAN_P, return_vms='stay', wave=True)['plans']['h1']
     assert 'avx512' in plan['left']['pin'] and 'maintained' not in plan['left']['pin']
+
+
+# -- batch: auto - the most hosts out at once whose every step the cluster absorbs -------------------------------
+
+def six_hosts():
+    return cluster(dict(('h%d' % i, [vm('v%da' % i, 1024), vm('v%db' % i, 1024)]) for i in range(1, 7)))
+
+
+def test_batch_auto_is_the_largest_step_every_step_of_which_fits_and_says_why_one_more_does_not():
+    reads, answers = six_hosts()
+    hosts = sorted(reads)
+    # 8 GiB hosts, 2 GiB of VMs each, 512 MiB kept free: five out would put 10 GiB on one host's 5.5; four out put
+    # 8 GiB on two hosts (it fits)
+    out = CL.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=8))
+    assert out['batch'] == 4 and [t['size'] for t in out['tried']] == [5, 4], out['tried']
+    assert 'MiB of VMs' in out['tried'][0]['why'][0] and out['tried'][1]['fits']
+    # with 2 inbound slots a destination takes two drains at once: three out send to three hosts, two each; four out
+    # send to two hosts, four each
+    out = CL.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=2))
+    assert out['batch'] == 3, out['tried']
+    assert out['lines'][0] == 'batch auto: 3 hosts out at once'
+    assert 'above its inbound limit of 2' in out['lines'][1] and out['lines'][1].startswith('  4 at once does not fit')
+    # (one slot: two out still fit - their drains, planned together, send to four different hosts)
+    assert CL.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=1))['batch'] == 2
+    # the size chosen is one the rolling plan takes at once: every step of it without a conflict
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling as RO
+    steps = RO.candidate_batches(hosts, {}, out['batch'])
+    plans = CL.plan_run(reads, answers, steps, dict(PLAN_P, max_inbound=2))['plans']
+    assert all(RO.batch_conflicts(s, dict((h, plans[h]) for h in s)) == [] for s in steps)
+    steps = RO.candidate_batches(hosts, {}, out['batch'] + 1)
+    plans = CL.plan_run(reads, answers, steps, dict(PLAN_P, max_inbound=2))['plans']
+    assert any(RO.batch_conflicts(s, dict((h, plans[h]) for h in s)) for s in steps)
+
+
+def test_batch_auto_keeps_anti_affinity_and_a_host_left_half_done_alone_and_falls_back_to_one():
+    reads, answers = cluster({'h1': [vm('a', 1024)], 'h2': [vm('b', 1024)], 'h3': [vm('c', 1024)]})
+    assert CL.auto_batch(reads, answers, ['h1', 'h2', 'h3'], PLAN_P)['batch'] == 2
+    out = CL.auto_batch(reads, answers, ['h1', 'h2', 'h3'], dict(PLAN_P, anti_affinity={'g': ['a', 'b', 'c']}))
+    assert out['batch'] == 1 and out['lines'][0] == 'batch auto: one host at a time', out
+    assert 'anti-affinity' in ' '.join(out['tried'][0]['why']) or 'cannot move' in ' '.join(out['tried'][0]['why'])
+    reads, answers = six_hosts()
+    hosts = sorted(reads)
+    # h3 left half done by an earlier run is a step of its own, and h6 needs no drain: with five a step, the run
+    # takes h3 alone, then h1 + h2 + h4 + h5 (8 GiB onto h3 and h6) - it fits, where six hosts in one step could not
+    out = CL.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=8), records={'h3': {'state': 'draining'}},
+                        drained=['h1', 'h2', 'h3', 'h4', 'h5'])
+    assert out['batch'] == 5 and len(out['tried']) == 1, out['tried']
+    out = CL.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=8), records={'h3': {'state': 'draining'}})
+    assert out['batch'] == 4, out['tried']
+    out = FILTER.cluster_batch(reads, dict(answers, h2={'version': 99}), hosts, dict(PLAN_P))
+    assert out['batch'] == 1 and out['problems'] == ['h2: its answers are of format 99; this controller reads format %d'
+                                                     % CL.READ_VERSION]

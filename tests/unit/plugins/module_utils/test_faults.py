@@ -257,8 +257,17 @@ def drain_invariants(w, result, err, ev, single, label, names=('vm1', 'vm2')):
     stopped = dict((e['vm'], e['result']) for e in journal if e.get('event') == 'shutdown')
     away = dict((e['vm'], e['result'].get('destination')) for e in journal if e.get('event') == 'end'
                 and not e.get('rollback'))
+    ended = [e for e in journal if e.get('event') == 'end' and bool(e.get('rollback')) == back]
     # the drain never returns while a move runs: every move it started has ended in the journal
-    assert sorted(starts) == sorted(ends), '%s: started %s, ended %s' % (label, starts, sorted(ends))
+    assert sorted(starts) == sorted(e['vm'] for e in ended), '%s: started %s, ended %s' % (
+        label, starts, [e['vm'] for e in ended])
+    # a move tried again elsewhere (an alternate) is one whose failed try changed nothing: the guest still ran on
+    # the source alone - the try's end says so, and the try after it starts from the source
+    for i, e in enumerate(journal):
+        if e.get('event') == 'reroute':
+            tried = [x for x in journal[:i] if x.get('event') == 'end' and x['vm'] == e['vm']][-1]['result']
+            assert tried['error'] and tried['state'] in ('failed', 'rolled_back'), (label, e, tried)
+            assert not back and e['to'] != e['from'], (label, e)
     model_invariants(w, names, label, src=None if back else 'h1')
     for name in names:
         where, running = w.where(name), w.running(name)
