@@ -20,9 +20,11 @@ def calibrate(calibration, report, role_wall_s=None, default_rate=1000):
                                default_rate=default_rate, now=round(time.time(), 3))
 
 
-def calibrated_plan(calibration, rate_mibps=1000, overhead_s=2.0, fixed_s=0.0):
-    """What a plan uses: calibrated values where measured, else the ones given."""
-    return _calibration.plan_options(_rolling.plain(calibration or {}), rate_mibps, overhead_s, fixed_s)
+def calibrated_plan(calibration, rate_mibps=1000, overhead_s=2.0, fixed_s=0.0, drains_alongside=None):
+    """What a plan uses: calibrated values where measured (from samples of the drain's kind when given), else the
+    ones given."""
+    return _calibration.plan_options(_rolling.plain(calibration or {}), rate_mibps, overhead_s, fixed_s,
+                                     drains_alongside=None if drains_alongside in (None, '') else int(drains_alongside))
 
 
 def calibration_merge(calibrations, default_rate=1000):

@@ -18,6 +18,19 @@ def _reads(value, what):
     return value
 
 
+def _unusable(reads, answers, hosts):
+    """Why the reads and answers of HOSTS cannot be planned from, each naming its host ([] when they can)."""
+    problems = ['%s: not read (a destination or host to maintain must be a host of the group, read by cluster_facts)'
+                % h for h in sorted(hosts) if h not in reads]
+    problems += _cluster.read_problems(reads, sorted(set(hosts) & set(reads)))
+    for h in sorted(hosts):
+        a = answers.get(h)
+        if not isinstance(a, dict) or a.get('version') != _cluster.READ_VERSION:
+            problems.append('%s: its answers are %s; this controller reads format %d' % (
+                h, 'of format %s' % a.get('version') if isinstance(a, dict) else 'missing', _cluster.READ_VERSION))
+    return problems
+
+
 def cluster_questions(reads):
     """What every host is asked once all were read: each distinct CPU definition, directory and storage server."""
     reads = _reads(reads, 'cluster_questions')
@@ -44,16 +57,9 @@ def cluster_plan(reads, answers, steps, options=None, destinations=None, exclude
         raise AnsibleFilterError('cluster_plan: return_vms is original or stay (got %r)' % (return_vms,))
     names = [h for s in steps for h in s]
     dests = list(destinations) if destinations else sorted(reads)
-    problems = ['%s: not read (a destination or host to maintain must be a host of the group, read by cluster_facts)'
-                % h for h in sorted(set(names) | set(dests)) if h not in reads]
-    problems += _cluster.read_problems(reads, sorted((set(names) | set(dests)) & set(reads)))
+    problems = _unusable(reads, answers, set(names) | set(dests))
     problems += ['%s: named %d times in the steps' % (h, names.count(h)) for h in sorted(set(names))
                  if names.count(h) > 1]
-    for h in sorted(set(names) | set(dests)):
-        a = answers.get(h)
-        if not isinstance(a, dict) or a.get('version') != _cluster.READ_VERSION:
-            problems.append('%s: its answers are %s; this controller reads format %d' % (
-                h, 'of format %s' % a.get('version') if isinstance(a, dict) else 'missing', _cluster.READ_VERSION))
     for step in steps:
         if not [d for d in dests if d not in step]:
             problems.append('%s: no destination outside %s (destinations: %s) - a drain needs another host to move '
@@ -82,13 +88,7 @@ def cluster_batch(reads, answers, hosts, options=None, records=None, destination
     hosts = list(_rolling.plain(hosts) or [])
     dests = list(destinations) if destinations else sorted(reads)
     drained = hosts if drained is None else list(_rolling.plain(drained) or [])
-    problems = ['%s: not read' % h for h in sorted(set(drained) | set(dests)) if h not in reads]
-    problems += _cluster.read_problems(reads, sorted((set(drained) | set(dests)) & set(reads)))
-    for h in sorted(set(drained) | set(dests)):
-        a = answers.get(h)
-        if not isinstance(a, dict) or a.get('version') != _cluster.READ_VERSION:
-            problems.append('%s: its answers are %s; this controller reads format %d' % (
-                h, 'of format %s' % a.get('version') if isinstance(a, dict) else 'missing', _cluster.READ_VERSION))
+    problems = _unusable(reads, answers, set(drained) | set(dests))
     if problems:
         return {'problems': problems, 'batch': 1, 'tried': [], 'lines': []}
     if most not in (None, ''):

@@ -28,28 +28,42 @@ def median(values):
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
 
 
-def move_samples(report):
-    """Per-move facts of a drain's result: the live moves that completed, with the memory the plan gave them."""
+def moves_alongside(results, r):
+    """How many other moves of the drain ran during some of the move R (their start/end from the drain's start)."""
+    if r.get('start_s') is None or r.get('end_s') is None:
+        return None
+    return sum(1 for x in results if x is not r and x.get('start_s') is not None and x.get('end_s') is not None
+               and x['start_s'] < r['end_s'] and r['start_s'] < x['end_s'])
+
+
+def move_samples(report, drains_alongside=None):
+    """Per-move facts of a drain's result: the live moves that completed, with the memory the plan gave them and
+    the concurrency they were measured at - the moves of the drain alongside, the other drains running at the same
+    time (DRAINS_ALONGSIDE, as the caller knows it: a rolling step's other hosts)."""
     memory = dict((m['name'], m.get('memory_mib')) for m in (report.get('plan') or {}).get('moves') or [])
+    results = report.get('results') or []
     out = []
-    for r in report.get('results') or []:
+    for r in results:
         mem = memory.get(r.get('name'))
         if r.get('state') in MOVED and r.get('method') != 'cold' and r.get('total_time_s') and mem:
             out.append({'name': r.get('name'), 'memory_mib': float(mem), 'total_s': float(r['total_time_s']),
-                        'bytes': r.get('bytes_transferred')})
+                        'bytes': r.get('bytes_transferred'), 'moves_alongside': moves_alongside(results, r),
+                        'drains_alongside': drains_alongside})
     return out
 
 
-def drain_sample(report, role_wall_s=None):
+def drain_sample(report, role_wall_s=None, drains_alongside=None):
     """A drain's own times: its wall, the span of its moves, what it cost beyond them (fixed_s), and the wall of
-    the role that ran it (role_wall_s, when given). None for a drain that moved nothing."""
+    the role that ran it (role_wall_s, when given), with the drains that ran alongside. None for a drain that moved
+    nothing."""
     res = [r for r in report.get('results') or [] if r.get('start_s') is not None and r.get('end_s') is not None]
     if not res or report.get('wall_s') is None:
         return None
     span = max(r['end_s'] for r in res) - min(r['start_s'] for r in res)
     wall = float(report['wall_s'])
     return {'wall_s': wall, 'moves_span_s': round(span, 3), 'fixed_s': round(max(0.0, wall - span), 3),
-            'role_wall_s': None if role_wall_s is None else round(float(role_wall_s), 3), 'moves': len(res)}
+            'role_wall_s': None if role_wall_s is None else round(float(role_wall_s), 3), 'moves': len(res),
+            'drains_alongside': drains_alongside}
 
 
 def fit(moves, default_rate=1000):
@@ -71,13 +85,14 @@ def fit(moves, default_rate=1000):
     return round(max(0.0, median([y - x / rate for x, y in zip(xs, ys)])), 3), int(rate)
 
 
-def update(calibration, report, role_wall_s=None, default_rate=1000, now=None):
+def update(calibration, report, role_wall_s=None, default_rate=1000, now=None, drains_alongside=None):
     """The calibration after one more drain (REPORT: the evacuate module's result; ROLE_WALL_S: the wall of the
-    role that ran it). Keeps the last KEEP_MOVES moves and KEEP drains; returns a new dict."""
+    role that ran it; DRAINS_ALONGSIDE: the other drains running at the same time, when known). Keeps the last
+    KEEP_MOVES moves and KEEP drains; returns a new dict."""
     cal = dict(calibration or {})
-    moves = list(cal.get('moves') or []) + move_samples(report)
+    moves = list(cal.get('moves') or []) + move_samples(report, drains_alongside)
     drains = list(cal.get('drains') or [])
-    d = drain_sample(report, role_wall_s)
+    d = drain_sample(report, role_wall_s, drains_alongside)
     if d:
         drains.append(d)
     moves, drains = moves[-KEEP_MOVES:], drains[-KEEP:]
@@ -106,17 +121,33 @@ def move_times(moves, per_vm=PER_VM):
     return dict((n, round(median(t[-per_vm:]), 3)) for n, t in seen.items())
 
 
-def plan_options(calibration, rate_mibps=1000, overhead_s=2.0, fixed_s=0.0):
+def of_kind(samples, drains_alongside):
+    """The SAMPLES taken as the drain to predict will run - alone (DRAINS_ALONGSIDE 0) or beside other drains (more
+    than 0) - when there are any; else all of them (a sample of unknown concurrency counts as either)."""
+    if drains_alongside is None:
+        return list(samples or [])
+    want = int(drains_alongside) > 0
+    same = [x for x in samples or [] if x.get('drains_alongside') is None or (int(x['drains_alongside']) > 0) == want]
+    return same or list(samples or [])
+
+
+def plan_options(calibration, rate_mibps=1000, overhead_s=2.0, fixed_s=0.0, drains_alongside=None):
     """What a plan uses: the calibrated rate, overhead and fixed cost where measured, else the values given, and
-    each measured VM's own move time. Returns {'rate_mibps', 'overhead_s', 'fixed_s', 'role_overhead_s',
-    'move_times' {vm: s}, 'calibrated' (bool)}."""
+    each measured VM's own move time - from the samples of the kind of the drain to predict (DRAINS_ALONGSIDE: 0, a
+    drain alone; more, a drain beside others; None: every sample) when there are any. Returns {'rate_mibps',
+    'overhead_s', 'fixed_s', 'role_overhead_s', 'move_times' {vm: s}, 'calibrated' (bool), 'kind' (alone, alongside
+    or any: the samples used)}."""
     cal = calibration or {}
+    if drains_alongside is not None and (cal.get('moves') or cal.get('drains')):
+        moves, drains = of_kind(cal.get('moves'), drains_alongside), of_kind(cal.get('drains'), drains_alongside)
+        cal = dict(update({'moves': moves, 'drains': drains}, {}, default_rate=rate_mibps), updated_at=cal.get('updated_at'))
     ok = bool(cal.get('samples'))
     return {'rate_mibps': int(cal['rate_mibps']) if ok and cal.get('rate_mibps') else int(rate_mibps),
             'overhead_s': float(cal['overhead_s']) if ok and cal.get('overhead_s') is not None else float(overhead_s),
             'fixed_s': float(cal['fixed_s']) if cal.get('fixed_s') is not None else float(fixed_s),
             'role_overhead_s': float(cal.get('role_overhead_s') or 0.0),
-            'move_times': move_times(cal.get('moves')) if ok else {}, 'calibrated': ok}
+            'move_times': move_times(cal.get('moves')) if ok else {}, 'calibrated': ok,
+            'kind': 'any' if drains_alongside is None else ('alongside' if int(drains_alongside) > 0 else 'alone')}
 
 
 def merge(calibrations, default_rate=1000, now=None):

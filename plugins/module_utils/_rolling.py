@@ -148,8 +148,32 @@ def batch_conflicts(batch, plans, non_live_policy='skip', anti_affinity=None, cp
     return why
 
 
+LEARN_LAST = 3
+
+
+def learned_phases(records, last=LEARN_LAST):
+    """What this host's earlier maintenance and health gates took (pure): RECORDS, the host's run records (every
+    run it keeps, this one's earlier attempts too). The median of the last LAST of each phase that ended without
+    failing, drained and maintained in place apart (a maintenance with VMs running is another kind). Returns
+    {'maintenance_s', 'maintenance_in_place_s', 'gate_s': seconds or None, 'samples': {phase: n}}."""
+    seen = {'maintenance': [], 'maintenance_in_place': [], 'gate': []}
+    for r in sorted((r for r in records or [] if isinstance(r, dict)), key=lambda r: _num(r.get('started_at'), 0.0)):
+        for a in attempts(r):
+            for ph in ('maintenance', 'gate'):
+                p = (a.get('phases') or {}).get(ph) or {}
+                took = _phase_s(a, ph)
+                if took is None or p.get('failed') or a.get('failed_phase') == ph:
+                    continue
+                kind = 'maintenance_in_place' if ph == 'maintenance' and (a.get('predicted') or {}).get('in_place') \
+                    else ph
+                seen[kind].append(took)
+    out = dict(('%s_s' % k, round(median(v[-last:]), 1) if v else None) for k, v in seen.items())
+    out['samples'] = dict((k, len(v)) for k, v in seen.items())
+    return out
+
+
 def _host_entry(name, state, plan, non_live_policy, expected_s, return_vms, role_overhead_s, cpu, calibrated=False,
-                stop_vms=(), unplaceable='refuse', stop_start_s=60.0):
+                stop_vms=(), unplaceable='refuse', stop_start_s=60.0, learned=None):
     entry = {'name': name, 'moves': [dict((k, m.get(k)) for k in ('name', 'destination', 'method', 'memory_mib'))
                                      for m in (plan or {}).get('moves') or []],
              'unplaceable': {}, 'stop': {}, 'record_state': state, 'batch': [name], 'plan_kind': 'single',
@@ -168,8 +192,15 @@ def _host_entry(name, state, plan, non_live_policy, expected_s, return_vms, role
     drain = _num((plan or {}).get('predicted_total_s')) + float(role_overhead_s or 0.0)
     back = drain if return_vms == 'original' else 0.0
     stops = float(stop_start_s) if entry['stop'] else 0.0
-    entry['predicted'] = {'drain_s': round(drain, 1), 'maintenance_s': float(expected_s), 'return_s': round(back, 1),
-                          'total_s': round(drain + float(expected_s) + back + stops, 1), 'calibrated': bool(calibrated)}
+    # (this host's own maintenance and gate, as its earlier runs measured them; the configured guess until then)
+    learned = learned or {}
+    upkeep = learned.get('maintenance_s')
+    upkeep = float(expected_s) if upkeep is None else float(upkeep)
+    gate = float(learned.get('gate_s') or 0.0)
+    entry['predicted'] = {'drain_s': round(drain, 1), 'maintenance_s': round(upkeep, 1), 'gate_s': round(gate, 1),
+                          'return_s': round(back, 1), 'total_s': round(drain + upkeep + gate + back + stops, 1),
+                          'calibrated': bool(calibrated),
+                          'learned': sorted(k for k in ('maintenance_s', 'gate_s') if learned.get(k) is not None)}
     # (a VM stopped in place is down from its shutdown, after the drain, until it runs again after the gate)
     entry['downtime_s'] = round(float(expected_s) + float(stop_start_s), 1)
     if entry['stop']:
@@ -220,8 +251,9 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
         h = by_name.get(name) or {'name': name, 'record': {}, 'plan': None}
         state = started((h.get('record') or {}).get('state'))
         need = (h.get('need') or {}).get('need') or 'drain'
+        learned = learned_phases(h.get('history'))
         entry = _host_entry(name, state, h.get('plan') or {}, non_live_policy, expected_s, return_vms, role_overhead_s,
-                            cpu, h.get('calibrated'), stop_vms, unplaceable, stop_start_s)
+                            cpu, h.get('calibrated'), stop_vms, unplaceable, stop_start_s, learned)
         entry['why'] = (h.get('need') or {}).get('why') or ''
         if state == DONE:
             entry.update(status='done', decision='done', unplaceable={}, stop={},
@@ -230,9 +262,15 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
             # (a host half done by an earlier attempt is taken up again whatever its check says: VMs may be away)
             entry.update(unplaceable={}, stop={}, moves=[], running=running_vms(h.get('plan')))
             if not_needed == 'in_place':
+                upkeep = learned.get('maintenance_in_place_s')
+                upkeep = float(expected_s) if upkeep is None else float(upkeep)
+                gate = float(learned.get('gate_s') or 0.0)
                 entry.update(status='in_place', decision='in_place',
-                             predicted={'drain_s': 0.0, 'maintenance_s': float(expected_s), 'return_s': 0.0,
-                                        'total_s': float(expected_s), 'calibrated': entry['predicted']['calibrated']})
+                             predicted={'drain_s': 0.0, 'maintenance_s': upkeep, 'gate_s': gate, 'return_s': 0.0,
+                                        'total_s': round(upkeep + gate, 1), 'in_place': True,
+                                        'calibrated': entry['predicted']['calibrated'],
+                                        'learned': sorted(k for k, v in (('maintenance_s', learned.get(
+                                            'maintenance_in_place_s')), ('gate_s', learned.get('gate_s'))) if v is not None)})
             else:
                 entry.update(status='skipped', decision='skip',
                              predicted={'drain_s': 0.0, 'maintenance_s': 0.0, 'return_s': 0.0, 'total_s': 0.0})
@@ -316,14 +354,18 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
                          'then returns its VMs - predicted %s' % (h['name'], again, _fmt_s(p['total_s'])))
             continue
         if h['status'] == 'in_place':
-            lines.append('  %s: MAINTAINED IN PLACE, not drained (%s) - predicted maintenance %s; %s' % (
+            lines.append('  %s: MAINTAINED IN PLACE, not drained (%s) - predicted maintenance %s%s; %s' % (
                 h['name'], h['why'] or 'no drain needed', _fmt_s(p['maintenance_s']),
+                ' (learned)' if 'maintenance_s' in (p.get('learned') or ()) else '',
                 'its VMs keep running through it: %s' % ', '.join(h['running']) if h.get('running') else 'no VM runs there'))
             continue
-        head = '  %s%s: %d VM(s) to move%s - predicted drain %s, maintenance %s, return %s = %s' % (
+        head = '  %s%s: %d VM(s) to move%s - predicted drain %s, maintenance %s%s%s, return %s = %s' % (
             h['name'], ' (half done by an earlier run: first)' if h['status'] == 'resume' else '', len(h['moves']),
             ', %d stopped in place' % len(h['stop']) if h['stop'] else '',
-            _fmt_s(p['drain_s']), _fmt_s(p['maintenance_s']), _fmt_s(p['return_s']), _fmt_s(p['total_s']))
+            _fmt_s(p['drain_s']), _fmt_s(p['maintenance_s']),
+            ' (learned)' if 'maintenance_s' in (p.get('learned') or ()) else '',
+            ', gate %s%s' % (_fmt_s(p['gate_s']), ' (learned)' if 'gate_s' in (p.get('learned') or ()) else '')
+            if p.get('gate_s') else '', _fmt_s(p['return_s']), _fmt_s(p['total_s']))
         if h['why']:
             head += ' (%s)' % h['why']
         if len(h['batch']) > 1:
@@ -407,6 +449,33 @@ def drain_errors(records):
     return out
 
 
+ERROR_PHASES = ('drain', 'maintenance', 'gate', 'return')
+
+
+def phase_errors(records):
+    """{host: {phase: {'predicted_s', 'actual_s', 'error_pct', 'calibrated' (drain, return) or 'learned'
+    (maintenance, gate)}}}: each phase of the latest attempt of each host that ended without failing, against what
+    the plan predicted for it (a phase predicted 0 s or that took under 0.5 s is no measure of a percentage)."""
+    out = {}
+    for r in records:
+        a = attempts(r)[-1]
+        pred = a.get('predicted') or {}
+        for ph in ERROR_PHASES:
+            actual = _phase_s(a, ph)
+            want = pred.get('%s_s' % ph)
+            if actual is None or want is None or actual < 0.5 or ((a.get('phases') or {}).get(ph) or {}).get('failed') \
+                    or a.get('failed_phase') == ph:
+                continue
+            e = {'predicted_s': round(float(want), 1), 'actual_s': actual,
+                 'error_pct': round(100.0 * abs(actual - float(want)) / actual, 1)}
+            if ph in ('drain', 'return'):
+                e['calibrated'] = bool(pred.get('calibrated'))
+            else:
+                e['learned'] = '%s_s' % ph in (pred.get('learned') or ())
+            out.setdefault(r['name'], {})[ph] = e
+    return out
+
+
 def report(records, run_id='', predicted=None):
     """The run's report: {'run_id', 'state' (done, failed, running), 'hosts': the records, 'ends': {vm: host},
     'predicted_total_s', 'actual_total_s', 'table': text lines, 'html': a page with the timeline}."""
@@ -465,13 +534,28 @@ def report(records, run_id='', predicted=None):
                 for h, e in sorted(errors.items())),
             round(median([e['error_pct'] for e in errors.values()])),
             ', once calibrated %d %%' % round(median(calibrated)) if calibrated else ''))
+    per_phase = phase_errors(records)
+    medians = {}
+    for ph in ERROR_PHASES:
+        errs = [e[ph]['error_pct'] for e in per_phase.values() if ph in e]
+        if errs:
+            medians[ph] = round(median(errs), 1)
+    if per_phase:
+        table.append('predicted against actual, per phase (median error): %s' % ', '.join(
+            '%s %d %%' % (ph, medians[ph]) for ph in ERROR_PHASES if ph in medians))
+        for h, e in sorted(per_phase.items()):
+            table.append('  %s: %s' % (h, ', '.join('%s %s for %s%s' % (
+                ph, _fmt_s(e[ph]['predicted_s']), _fmt_s(e[ph]['actual_s']),
+                ' (learned)' if e[ph].get('learned') else ' (calibrated)' if e[ph].get('calibrated') else '')
+                for ph in ERROR_PHASES if ph in e)))
     where = where_each_vm_ends(records)
     if where:
         table.append('every VM moved ends on: %s' % ', '.join('%s %s' % (vm, h) for vm, h in sorted(where.items())))
     table.append('run %s: %s, took %s (predicted %s)' % (run_id, state, _fmt_s(actual), _fmt_s(predicted)))
     out = {'run_id': run_id, 'state': state, 'hosts': records, 'ends': where, 'predicted_total_s': predicted,
            'stopped_in_place': down,
-           'actual_total_s': actual, 'table': table, 'drain_errors': errors,
+           'actual_total_s': actual, 'table': table, 'drain_errors': errors, 'phase_errors': per_phase,
+           'median_phase_error_pct': medians,
            'median_drain_error_pct': round(median([e['error_pct'] for e in errors.values()]), 1) if errors else None,
            'median_calibrated_drain_error_pct': round(median(calibrated), 1) if calibrated else None}
     out['html'] = timeline_html(records, 'rolling maintenance %s: %s' % (run_id, state), table)

@@ -122,8 +122,10 @@ options:
   calibrate:
     description:
       - Add what a drain measured to this host's calibration (O(state_dir)/calibration.json) - C(report) (the
-        evacuate module's result), C(role_wall_s) (the wall of the role that ran it), C(default_rate). The next plan,
-        from any controller, reads it back (O(op=read)).
+        evacuate module's result), C(role_wall_s) (the wall of the role that ran it), C(default_rate),
+        C(drains_alongside) (the other drains that ran at the same time - each sample keeps it, and the moves of its
+        drain that ran alongside it). The next plan, from any controller, reads it back (O(op=read)) and predicts from
+        the samples of the concurrency it will run at.
     type: dict
 '''
 
@@ -258,7 +260,7 @@ def main():
             c = p['calibrate']
             cal = _calibration.update(R.load_calibration(p['state_dir'])[0], c.get('report') or {},
                                       role_wall_s=c.get('role_wall_s'), default_rate=int(c.get('default_rate') or 1000),
-                                      now=p['at'] or time.time())
+                                      now=p['at'] or time.time(), drains_alongside=c.get('drains_alongside'))
             changed = True
             if not module.check_mode:
                 R.save_json(R.calibration_path(p['state_dir']), cal)

@@ -283,6 +283,19 @@ def test_rolling_maintenance(lab, figures):
             assert rec["state"] == "done" and len(rec["drained"]) == 1 and len(rec["returned"]) == 1, rec
         for n in names:
             assert where(lab, n) == {home[n]: "running"}, (n, where(lab, n))
+        # every host was maintained by the earlier runs: each one's maintenance and gate are predicted from its own
+        # (learned), and the report sets each phase against its prediction
+        said4 = " ".join(job4["stdout"].split())
+        for host in ("h1", "h2", "h3"):
+            assert re.search(r"%s: 1 VM\(s\) to move - predicted drain [^,]+, maintenance [^,]+ \(learned\), "
+                             r"gate [^,]+ \(learned\)" % host, said4), said4[-6000:]
+        assert set(rep4["phase_errors"]) == {"h1", "h2", "h3"}, rep4["table"]
+        assert all(rep4["phase_errors"][h]["maintenance"]["learned"] for h in ("h1", "h2", "h3")), rep4["phase_errors"]
+        assert any(line.startswith("predicted against actual, per phase (median error): drain ")
+                   for line in rep4["table"]), rep4["table"]
+        figures["rolling_maintenance_3_hosts"].update(
+            phase_predicted_vs_actual_job2=rep["phase_errors"], median_phase_error_pct_job2=rep["median_phase_error_pct"],
+            phase_predicted_vs_actual_job4=rep4["phase_errors"], median_phase_error_pct_job4=rep4["median_phase_error_pct"])
 
         # a record on a host that does not read (a disk full mid-write, a hand edit): refused by path before
         # anything moves, on every host

@@ -238,7 +238,8 @@ MUTANTS = {
         'a drain of a step runs as many moves into a shared destination as the whole limit allows: with the others '
         'of its step, more than the limit at once', 'tests/unit/plugins/module_utils/test__evacuation.py'),
     'any-failed-move-tried-elsewhere': (MU + '_evacuation.py', [
-        ("    if result.get('state') not in ((None, 'rolled_back') if method != 'cold' else (None,)):\n        return False\n",
+        ("    if result.get('changed') is not False:\n        return False\n"
+         "    if result.get('state') not in ((None, 'rolled_back') if method != 'cold' else (None,)):\n        return False\n",
          "")],
         'a move that failed after it changed something (a copy left, a source paused, a post-copy) is tried again '
         'on an alternate: the guest could end up defined or running on two hosts'),

@@ -19,7 +19,7 @@ def test_a_line_through_moves_of_different_sizes_gives_the_rate_and_the_cost_of_
     # the next plan predicts these moves from what was measured: each move within 1 %
     opts = C.plan_options(cal, rate_mibps=1000)
     assert opts == {'rate_mibps': 200, 'overhead_s': 1.5, 'fixed_s': 2.5, 'role_overhead_s': 20.0, 'calibrated': True,
-                    'move_times': {'a': 2.0, 'b': 3.5, 'c': 6.5, 'd': 2.5}}
+                    'move_times': {'a': 2.0, 'b': 3.5, 'c': 6.5, 'd': 2.5}, 'kind': 'any'}
     timeline, _span = P.schedule([{'name': n, 'source': 's', 'dest': 'd%d' % i, 'memory_mib': m}
                                   for i, (n, m, _s, _t) in enumerate(moves)], opts['rate_mibps'], 4, 4, 4,
                                  overhead_s=opts['overhead_s'])
@@ -31,7 +31,7 @@ def test_moves_of_one_size_keep_the_configured_rate_and_measure_the_cost_beyond_
     cal = C.update({}, drain([('a', 96, 0.5, 3.9), ('b', 96, 0.6, 4.1)], wall_s=6.0), default_rate=1000)
     assert cal['rate_mibps'] == 1000 and abs(cal['overhead_s'] - (4.0 - 0.096)) < 0.01
     assert C.plan_options({}, 1000) == {'rate_mibps': 1000, 'overhead_s': 2.0, 'fixed_s': 0.0,
-                                        'role_overhead_s': 0.0, 'move_times': {}, 'calibrated': False}
+                                        'role_overhead_s': 0.0, 'move_times': {}, 'calibrated': False, 'kind': 'any'}
 
 
 def test_only_completed_live_moves_count_and_old_samples_go():
@@ -71,3 +71,28 @@ def test_a_vm_that_rewrites_its_memory_is_predicted_by_its_own_pace_and_goes_fir
     for _round in range(3):
         cal = C.update(cal, drain([('vm0', 128, 0.0, 9.0)], wall_s=10.0), default_rate=16)
     assert C.plan_options(cal, 16)['move_times']['vm0'] == 9.0
+
+
+def test_samples_keep_their_concurrency_and_a_prediction_uses_those_of_its_own_kind():
+    """Issue 23: moves measured while other drains ran (a rolling step of several hosts) took longer than a lone
+    drain's; each sample keeps the drains and the moves that ran alongside it, and a plan predicts a lone drain from
+    lone samples, a step's drain from samples taken alongside others - all samples only when none of its kind."""
+    alone = drain([('a', 512, 0.0, 6.0), ('b', 512, 0.0, 6.0), ('c', 512, 6.0, 6.0)], wall_s=13.0)
+    busy = drain([('a', 512, 0.0, 18.0), ('b', 512, 0.0, 18.0)], wall_s=19.0)
+    cal = C.update(C.update({}, alone, default_rate=512, drains_alongside=0), busy, default_rate=512,
+                   drains_alongside=2)
+    by = dict(((m['name'], m['drains_alongside']), m) for m in cal['moves'])
+    assert by[('a', 0)]['moves_alongside'] == 1 and by[('c', 0)]['moves_alongside'] == 0
+    assert [d['drains_alongside'] for d in cal['drains']] == [0, 2]
+    lone, step, every = (C.plan_options(cal, 512, drains_alongside=0), C.plan_options(cal, 512, drains_alongside=1),
+                         C.plan_options(cal, 512))
+    assert lone['kind'] == 'alone' and lone['move_times']['a'] == 6.0 and lone['overhead_s'] == 5.0
+    assert step['kind'] == 'alongside' and step['move_times']['a'] == 18.0 and step['overhead_s'] == 17.0
+    assert every['kind'] == 'any' and every['move_times']['a'] == 12.0
+    assert lone['fixed_s'] == 1.0 and step['fixed_s'] == 1.0
+    # none of its kind yet: every sample (older samples, of unknown concurrency, count as either)
+    only_alone = C.update({}, alone, default_rate=512, drains_alongside=0)
+    assert C.plan_options(only_alone, 512, drains_alongside=3)['move_times']['a'] == 6.0
+    old = {'moves': [dict(m, drains_alongside=None) for m in only_alone['moves']], 'samples': 3}
+    assert C.plan_options(C.update(old, busy, default_rate=512, drains_alongside=1), 512,
+                          drains_alongside=0)['move_times']['a'] == 6.0

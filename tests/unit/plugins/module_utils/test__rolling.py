@@ -20,8 +20,8 @@ def test_cluster_plan_orders_resumes_first_and_leaves_out_hosts_done():
     cp = R.cluster_plan(hp, ['h1', 'h2', 'h3'], expected_s=60)
     assert cp['order'] == ['h3', 'h2'] and cp['unplaceable'] == {}
     by = dict((h['name'], h) for h in cp['hosts'])
-    assert by['h3']['predicted'] == {'drain_s': 5.0, 'maintenance_s': 60.0, 'return_s': 5.0, 'total_s': 70.0,
-                                     'calibrated': False}
+    assert by['h3']['predicted'] == {'drain_s': 5.0, 'maintenance_s': 60.0, 'gate_s': 0.0, 'return_s': 5.0,
+                                     'total_s': 70.0, 'calibrated': False, 'learned': []}
     assert by['h1']['status'] == 'done' and by['h1']['predicted']['total_s'] == 0
     assert cp['predicted_total_s'] == 70.0 + 66.0
     assert '  h1: done by an earlier run of this id - not taken again' in cp['lines']
@@ -116,7 +116,8 @@ def test_the_cluster_plan_adds_the_measured_role_overhead_to_each_drain_and_retu
     hp = [{'name': 'h1', 'record': {}, 'plan': plan([('a', 'h2')], predicted=3.0), 'calibrated': True},
           {'name': 'h2', 'record': {}, 'plan': plan([('b', 'h1')], predicted=3.0)}]
     p = R.cluster_plan(hp, ['h1', 'h2'], expected_s=10, role_overhead_s=18.5)['hosts'][0]['predicted']
-    assert p == {'drain_s': 21.5, 'maintenance_s': 10.0, 'return_s': 21.5, 'total_s': 53.0, 'calibrated': True}
+    assert p == {'drain_s': 21.5, 'maintenance_s': 10.0, 'gate_s': 0.0, 'return_s': 21.5, 'total_s': 53.0,
+                 'calibrated': True, 'learned': []}
 
 
 def test_a_resumed_host_keeps_its_earlier_attempt_and_each_move_stays_at_its_own_drain():
@@ -211,3 +212,55 @@ def test_a_host_left_out_leaves_its_step_to_the_others_with_the_plans_made_for_t
     cp = R.cluster_plan(hp, ['h1', 'h2', 'h3', 'h4'], batch=2)
     assert cp['batches'] == [['h2'], ['h3', 'h4']] and list(cp['unplaceable']) == ['h1']
     assert [h['plan_kind'] for h in cp['hosts'][1:]] == ['single', 'batch', 'batch']
+
+
+def history(*runs):
+    """A host's run records: RUNS [(started_at, {phase: seconds}, predicted)]."""
+    out = []
+    for i, (t0, took, pred) in enumerate(runs):
+        phases, t = {}, float(t0)
+        for ph in ('drain', 'maintenance', 'gate', 'return'):
+            if ph in took:
+                phases[ph] = {'start': t, 'end': t + took[ph]}
+                t += took[ph]
+        out.append({'run_id': 'r%d' % i, 'group': 'g', 'state': 'done', 'started_at': t0, 'phases': phases,
+                    'predicted': pred or {}})
+    return out
+
+
+def test_maintenance_and_gate_are_learned_per_host_and_the_report_sets_each_phase_against_its_prediction():
+    """Issue 23: a run predicted 300 s of maintenance for every host even once every maintenance was measured. Each
+    host's own earlier runs give its maintenance and gate (the median of the last three; maintained in place apart),
+    and the report prints predicted against actual per host and phase, with the median error of each phase."""
+    h1 = history((100, {'drain': 5, 'maintenance': 40, 'gate': 3, 'return': 5}, None),
+                 (900, {'drain': 5, 'maintenance': 50, 'gate': 5, 'return': 5}, None),
+                 (1900, {'maintenance': 7, 'gate': 2}, {'in_place': True}))
+    learned = R.learned_phases(h1)
+    assert learned['maintenance_s'] == 45.0 and learned['gate_s'] == 3.0 and learned['maintenance_in_place_s'] == 7.0
+    assert learned['samples'] == {'maintenance': 2, 'maintenance_in_place': 1, 'gate': 3}
+    # a maintenance that failed is no measure of one
+    failed = history((2900, {'maintenance': 900}, None))[0]
+    failed.update(state='failed', failed_phase='maintenance')
+    assert R.learned_phases(h1 + [failed])['maintenance_s'] == 45.0
+    hp = [{'name': 'h1', 'record': {}, 'plan': plan([('a', 'h2')], predicted=3.0), 'history': h1},
+          {'name': 'h2', 'record': {}, 'plan': plan([('b', 'h1')], predicted=3.0)}]
+    cp = R.cluster_plan(hp, ['h1', 'h2'], expected_s=300)
+    by = dict((h['name'], h['predicted']) for h in cp['hosts'])
+    assert by['h1']['maintenance_s'] == 45.0 and by['h1']['gate_s'] == 3.0 and by['h1']['total_s'] == 54.0
+    assert by['h1']['learned'] == ['gate_s', 'maintenance_s']
+    assert by['h2']['maintenance_s'] == 300.0 and by['h2']['learned'] == [] and cp['predicted_total_s'] == 360.0
+    assert any('predicted drain 3.0 s, maintenance 45.0 s (learned), gate 3.0 s (learned), return 3.0 s' in line
+               for line in cp['lines']), cp['lines']
+    # the report: each phase of each host against its prediction, and the median error of each phase
+    done = history((5000, {'drain': 4, 'maintenance': 60, 'gate': 3, 'return': 4}, by['h1']))[0]
+    other = history((5100, {'drain': 6, 'maintenance': 200, 'gate': 2, 'return': 3}, by['h2']))[0]
+    done['name'], other['name'] = 'h1', 'h2'
+    rep = R.report([done, other], run_id='r')
+    assert rep['phase_errors']['h1']['maintenance'] == {'predicted_s': 45.0, 'actual_s': 60.0, 'error_pct': 25.0,
+                                                        'learned': True}
+    assert rep['phase_errors']['h2']['maintenance']['error_pct'] == 50.0
+    assert rep['phase_errors']['h1']['drain'] == {'predicted_s': 3.0, 'actual_s': 4.0, 'error_pct': 25.0,
+                                                  'calibrated': False}
+    assert rep['median_phase_error_pct'] == {'drain': 37.5, 'maintenance': 37.5, 'gate': 50.0, 'return': 12.5}
+    assert 'predicted against actual, per phase (median error): drain 37 %, maintenance 37 %, gate 50 %, return 12 %' \
+        in rep['table'], rep['table']

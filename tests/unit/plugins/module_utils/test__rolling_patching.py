@@ -36,8 +36,8 @@ def test_in_place_maintains_it_alone_with_its_vms_running_and_moves_nothing_off_
                         batch=3)
     h2 = by_name(cp)['h2']
     assert h2['status'] == 'in_place' and h2['moves'] == [] and h2['running'] == ['web2']
-    assert h2['predicted'] == {'drain_s': 0.0, 'maintenance_s': 60.0, 'return_s': 0.0, 'total_s': 60.0,
-                               'calibrated': False}
+    assert h2['predicted'] == {'drain_s': 0.0, 'maintenance_s': 60.0, 'gate_s': 0.0, 'return_s': 0.0, 'total_s': 60.0,
+                               'in_place': True, 'calibrated': False, 'learned': []}
     assert ['h2'] in cp['batches'] and cp['in_place'] == {'h2': ['web2']}
     assert any(line.startswith('  h2: MAINTAINED IN PLACE, not drained (no reboot required)') and 'web2' in line
                for line in cp['lines'])
