@@ -310,7 +310,7 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
             for n in cand:
                 e = _host_entry(n, by_entry[n]['record_state'], by_name[n]['batch_plan'], non_live_policy,
                                 expected_s, return_vms, role_overhead_s, cpu, by_name[n].get('calibrated'), stop_vms,
-                                unplaceable, stop_start_s)
+                                unplaceable, stop_start_s, learned_phases(by_name[n].get('history')))
                 e.update(status=by_entry[n]['status'], batch=list(cand), plan_kind='batch', why=by_entry[n]['why'])
                 by_entry[n].update(e)
     order = [n for b in batches for n in b]
@@ -463,7 +463,7 @@ def phase_errors(records):
         for ph in ERROR_PHASES:
             actual = _phase_s(a, ph)
             want = pred.get('%s_s' % ph)
-            if actual is None or want is None or actual < 0.5 or ((a.get('phases') or {}).get(ph) or {}).get('failed') \
+            if actual is None or not want or actual < 0.5 or ((a.get('phases') or {}).get(ph) or {}).get('failed') \
                     or a.get('failed_phase') == ph:
                 continue
             e = {'predicted_s': round(float(want), 1), 'actual_s': actual,
