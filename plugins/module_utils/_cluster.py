@@ -619,10 +619,11 @@ def auto_batch(reads, answers, hosts, p=None, records=None, destinations=None, e
     (default all: the others are no step's load). A size fits when each step of that many hosts has every VM placed
     on the hosts outside it, each destination keeping its headroom under all of the step's drains, no two VMs of an
     anti-affinity group on one host, no destination receiving from more drains than its inbound limit has slots
-    (rolling.batch_conflicts on the step's drains planned together, as the run plans them). Sizes are tried from
-    the largest (MOST, default every host but one) down; one whose steps' VMs outweigh the free memory outside
-    them (less the headroom of each host there) is passed over without planning. Returns {'batch': n (1 when no
-    larger size fits), 'tried': [{'size', 'fits', 'why'}], 'lines'}."""
+    (rolling.batch_conflicts on the step's drains planned together, as the run plans them). From the largest
+    (MOST, default every host but one) down, a size whose steps' VMs outweigh the free memory outside them (less
+    the headroom of each host there) is passed over without planning; below that the sizes are bisected - each
+    size tried is one cluster plan - to one that fits with one more that does not. Returns {'batch': n (1 when no
+    larger size fits), 'tried': [{'size', 'fits', 'why'}] largest first, 'lines'}."""
     from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling as RO  # pylint: disable=import-outside-toplevel
     p = plan_options(p)
     drained = set(hosts if drained is None else drained)
@@ -634,9 +635,12 @@ def auto_batch(reads, answers, hosts, p=None, records=None, destinations=None, e
     free = dict((h, reads[h]['host']['memory_free'] / (1024.0 * 1024)) for h in reads)
     top = len(hosts) - 1 if most is None else min(int(most), len(hosts) - 1)
     tried = []
-    for size in range(top, 1, -1):
-        steps = [s for s in ([h for h in c if h in drained and h in reads]
-                             for c in RO.candidate_batches(list(hosts), records or {}, size)) if s]
+
+    def steps_of(size):
+        return [s for s in ([h for h in c if h in drained and h in reads]
+                            for c in RO.candidate_batches(list(hosts), records or {}, size)) if s]
+
+    def too_heavy(steps):
         why = []
         for step in steps:
             outside = [d for d in receivers if d not in step]
@@ -644,18 +648,43 @@ def auto_batch(reads, answers, hosts, p=None, records=None, destinations=None, e
             if not outside or sum(need[h] for h in step) > room:
                 why.append('%s: %.0f MiB of VMs, %.0f MiB free outside them beside the headroom' % (
                     ' + '.join(step), sum(need[h] for h in step), room))
-        if not why:
-            joint = [s for s in steps if len(s) > 1]
-            plans = plan_run(reads, answers, joint, p, destinations=receivers, exclude_domains=exclude_domains,
-                             return_vms='original')['plans']
-            for step in joint:
-                why += ['%s: %s' % (' + '.join(step), w) for w in RO.batch_conflicts(
-                    step, dict((h, plans.get(h)) for h in step), non_live_policy, p.get('anti_affinity'),
-                    stops=stops)]
-        tried.append({'size': size, 'fits': not why, 'why': why[:5]})
+        return why
+
+    def conflicts(steps):
+        joint = [s for s in steps if len(s) > 1]
+        plans = plan_run(reads, answers, joint, p, destinations=receivers, exclude_domains=exclude_domains,
+                         return_vms='original')['plans']
+        why = []
+        for step in joint:
+            why += ['%s: %s' % (' + '.join(step), w) for w in RO.batch_conflicts(
+                step, dict((h, plans.get(h)) for h in step), non_live_policy, p.get('anti_affinity'), stops=stops)]
+        return why
+
+    # the largest size whose steps' VMs fit in the memory outside them (no plan made: a sum per step) ...
+    hi = top
+    while hi > 1:
+        why = too_heavy(steps_of(hi))
         if not why:
             break
-    batch = tried[-1]['size'] if tried and tried[-1]['fits'] else 1
+        tried.append({'size': hi, 'fits': False, 'why': why[:5]})
+        hi -= 1
+    # ... then the largest size up to it whose steps the plan takes at once, by bisection (a size that fits and one
+    # more that does not: a few cluster plans, not one per size)
+    lo = 1
+    if hi > 1:
+        why = conflicts(steps_of(hi))
+        tried.append({'size': hi, 'fits': not why, 'why': why[:5]})
+        lo, hi = (hi, hi) if not why else (1, hi - 1)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        why = conflicts(steps_of(mid))
+        tried.append({'size': mid, 'fits': not why, 'why': why[:5]})
+        if why:
+            hi = mid - 1
+        else:
+            lo = mid
+    tried.sort(key=lambda t: -t['size'])
+    batch = lo
     lines = ['batch auto: %s' % ('%d hosts out at once' % batch if batch > 1 else 'one host at a time')]
     over = [t for t in tried if not t['fits'] and t['size'] == batch + 1]
     if over:

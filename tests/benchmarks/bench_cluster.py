@@ -7,7 +7,9 @@ real cluster_facts reads and answers. For each:
   - the packing of the first drain against its fluid bound (the fullest destination against perfectly even use);
   - a discrete-event simulation of the rolling maintenance with the calibrated rates: each step's drain (its
     schedule under the concurrency limits), the maintenance, the return (return home) - the predicted window,
-    the moves and the bytes, for return home, stay, and stay with the wave.
+    the moves and the bytes, for return home, stay, and stay with the wave; and batch auto (rolling_maintenance_batch:
+    auto - the most hosts out at once whose every step the cluster absorbs, chosen from the reads, then each step as
+    long as its longest host).
 Goals (issue 23): 1,000 hosts / 20,000 VMs planned in <= 30 s, packing within 5 % of the bound, the wave's moves
 <= 1.05 x the VMs (return home: 2 x).
 
@@ -100,6 +102,23 @@ def simulate(out, reads, p, maintenance_s, return_vms):
     return window
 
 
+def simulate_steps(out, steps, p, maintenance_s):
+    """A run of several hosts out at once (return home): each step as long as its longest host - its drain (the
+    step's drains share the destinations' inbound slots), the maintenance, the return."""
+    window = 0.0
+    for step in steps:
+        longest = 0.0
+        for h in step:
+            plan = out["plans"][h]
+            moves = [{"name": m["name"], "source": m["destination"], "dest": h, "memory_mib": m["memory_mib"]}
+                     for m in plan["moves"]]
+            _t, back = P.schedule(moves, p["rate_mibps"], p["max_outbound"], p["max_inbound"], p["max_total"],
+                                  p["overhead_s"]) if moves else ([], 0.0)
+            longest = max(longest, plan["predicted_total_s"] + maintenance_s + back)
+        window += longest
+    return window
+
+
 def packing(reads, dests, free_after, headroom_mib):
     """One drain's packing, by the rule it places with (keep the most memory free on every host): the least free
     memory a receiving host keeps, against the bound - the level perfectly even filling would leave (the moved
@@ -138,6 +157,16 @@ def run_size(n, maintenance_s):
         if ret == "original":
             first = out["plans"][names[0]]
             bal = packing(reads, names[1:], first["free_after_mib"], p["headroom_mib"])
+    # batch auto: the most hosts out at once whose every step the cluster absorbs (chosen, then planned and run)
+    t0 = time.perf_counter()
+    auto = CL.auto_batch(reads, answers, names, p)
+    steps = [names[i:i + auto["batch"]] for i in range(0, len(names), auto["batch"])]
+    out = CL.plan_run(reads, answers, steps, p, return_vms="original")
+    took = time.perf_counter() - t0
+    left = sum(len(pl["left"]) for pl in out["plans"].values())
+    rows.append(("auto: %d" % auto["batch"], took, out["moves"], out["moves"] / float(vms),
+                 max(out["moves_per_vm"].values() or [0]), out["moved_mib"] / 1024.0,
+                 simulate_steps(out, steps, p, maintenance_s), left))
     return vms, rows, bal
 
 
@@ -162,7 +191,7 @@ def main():
               "%.0f MiB (ratio %.3f); the wave moves %.2f x the bytes of return home" % (
                   bal["kept_mib"], bal["bound_mib"], bal["ratio"] or 0, wave[5] / home[5]))
         if n >= 1000:
-            goals = [("plan of 1,000 hosts <= 30 s", max(r[1] for r in rows), 30.0),
+            goals = [("plan of 1,000 hosts <= 30 s", max(r[1] for r in rows[:3]), 30.0),
                      ("packing within 5 % of the bound", bal["ratio"] or 0, 1.05),
                      ("wave moves <= 1.05 x the VMs", wave[3], 1.05)]
     for what, got, limit in goals:

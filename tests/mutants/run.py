@@ -247,6 +247,11 @@ MUTANTS = {
         ("                if need > now['free_mib']:\n                    continue\n", "")],
         'a VM a destination refused during the drain goes to an alternate without the memory for it (beside the '
         'headroom and the moves still going there)', 'tests/unit/plugins/module_utils/test__cluster.py'),
+    'batch-auto-unplanned': (MU + '_cluster.py', [
+        ("        joint = [s for s in steps if len(s) > 1]\n", "        joint = []\n")],
+        'batch auto takes out as many hosts as the memory outside them holds, without planning their drains: a step '
+        'whose drains overrun a destination\'s inbound slots, split anti-affinity or leave VMs behind is chosen',
+        'tests/unit/plugins/module_utils/test__cluster.py'),
 }
 
 
