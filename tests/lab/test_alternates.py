@@ -11,22 +11,27 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
 
 GUESTS = ["alt1", "alt2"]
+PLAYBOOK = os.path.join(L.TOP, "tests", "lab", "drain_alternates.yml")
+
+
+def guests_and_plan(plan_file):
+    """The guests on h1, each one's first status, and h1's drain planned over h2 and h3 (saved in PLAN_FILE)."""
+    for g in GUESTS:
+        L.define_guest(g, "h1", disk="none", memory_mib=96)
+    ips = dict((g, L.load_state()["guests"][g]["ip"]) for g in GUESTS)
+    before = dict((g, L.wait_guest(ips[g])) for g in GUESTS)
+    p = L.playbook(PLAYBOOK, extra_vars={"alt_phase": "plan", "alt_plan_file": plan_file})
+    assert p.returncode == 0, p.stdout[-6000:]
+    with open(plan_file) as f:
+        return ips, before, json.load(f)
 
 
 def test_a_lost_destination_is_routed_around_through_the_plans_alternates(lab, figures):
     from test_migrate import integrity, where  # pylint: disable=import-outside-toplevel
-    playbook = os.path.join(L.TOP, "tests", "lab", "drain_alternates.yml")
     plan_file, result_file = L.state_path("alternates-plan.json"), L.state_path("alternates-result.json")
     cut = False
     try:
-        for g in GUESTS:
-            L.define_guest(g, "h1", disk="none", memory_mib=96)
-        ips = dict((g, L.load_state()["guests"][g]["ip"]) for g in GUESTS)
-        before = dict((g, L.wait_guest(ips[g])) for g in GUESTS)
-        p = L.playbook(playbook, extra_vars={"alt_phase": "plan", "alt_plan_file": plan_file})
-        assert p.returncode == 0, p.stdout[-6000:]
-        with open(plan_file) as f:
-            plan = json.load(f)
+        ips, before, plan = guests_and_plan(plan_file)
         dests = dict((m["name"], m["destination"]) for m in plan["moves"])
         # (every lab host reports the machine's free memory: the two VMs split over h2 and h3)
         assert sorted(dests.values()) == ["h2", "h3"], plan
@@ -37,7 +42,7 @@ def test_a_lost_destination_is_routed_around_through_the_plans_alternates(lab, f
         L.set_link("h3", False)
         cut = True
         t0 = time.monotonic()
-        p = L.playbook(playbook, extra_vars={"alt_phase": "drain", "alt_plan_file": plan_file,
+        p = L.playbook(PLAYBOOK, extra_vars={"alt_phase": "drain", "alt_plan_file": plan_file,
                                              "alt_result_file": result_file})
         wall = time.monotonic() - t0
         L.set_link("h3", True)
@@ -69,23 +74,15 @@ def test_a_destination_that_refuses_during_the_drain_is_routed_around(lab, figur
     each VM the approved plan sends there is refused with nothing changed - still running on h1 alone - and goes to
     its alternate h2 during the drain; the drain ends evacuated and says which VM went where instead, and why."""
     from test_migrate import integrity, where  # pylint: disable=import-outside-toplevel
-    playbook = os.path.join(L.TOP, "tests", "lab", "drain_alternates.yml")
     plan_file, result_file = L.state_path("refused-plan.json"), L.state_path("refused-result.json")
     try:
-        for g in GUESTS:
-            L.define_guest(g, "h1", disk="none", memory_mib=96)
-        ips = dict((g, L.load_state()["guests"][g]["ip"]) for g in GUESTS)
-        before = dict((g, L.wait_guest(ips[g])) for g in GUESTS)
-        p = L.playbook(playbook, extra_vars={"alt_phase": "plan", "alt_plan_file": plan_file})
-        assert p.returncode == 0, p.stdout[-6000:]
-        with open(plan_file) as f:
-            plan = json.load(f)
+        ips, before, plan = guests_and_plan(plan_file)
         to_h3 = sorted(m["name"] for m in plan["moves"] if m["destination"] == "h3")
         assert to_h3, plan
 
         L.refuse_incoming("h3", True)
         t0 = time.monotonic()
-        p = L.playbook(playbook, extra_vars={"alt_phase": "drain", "alt_plan_file": plan_file,
+        p = L.playbook(PLAYBOOK, extra_vars={"alt_phase": "drain", "alt_plan_file": plan_file,
                                              "alt_result_file": result_file})
         wall = time.monotonic() - t0
         L.refuse_incoming("h3", False)
