@@ -621,8 +621,8 @@ def auto_batch(reads, answers, hosts, p=None, records=None, destinations=None, e
     anti-affinity group on one host, no destination receiving from more drains than its inbound limit has slots
     (rolling.batch_conflicts on the step's drains planned together, as the run plans them). From the largest
     (MOST, default every host but one) down, a size whose steps' VMs outweigh the free memory outside them (less
-    the headroom of each host there) is passed over without planning; below that the sizes are bisected - each
-    size tried is one cluster plan - to one that fits with one more that does not. Returns {'batch': n (1 when no
+    the headroom of each host there) is passed over without planning; below that the size is doubled from two while
+    it fits, then bisected - each size tried is one cluster plan - to one that fits with one more that does not. Returns {'batch': n (1 when no
     larger size fits), 'tried': [{'size', 'fits', 'why'}] largest first, 'lines'}."""
     from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling as RO  # pylint: disable=import-outside-toplevel
     p = plan_options(p)
@@ -668,21 +668,23 @@ def auto_batch(reads, answers, hosts, p=None, records=None, destinations=None, e
             break
         tried.append({'size': hi, 'fits': False, 'why': why[:5]})
         hi -= 1
-    # ... then the largest size up to it whose steps the plan takes at once, by bisection (a size that fits and one
-    # more that does not: a few cluster plans, not one per size)
-    lo = 1
-    if hi > 1:
-        why = conflicts(steps_of(hi))
-        tried.append({'size': hi, 'fits': not why, 'why': why[:5]})
-        lo, hi = (hi, hi) if not why else (1, hi - 1)
+    # ... then the largest size up to it whose steps the plan takes at once: doubled from two while it fits, then
+    # bisected (a size that fits and one more that does not; a few cluster plans, not one per size - the answer is
+    # most often far below the memory bound, the destinations' inbound slots binding first)
+    def fits(size):
+        why = conflicts(steps_of(size))
+        tried.append({'size': size, 'fits': not why, 'why': why[:5]})
+        return not why
+    lo, size = 1, 2
+    while size <= hi and fits(size):
+        lo, size = size, size * 2
+    hi = min(hi, size - 1)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        why = conflicts(steps_of(mid))
-        tried.append({'size': mid, 'fits': not why, 'why': why[:5]})
-        if why:
-            hi = mid - 1
-        else:
+        if fits(mid):
             lo = mid
+        else:
+            hi = mid - 1
     tried.sort(key=lambda t: -t['size'])
     batch = lo
     lines = ['batch auto: %s' % ('%d hosts out at once' % batch if batch > 1 else 'one host at a time')]
