@@ -668,6 +668,7 @@ def auto_batch(reads, answers, hosts, p=None, records=None, destinations=None, e
             break
         tried.append({'size': hi, 'fits': False, 'why': why[:5]})
         hi -= 1
+
     # ... then the largest size up to it whose steps the plan takes at once: doubled from two while it fits, then
     # bisected (a size that fits and one more that does not; a few cluster plans, not one per size - the answer is
     # most often far below the memory bound, the destinations' inbound slots binding first)
@@ -675,6 +676,7 @@ def auto_batch(reads, answers, hosts, p=None, records=None, destinations=None, e
         why = conflicts(steps_of(size))
         tried.append({'size': size, 'fits': not why, 'why': why[:5]})
         return not why
+
     lo, size = 1, 2
     while size <= hi and fits(size):
         lo, size = size, size * 2
