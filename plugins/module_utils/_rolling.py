@@ -157,7 +157,7 @@ def learned_phases(records, last=LEARN_LAST):
     failing, drained and maintained in place apart (a maintenance with VMs running is another kind). Returns
     {'maintenance_s', 'maintenance_in_place_s', 'gate_s': seconds or None, 'samples': {phase: n}}."""
     seen = {'maintenance': [], 'maintenance_in_place': [], 'gate': []}
-    for r in sorted((r for r in records or [] if isinstance(r, dict)), key=lambda r: _num(r.get('started_at'), 0.0)):
+    for r in (r for r in records or [] if isinstance(r, dict)):
         for a in attempts(r):
             for ph in ('maintenance', 'gate'):
                 p = (a.get('phases') or {}).get(ph) or {}
@@ -166,7 +166,9 @@ def learned_phases(records, last=LEARN_LAST):
                     continue
                 kind = 'maintenance_in_place' if ph == 'maintenance' and (a.get('predicted') or {}).get('in_place') \
                     else ph
-                seen[kind].append(took)
+                seen[kind].append((_num(p['start']), took))
+    # (the last ones by when they ran, whatever order the records come in)
+    seen = dict((k, [took for _t, took in sorted(v)]) for k, v in seen.items())
     out = dict(('%s_s' % k, round(median(v[-last:]), 1) if v else None) for k, v in seen.items())
     out['samples'] = dict((k, len(v)) for k, v in seen.items())
     return out
@@ -245,13 +247,13 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
     BATCH: at most that many hosts out at once, where their plans together allow it (batch_conflicts); a step that
     does not fit is taken one host at a time, and the plan says why; a host maintained in place is a step alone."""
     by_name = dict((h['name'], h) for h in host_plans)
-    hosts, unplaceable_by_host = [], {}
+    hosts, unplaceable_by_host, learned_by = [], {}, {}
     stop_vms = set(stop_vms or ())
     for name in names:
         h = by_name.get(name) or {'name': name, 'record': {}, 'plan': None}
         state = started((h.get('record') or {}).get('state'))
         need = (h.get('need') or {}).get('need') or 'drain'
-        learned = learned_phases(h.get('history'))
+        learned = learned_by[name] = learned_phases(h.get('history'))
         entry = _host_entry(name, state, h.get('plan') or {}, non_live_policy, expected_s, return_vms, role_overhead_s,
                             cpu, h.get('calibrated'), stop_vms, unplaceable, stop_start_s, learned)
         entry['why'] = (h.get('need') or {}).get('why') or ''
@@ -310,7 +312,7 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
             for n in cand:
                 e = _host_entry(n, by_entry[n]['record_state'], by_name[n]['batch_plan'], non_live_policy,
                                 expected_s, return_vms, role_overhead_s, cpu, by_name[n].get('calibrated'), stop_vms,
-                                unplaceable, stop_start_s, learned_phases(by_name[n].get('history')))
+                                unplaceable, stop_start_s, learned_by[n])
                 e.update(status=by_entry[n]['status'], batch=list(cand), plan_kind='batch', why=by_entry[n]['why'])
                 by_entry[n].update(e)
     order = [n for b in batches for n in b]

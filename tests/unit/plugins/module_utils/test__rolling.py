@@ -238,6 +238,9 @@ def test_maintenance_and_gate_are_learned_per_host_and_the_report_sets_each_phas
     learned = R.learned_phases(h1)
     assert learned['maintenance_s'] == 45.0 and learned['gate_s'] == 3.0 and learned['maintenance_in_place_s'] == 7.0
     assert learned['samples'] == {'maintenance': 2, 'maintenance_in_place': 1, 'gate': 3}
+    # the last three by when they ran, whatever order the records come in
+    seq = history(*[(t, {'maintenance': m}, None) for t, m in ((100, 10), (200, 20), (300, 30), (400, 100))])
+    assert R.learned_phases(list(reversed(seq)))['maintenance_s'] == 30.0
     # a maintenance that failed is no measure of one
     failed = history((2900, {'maintenance': 900}, None))[0]
     failed.update(state='failed', failed_phase='maintenance')
