@@ -99,8 +99,8 @@ def sub_options(argspec, doc, keys):
 def targets():
     """(role, option, source name, sub-options) for every generated block."""
     collection_on_path()
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _coldmove as CM
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import cold as CM
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live as M
     live, cold = M.migration_argspec(), CM.COLD_ARGSPEC
     live_doc, cold_doc = module_doc("migrate"), module_doc("cold_migrate")
     return [

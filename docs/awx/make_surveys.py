@@ -106,7 +106,7 @@ ASKED = {
          "A destination never gets VMs past its free memory less this."),
         ("evacuate_host_timeout_s", "Time limit for the drain (s)",
          "Past it no new move starts; the moves running finish."),
-        ("evacuate_host_rollback", "Bring the VMs back instead",
+        ("evacuate_host_return_home", "Bring the VMs back instead",
          "true: move back to this host, from where it is now, every VM its drain's journal says left it."),
     ],
     "preflight": [

@@ -22,8 +22,10 @@ from ansible.utils.display import Display
 
 from ansible_collections.vmmigration.libvirt.plugins.action.controller_files import write_atomic
 from ansible_collections.vmmigration.libvirt.plugins.action.evacuation_status import follow
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _calibration, _report, _rolling
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import calibration as CAL
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import report as REPORT
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import rolling as ROLLING
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import wait_until
 from ansible_collections.vmmigration.libvirt.plugins.plugin_utils.renamed import renamed_problems
 
 MODULE = 'vmmigration.libvirt.evacuate'
@@ -62,7 +64,7 @@ def report_files(result):
     moves (a drain that failed before any) has an empty one."""
     report = result.get('report') or {}
     plain = dict((k, v) for k, v in result.items() if k != 'invocation')
-    html = _report.timeline_html(result.get('results') or [], report.get('title') or 'Evacuation') \
+    html = REPORT.timeline_html(result.get('results') or [], report.get('title') or 'Evacuation') \
         if result.get('report') else ''
     return [('report.json', json.dumps(plain, indent=4, sort_keys=True, ensure_ascii=False, default=to_text) + '\n'),
             ('report.txt', '\n'.join(report.get('table') or []) + '\n'),
@@ -106,9 +108,9 @@ def save_calibration(path, result, role_wall_s, default_rate, now=None):
     with os.fdopen(os.open(path + '.lock', os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600), 'r+') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            updated = _calibration.update(_rolling.plain(read_calibration(path)), _rolling.plain(result),
-                                          role_wall_s=role_wall_s, default_rate=default_rate,
-                                          now=round(now if now is not None else time.time(), 3))
+            updated = CAL.update(ROLLING.plain(read_calibration(path)), ROLLING.plain(result),
+                                 role_wall_s=role_wall_s, default_rate=default_rate,
+                                 now=round(now if now is not None else time.time(), 3))
             write_atomic(path, to_bytes(json.dumps(updated, indent=4, sort_keys=True) + '\n'), 0o600)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

@@ -12,7 +12,7 @@ import time
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import wait_until
 
 display = Display()
 

@@ -9,30 +9,31 @@ import time
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _calibration, _rolling
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import calibration as CAL
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import rolling as ROLLING
 
 
 def calibrate(calibration, report, role_wall_s=None, default_rate=1000):
     """The calibration after one more drain."""
     if not isinstance(report, dict):
         raise AnsibleFilterError('calibrate expects the evacuate module result (got %r)' % (type(report).__name__,))
-    return _calibration.update(_rolling.plain(calibration or {}), _rolling.plain(report), role_wall_s=role_wall_s,
-                               default_rate=default_rate, now=round(time.time(), 3))
+    return CAL.update(ROLLING.plain(calibration or {}), ROLLING.plain(report), role_wall_s=role_wall_s,
+                      default_rate=default_rate, now=round(time.time(), 3))
 
 
 def calibrated_plan(calibration, rate_mibps=1000, overhead_s=2.0, fixed_s=0.0, drains_alongside=None):
     """What a plan uses: calibrated values where measured (from samples of the drain's kind when given), else the
     ones given."""
-    return _calibration.plan_options(_rolling.plain(calibration or {}), rate_mibps, overhead_s, fixed_s,
-                                     drains_alongside=None if drains_alongside in (None, '') else int(drains_alongside))
+    return CAL.plan_options(ROLLING.plain(calibration or {}), rate_mibps, overhead_s, fixed_s,
+                            drains_alongside=None if drains_alongside in (None, '') else int(drains_alongside))
 
 
 def calibration_merge(calibrations, default_rate=1000):
     """One calibration from the hosts' own."""
     if not isinstance(calibrations, list):
         raise AnsibleFilterError('calibration_merge expects a list of calibrations (got %r)' % (type(calibrations).__name__,))
-    return _calibration.merge([c for c in _rolling.plain(calibrations) if isinstance(c, dict)], default_rate=default_rate,
-                              now=round(time.time(), 3))
+    return CAL.merge([c for c in ROLLING.plain(calibrations) if isinstance(c, dict)], default_rate=default_rate,
+                     now=round(time.time(), 3))
 
 
 class FilterModule:  # pylint: disable=too-few-public-methods

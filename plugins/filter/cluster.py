@@ -8,11 +8,14 @@ cluster_plan.yml)."""
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _cluster, _report, _rolling
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import cluster as CLUSTER
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import batch as BATCH
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import report as REPORT
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import rolling as ROLLING
 
 
 def _reads(value, what):
-    value = _rolling.plain(value)
+    value = ROLLING.plain(value)
     if not isinstance(value, dict):
         raise AnsibleFilterError('%s expects {host: the cluster_facts result} (got %s)' % (what, type(value).__name__))
     return value
@@ -22,19 +25,19 @@ def _unusable(reads, answers, hosts):
     """Why the reads and answers of HOSTS cannot be planned from, each naming its host ([] when they can)."""
     problems = ['%s: not read (a destination or host to maintain must be a host of the group, read by cluster_facts)'
                 % h for h in sorted(hosts) if h not in reads]
-    problems += _cluster.read_problems(reads, sorted(set(hosts) & set(reads)))
+    problems += CLUSTER.read_problems(reads, sorted(set(hosts) & set(reads)))
     for h in sorted(hosts):
         a = answers.get(h)
-        if not isinstance(a, dict) or a.get('version') != _cluster.READ_VERSION:
+        if not isinstance(a, dict) or a.get('version') != CLUSTER.READ_VERSION:
             problems.append('%s: its answers are %s; this controller reads format %d' % (
-                h, 'of format %s' % a.get('version') if isinstance(a, dict) else 'missing', _cluster.READ_VERSION))
+                h, 'of format %s' % a.get('version') if isinstance(a, dict) else 'missing', CLUSTER.READ_VERSION))
     return problems
 
 
 def cluster_questions(reads):
     """What every host is asked once all were read: each distinct CPU definition, directory and storage server."""
     reads = _reads(reads, 'cluster_questions')
-    return _cluster.questions(dict((h, r) for h, r in reads.items() if isinstance(r, dict)))
+    return CLUSTER.questions(dict((h, r) for h, r in reads.items() if isinstance(r, dict)))
 
 
 def cluster_wave_order(reads, names):
@@ -42,15 +45,15 @@ def cluster_wave_order(reads, names):
     a host without a usable read keeps its place after them."""
     reads = _reads(reads, 'cluster_wave_order')
     names = list(names or [])
-    known = [h for h in names if not _cluster.read_problems(reads, [h])]
-    return _cluster.wave_order(reads, known) + [h for h in names if h not in known]
+    known = [h for h in names if not CLUSTER.read_problems(reads, [h])]
+    return CLUSTER.wave_order(reads, known) + [h for h in names if h not in known]
 
 
 def cluster_plan(reads, answers, steps, options=None, destinations=None, exclude_domains=None, return_vms='original',
                  wave=False):
-    """Every drain of a run, planned on the controller in the run's order (see _cluster.plan_run)."""
+    """Every drain of a run, planned on the controller in the run's order (see CLUSTER.plan_run)."""
     reads, answers = _reads(reads, 'cluster_plan'), _reads(answers or {}, 'cluster_plan (answers)')
-    steps = [[s] if isinstance(s, str) else s for s in _rolling.plain(steps) or []]
+    steps = [[s] if isinstance(s, str) else s for s in ROLLING.plain(steps) or []]
     if not all(isinstance(s, list) for s in steps):
         raise AnsibleFilterError('cluster_plan: steps is a list of lists of host names (got %r)' % (steps,))
     if return_vms not in ('original', 'stay'):
@@ -66,11 +69,11 @@ def cluster_plan(reads, answers, steps, options=None, destinations=None, exclude
                             'to' % (' + '.join(step), 'it' if len(step) == 1 else 'them', ', '.join(dests) or 'none'))
     if problems:
         return {'problems': problems, 'plans': {}}
-    out = _cluster.plan_run(reads, answers, steps, _rolling.plain(options) or {}, destinations=dests,
-                            exclude_domains=list(exclude_domains or []), return_vms=return_vms, wave=bool(wave))
+    out = CLUSTER.plan_run(reads, answers, steps, ROLLING.plain(options) or {}, destinations=dests,
+                           exclude_domains=list(exclude_domains or []), return_vms=return_vms, wave=bool(wave))
     plans = {}
     for h, plan in out['plans'].items():
-        plans[h] = dict(plan, plan=plan, changes=[], lines=_report.plan_lines(plan, h))
+        plans[h] = dict(plan, plan=plan, changes=[], lines=REPORT.plan_lines(plan, h))
     vms = sum(1 for r in reads.values() for vm in r.get('domains') or [] if vm.get('active'))
     out.update(plans=plans, problems=[], vms=vms,
                most_moves=max(out['moves_per_vm'].values() or [0]),
@@ -83,11 +86,11 @@ def cluster_plan(reads, answers, steps, options=None, destinations=None, exclude
 def cluster_batch(reads, answers, hosts, options=None, records=None, destinations=None, exclude_domains=None,
                   most=None, non_live_policy='skip', drained=None):
     """rolling_maintenance_batch auto: the most hosts out at once whose every step the cluster absorbs (see
-    _cluster.auto_batch); a read or answer the plan cannot use is refused as cluster_plan refuses it."""
+    BATCH.auto_batch); a read or answer the plan cannot use is refused as cluster_plan refuses it."""
     reads, answers = _reads(reads, 'cluster_batch'), _reads(answers or {}, 'cluster_batch (answers)')
-    hosts = list(_rolling.plain(hosts) or [])
+    hosts = list(ROLLING.plain(hosts) or [])
     dests = list(destinations) if destinations else sorted(reads)
-    drained = hosts if drained is None else list(_rolling.plain(drained) or [])
+    drained = hosts if drained is None else list(ROLLING.plain(drained) or [])
     problems = _unusable(reads, answers, set(drained) | set(dests))
     if problems:
         return {'problems': problems, 'batch': 1, 'tried': [], 'lines': []}
@@ -98,9 +101,9 @@ def cluster_batch(reads, answers, hosts, options=None, records=None, destination
             raise AnsibleFilterError('cluster_batch: most is a whole number of hosts (got %r)' % (most,))
     else:
         most = None
-    out = _cluster.auto_batch(reads, answers, hosts, _rolling.plain(options) or {}, records=_rolling.plain(records),
-                              destinations=dests, exclude_domains=list(exclude_domains or []), most=most,
-                              non_live_policy=non_live_policy, drained=drained)
+    out = BATCH.auto_batch(reads, answers, hosts, ROLLING.plain(options) or {}, records=ROLLING.plain(records),
+                           destinations=dests, exclude_domains=list(exclude_domains or []), most=most,
+                           non_live_policy=non_live_policy, drained=drained)
     out['problems'] = []
     return out
 

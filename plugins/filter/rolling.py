@@ -8,7 +8,8 @@ rolling_run.yml, rolling_plan.yml, rolling_report.yml)."""
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling, _runrecord
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import rolling as ROLLING
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import run_record as RUNRECORD
 
 
 def rolling_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original', role_overhead_s=0.0,
@@ -21,19 +22,19 @@ def rolling_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
         raise AnsibleFilterError('rolling_plan: not_needed is skip or in_place (got %r)' % (not_needed,))
     if not isinstance(host_plans, list) or not all(isinstance(h, dict) and 'name' in h for h in host_plans):
         raise AnsibleFilterError('rolling_plan expects a list of {name, record, plan} (got %r)' % (host_plans,))
-    return _rolling.cluster_plan(_rolling.plain(host_plans), list(names), non_live_policy=non_live_policy,
-                                 expected_s=float(expected_s), return_vms=return_vms,
-                                 role_overhead_s=float(role_overhead_s or 0.0), cpu=_rolling.plain(cpu) or None,
-                                 batch=_int(batch, 'batch'), anti_affinity=_rolling.plain(anti_affinity) or None,
-                                 unplaceable=unplaceable, stop_vms=list(stop_vms or []), not_needed=not_needed,
-                                 stop_start_s=float(stop_start_s))
+    return ROLLING.cluster_plan(ROLLING.plain(host_plans), list(names), non_live_policy=non_live_policy,
+                                expected_s=float(expected_s), return_vms=return_vms,
+                                role_overhead_s=float(role_overhead_s or 0.0), cpu=ROLLING.plain(cpu) or None,
+                                batch=_int(batch, 'batch'), anti_affinity=ROLLING.plain(anti_affinity) or None,
+                                unplaceable=unplaceable, stop_vms=list(stop_vms or []), not_needed=not_needed,
+                                stop_start_s=float(stop_start_s))
 
 
 def rolling_batches(records, names, batch=1):
     """The steps a run would take its hosts in (before their plans are checked): [[host, ...], ...]."""
     if not isinstance(records, dict):
         raise AnsibleFilterError('rolling_batches expects {host: record} (got %r)' % (records,))
-    return _rolling.candidate_batches(list(names), _rolling.plain(records), _int(batch, 'batch'))
+    return ROLLING.candidate_batches(list(names), ROLLING.plain(records), _int(batch, 'batch'))
 
 
 def _int(value, what):
@@ -50,11 +51,11 @@ def rolling_report(records, run_id='', names=None, predicted_total_s=None):
     """The run's report (dict with table and html) from the per-host records."""
     if not isinstance(records, list) or not all(isinstance(r, dict) and 'name' in r for r in records):
         raise AnsibleFilterError('rolling_report expects a list of host records with a name (got %r)' % (records,))
-    records = _rolling.plain(records)
+    records = ROLLING.plain(records)
     if names:
         rank = dict((n, i) for i, n in enumerate(names))
         records.sort(key=lambda r: (rank.get(r['name'], len(rank)), r['name']))
-    return _rolling.report(records, run_id=run_id, predicted=predicted_total_s)
+    return ROLLING.report(records, run_id=run_id, predicted=predicted_total_s)
 
 
 def rolling_run(records_by_host, group, run_id='', resume=False, abandon='', names=None, now=None):
@@ -63,9 +64,9 @@ def rolling_run(records_by_host, group, run_id='', resume=False, abandon='', nam
     if not isinstance(records_by_host, dict):
         raise AnsibleFilterError('rolling_run expects {host: [record, ...]} (got %r)' % (records_by_host,))
     try:
-        return _runrecord.choose_run(_rolling.plain(records_by_host), group, run_id=run_id or '',
-                                     resume=_bool(resume), abandon=abandon or '', now=now, names=list(names or []))
-    except _runrecord.RecordError as e:
+        return RUNRECORD.choose_run(ROLLING.plain(records_by_host), group, run_id=run_id or '',
+                                    resume=_bool(resume), abandon=abandon or '', now=now, names=list(names or []))
+    except RUNRECORD.RecordError as e:
         raise AnsibleFilterError(str(e))
 
 

@@ -151,14 +151,14 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
     start_event_loop,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._cluster_read import answer, clean, read
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration.cluster_read import answer, clean, read
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide.transport import (
     connection_transport,
     host_security,
 )

@@ -180,20 +180,20 @@ checks:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
     start_event_loop,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import COLD_ARGSPEC
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.cold import COLD_ARGSPEC
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.pipeline import (
     VERIFY_ARGSPEC,
     move_vm,
     silent_message,
     verify_problems,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import normalize_mode
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide.transport import normalize_mode
 
 
 def main():

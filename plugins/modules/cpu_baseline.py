@@ -131,9 +131,9 @@ stranded:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _cpu as C
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import cpu as C
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import typed as driver
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (
     RETRY_ARGSPEC,
     LibvirtClientError,
     libvirt_session,
@@ -143,7 +143,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import
 
 
 def caller(client, host):
-    """CALL(xmls, flags) for _cpu: libvirt's hypervisor CPU baseline on CLIENT for HOST's hypervisor (its emulator,
+    """CALL(xmls, flags) for cpu: libvirt's hypervisor CPU baseline on CLIENT for HOST's hypervisor (its emulator,
     arch, machine, type), or the plain CPU-map baseline where the driver has no hypervisor baseline."""
     def call(xmls, flags):
         try:
@@ -158,7 +158,7 @@ def caller(client, host):
 
 
 def comparer(client, host):
-    """COMPARE(xml) for _cpu.runnable_everywhere: libvirt's hypervisor CPU comparison on HOST, failing when its
+    """COMPARE(xml) for cpu.runnable_everywhere: libvirt's hypervisor CPU comparison on HOST, failing when its
     hypervisor cannot run the guest CPU (a driver without the comparison accepts it unchecked)."""
     def compare(xml):
         try:

@@ -125,9 +125,9 @@ options:
   source_name:
     description: Name of the source in the report (for example its inventory name). Default - O(uri).
     type: str
-  rollback:
+  return_home:
     description:
-      - Instead of draining, bring back every VM that O(journal) says a drain moved away and no rollback has
+      - Instead of draining, bring back every VM that O(journal) says a drain moved away and no return has
         brought back yet, each from where it went (the URI the drain used), under the same limits.
       - Needs O(journal) and O(return_uri).
     type: bool
@@ -202,7 +202,7 @@ options:
         it ended as and its error - for example when the caller reports and handles failures itself, as the
         C(vmmigration.libvirt.evacuate_host) role does.
       - By default a run with any failed VM fails with that message, whatever its state - a drain that leaves
-        nothing running on the source (V(evacuated)) too, and a O(rollback) with VMs that failed to come back.
+        nothing running on the source (V(evacuated)) too, and a O(return_home) with VMs that failed to come back.
         O(allow_incomplete) does not cover failed VMs.
     type: bool
     default: false
@@ -245,7 +245,7 @@ RETURN = r'''
 state:
   description:
     - V(planned) (check mode), V(evacuated) (no VM runs on the source) or V(incomplete) (VMs still run on
-      the source - the module fails unless O(allow_incomplete)); with O(rollback), V(rolled_back) or V(nothing_moved).
+      the source - the module fails unless O(allow_incomplete)); with O(return_home), V(returned_home) or V(nothing_moved).
     - V(unverified) when the source cannot be read after the moves (a lost connection) - the module fails; RV(results)
       still say what each move did.
     - The module also fails when a VM failed (RV(failed_vms)), in state V(evacuated) too, unless O(allow_failed_vms).
@@ -311,7 +311,7 @@ moved:
 journal_errors:
   description:
     - Journal entries that could not be written on the source host (a full disk). The drain never abandons a move
-      for it; the module fails when this is not empty, since a later O(rollback) reads the journal.
+      for it; the module fails when this is not empty, since a later O(return_home) reads the journal.
   returned: when the drain ran
   type: list
   elements: str
@@ -368,29 +368,28 @@ report:
       type: list
       elements: str
     title:
-      description: The timeline's title - C(Evacuation of SOURCE), or C(Rollback to SOURCE).
+      description: The timeline's title - C(Evacuation of SOURCE), or C(Return to SOURCE).
       type: str
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (
     CONNECTION_ARGSPEC,
     ClientCache,
     libvirt_session,
     require_libvirt,
     start_event_loop,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.drain import Evacuation, PlaintextRefused
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.drain_files import EvacuationRunning
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.drain_plan import (
     PLAN_ARGSPEC,
-    Evacuation,
-    EvacuationRunning,
-    PlaintextRefused,
     drain_move_options,
     validate_plan_options,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import file_option_problems, make_dirs
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline import check_addresses
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.live import file_option_problems, make_dirs
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.pipeline import check_addresses
 
 
 def main():
@@ -407,7 +406,7 @@ def main():
         status_file=dict(type='path'),
         status_tag=dict(type='str'),
         source_name=dict(type='str'),
-        rollback=dict(type='bool', default=False),
+        return_home=dict(type='bool', default=False),
         return_uri=dict(type='str'),
         allow_incomplete=dict(type='bool', default=False),
         allow_failed_vms=dict(type='bool', default=False),
@@ -427,10 +426,10 @@ def main():
     problems = validate_plan_options(p)
     found, p['migrate_options'], p['cold_options'] = drain_move_options(p['migrate_options'], p['cold_options'])
     problems += found
-    if p['rollback'] and p['plan']:
-        problems.append('rollback runs the journal, not a plan: give one or the other')
-    if p['rollback'] and not (p['journal'] and p['return_uri']):
-        problems.append('rollback needs journal and return_uri')
+    if p['return_home'] and p['plan']:
+        problems.append('return_home runs the journal, not a plan: give one or the other')
+    if p['return_home'] and not (p['journal'] and p['return_uri']):
+        problems.append('return_home needs journal and return_uri')
     if p['per_vm_timeout_s'] <= 0 or p['timeout_s'] <= 0:
         problems.append('per_vm_timeout_s and timeout_s must be greater than 0')
     problems += verify_option_problems(p)
@@ -458,9 +457,9 @@ def main():
         module.fail_json(msg='the drain ran (%d moved, %d failed) but %s: see results and the journal' % (
             len(result['moved']), len(result['failed_vms']), result['unverified_because']), **result)
     if result.get('journal_errors'):
-        # a later return of the VMs (rollback) reads the journal: a drain it cannot trust is never a success
+        # a later return of the VMs (return_home) reads the journal: a drain it cannot trust is never a success
         module.fail_json(msg='the drain ran (%d moved, %d failed) but its journal is incomplete: %s - where each VM '
-                         'went is in results; a rollback from this journal would miss what it lacks' % (
+                         'went is in results; a return home from this journal would miss what it lacks' % (
                              len(result.get('moved') or []), len(result.get('failed_vms') or []),
                              '; '.join(result['journal_errors'])), **result)
     failures, notes = end_messages(result, p)
@@ -506,7 +505,7 @@ def end_messages(result, p):
             lead = 'besides those still on the source, %d VM(s) failed' % len(rest)
         else:
             lead = 'the %s ended in state %s, but %d VM(s) failed' % (
-                'rollback' if p.get('rollback') else 'drain', result.get('state'), len(rest))
+                'return home' if p.get('return_home') else 'drain', result.get('state'), len(rest))
         text = '%s%s - %s' % (lead, ' (allow_failed_vms)' if p['allow_failed_vms'] else '', failed_message(rest))
         (warn if p['allow_failed_vms'] else fail).append(text)
     return fail, warn

@@ -112,14 +112,14 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
     start_event_loop,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import plan_lines
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration.report import plan_lines
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.drain_plan import (
     PLAN_ARGSPEC,
     check_approved,
     plan_evacuation,

@@ -82,9 +82,9 @@ lines:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._evacuation import pid_alive, read_json
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import progress_lines, progress_signature
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.drain_files import pid_alive, read_json
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration.report import progress_lines, progress_signature
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import wait_until
 
 
 def main():

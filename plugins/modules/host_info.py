@@ -190,14 +190,14 @@ domains:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
     start_event_loop,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._facts import gather
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import connection_transport, host_security
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.facts import gather
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide.transport import connection_transport, host_security
 
 
 def main():

@@ -195,14 +195,14 @@ discovery_notes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._advertise import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.advertise import (
     ADDRESS_SOURCES,
     AdvertiseError,
     advertise,
     mac_bytes,
     remove_routes,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,

@@ -88,7 +88,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._advertise import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.advertise import (
     AdvertiseError,
     mac_bytes,
     neighbour_macs,

@@ -371,17 +371,17 @@ destination:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
     start_event_loop,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.live import (
     migration_argspec,
     validate,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._pipeline import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.pipeline import (
     VERIFY_ARGSPEC,
     move_vm,
     silent_message,

@@ -169,15 +169,15 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import FAIL, PASS, WARN, overall
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide.checks import FAIL, PASS, WARN, overall
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,
     start_event_loop,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.check_run import check_domains
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide.transport import (
     TRANSPORT_ARGSPEC,
     connection_transport,
     host_security,

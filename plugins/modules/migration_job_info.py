@@ -83,15 +83,15 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import typed as driver
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (
     CONNECTION_ARGSPEC,
     LibvirtClientError,
     libvirt_session,
     require_libvirt,
     start_event_loop,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._strategy import progress_percent, summarize
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide.strategy import progress_percent, summarize
 
 
 def read_status(path):

@@ -175,8 +175,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _calibration
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _runrecord as R
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import calibration as CAL
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import run_record as R
 
 
 def _time(value, default):
@@ -258,9 +258,9 @@ def main():
             R.save(p['state_dir'], new)
         if p['calibrate'] and p['op'] == 'update':
             c = p['calibrate']
-            cal = _calibration.update(R.load_calibration(p['state_dir'])[0], c.get('report') or {},
-                                      role_wall_s=c.get('role_wall_s'), default_rate=int(c.get('default_rate') or 1000),
-                                      now=p['at'] or time.time(), drains_alongside=c.get('drains_alongside'))
+            cal = CAL.update(R.load_calibration(p['state_dir'])[0], c.get('report') or {},
+                             role_wall_s=c.get('role_wall_s'), default_rate=int(c.get('default_rate') or 1000),
+                             now=p['at'] or time.time(), drains_alongside=c.get('drains_alongside'))
             changed = True
             if not module.check_mode:
                 R.save_json(R.calibration_path(p['state_dir']), cal)

@@ -113,16 +113,16 @@ all_shared:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._checks import relevant_disks
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide.checks import relevant_disks
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (
     CONNECTION_ARGSPEC,
     LibvirtClientError,
     libvirt_session,
     require_libvirt,
     start_event_loop,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._facts import domain_facts
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import probe_disks
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.facts import domain_facts
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.storage_proof import probe_disks
 
 
 def main():

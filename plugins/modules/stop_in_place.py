@@ -187,9 +187,9 @@ results:
 import ipaddress
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _power as POWER
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._advertise import AdvertiseError, wait_reachable
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import power as POWER
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.advertise import AdvertiseError, wait_reachable
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (
     CONNECTION_ARGSPEC,
     libvirt_session,
     require_libvirt,

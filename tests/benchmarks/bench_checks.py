@@ -18,8 +18,8 @@ import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
 
 def collection_import():
     sys.path.insert(0, L.collections_path())
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClient  # pylint: disable=import-outside-toplevel
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import check_domains  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClient  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.check_run import check_domains  # pylint: disable=import-outside-toplevel
     return LibvirtClient, check_domains
 
 

@@ -3,7 +3,7 @@
 Simulated clusters of 10, 100 and 1,000 hypervisors with 20 VMs each (sizes from a realistic mix, two CPU
 generations, a shared NFS directory every host sees and a local one each host sees alone), shaped like the lab's
 real cluster_facts reads and answers. For each:
-  - the controller-side cluster plan's time (every drain of the run planned from the reads, _cluster.plan_run);
+  - the controller-side cluster plan's time (every drain of the run planned from the reads, cluster.plan_run);
   - the packing of the first drain against its fluid bound (the fullest destination against perfectly even use);
   - a discrete-event simulation of the rolling maintenance with the calibrated rates: each step's drain (its
     schedule under the concurrency limits), the maintenance, the return (return home) - the predicted window,
@@ -28,8 +28,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "unit"))
 # (the unit tests' conftest makes the collection importable as ansible_collections.vmmigration.libvirt)
 import conftest  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _cluster as CL  # noqa: E402
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _planner as P  # noqa: E402
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import cluster as CL  # noqa: E402
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import batch as BATCH  # noqa: E402
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import planner as P  # noqa: E402
 
 GIB = 1024 * 1024 * 1024
 SIZES_MIB = [(1024, 20), (2048, 25), (4096, 25), (8192, 15), (16384, 10), (32768, 5)]   # (size, weight %)
@@ -159,7 +160,7 @@ def run_size(n, maintenance_s):
             bal = packing(reads, names[1:], first["free_after_mib"], p["headroom_mib"])
     # batch auto: the most hosts out at once whose every step the cluster absorbs (chosen, then planned and run)
     t0 = time.perf_counter()
-    auto = CL.auto_batch(reads, answers, names, p)
+    auto = BATCH.auto_batch(reads, answers, names, p)
     steps = [names[i:i + auto["batch"]] for i in range(0, len(names), auto["batch"])]
     out = CL.plan_run(reads, answers, steps, p, return_vms="original")
     took = time.perf_counter() - t0

@@ -14,9 +14,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def planner():
-    """plugins/module_utils/_planner.py is pure (no imports from the collection): load it by path."""
+    """plugins/module_utils/decide/planner.py is pure (no imports from the collection): load it by path."""
     spec = importlib.util.spec_from_file_location(
-        "_planner", os.path.join(HERE, "..", "..", "plugins", "module_utils", "_planner.py"))
+        "planner", os.path.join(HERE, "..", "..", "plugins", "module_utils", "decide", "planner.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

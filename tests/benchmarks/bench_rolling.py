@@ -96,7 +96,7 @@ def evacuate_once(i):
         raise RuntimeError("the drain failed:\n" + job["stdout"][-5000:])
     with open(os.path.join(reports, "h1", "report.json")) as f:
         rep = json.load(f)
-    back = L.runner(os.path.join(L.TOP, "playbooks", "evacuate_host.yml"), dict(extra, evacuate_host_rollback=True),
+    back = L.runner(os.path.join(L.TOP, "playbooks", "evacuate_host.yml"), dict(extra, evacuate_host_return_home=True),
                     "bench-evac-back-%d" % i)
     if back["status"] != "successful":
         raise RuntimeError("the way back failed:\n" + back["stdout"][-5000:])

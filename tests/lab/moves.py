@@ -28,9 +28,9 @@ def engine():
     libvirtd is TLS too, unless tls_uri=False."""
     sys.path.insert(0, L.collections_path())
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (
         LibvirtClient, LibvirtClientError, start_event_loop)
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live as M
     start_event_loop()
     defaults = M.option_defaults(M.migration_argspec())
 

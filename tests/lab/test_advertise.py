@@ -117,7 +117,7 @@ def test_routed(lab, figures):
     #    proxy entry moves, GARP and NA with the host's MAC; time from migration end to first reply
     def fast_script(host):
         return ("import sys, subprocess; sys.path.insert(0, %r)\n"
-                "from ansible_collections.vmmigration.libvirt.plugins.module_utils import _advertise as A\n"
+                "from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import advertise as A\n"
                 "subprocess.check_call(['ip', 'route', 'replace', %r, 'dev', 'br2'])\n"
                 "subprocess.check_call(['ip', '-6', 'route', 'replace', %r, 'dev', 'br2'])\n"
                 "subprocess.check_call(['ip', '-6', 'neigh', 'replace', 'proxy', %r, 'dev', 'br0'])\n"

@@ -43,7 +43,8 @@ def test_a_lost_destination_is_routed_around_through_the_plans_alternates(lab, f
         cut = True
         t0 = time.monotonic()
         p = L.playbook(PLAYBOOK, extra_vars={"alt_phase": "drain", "alt_plan_file": plan_file,
-                                             "alt_result_file": result_file})
+                                             "alt_result_file": result_file,
+                                             "alt_journal": L.state_path("alternates-journal.jsonl")})
         wall = time.monotonic() - t0
         L.set_link("h3", True)
         cut = False
@@ -83,7 +84,8 @@ def test_a_destination_that_refuses_during_the_drain_is_routed_around(lab, figur
         L.refuse_incoming("h3", True)
         t0 = time.monotonic()
         p = L.playbook(PLAYBOOK, extra_vars={"alt_phase": "drain", "alt_plan_file": plan_file,
-                                             "alt_result_file": result_file})
+                                             "alt_result_file": result_file,
+                                             "alt_journal": L.state_path("alternates-journal.jsonl")})
         wall = time.monotonic() - t0
         L.refuse_incoming("h3", False)
         assert p.returncode == 0, p.stdout[-8000:]

@@ -237,13 +237,13 @@ def test_evacuation_survives_a_lost_controller(lab):
             starts = [e["vm"] for e in map(json.loads, f) if e["event"] == "start"]
         assert sorted(starts) == sorted(names), "each guest moved exactly once: %s" % starts
 
-        # rollback: everything the journal says left h1 comes back, once
-        p = L.playbook(playbook, extra_vars=dict(extra, evacuate_host_rollback=True))
+        # return home: everything the journal says left h1 comes back, once
+        p = L.playbook(playbook, extra_vars=dict(extra, evacuate_host_return_home=True))
         assert p.returncode == 0, p.stdout[-8000:]
         assert all(where(lab, n) == {"h1": "running"} for n in names), [where(lab, n) for n in names]
         for n in names:
             integrity(before[n], L.wait_guest(ips[n], timeout=30), n)
-        p = L.playbook(playbook, extra_vars=dict(extra, evacuate_host_rollback=True))
+        p = L.playbook(playbook, extra_vars=dict(extra, evacuate_host_return_home=True))
         assert p.returncode == 0 and "changed=0" in p.stdout.split("PLAY RECAP")[-1], p.stdout[-3000:]
     finally:
         for n in names:

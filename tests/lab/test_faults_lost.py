@@ -24,7 +24,7 @@ import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
 from test_integration import TARGETS  # noqa: E402  pylint: disable=wrong-import-position
 from test_migrate import integrity  # noqa: E402  pylint: disable=wrong-import-position
 
-# The module's keepalive on its libvirt connections is 5 s x (3 + 1) = 20 s (_client.LibvirtClient): a freeze
+# The module's keepalive on its libvirt connections is 5 s x (3 + 1) = 20 s (connection.LibvirtClient): a freeze
 # held longer than that loses the reply of any call in flight.
 KEEPALIVE_S = 20
 HOLD_S = KEEPALIVE_S + 5
@@ -111,7 +111,7 @@ def lifecycle_watch(host, name, on_event):
     its unix socket, from this process). Returns the connection (close it to stop)."""
     sys.path.insert(0, L.collections_path())
     import libvirt  # pylint: disable=import-outside-toplevel
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import start_event_loop  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import start_event_loop  # pylint: disable=import-outside-toplevel
     start_event_loop()
     conn = libvirt.open(L.uri(host))
 

@@ -11,7 +11,8 @@ import browser
 _SPEC = importlib.util.spec_from_file_location(
     "unit_conftest", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "unit", "conftest.py"))
 _SPEC.loader.exec_module(importlib.util.module_from_spec(_SPEC))
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report, _rolling  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import report as REPORT  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import rolling as ROLLING  # noqa: E402  pylint: disable=wrong-import-position
 
 REASON = ("h2: maintenance failed - the user's tasks ended with: Task failed: Module failed: non-zero return code "
           "from 'apt-get -y dist-upgrade' on h2: E: Sub-process /usr/bin/dpkg returned an error code (1); " * 3)
@@ -27,10 +28,10 @@ def page(tmp_path, name, html):
 def test_a_rolling_report_with_long_reasons_fits_1280_px(tmp_path):
     lines = ["host  phase        state   attempts  reason", "h2    maintenance  failed  2         " + REASON,
              "report: " + PATH]
-    html = _rolling.timeline_html([], "rolling maintenance hypervisors-20261204T150000Z", lines)
+    html = ROLLING.timeline_html([], "rolling maintenance hypervisors-20261204T150000Z", lines)
     assert browser.overflow_px(page(tmp_path, "rolling", html)) == 0
     # (the measure itself: the same page without the report's style runs off the edge)
-    bare = html.replace(_report.PAGE_STYLE, "")
+    bare = html.replace(REPORT.PAGE_STYLE, "")
     assert browser.overflow_px(page(tmp_path, "rolling-bare", bare)) > 100
 
 
@@ -38,6 +39,6 @@ def test_a_drains_timeline_fits_1280_px(tmp_path):
     results = [{"name": "vm-%02d" % i, "method": "live", "start_s": i, "total_time_s": 3.0, "state": "migrated",
                 "destination": "h2"} for i in range(12)]
     # (underscores: no place a browser would break the line by itself)
-    html = _report.timeline_html(results, "drain of h1 - " + PATH.replace("/", "_").replace("-", "_"))
+    html = REPORT.timeline_html(results, "drain of h1 - " + PATH.replace("/", "_").replace("-", "_"))
     assert browser.overflow_px(page(tmp_path, "drain", html)) == 0
-    assert browser.overflow_px(page(tmp_path, "drain-bare", html.replace(_report.PAGE_STYLE, ""))) > 100
+    assert browser.overflow_px(page(tmp_path, "drain-bare", html.replace(REPORT.PAGE_STYLE, ""))) > 100

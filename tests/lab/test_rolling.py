@@ -73,8 +73,8 @@ def test_rolling_maintenance(lab, figures):
         assert p.returncode != 0 and "h3 would have nowhere to drain into" in p.stdout, p.stdout[-6000:]
         assert "cluster plan:" not in p.stdout, p.stdout[-6000:]
         # an extra variable that would override what the role sets for each drain (a journey back, not a drain)
-        p = L.playbook(playbook, extra_vars=dict(common, evacuate_host_rollback=True), check=True)
-        assert p.returncode != 0 and "evacuate_host_rollback: given as extra variables" in p.stdout, p.stdout[-6000:]
+        p = L.playbook(playbook, extra_vars=dict(common, evacuate_host_return_home=True), check=True)
+        assert p.returncode != 0 and "evacuate_host_return_home: given as extra variables" in p.stdout, p.stdout[-6000:]
 
         # the drains' destinations when given (as a survey sends a list: JSON text), each host's less itself: h2
         # and h3 drain only into each other; and the CPU check left out when asked

@@ -33,57 +33,57 @@ FIRST = ('test_a_full_disk_never_abandons_a_move', 'test_the_drain_never_exits_w
 # name: (file, [(text in our code, what it becomes)], the rule it breaks[, the tests that must kill it - the sweep
 # when not given])
 MUTANTS = {
-    'source-removed-before-destination-confirmed': (MU + '_migration.py', [
-        ("        wait_until(up, 15, 0.1, self.clock, self.sleep)\n        there, dst_state = seen['dom'], seen['state']\n",
+    'source-removed-before-destination-confirmed': (MU + 'engines/live_commit.py', [
+        ("        wait_until(up, 15, 0.1, self.engine.clock, self.engine.sleep)\n        there, dst_state = seen['dom'], seen['state']\n",
          "        there, dst_state = None, 'running'\n")],
         'the live commit removes the source definition without confirming that the destination runs the guest'),
-    'copy-verification-skipped': (MU + '_coldmove.py', [
+    'copy-verification-skipped': (MU + 'engines/cold_copy.py', [
         ("        if self.o['verify']:\n            check, _length = download(new",
          "        if False:\n            check, _length = download(new")],
         'a cold copy is not read back and compared'),
-    'postcopy-destroyed-not-resumed': (MU + '_migration.py', [
-        ("            self.result['state'] = 'postcopy_failed'\n            recovered, how = self._recover_postcopy(dom)",
-         "            self.result['state'] = 'postcopy_failed'\n            dom.destroy()\n"
+    'postcopy-destroyed-not-resumed': (MU + 'engines/live_commit.py', [
+        ("            self.engine.result['state'] = 'postcopy_failed'\n            recovered, how = self.engine.postcopy.recover(dom)",
+         "            self.engine.result['state'] = 'postcopy_failed'\n            dom.destroy()\n"
          "            recovered, how = False, 'destroyed'")],
         'a failed post-copy is destroyed on the source instead of resumed'),
-    'postcopy-aborted-not-resumed': (MU + '_migration.py', [
-        ("            self.result['state'] = 'postcopy_failed'\n            recovered, how = self._recover_postcopy(dom)",
-         "            self.result['state'] = 'postcopy_failed'\n            driver.abort_job(dom)\n"
+    'postcopy-aborted-not-resumed': (MU + 'engines/live_commit.py', [
+        ("            self.engine.result['state'] = 'postcopy_failed'\n            recovered, how = self.engine.postcopy.recover(dom)",
+         "            self.engine.result['state'] = 'postcopy_failed'\n            driver.abort_job(dom)\n"
          "            recovered, how = False, 'aborted'")],
         'a failed post-copy is aborted instead of resumed'),
-    'source-resumed-without-asking-destination': (MU + '_migration.py', [
+    'source-resumed-without-asking-destination': (MU + 'engines/live_commit.py', [
         ("        if dst_state == 'running' or (dst_state == 'paused' and src_state in ('shutoff', 'gone')):",
          "        if False:"),
         ("        if dst_state == 'unknown' and src_state != 'running' or src_state == 'unknown' and dst_state != 'gone':",
          "        if False:")],
         'a live rollback resumes a paused source whatever the destination runs'),
-    'source-disk-deleted-before-verification': (MU + '_coldmove.py', [
+    'source-disk-deleted-before-verification': (MU + 'engines/cold_copy.py', [
         ("            upload(new, self.dst.conn, fd, deadline)\n",
          "            upload(new, self.dst.conn, fd, deadline)\n            vol.delete(0)\n")],
         'the source disk goes as soon as its copy is sent, before it is verified'),
-    'existing-destination-disk-overwritten': (MU + '_coldmove.py', [
-        ("            problems = self.already_there(files)\n",
-         "            problems = []\n"),
+    'existing-destination-disk-overwritten': (MU + 'engines/cold_copy.py', [
+        ("        problems = self.already_there(files)\n",
+         "        problems = []\n"),
         ("        if self._volume(dst_pool, dst_base) is not None:\n            raise ColdMigrationError('the destination",
          "        if False:\n            raise ColdMigrationError('the destination")],
         'a file already at the destination path is overwritten'),
-    'lost-reply-taken-as-failure': (MU + '_migration.py', [
-        ("        there, dst_state = self._read_back(self.dst, uuid, dst_errors)",
+    'lost-reply-taken-as-failure': (MU + 'engines/live_commit.py', [
+        ("        there, dst_state = self._read_back(self.engine.dst, uuid, dst_errors)",
          "        there, dst_state = None, 'gone'")],
         'a failed migration call is taken as "not on the destination" without reading the destination back'),
-    'drain-exits-with-moves-running': (MU + '_evacuation.py', [
+    'drain-exits-with-moves-running': (MU + 'engines/drain.py', [
         ("            if not wait_until(ended, MOVE_OVERRUN_LIMIT_S, 5.0, self.clock, self.sleep):",
          "            if True:")],
         'the drain returns at its own limit while a move still runs'),
-    'status-write-error-escapes': (MU + '_migration.py', [
+    'status-write-error-escapes': (MU + 'engines/live.py', [
         ("    except OSError as e:\n        return 'cannot write the status file",
          "    except ValueError as e:\n        return 'cannot write the status file")],
         'an OS error writing a progress file escapes the move'),
-    'approved-shared-storage-not-reproven': (MU + '_migration.py', [
+    'approved-shared-storage-not-reproven': (MU + 'engines/live.py', [
         ("            changed = reprove_shared(src, dst, relevant_disks(facts_disks), o['approved'].get('storage') or {})",
          "            changed = []")],
         'a disk an approved plan said was shared is not proven again before the move relies on it'),
-    'cold-source-restarted-when-destination-unknown': (MU + '_coldmove.py', [
+    'cold-source-restarted-when-destination-unknown': (MU + 'engines/cold_commit.py', [
         ("            there, state = read_back(self.dst, uuid, errors, self.clock, self.sleep)\n"
          "            if state == 'running':\n                self.defined = there",
          "            there, state = None, 'shutoff'\n"
@@ -94,54 +94,54 @@ MUTANTS = {
          "                          % (errors[-1] if errors else 'no answer'))")],
         'a failed cold start is taken as a failure without reading the destination back, and the rollback '
         'restarts the source although the destination may run the guest (a lost start reply: two hosts)'),
-    'owner-paused-guest-resumed-by-recovered-move': (MU + '_migration.py', [
-        ("        self.commit(dom, uuid, dict(state, paused=state['paused'] or self.started_running), {})",
+    'owner-paused-guest-resumed-by-recovered-move': (MU + 'engines/live_commit.py', [
+        ("        self.commit(dom, uuid, dict(state, paused=state['paused'] or self.engine.started_running), {})",
          "        self.commit(dom, uuid, dict(state, paused=True), {})")],
         'a move committed after its reply was lost resumes a guest its owner had paused'),
-    'driver-takes-no-answer-for-no-domain': (MU + '_driver.py', [
+    'driver-takes-no-answer-for-no-domain': (MU + 'driver/typed.py', [
         ("        if is_error(e, kind):\n            return None\n        raise",
          "        return None")],
         'the typed driver answers "no such domain" when the host did not answer at all (a lookup that failed on '
         'a lost connection), so a read-back takes an unreachable destination for one without the guest'),
-    'nvram-left-behind': (MU + '_coldmove.py', [
+    'nvram-left-behind': (MU + 'engines/cold_copy.py', [
         ("            if not shared:\n                files.append({'kind': 'nvram'",
          "            if False:\n                files.append({'kind': 'nvram'")],
         'a cold move leaves the UEFI NVRAM behind: the guest boots on the destination without its own variables'),
-    'shutdown-said-without-waiting': (MU + '_power.py', [
+    'shutdown-said-without-waiting': (MU + 'engines/power.py', [
         ("            if not dom.isActive():\n                done[n] = {'how': 'clean'",
          "            if True:\n                done[n] = {'how': 'clean'")],
         'the shutdown policy (one for cold moves, the drain and stop in place) reports a VM shut down without waiting '
         'for it to stop'),
-    'unseen-marker-taken-as-shared': (MU + '_storage.py', [
+    'unseen-marker-taken-as-shared': (MU + 'driver/storage_proof.py', [
         ("        except LibvirtClientError:\n            return 'not_shared', ('same path, different storage",
          "        except LibvirtClientError:\n            return 'shared', ('same path, different storage")],
         'the precheck takes a storage marker the destination cannot see for proof of shared storage: the disk '
         'is not copied and the guest starts on the destination without it'),
-    'cold-rollback-guesses-the-source-state': (MU + '_coldmove.py', [
+    'cold-rollback-guesses-the-source-state': (MU + 'engines/cold_commit.py', [
         ("            source = 'running' if self.restarted or not was_running else self._source_state(uuid)",
          "            source = 'running' if self.restarted or not was_running else 'shutoff'")],
         'after a cold rollback the source is not read back: a guest restarted there is reported "could not be '
         'started again" when a later read failed'),
-    'closed-connection-not-reopened': (MU + '_driver.py', [
+    'closed-connection-not-reopened': (MU + 'driver/typed.py', [
         ("transient=is_transient(code) or connection_gone(text),", "transient=is_transient(code),")],
         'a connection libvirt closed (keepalive, or any call after) is not taken as transient: a read-back keeps '
         'asking the dead connection and ends "unknown" although the host answers again (found in the lab)'),
-    'paused-destination-left-after-lost-pause-reply': (MU + '_migration.py', [
+    'paused-destination-left-after-lost-pause-reply': (MU + 'engines/live_commit.py', [
         ("        if dst_state == 'paused' and (state['paused'] or state.get('final_taken') == 'pause'):",
          "        if dst_state == 'paused' and state['paused']:")],
         'a pause whose reply was lost leaves the guest paused on the destination'),
     # (the rolling maintenance's run identity: killed by its own tests, not the sweep)
-    'new-run-over-an-unfinished-run': (MU + '_runrecord.py', [
+    'new-run-over-an-unfinished-run': (MU + 'orchestration/run_record.py', [
         ("    if unfinished:\n        raise RecordError('run %s is not finished", "    if False:\n        raise RecordError('")],
         'a new run starts while one is unfinished: the hosts it left half done and the VMs away are forgotten',
         RUNRECORD),
-    'every-run-the-same-id': (MU + '_runrecord.py', [
+    'every-run-the-same-id': (MU + 'orchestration/run_record.py', [
         ("    new_id = run_id or new_run_id(group, now)", "    new_id = run_id or 'rolling'")],
         'every new run gets the same id: next month\'s window finds it finished and does nothing, green', RUNRECORD),
-    'resume-with-nothing-to-resume-starts-a-run': (MU + '_runrecord.py', [
+    'resume-with-nothing-to-resume-starts-a-run': (MU + 'orchestration/run_record.py', [
         ("        if not unfinished:\n            done = sorted(", "        if False:\n            done = sorted(")],
         'a job asked to resume, with nothing to resume, starts a new run: maintenance nobody asked for', RUNRECORD),
-    'new-attempt-forgets-the-vms-away': (MU + '_runrecord.py', [
+    'new-attempt-forgets-the-vms-away': (MU + 'orchestration/run_record.py', [
         ("    r.update(error=None, failed_phase=None, predicted=dict(predicted or {}))",
          "    r.update(error=None, failed_phase=None, predicted=dict(predicted or {}), drained=[])")],
         'a resumed host forgets the VMs its earlier attempt sent away: they are never brought back', RUNRECORD),
@@ -154,14 +154,14 @@ MUTANTS = {
          "        if False:\n            return dict(result, failed=True, ansible_job_id=jid, msg='the drain in")],
         'the task ends when the status says finished, before the drain\'s own result is there: no moves reported, '
         'no failure', BACKGROUND),
-    'plaintext-without-allow-plaintext': (MU + '_security.py', [
+    'plaintext-without-allow-plaintext': (MU + 'decide/transport.py', [
         ("        if not allow_plaintext:\n            out['refused'] = (\"tls=disabled would send",
          "        if False:\n            out['refused'] = (\"tls=disabled would send")],
         'tls=disabled sends a guest\'s memory in the clear although allow_plaintext was not given',
         'tests/unit/plugins/module_utils/test__security.py'),
-    'drain-headroom-not-every-moves': (MU + '_evacuation.py', [
+    'drain-headroom-not-every-moves': (MU + 'engines/drain.py', [
         ("                opts['hard_timeout_s'] = p['per_vm_timeout_s']\n"
-         "                # (one headroom per drain: its plan's, and each move's own memory check - a rollback's too)\n"
+         "                # (one headroom per drain: its plan's, and each move's own memory check - a return's too)\n"
          "                opts['headroom_mib'] = p.get('headroom_mib', opts['headroom_mib'])\n",
          "                opts['hard_timeout_s'] = p['per_vm_timeout_s']\n")],
         'a drain\'s live moves check the destination\'s memory against the module default, not the drain\'s headroom: '
@@ -173,81 +173,81 @@ MUTANTS = {
         'ignored inside migrate_options)',
         'tests/unit/plugins/plugin_utils/test_renamed.py::test_an_old_name_is_named_with_its_new_one'),
     # stop in place (monthly patching): a VM is stopped only on purpose, and never left stopped unsaid
-    'stop-in-place-with-others-running': (MU + '_power.py', [
+    'stop-in-place-with-others-running': (MU + 'engines/power.py', [
         ("        if others:\n            why.append(", "        if False:\n            why.append(")],
         'VMs are stopped for a maintenance while a VM the drain should have moved still runs there (it goes down '
         'with the host)', 'tests/unit/plugins/module_utils/test__power.py'),
-    'stuck-guest-leaves-the-others-stopped': (MU + '_power.py', [
+    'stuck-guest-leaves-the-others-stopped': (MU + 'engines/power.py', [
         ("                client.call('cannot start %s again' % n, doms[n].create)\n                back.append(n)",
          "                back.append(n)")],
         'a guest that will not shut down fails the step with the others it stopped left down - none of them '
         'recorded as stopped', 'tests/unit/plugins/module_utils/test__power.py'),
-    'vm-not-back-passes-silently': (MU + '_power.py', [
+    'vm-not-back-passes-silently': (MU + 'engines/power.py', [
         ("    if failed:\n        raise PowerError('did not come back", "    if False:\n        raise PowerError('did not come back")],
         'a VM that did not start again (or does not answer) passes as back: the step ends with it down',
         'tests/unit/plugins/module_utils/test__power.py'),
-    'stopped-vm-forgotten-by-the-record': (MU + '_runrecord.py', [
+    'stopped-vm-forgotten-by-the-record': (MU + 'orchestration/run_record.py', [
         ("        if _back(r, s) is None and s.get('name') not in out:", "        if False:")],
         'a VM stopped in place and not started again is not in the record\'s list to start: a resumed run leaves it '
         'down', 'tests/unit/plugins/module_utils/test__rolling_patching.py'),
-    'excluded-vm-moved-by-an-approved-plan': ('plugins/module_utils/_evacuation.py', [
+    'excluded-vm-moved-by-an-approved-plan': ('plugins/module_utils/engines/drain_plan.py', [
         ("    plan = without_excluded(plan, [n for n in p.get('exclude_domains') or [] if (source_doms.get(n) or (0, 0))[1]])\n",
          "")],
         'a VM to stop in place is moved by the drain of an approved plan (and the stop then refuses, or finds it gone)',
         'tests/unit/plugins/module_utils/test__evacuation.py'),
-    'start-while-running-elsewhere': (MU + '_power.py', [
+    'start-while-running-elsewhere': (MU + 'engines/power.py', [
         ("            if elsewhere:\n                r.update(state='failed', error='not started here",
          "            if False:\n                r.update(state='failed', error='not started here")],
         'a VM stopped in place is started again on its host while another host of the group runs it (two copies of '
         'one guest on one disk)', 'tests/unit/plugins/module_utils/test__power.py'),
-    'stop-not-recorded-before-it-is-asked': (MU + '_runrecord.py', [
+    'stop-not-recorded-before-it-is-asked': (MU + 'orchestration/run_record.py', [
         ("                                                   for n in names or []]",
          "                                                   for n in ()]")],
         'a stop cut short (a lost connection, a lost controller) leaves a VM down that no record names: a resumed run '
         'does not start it', 'tests/unit/plugins/module_utils/test__rolling_patching.py'),
-    'unmovable-vm-stopped-without-the-policy': (MU + '_rolling.py', [
+    'unmovable-vm-stopped-without-the-policy': (MU + 'orchestration/rolling.py', [
         ("        elif unplaceable == 'stop_in_place':", "        elif True:")],
         'a VM that cannot move is stopped in place although the operator chose refuse or skip',
         'tests/unit/plugins/module_utils/test__rolling_patching.py'),
-    'cluster-plan-sends-to-a-host-out-with-it': (MU + '_cluster.py', [
+    'cluster-plan-sends-to-a-host-out-with-it': (MU + 'decide/cluster.py', [
         ("        dests = [d for d in receivers if d not in outs]\n", "        dests = list(receivers)\n")],
         'the drains of one step send VMs to each other: a VM lands on a host under maintenance',
         'tests/unit/plugins/module_utils/test__cluster.py'),
-    'cluster-plan-ignores-collisions': (MU + '_cluster.py', [
+    'cluster-plan-ignores-collisions': (MU + 'decide/cluster.py', [
         ("        clash = self.clashes(vm, dest_set)\n", "        clash = {}\n")],
         'a VM is planned onto a host that has a domain of its name or UUID (a second definition of one guest)',
         'tests/unit/plugins/module_utils/test__cluster.py'),
-    'cluster-plan-forgets-what-a-step-placed': (MU + '_cluster.py', [
+    'cluster-plan-forgets-what-a-step-placed': (MU + 'decide/cluster.py', [
         ("        free[dst] -= mib\n", "")],
         'the drains of one step each count a destination\'s memory as if the others put nothing there: together they '
         'overbook it', 'tests/unit/plugins/module_utils/test__cluster.py'),
-    'cluster-plan-ignores-the-cpu-answer': (MU + '_cluster.py', [
+    'cluster-plan-ignores-the-cpu-answer': (MU + 'decide/cluster.py', [
         ("                cpu_err, compared = (ans or None), True\n", "                cpu_err, compared = None, True\n")],
         'a VM is planned onto a host whose libvirt said it cannot run its CPU', 'tests/unit/plugins/module_utils/test__cluster.py'),
-    'alternate-taken-unchecked': (MU + '_evacuation.py', [
+    'alternate-taken-unchecked': (MU + 'engines/drain_plan.py', [
         ("        alt = next((a for a in m.get('alternates') or [] if why_not(m, a['destination']) is None), None)\n",
          "        alt = next(iter(m.get('alternates') or []), None)\n")],
         'a VM whose destination was lost goes to an alternate that cannot take it now (unreachable, full, a name taken)',
         'tests/unit/plugins/module_utils/test__cluster.py'),
-    'alternate-forgets-what-it-took': (MU + '_evacuation.py', [
+    'alternate-forgets-what-it-took': (MU + 'engines/drain_plan.py', [
         ("        taken[m['destination']] = taken.get(m['destination'], 0) + (m.get('memory_mib') or 0)\n", "")],
         'the moves kept at a destination (planned or rerouted there) are not counted: together they overbook it',
         'tests/unit/plugins/module_utils/test__cluster.py'),
-    'step-drain-takes-the-whole-inbound-limit': (MU + '_evacuation.py', [
+    'step-drain-takes-the-whole-inbound-limit': (MU + 'engines/drain.py', [
         ("        limits = dict(p, inbound_limits=(plan or {}).get('inbound_limits') or {})\n", "        limits = p\n")],
         'a drain of a step runs as many moves into a shared destination as the whole limit allows: with the others '
         'of its step, more than the limit at once', 'tests/unit/plugins/module_utils/test__evacuation.py'),
-    'any-failed-move-tried-elsewhere': (MU + '_evacuation.py', [
+    'any-failed-move-tried-elsewhere': (MU + 'engines/drain.py', [
         ("    if result.get('changed') is not False:\n        return False\n"
          "    if result.get('state') not in ((None, 'rolled_back') if method != 'cold' else (None,)):\n        return False\n",
          "")],
         'a move that failed after it changed something (a copy left, a source paused, a post-copy) is tried again '
         'on an alternate: the guest could end up defined or running on two hosts'),
-    'refused-move-rerouted-to-a-full-host': (MU + '_evacuation.py', [
+    'refused-move-rerouted-to-a-full-host': (MU + 'engines/drain.py', [
         ("                if need > now['free_mib']:\n                    continue\n", "")],
         'a VM a destination refused during the drain goes to an alternate without the memory for it (beside the '
         'headroom and the moves still going there)', 'tests/unit/plugins/module_utils/test__cluster.py'),
-    'batch-auto-unplanned': (MU + '_cluster.py', [
+    'batch-auto-unplanned': (MU + 'orchestration/batch.py', [
         ("        joint = [s for s in steps if len(s) > 1]\n", "        joint = []\n")],
         'batch auto takes out as many hosts as the memory outside them holds, without planning their drains: a step '
         'whose drains overrun a destination\'s inbound slots, split anti-affinity or leave VMs behind is chosen',

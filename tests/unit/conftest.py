@@ -31,8 +31,8 @@ import pytest  # noqa: E402  pylint: disable=wrong-import-position
 @pytest.fixture(autouse=True)
 def _drain_locks_in_tmp(tmp_path, monkeypatch):
     """The drains of the unit tests lock their (fake) hosts in the test's own directory, not in /run/lock."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation
-    monkeypatch.setattr(_evacuation, "LOCK_DIRS", (str(tmp_path),))
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import drain_files as DRAIN_FILES
+    monkeypatch.setattr(DRAIN_FILES, "LOCK_DIRS", (str(tmp_path),))
 
 
 # The repository's own checks (its packaging, README, AWX build and docs generators) need files the built collection

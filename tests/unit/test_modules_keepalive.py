@@ -1,4 +1,4 @@
-"""Every module that talks to libvirt starts libvirt's event loop (_client.start_event_loop) before it opens
+"""Every module that talks to libvirt starts libvirt's event loop (connection.start_event_loop) before it opens
 its first connection: without the loop the keepalive set on each connection does nothing, and a call to a
 libvirtd that stopped answering would block the module for ever instead of failing after about 20 s.
 

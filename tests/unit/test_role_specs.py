@@ -14,8 +14,8 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(TOP, "docs"))
 import make_role_options  # noqa: E402  pylint: disable=wrong-import-position
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _coldmove as CM  # noqa: E402
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M  # noqa: E402
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import cold as CM  # noqa: E402
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live as M  # noqa: E402
 
 
 def role_options(role):

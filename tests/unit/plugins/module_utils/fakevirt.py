@@ -1,6 +1,6 @@
 """A fake libvirt for the engines' unit tests: a small model of hosts (which QEMU runs which guest, which
 definitions exist, disk files and their bytes, storage shared between hosts) behind subclasses of the
-binding's own classes (so the collection's driver, _client.Driven, wraps them like the real ones and turns
+binding's own classes (so the collection's driver, connection.Driven, wraps them like the real ones and turns
 their libvirtError into LibvirtClientError) - with a fault that can hit any call.
 
 A call site is a place in our code: the fake method's name and the two innermost frames of
@@ -37,7 +37,7 @@ from collections.abc import MutableMapping
 
 import libvirt
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as C
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import connection as C
 
 RUNNING, PAUSED, SHUTOFF = libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_SHUTOFF
 POSTCOPY_FAILED = getattr(libvirt, 'VIR_DOMAIN_PAUSED_POSTCOPY_FAILED', 13)
@@ -80,7 +80,7 @@ def call_site(depth=2):
     frames = []
     while f is not None and len(frames) < 2:
         name = f.f_code.co_filename
-        if _OURS in name and not name.endswith(('_client.py', '_driver.py')):
+        if _OURS in name and not name.endswith(('connection.py', 'driver/typed.py')):
             frames.append('%s:%d' % (os.path.basename(name), f.f_lineno))
         f = f.f_back
     return '<'.join(frames) or 'test'

@@ -5,7 +5,7 @@ import pytest
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _advertise as A
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import advertise as A
 
 MAC = "52:54:00:18:00:01"
 HOST_MAC = "02:00:00:00:00:11"

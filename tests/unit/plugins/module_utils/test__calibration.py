@@ -1,6 +1,6 @@
 """Predictions calibrated from measured drains."""
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _calibration as C
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _planner as P
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import calibration as C
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import planner as P
 
 
 def drain(moves, wall_s, method='live'):
@@ -53,7 +53,7 @@ def test_a_vm_that_rewrites_its_memory_is_predicted_by_its_own_pace_and_goes_fir
     """Eight 128 MiB VMs, two of them rewriting memory under a 16 MiB/s cap: by size all take 8 s; measured, the
     two take 30 s. The next plan predicts each VM by its own last moves (the median of its last three), starts the
     slow ones first, and its makespan is the schedule of what was measured."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _planner as P
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import planner as P
     took = dict(('vm%d' % i, 30.0 if i < 2 else 8.5) for i in range(8))
     cal = {}
     for _round in range(2):

@@ -1,5 +1,5 @@
 """Every pre-migration check as a pure function: facts in, verdict out."""
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _checks as C
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import checks as C
 
 
 def status(v):

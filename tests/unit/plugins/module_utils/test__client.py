@@ -1,7 +1,7 @@
 """Unit tests of the libvirt client wrapper, against libvirt's own test:///default driver."""
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as C
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import connection as C
 
 
 def test_malformed_uri_is_refused_before_connecting():
@@ -121,7 +121,7 @@ def test_client_call_keeps_what_was_being_done():
 def test_read_back_opens_no_connection_to_a_host_whose_port_is_silent(monkeypatch):
     """A host cut off at the switch drops packets: libvirt's own connect would wait for TCP's retries (about
     two minutes). read_back asks the libvirtd port first (3 s) and keeps within its bound."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import FakeClock
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import FakeClock
     probed, looked = [], []
 
     class Client:

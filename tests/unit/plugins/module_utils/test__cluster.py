@@ -1,4 +1,4 @@
-"""The cluster plan on the controller (_cluster, _cluster_read): one fact read per host, the group's distinct
+"""The cluster plan on the controller (cluster, cluster_read): one fact read per host, the group's distinct
 questions answered once per host, and every drain of a run planned from them - the same plan the evacuation_plan
 module makes by connecting from the source to each destination; the run simulated in order, so a step's drains
 share the destinations' memory, the wave moves each VM once, and bad reads are refused naming the host."""
@@ -8,11 +8,13 @@ import pytest
 
 import fakevirt as F
 from ansible_collections.vmmigration.libvirt.plugins.filter import cluster as FILTER
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _cluster as CL
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _cluster_read as CR
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import MARKER_PREFIX
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import FakeClock
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import cluster as CL
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import batch as BATCH
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import cluster_read as CR
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import drain as E
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import drain_plan as PLAN
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.storage_proof import MARKER_PREFIX
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import FakeClock
 
 SHARED = '/srv/nfs/images'
 LOCAL = '/var/lib/libvirt/images'
@@ -83,8 +85,8 @@ def test_the_controller_plans_the_drain_evacuation_plan_plans_from_the_source():
     for h in w.hosts:
         CR.clean(cache.get(F.uri(h)), reads[h]['markers'])
     dests = [{'name': h, 'uri': F.uri(h)} for h in ('h2', 'h3')]
-    theirs = E.plan_evacuation(F.FakeCache(w), dict(PLAN_P, uri=F.uri('h1'), domains=None, exclude_domains=[],
-                                                    destinations=dests))
+    theirs = PLAN.plan_evacuation(F.FakeCache(w), dict(PLAN_P, uri=F.uri('h1'), domains=None, exclude_domains=[],
+                                                       destinations=dests))
 
     def moves(plan):
         return [(m['name'], m['destination'], m['method'], m['copies_disks'], m['storage'], m['memory_mib'],
@@ -106,10 +108,10 @@ def test_a_drain_that_prefers_destinations_fills_them_first_and_the_others_take_
         w.hosts['h1'].doms[name] = F.Dom(name, uuid, F.domain_xml(name, uuid, SHARED + '/x.qcow2', memory_mib=2048))
     dests = [{'name': h, 'uri': F.uri(h)} for h in ('h2', 'h3')]
     p = dict(PLAN_P, uri=F.uri('h1'), domains=None, exclude_domains=[], destinations=dests)
-    spread = E.plan_evacuation(F.FakeCache(w), p)
+    spread = PLAN.plan_evacuation(F.FakeCache(w), p)
     assert set(m['destination'] for m in spread['moves']) == {'h2', 'h3'}
     # (8 GiB free on every fake host, 512 MiB kept free: h3 takes 7.5 GiB - three 2 GiB VMs and one of 1 GiB)
-    wave = E.plan_evacuation(F.FakeCache(w), dict(p, prefer_destinations=['h3', 'not-a-destination']))
+    wave = PLAN.plan_evacuation(F.FakeCache(w), dict(p, prefer_destinations=['h3', 'not-a-destination']))
     where = dict((m['name'], m['destination']) for m in wave['moves'])
     assert sorted(where.values()).count('h3') == 4 and list(where.values()).count('h2') == 1, where
     assert markers_left(w) == []
@@ -302,7 +304,7 @@ def test_a_lost_destination_sends_its_vms_to_their_alternates_and_says_so():
     def read(d):
         asked.append(d)
         return {'h4': {'free_mib': 1050, 'domains': []}}.get(d, {'error': 'not among the destinations given'})
-    out, changes = E.revalidate(plan, ALT_NOW, dests, 'skip', 100, read=read)
+    out, changes = PLAN.revalidate(plan, ALT_NOW, dests, 'skip', 100, read=read)
     where = dict((m['name'], (m['destination'], m['method'], m['storage'], m.get('instead_of'))) for m in out['moves'])
     # c keeps h2, its own destination, which still holds; then a, rerouted, takes h2's room left (2200 MiB free,
     # 100 kept free: 2100 for c and a)
@@ -320,7 +322,7 @@ def test_a_lost_destination_sends_its_vms_to_their_alternates_and_says_so():
 def test_alternates_keep_the_anti_affinity_of_the_plan():
     plan = alt_plan([alt_move('a', 'h3', ['h2'], mib=500, group='db'), alt_move('b', 'h4', ['h2'], mib=500, group='db')])
     dests = {'h2': {'free_mib': 8000, 'domains': []}, 'h3': {'error': 'down'}, 'h4': {'error': 'down'}}
-    out, changes = E.revalidate(plan, {'a': ('u-a', True), 'b': ('u-b', True)}, dests, 'skip', 100)
+    out, changes = PLAN.revalidate(plan, {'a': ('u-a', True), 'b': ('u-b', True)}, dests, 'skip', 100)
     assert [(m['name'], m['destination']) for m in out['moves']] == [('a', 'h2')]
     assert 'destination h4 cannot be reached now' in out['left']['b'] and len(changes) == 2
 
@@ -339,24 +341,24 @@ def test_the_plan_ranks_alternates_allowed_by_the_same_rules_and_none_for_a_pinn
 
 
 def test_a_drain_whose_planned_destination_is_gone_runs_through_the_alternates_on_the_fake_libvirt(monkeypatch):
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as C
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import connection as C
     # (the fake hosts are no TCP peers: a host that is down refuses new connections in the model itself)
     monkeypatch.setattr(C, 'reachable', lambda address, timeout=3.0: True)
     w = fake_world()
     dests = [{'name': h, 'uri': F.uri(h)} for h in ('h2', 'h3')]
     p = dict(PLAN_P, uri=F.uri('h1'), domains=None, exclude_domains=[], destinations=dests, non_live_policy='skip')
-    approved = E.plan_evacuation(F.FakeCache(w), p)
+    approved = PLAN.plan_evacuation(F.FakeCache(w), p)
     lost = sorted(set(m['destination'] for m in approved['moves']))[0]
     other = 'h3' if lost == 'h2' else 'h2'
     w.drop(lost, F.FOREVER)
-    plan, changes = E.check_approved(F.FakeCache(w), p, approved, 'skip')
+    plan, changes = PLAN.check_approved(F.FakeCache(w), p, approved, 'skip')
     assert sorted(m['name'] for m in plan['moves']) == ['db', 'web'] and plan['left'] == {}
     assert set(m['destination'] for m in plan['moves']) == {other}
     assert any('goes to %s instead' % other in c for c in changes), changes
     # a host whose libvirtd port does not answer is not waited for (libvirt's connect would take TCP's retries)
     monkeypatch.setattr(C, 'reachable', lambda address, timeout=3.0: address[0] != lost)
     w = fake_world()
-    plan, changes = E.check_approved(F.FakeCache(w), p, approved, 'skip')
+    plan, changes = PLAN.check_approved(F.FakeCache(w), p, approved, 'skip')
     assert set(m['destination'] for m in plan['moves']) == {other}
     assert any('its libvirtd (%s port 16514) does not answer within 3 s - goes to %s' % (lost, other) in c
                for c in changes), changes
@@ -368,13 +370,13 @@ def refusing_drain(monkeypatch, refuse, full=()):
     the incoming side of the job: libvirt removes the guest there, the source keeps running it) and the hosts
     in FULL report no free memory once the drain has started. (result, world, approved plan)"""
     from test_faults import Clock
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as C
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import connection as C
     monkeypatch.setattr(C, 'reachable', lambda address, timeout=3.0: True)
     w = fake_world()
     w.clock = Clock(1000.0)
     dests = [{'name': h, 'uri': F.uri(h)} for h in ('h2', 'h3')]
     p = dict(PLAN_P, uri=F.uri('h1'), domains=None, exclude_domains=[], destinations=dests, non_live_policy='skip')
-    approved = E.plan_evacuation(F.FakeCache(w), p)
+    approved = PLAN.plan_evacuation(F.FakeCache(w), p)
     assert all(m['alternates'] for m in approved['moves'])
     left, hit, refused = list(refuse), w.hit, []
 
@@ -454,7 +456,7 @@ def test_the_drains_of_a_step_split_a_shared_destinations_inbound_limit_and_a_st
     # one slot into h3 for two drains at once: not a step (the rolling plan takes them one at a time)
     out = CL.plan_run(reads, answers, [['h1', 'h2']], dict(PLAN_P, max_inbound=1))
     assert out['plans']['h1']['inbound_over'] == ['h3 would receive from h1 + h2 at once, above its inbound limit of 1']
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling as R
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import rolling as R
     why = R.batch_conflicts(['h1', 'h2'], out['plans'])
     assert 'h3 would receive from h1 + h2 at once, above its inbound limit of 1' in why, why
     # a drain alone keeps the whole limit
@@ -479,7 +481,7 @@ def test_a_vm_can_come_back_to_the_host_it_left_and_two_of_one_name_never_meet_o
 
 
 def test_plans_made_together_for_a_step_are_not_charged_each_others_memory_twice():
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling as R
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import rolling as R
     reads, answers = cluster({'h1': [vm('a1', 1024), vm('a2', 1024)], 'h2': [vm('b1', 1024), vm('b2', 1024)],
                               'h3': [], 'h4': []}, total_mib=2560)
     out = CL.plan_run(reads, answers, [['h1', 'h2']], PLAN_P)
@@ -519,20 +521,20 @@ def test_batch_auto_is_the_largest_step_every_step_of_which_fits_and_says_why_on
     hosts = sorted(reads)
     # 8 GiB hosts, 2 GiB of VMs each, 512 MiB kept free: five out would put 10 GiB on one host's 5.5; four out put
     # 8 GiB on two hosts (it fits)
-    out = CL.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=8))
+    out = BATCH.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=8))
     # (5 passed over without a plan; then 2 and 4 planned - doubled while it fits - up to the memory bound)
     assert out['batch'] == 4 and [t['size'] for t in out['tried']] == [5, 4, 2], out['tried']
     assert 'MiB of VMs' in out['tried'][0]['why'][0] and out['tried'][1]['fits']
     # with 2 inbound slots a destination takes two drains at once: three out send to three hosts, two each; four out
     # send to two hosts, four each
-    out = CL.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=2))
+    out = BATCH.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=2))
     assert out['batch'] == 3, out['tried']
     assert out['lines'][0] == 'batch auto: 3 hosts out at once'
     assert 'above its inbound limit of 2' in out['lines'][1] and out['lines'][1].startswith('  4 at once does not fit')
     # (one slot: two out still fit - their drains, planned together, send to four different hosts)
-    assert CL.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=1))['batch'] == 2
+    assert BATCH.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=1))['batch'] == 2
     # the size chosen is one the rolling plan takes at once: every step of it without a conflict
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling as RO
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import rolling as RO
     steps = RO.candidate_batches(hosts, {}, out['batch'])
     plans = CL.plan_run(reads, answers, steps, dict(PLAN_P, max_inbound=2))['plans']
     assert all(RO.batch_conflicts(s, dict((h, plans[h]) for h in s)) == [] for s in steps)
@@ -543,18 +545,18 @@ def test_batch_auto_is_the_largest_step_every_step_of_which_fits_and_says_why_on
 
 def test_batch_auto_keeps_anti_affinity_and_a_host_left_half_done_alone_and_falls_back_to_one():
     reads, answers = cluster({'h1': [vm('a', 1024)], 'h2': [vm('b', 1024)], 'h3': [vm('c', 1024)]})
-    assert CL.auto_batch(reads, answers, ['h1', 'h2', 'h3'], PLAN_P)['batch'] == 2
-    out = CL.auto_batch(reads, answers, ['h1', 'h2', 'h3'], dict(PLAN_P, anti_affinity={'g': ['a', 'b', 'c']}))
+    assert BATCH.auto_batch(reads, answers, ['h1', 'h2', 'h3'], PLAN_P)['batch'] == 2
+    out = BATCH.auto_batch(reads, answers, ['h1', 'h2', 'h3'], dict(PLAN_P, anti_affinity={'g': ['a', 'b', 'c']}))
     assert out['batch'] == 1 and out['lines'][0] == 'batch auto: one host at a time', out
     assert 'anti-affinity' in ' '.join(out['tried'][0]['why']) or 'cannot move' in ' '.join(out['tried'][0]['why'])
     reads, answers = six_hosts()
     hosts = sorted(reads)
     # h3 left half done by an earlier run is a step of its own, and h6 needs no drain: with five a step, the run
     # takes h3 alone, then h1 + h2 + h4 + h5 (8 GiB onto h3 and h6) - it fits, where six hosts in one step could not
-    out = CL.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=8), records={'h3': {'state': 'draining'}},
-                        drained=['h1', 'h2', 'h3', 'h4', 'h5'])
+    out = BATCH.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=8), records={'h3': {'state': 'draining'}},
+                           drained=['h1', 'h2', 'h3', 'h4', 'h5'])
     assert out['batch'] == 5 and [t['size'] for t in out['tried']] == [5, 4, 2], out['tried']
-    out = CL.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=8), records={'h3': {'state': 'draining'}})
+    out = BATCH.auto_batch(reads, answers, hosts, dict(PLAN_P, max_inbound=8), records={'h3': {'state': 'draining'}})
     assert out['batch'] == 4, out['tried']
     out = FILTER.cluster_batch(reads, dict(answers, h2={'version': 99}), hosts, dict(PLAN_P))
     assert out['batch'] == 1 and out['problems'] == ['h2: its answers are of format 99; this controller reads format %d'

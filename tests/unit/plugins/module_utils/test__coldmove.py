@@ -4,27 +4,27 @@ import os
 
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _coldmove as CM
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import cold_copy as CC
 
 MIB = 1024 * 1024
 
 
 def test_room_enough_is_no_problem():
-    assert CM.space_problems({'dest': 100 * MIB}, {'dest': 100 * MIB + CM.SPACE_MARGIN}) == []
+    assert CC.space_problems({'dest': 100 * MIB}, {'dest': 100 * MIB + CC.SPACE_MARGIN}) == []
 
 
 def test_each_place_short_of_room_is_named_with_figures():
-    problems = CM.space_problems({'the destination directory /a': 24 * MIB, 'work_dir /tmp': 24 * MIB},
+    problems = CC.space_problems({'the destination directory /a': 24 * MIB, 'work_dir /tmp': 24 * MIB},
                                  {'the destination directory /a': 8 * MIB, 'work_dir /tmp': 10 ** 12})
     assert problems == ['the destination directory /a needs 40 MiB for the copies, has 8 MiB free']
 
 
 def test_the_margin_counts():
-    assert CM.space_problems({'d': 100 * MIB}, {'d': 100 * MIB}) != []
+    assert CC.space_problems({'d': 100 * MIB}, {'d': 100 * MIB}) != []
 
 
 def test_unreadable_free_space_is_a_problem_not_a_pass():
-    assert CM.space_problems({'d': 1}, {'d': None}) == ['cannot read the free space of d']
+    assert CC.space_problems({'d': 1}, {'d': None}) == ['cannot read the free space of d']
 
 
 class Clock:
@@ -37,11 +37,11 @@ class Clock:
 
 def test_deadline_raises_only_once_passed():
     clock = Clock()
-    d = CM.Deadline(10, 'the copy of /x', clock)
+    d = CC.Deadline(10, 'the copy of /x', clock)
     clock.t = 10.0
     d.check()
     clock.t = 10.01
-    with pytest.raises(CM.CopyTimeout, match=r'the copy of /x did not finish within 10 s \(copy_timeout_s\)'):
+    with pytest.raises(CC.CopyTimeout, match=r'the copy of /x did not finish within 10 s \(copy_timeout_s\)'):
         d.check()
 
 
@@ -78,30 +78,30 @@ class FakeVol:
         return 0
 
 
-@pytest.mark.skipif(CM.driver.libvirt is None, reason="libvirt-python not installed")
+@pytest.mark.skipif(CC.driver.libvirt is None, reason="libvirt-python not installed")
 def test_a_download_past_its_deadline_is_aborted_half_way(tmp_path):
     clock = Clock()
     stream = FakeStream([b'x' * 10] * 10, clock, 1.0)
     fd = os.open(str(tmp_path / 'copy'), os.O_RDWR | os.O_CREAT)
     try:
-        with pytest.raises(CM.CopyTimeout):
-            CM.download(FakeVol(), FakeConn(stream), fd, CM.Deadline(4.5, 'the copy', clock))
+        with pytest.raises(CC.CopyTimeout):
+            CC.download(FakeVol(), FakeConn(stream), fd, CC.Deadline(4.5, 'the copy', clock))
     finally:
         os.close(fd)
     assert stream.aborted and not stream.finished
     assert os.path.getsize(str(tmp_path / 'copy')) == 40    # four chunks arrived before the deadline
 
 
-@pytest.mark.skipif(CM.driver.libvirt is None, reason="libvirt-python not installed")
+@pytest.mark.skipif(CC.driver.libvirt is None, reason="libvirt-python not installed")
 def test_a_download_within_its_deadline_finishes():
     clock = Clock()
     stream = FakeStream([b'ab', b'cd'], clock, 1.0)
-    digest, length = CM.download(FakeVol(), FakeConn(stream), None, CM.Deadline(5, 'the copy', clock))
+    digest, length = CC.download(FakeVol(), FakeConn(stream), None, CC.Deadline(5, 'the copy', clock))
     assert stream.finished and not stream.aborted and length == 4
     assert digest == '88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589'
 
 
 def test_the_default_copy_deadline_grows_with_the_file():
-    assert CM.copy_deadline_s(None, 1 * 1024 ** 3) == 1800              # 1 GiB: 30 minutes
-    assert CM.copy_deadline_s(None, 100 * 1024 ** 3) == 10240           # 100 GiB: 1 s per 10 MiB
-    assert CM.copy_deadline_s(5, 100 * 1024 ** 3) == 5                  # the option wins
+    assert CC.copy_deadline_s(None, 1 * 1024 ** 3) == 1800              # 1 GiB: 30 minutes
+    assert CC.copy_deadline_s(None, 100 * 1024 ** 3) == 10240           # 100 GiB: 1 s per 10 MiB
+    assert CC.copy_deadline_s(5, 100 * 1024 ** 3) == 5                  # the option wins

@@ -1,9 +1,9 @@
 """The libvirt version table, and the live migration refusing what either libvirt cannot do."""
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _compat as compat
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as migrate
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import features as compat
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live as migrate
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClientError
 
 libvirt = migrate.driver.libvirt
 
@@ -174,7 +174,7 @@ def test_postcopy_recovery_is_not_attempted_where_libvirt_cannot():
     dom = FakeDom()
     m = live(11003000, 8004000, dom)
     m.t0 = 90.0
-    ok, how = m._recover_postcopy(dom)  # pylint: disable=protected-access
+    ok, how = m.postcopy.recover(dom)
     assert not ok and dom.calls == []
     assert how.startswith("resuming a failed post-copy migration needs libvirt >= 8.5 "
                           "(the destination qemu+tcp://h2/system has 8.4)")
@@ -187,7 +187,7 @@ def test_postcopy_interrupt_only_where_libvirt_can(dst_version, interrupted):
     m = live(11003000, dst_version, dom)
     m.t0 = 90.0
     state = {"postcopy": True}
-    m.apply(dom, "postcopy_pause", None, "link dead", state)
+    m.monitor.apply(dom, "postcopy_pause", None, "link dead", state)
     assert state["postcopy_interrupted"]
     if interrupted:
         assert dom.calls == [("abortJobFlags", libvirt.VIR_DOMAIN_ABORT_JOB_POSTCOPY)]

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _cpu as C
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import cpu as C
 
 libvirt = pytest.importorskip('libvirt')
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -138,7 +138,7 @@ def test_a_feature_a_hosts_hypervisor_cannot_provide_is_taken_out_of_the_baselin
 def test_the_rolling_plan_names_a_vm_only_its_own_host_can_run_before_anything_moves(call, hosts):
     """Real verdicts over three Intel generations into the cluster plan: a Cascade Lake VM on the Granite Rapids
     host has nowhere to go when that host is maintained; a Skylake VM there can go to the Skylake host."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling as R
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import rolling as R
     base = C.baseline(call, [hosts[n] for n in INTEL], migratable=False)
     feats = dict((n, C.host_features(call, hosts[n])) for n in INTEL)
     domains = []

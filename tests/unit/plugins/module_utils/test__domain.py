@@ -1,5 +1,5 @@
 """Unit tests of the pure domain/host XML parsers."""
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _domain as D
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import domain_xml as D
 
 DOMAIN = """
 <domain type='kvm'>

@@ -5,8 +5,10 @@ import re
 
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import drain as E
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import drain_files as FILES
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import drain_plan as PLAN
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import report as R
 
 LIMITS = {"max_outbound": 2, "max_inbound": 1, "max_total": 4}
 
@@ -29,62 +31,62 @@ def test_admit_honours_outbound_inbound_and_total():
 
 def test_split_plan_by_policy():
     plan = {"moves": [mv("a", "h2"), mv("c", "h3", "cold")], "left": {"z": "no host fits: not enough memory"}}
-    run, left = E.split_plan(plan, "skip")
+    run, left = PLAN.split_plan(plan, "skip")
     assert [m["name"] for m in run] == ["a"]
     assert [(x["name"], x["action"]) for x in left] == [("c", "skip"), ("z", "skip")]
     assert "only a cold migration" in left[0]["reason"]
-    run, left = E.split_plan(plan, "shutdown")
+    run, left = PLAN.split_plan(plan, "shutdown")
     assert [(x["name"], x["action"]) for x in left] == [("c", "shutdown"), ("z", "skip")]
-    run, left = E.split_plan(plan, "cold")
+    run, left = PLAN.split_plan(plan, "cold")
     assert [m["name"] for m in run] == ["a", "c"] and [x["name"] for x in left] == ["z"]
 
 
 def test_journal_survives_a_torn_line(tmp_path):
     path = str(tmp_path / "j")
-    E.journal_append(path, {"event": "plan"})
-    E.journal_append(path, {"event": "start", "vm": "a"})
+    FILES.journal_append(path, {"event": "plan"})
+    FILES.journal_append(path, {"event": "start", "vm": "a"})
     with open(path, "a") as f:
         f.write('{"event": "end", "vm"')      # the controller died mid-write
-    assert [e["event"] for e in E.read_journal(path)] == ["plan", "start"]
-    assert E.read_journal(str(tmp_path / "missing")) == []
+    assert [e["event"] for e in FILES.read_journal(path)] == ["plan", "start"]
+    assert FILES.read_journal(str(tmp_path / "missing")) == []
 
 
-def end(vm, state, rollback=False, dest="h2", method="live"):
-    return {"event": "end", "vm": vm, "rollback": rollback,
+def end(vm, state, return_home=False, dest="h2", method="live"):
+    return {"event": "end", "vm": vm, "return_home": return_home,
             "result": {"state": state, "destination": dest, "method": method}}
 
 
-def test_rollback_moves_from_the_journal():
+def test_return_moves_from_the_journal():
     journal = [
         {"event": "start", "vm": "a", "uri": "qemu+tcp://h2/system", "destination": "h2"},
         {"event": "start", "vm": "b", "uri": "qemu+tcp://h3/system", "destination": "h3"},
         {"event": "start", "vm": "c", "uri": "qemu+tcp://h2/system", "destination": "h2"},
         end("a", "migrated"), end("b", "migrated", dest="h3", method="cold"), end("c", "rolled_back"),
     ]
-    back = E.rollback_moves(journal, "h1")
+    back = FILES.return_moves(journal, "h1")
     assert [(m["name"], m["from_uri"], m["method"], m["destination"]) for m in back] == [
         ("a", "qemu+tcp://h2/system", "live", "h1"), ("b", "qemu+tcp://h3/system", "cold", "h1")]
-    # a rollback that brought a back: only b is still away; a second drain of a counts again
-    journal.append(dict(end("a", "migrated", rollback=True)))
-    assert [m["name"] for m in E.rollback_moves(journal, "h1")] == ["b"]
+    # a return that brought a back: only b is still away; a second drain of a counts again
+    journal.append(dict(end("a", "migrated", return_home=True)))
+    assert [m["name"] for m in FILES.return_moves(journal, "h1")] == ["b"]
     journal += [{"event": "start", "vm": "a", "uri": "qemu+tcp://h3/system"}, end("a", "migrated", dest="h3")]
-    assert [(m["name"], m["from_uri"]) for m in E.rollback_moves(journal, "h1")] == [
+    assert [(m["name"], m["from_uri"]) for m in FILES.return_moves(journal, "h1")] == [
         ("a", "qemu+tcp://h3/system"), ("b", "qemu+tcp://h3/system")]
 
 
 def test_validate_plan_options():
     p = {"rate_mibps": 0, "max_outbound": 1, "max_inbound": 1, "max_total": 1, "headroom_mib": -1,
          "destinations": [{"name": "h2"}, {"name": "h2"}], "pinned": {"a": "h9"}}
-    problems = E.validate_plan_options(p)
+    problems = PLAN.validate_plan_options(p)
     assert problems == ["rate_mibps must be at least 1 (got 0)", "headroom_mib must not be negative (got -1)",
                         "destination names must be unique", "pinned to hosts that are not destinations: h9"]
     p = dict(p, rate_mibps=1, headroom_mib=0, destinations=[{"name": "h2"}], pinned={"a": ["h2"]},
              anti_affinity={"db": "db1,db2", "web": ["w1", "w2"]})
-    assert E.validate_plan_options(p) == ["anti_affinity: group db must be a list of VM names (got 'db1,db2')",
-                                          "pinned: a must name one destination (got ['h2'])"]
+    assert PLAN.validate_plan_options(p) == ["anti_affinity: group db must be a list of VM names (got 'db1,db2')",
+                                             "pinned: a must name one destination (got ['h2'])"]
     p = dict(p, anti_affinity={}, pinned={}, move_times={"a": 12.5, "b": 0, "c": "slow"})
-    assert E.validate_plan_options(p) == ["move_times: b must be a number of seconds above 0 (got 0)",
-                                          "move_times: c must be a number of seconds above 0 (got 'slow')"]
+    assert PLAN.validate_plan_options(p) == ["move_times: b must be a number of seconds above 0 (got 0)",
+                                             "move_times: c must be a number of seconds above 0 (got 'slow')"]
 
 
 RESULTS = [
@@ -268,14 +270,14 @@ def test_one_failure_does_not_stop_the_others_unless_asked(tmp_path):
     assert [x["name"] for x in out["left"]] == ["b", "c", "d"]
     assert all(x["action"] == "not_started" and "stop_on_failure" in x["reason"] for x in out["left"])
     assert out["verified"]    # what runs on the source is exactly what failed or never started
-    events = [e["event"] for e in E.read_journal(journal)]
+    events = [e["event"] for e in FILES.read_journal(journal)]
     assert events[0] == "plan" and events[-1] == "done"
-    assert E.read_json(str(tmp_path / "s"))["state"] == "finished"
+    assert FILES.read_json(str(tmp_path / "s"))["state"] == "finished"
 
 
 def test_a_move_that_never_returns_does_not_hold_the_drain_for_ever():
     import time
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import FakeClock
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import FakeClock
 
     class YieldingClock(FakeClock):
         def sleep(self, seconds):      # fake time, but let the move threads run meanwhile
@@ -297,21 +299,21 @@ def test_a_move_that_never_returns_does_not_hold_the_drain_for_ever():
 def test_the_drain_lock_is_atomic_and_names_its_holder(tmp_path):
     import pytest
     path = str(tmp_path / "j.lock")
-    fd = E.take_lock(path, now=lambda: 1234.0)
+    fd = FILES.take_lock(path, now=lambda: 1234.0)
     try:
         assert oct(os.stat(path).st_mode & 0o777) == "0o600"
-        with pytest.raises(E.EvacuationRunning, match=r"already running \(pid %d, since 1234.0\)" % os.getpid()):
-            E.take_lock(path)
+        with pytest.raises(FILES.EvacuationRunning, match=r"already running \(pid %d, since 1234.0\)" % os.getpid()):
+            FILES.take_lock(path)
     finally:
-        E.release_lock(fd)
-    E.release_lock(E.take_lock(path))     # free again once released (the file stays)
+        FILES.release_lock(fd)
+    FILES.release_lock(FILES.take_lock(path))     # free again once released (the file stays)
     # a holder that died leaves no stale lock: the kernel drops a flock with its process
     pid = os.fork()
     if pid == 0:
-        E.take_lock(path)
+        FILES.take_lock(path)
         os._exit(0)  # pylint: disable=protected-access
     os.waitpid(pid, 0)
-    E.release_lock(E.take_lock(path))
+    FILES.release_lock(FILES.take_lock(path))
 
 
 def test_no_new_move_after_the_timeout():
@@ -334,7 +336,7 @@ def _drain_transports(migrate_options, dest_security, source_security=None):
     ev._source_security = source_security  # pylint: disable=protected-access
     moves = [{"name": "a", "destination": "h2", "method": "live"}, {"name": "b", "destination": "h3", "method": "live"},
              {"name": "c", "destination": "h2", "method": "cold", "copies_disks": False}]
-    return ev.transports(moves), moves
+    return PLAN.refused_transports(p, moves, ev.move_security), moves
 
 
 def test_a_drain_refuses_every_plaintext_move_before_it_starts():
@@ -350,11 +352,11 @@ def test_a_drain_refuses_cold_disk_copies_in_the_clear_before_it_starts():
     moves = [{"name": "a", "destination": "h2", "method": "cold", "copies_disks": True},
              {"name": "b", "destination": "h3", "method": "cold", "copies_disks": True},
              {"name": "c", "destination": "h2", "method": "cold", "copies_disks": False}]
-    refused = ev.transports(moves)
+    refused = PLAN.refused_transports(p, moves, ev.move_security)
     assert len(refused) == 1 and refused[0].startswith("a -> h2 (cold): ") and "qemu+tls://" in refused[0]
     assert [m["transport"] for m in moves] == ["plaintext", "tls", "none"]
     p["cold_options"] = {"allow_plaintext": True}
-    assert E.Evacuation(None, p, None).transports(moves) == []
+    assert PLAN.refused_transports(p, moves, E.Evacuation(None, p, None).move_security) == []
 
 
 def test_a_drain_moves_in_the_clear_only_when_allowed_and_uses_tls_where_it_can():
@@ -366,13 +368,13 @@ def test_a_drain_moves_in_the_clear_only_when_allowed_and_uses_tls_where_it_can(
     assert refused == [] and moves[0]["transport"] == "tls (checked at start)"
 
 
-def test_a_rollback_checks_its_cold_moves_from_where_the_vms_are():
-    p = {"uri": "qemu:///system", "rollback": True, "return_uri": "qemu+tls://h1/system", "cold_options": {},
+def test_a_return_checks_its_cold_moves_from_where_the_vms_are():
+    p = {"uri": "qemu:///system", "return_home": True, "return_uri": "qemu+tls://h1/system", "cold_options": {},
          "migrate_options": {}, "destinations": [{"name": "h2", "uri": "qemu+tcp://h2/system"}]}
     ev = E.Evacuation(None, p, None)
     ev._source_security = READY_TLS  # pylint: disable=protected-access
     moves = [{"name": "a", "destination": "h1", "method": "cold", "from": "h2", "from_uri": "qemu+tcp://h2/system"}]
-    refused = ev.transports(moves)      # copies unknown: counted as copying, and h2 is reached in the clear
+    refused = PLAN.refused_transports(p, moves, ev.move_security)      # copies unknown: counted as copying, and h2 is reached in the clear
     assert len(refused) == 1 and "qemu+tcp://h2/system" in refused[0]
 
 
@@ -412,12 +414,12 @@ def test_the_drain_runs_the_plan_the_preflight_approved(monkeypatch):
     """The reproducer: one destination with 4,000 MiB free, a cold-only VM of 3,000 MiB and a live VM of
     2,000 MiB, policy skip. The drain used to plan with cold moves allowed, place the cold VM, skip it, and
     leave the live VM behind as 'no host fits'."""
-    monkeypatch.setattr(E, "check_domains", _fake_checks())
+    monkeypatch.setattr(PLAN, "check_domains", _fake_checks())
     doms = {"db": FakeDom("db"), "web": FakeDom("web")}
     cache = FakeCache(PlanSource(doms))
     for policy in ("skip", "shutdown", "cold"):
         p = _plan_params(policy)
-        approved = E.plan_evacuation(cache, dict(p, allow_cold=policy == "cold"))   # what the preflight role runs
+        approved = PLAN.plan_evacuation(cache, dict(p, allow_cold=policy == "cold"))   # what the preflight role runs
         ev = E.Evacuation(cache, p, cache_factory=None)
         ev._source_security = None  # pylint: disable=protected-access
         out = ev.run(check_mode=True)
@@ -436,17 +438,17 @@ def test_the_drain_runs_the_plan_the_preflight_approved(monkeypatch):
 
 
 def test_a_destination_that_is_the_source_is_refused_before_anything(monkeypatch):
-    monkeypatch.setattr(E, "check_domains", _fake_checks(dest_uuid="src-uuid"))
+    monkeypatch.setattr(PLAN, "check_domains", _fake_checks(dest_uuid="src-uuid"))
     cache = FakeCache(PlanSource({"web": FakeDom("web")}))
     import pytest
-    with pytest.raises(E.SourceAsDestination, match="destination h2 is the source host itself"):
-        E.plan_evacuation(cache, _plan_params("skip"))
+    with pytest.raises(PLAN.SourceAsDestination, match="destination h2 is the source host itself"):
+        PLAN.plan_evacuation(cache, _plan_params("skip"))
 
 
 # --- an approved plan runs as approved; only what changed since is left, with the change as its reason ------
 
 def approved_plan():
-    return {"version": E.PLAN_VERSION, "source": {"uuid": "src-uuid"}, "allow_cold": False, "headroom_mib": 100,
+    return {"version": PLAN.PLAN_VERSION, "source": {"uuid": "src-uuid"}, "allow_cold": False, "headroom_mib": 100,
             "moves": [dict(mv("big", "h2"), uuid="u-big", memory_mib=2000, storage={"vda": "shared"}),
                       dict(mv("mid", "h3"), uuid="u-mid", memory_mib=1000, storage={}),
                       dict(mv("small", "h2"), uuid="u-small", memory_mib=500, storage={})],
@@ -458,14 +460,14 @@ DESTS = {"h2": {"free_mib": 4000, "domains": [("other", "u-o")]}, "h3": {"free_m
 
 
 def test_an_unchanged_plan_runs_as_approved():
-    plan, changes = E.revalidate(approved_plan(), NOW, DESTS, "skip", 100)
+    plan, changes = PLAN.revalidate(approved_plan(), NOW, DESTS, "skip", 100)
     assert changes == [] and plan == approved_plan()
 
 
 def test_what_changed_since_the_plan_is_left_with_the_change_as_reason():
     now = dict(NOW, mid=("u-mid", False), late=("u-late", True))
     dests = {"h2": {"free_mib": 2300, "domains": []}, "h3": {"free_mib": 4000, "domains": []}}
-    plan, changes = E.revalidate(approved_plan(), now, dests, "skip", 100)
+    plan, changes = PLAN.revalidate(approved_plan(), now, dests, "skip", 100)
     assert [m["name"] for m in plan["moves"]] == ["big"]
     assert changes == ["mid: no longer running",
                        "small: h2 has 2300 MiB free now; with the 100 MiB kept free it cannot take 500 MiB more",
@@ -476,20 +478,20 @@ def test_what_changed_since_the_plan_is_left_with_the_change_as_reason():
     now = dict(NOW, big=("u-new", True))
     del now["small"]
     dests = {"h2": {"error": "cannot connect"}, "h3": {"free_mib": 4000, "domains": [("mid", "u-x")]}}
-    plan, changes = E.revalidate(approved_plan(), now, dests, "skip", 100)
+    plan, changes = PLAN.revalidate(approved_plan(), now, dests, "skip", 100)
     assert plan["moves"] == [] and changes == [
         "big: another domain of that name (UUID u-new, the plan had u-big)",
         "mid: h3 already has a domain mid (UUID u-x)", "small: no longer on this host"]
-    plan, changes = E.revalidate(approved_plan(), NOW, {"h2": {"error": "refused"}, "h3": DESTS["h3"]}, "skip", 100)
+    plan, changes = PLAN.revalidate(approved_plan(), NOW, {"h2": {"error": "refused"}, "h3": DESTS["h3"]}, "skip", 100)
     assert changes[0] == "big: destination h2 cannot be reached now: refused"
 
 
 def test_a_plan_for_another_version_or_policy_is_refused():
     import pytest
-    with pytest.raises(E.PlanRefused, match="version 0"):
-        E.revalidate(dict(approved_plan(), version=0), NOW, DESTS, "skip", 100)
-    with pytest.raises(E.PlanRefused, match="non_live_policy=cold"):
-        E.revalidate(approved_plan(), NOW, DESTS, "cold", 100)
+    with pytest.raises(PLAN.PlanRefused, match="version 0"):
+        PLAN.revalidate(dict(approved_plan(), version=0), NOW, DESTS, "skip", 100)
+    with pytest.raises(PLAN.PlanRefused, match="non_live_policy=cold"):
+        PLAN.revalidate(approved_plan(), NOW, DESTS, "cold", 100)
 
 
 class UuidDom(FakeDom):
@@ -515,14 +517,14 @@ class ByUri:
 
 
 def test_the_drain_runs_the_approved_plan_and_says_what_changed(monkeypatch):
-    monkeypatch.setattr(E, "check_domains", _fake_checks())
+    monkeypatch.setattr(PLAN, "check_domains", _fake_checks())
     # (the fake destination is no TCP peer)
-    monkeypatch.setattr(E.CLIENT, "reachable", lambda address, timeout=3.0: True)
+    monkeypatch.setattr(PLAN.CLIENT, "reachable", lambda address, timeout=3.0: True)
     src = PlanSource({"db": UuidDom("db"), "web": UuidDom("web")})
     dst = DestClient({}, "dst-uuid", 4000)
     cache = ByUri({"qemu:///system": src, "qemu+tls://h2/system": dst})
     p = _plan_params("skip")
-    approved = E.plan_evacuation(cache, dict(p, allow_cold=False))
+    approved = PLAN.plan_evacuation(cache, dict(p, allow_cold=False))
     assert approved["moves"][0]["uuid"] == "u-web" and approved["source"]["uuid"] == "src-uuid"
     ev = E.Evacuation(cache, dict(p, plan=approved), cache_factory=None)
     ev._source_security = None  # pylint: disable=protected-access
@@ -535,7 +537,7 @@ def test_the_drain_runs_the_approved_plan_and_says_what_changed(monkeypatch):
     assert out["plan"]["moves"] == [] and out["changes"] == ["web: no longer running"]
     assert "  changed since the plan was approved - web: no longer running" in out["plan_lines"]
     import pytest
-    with pytest.raises(E.PlanRefused, match="made for the host with UUID src-uuid"):
+    with pytest.raises(PLAN.PlanRefused, match="made for the host with UUID src-uuid"):
         E.Evacuation(ByUri({"qemu:///system": PlanSource({}, "other"), "qemu+tls://h2/system": dst}),
                      dict(p, plan=approved), cache_factory=None).run(check_mode=True)
 
@@ -545,27 +547,27 @@ def test_one_drain_lock_per_host_whatever_journal_it_names(tmp_path):
     drain of another host is not held up."""
     import pytest
     from fakevirt import FakeCache, World
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import FakeClock
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import FakeClock
     w = World(FakeClock())
-    path = E.host_lock_path(w.hosts["h1"].uuid)
+    path = FILES.host_lock_path(w.hosts["h1"].uuid)
     assert path == str(tmp_path / ("vmmigration-drain-%s.lock" % w.hosts["h1"].uuid))
-    assert E.host_lock_path("../x y", dirs=(str(tmp_path),)).endswith("vmmigration-drain-.._x_y.lock")
-    held = E.take_lock(path)
+    assert FILES.host_lock_path("../x y", dirs=(str(tmp_path),)).endswith("vmmigration-drain-.._x_y.lock")
+    held = FILES.take_lock(path)
     try:
         p = {"uri": "qemu+tls://h1/system", "destinations": [{"name": "h2", "uri": "qemu+tls://h2/system"}],
              "domains": None, "headroom_mib": 0, "anti_affinity": {}, "pinned": {}, "rate_mibps": 1000,
              "max_outbound": 1, "max_inbound": 1, "max_total": 1, "non_live_policy": "skip",
              "per_vm_timeout_s": 60, "timeout_s": 60, "stop_on_failure": False, "announce": False,
              "journal": str(tmp_path / "another-journal"), "status_file": None, "source_name": "h1",
-             "rollback": False, "return_uri": None, "migrate_options": {}, "cold_options": {}, "plan": None}
+             "return_home": False, "return_uri": None, "migrate_options": {}, "cold_options": {}, "plan": None}
         ev = E.Evacuation(FakeCache(w), p, lambda: FakeCache(w), clock=FakeClock(), sleep=lambda s: None)
         ev._source_security = None  # pylint: disable=protected-access
-        with pytest.raises(E.EvacuationRunning, match="already running"):
+        with pytest.raises(FILES.EvacuationRunning, match="already running"):
             ev.run()
         assert not os.path.exists(str(tmp_path / "another-journal"))
     finally:
-        E.release_lock(held)
-    E.release_lock(E.take_lock(E.host_lock_path(w.hosts["h2"].uuid)))
+        FILES.release_lock(held)
+    FILES.release_lock(FILES.take_lock(FILES.host_lock_path(w.hosts["h2"].uuid)))
 
 
 @pytest.mark.parametrize('live,cold,want', [
@@ -583,17 +585,17 @@ def test_one_drain_lock_per_host_whatever_journal_it_names(tmp_path):
     ({'completion': 'hybrid'}, {}, 'completion=hybrid needs allow_postcopy=true'),
 ])
 def test_the_drains_move_options_are_refused_before_anything_moves_naming_what(live, cold, want):
-    problems, _live, _cold = E.drain_move_options(live, cold)
+    problems, _live, _cold = PLAN.drain_move_options(live, cold)
     assert any(want in p for p in problems), problems
 
 
 def test_the_drains_move_options_come_back_typed_as_the_modules_type_theirs():
-    problems, live, cold = E.drain_move_options({'max_downtime_ms': '200', 'tuning': {'dead_link_s': '3'}, 'tls': 'required'},
-                                                {'shutdown_timeout_s': '30'})
+    problems, live, cold = PLAN.drain_move_options({'max_downtime_ms': '200', 'tuning': {'dead_link_s': '3'}, 'tls': 'required'},
+                                                   {'shutdown_timeout_s': '30'})
     assert problems == []
     assert live['max_downtime_ms'] == 200 and live['tuning']['dead_link_s'] == 3.0 and live['tls'] == 'required'
     assert cold == {'shutdown_timeout_s': 30.0}
-    assert E.drain_move_options({}, {}) == ([], {}, {})
+    assert PLAN.drain_move_options({}, {}) == ([], {}, {})
 
 
 # --- exclude_domains: the VMs a drain leaves on purpose (the rolling maintenance stops them in place) ----------
@@ -604,26 +606,26 @@ def test_an_excluded_vm_is_not_planned_and_is_left_with_why(monkeypatch):
     def checks(src, dst, names, **kw):
         seen.append((list(names), kw.get("allow_storage_copy")))
         return _fake_checks()(src, dst, names, **kw)
-    monkeypatch.setattr(E, "check_domains", checks)
+    monkeypatch.setattr(PLAN, "check_domains", checks)
     cache = FakeCache(PlanSource({"db": FakeDom("db"), "web": FakeDom("web")}))
-    plan = E.plan_evacuation(cache, dict(_plan_params("skip"), exclude_domains=["web", "nosuch"]))
-    assert plan["moves"] == [] and plan["left"]["web"] == E.EXCLUDED and "nosuch" not in plan["left"]
+    plan = PLAN.plan_evacuation(cache, dict(_plan_params("skip"), exclude_domains=["web", "nosuch"]))
+    assert plan["moves"] == [] and plan["left"]["web"] == PLAN.EXCLUDED and "nosuch" not in plan["left"]
     assert seen == [(["db"], True)]
     # copies forbidden (copy_storage none, the drain's or the plan's own): the checks are told
-    E.plan_evacuation(cache, dict(_plan_params("skip"), migrate_options={"copy_storage": "none"}))
-    E.plan_evacuation(cache, dict(_plan_params("skip"), copy_storage="none"))
-    E.plan_evacuation(cache, dict(_plan_params("skip"), copy_storage="auto"))
+    PLAN.plan_evacuation(cache, dict(_plan_params("skip"), migrate_options={"copy_storage": "none"}))
+    PLAN.plan_evacuation(cache, dict(_plan_params("skip"), copy_storage="none"))
+    PLAN.plan_evacuation(cache, dict(_plan_params("skip"), copy_storage="auto"))
     assert [s[1] for s in seen[1:]] == [False, False, True]
 
 
 def test_an_approved_plan_leaves_an_excluded_vm_and_the_drain_says_incomplete_not_changed(monkeypatch):
-    monkeypatch.setattr(E, "check_domains", _fake_checks())
+    monkeypatch.setattr(PLAN, "check_domains", _fake_checks())
     src = PlanSource({"db": UuidDom("db"), "web": UuidDom("web")})
     dst = DestClient({}, "dst-uuid", 4000)
     cache = ByUri({"qemu:///system": src, "qemu+tls://h2/system": dst})
     p = _plan_params("skip")
-    approved = E.plan_evacuation(cache, dict(p, allow_cold=False))
+    approved = PLAN.plan_evacuation(cache, dict(p, allow_cold=False))
     assert [m["name"] for m in approved["moves"]] == ["web"]
     out = E.Evacuation(cache, dict(p, plan=approved, exclude_domains=["web"]), cache_factory=None).run(check_mode=True)
     assert out["plan"]["moves"] == [] and out["changes"] == []
-    assert ("web", "skip", E.EXCLUDED) in [(x["name"], x["action"], x["reason"]) for x in out["left"]]
+    assert ("web", "skip", PLAN.EXCLUDED) in [(x["name"], x["action"], x["reason"]) for x in out["left"]]

@@ -1,8 +1,8 @@
 """Facts gathering against libvirt's test:///default driver (a real libvirt, a fake hypervisor)."""
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as C
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _facts as F
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import connection as C
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import facts as F
 
 
 def test_gather_host_and_all_domains():

@@ -1,5 +1,6 @@
 """The migrate module refuses bad input before anything happens."""
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as migrate
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live as migrate
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live_postcopy as LP
 
 
 def params(**kw):
@@ -57,7 +58,7 @@ def recovery(failures, src_uri="qemu+tcp://h1/system", **opts):
     m = migrate.LiveMigration(src, None, "g", params(**opts), clock=lambda: 100.0, sleep=sleeps.append)
     m.t0 = 90.0
     dom = FakeDom(failures)
-    return m, dom, m._recover_postcopy(dom), sleeps  # pylint: disable=protected-access
+    return m, dom, m.postcopy.recover(dom), sleeps
 
 
 def test_postcopy_resume_retries_with_growing_waits_and_the_same_address():
@@ -81,16 +82,16 @@ def test_postcopy_resume_gives_up_plainly():
 
 
 def test_libvirtd_address_only_when_the_source_is_local():
-    assert migrate.libvirtd_address("qemu:///system", "qemu+tcp://198.18.0.12/system") == ("198.18.0.12", 16509)
-    assert migrate.libvirtd_address("qemu:///system", "qemu+tls://hv3.example.com:1234/system") == ("hv3.example.com", 1234)
-    assert migrate.libvirtd_address("qemu:///system", "qemu+ssh://root@hv3/system") == ("hv3", 22)
-    assert migrate.libvirtd_address("qemu+tcp://hv1/system", "qemu+tcp://hv2/system") is None
-    assert migrate.libvirtd_address("qemu:///system", "qemu:///system") is None
+    assert LP.libvirtd_address("qemu:///system", "qemu+tcp://198.18.0.12/system") == ("198.18.0.12", 16509)
+    assert LP.libvirtd_address("qemu:///system", "qemu+tls://hv3.example.com:1234/system") == ("hv3.example.com", 1234)
+    assert LP.libvirtd_address("qemu:///system", "qemu+ssh://root@hv3/system") == ("hv3", 22)
+    assert LP.libvirtd_address("qemu+tcp://hv1/system", "qemu+tcp://hv2/system") is None
+    assert LP.libvirtd_address("qemu:///system", "qemu:///system") is None
 
 
 def test_postcopy_resume_waits_for_the_destination_to_answer(monkeypatch):
     answers = iter([False, False, True])
-    monkeypatch.setattr(migrate, "reachable", lambda address, timeout=3.0: next(answers))
+    monkeypatch.setattr(LP, "reachable", lambda address, timeout=3.0: next(answers))
     m, dom, (ok, _how), sleeps = recovery(0, src_uri="qemu:///system")
     assert ok and len(dom.calls) == 1 and sleeps == [2, 4]
     assert "(h2 port 16509) does not answer yet" in m.decisions[0]["reason"]
@@ -115,7 +116,7 @@ def test_a_resume_that_moves_no_data_is_given_up_as_hung():
     m.t0 = 0.0
     dom = Stuck(0)
     try:
-        ok, how = m._recover_postcopy(dom)  # pylint: disable=protected-access
+        ok, how = m.postcopy.recover(dom)
     finally:
         release.set()
     assert not ok and len(dom.calls) == 1
@@ -199,7 +200,7 @@ def test_a_postcopy_recovery_asks_for_tls_like_the_move():
     m.decide_transport()
     m.t0 = 90.0
     dom = FakeDom(0)
-    m._recover_postcopy(dom)  # pylint: disable=protected-access
+    m.postcopy.recover(dom)
     assert dom.calls[0][2] & migrate.driver.libvirt.VIR_MIGRATE_TLS
 
 

@@ -7,11 +7,12 @@ import pytest
 
 import fakevirt as F
 from test_faults import checks_pass, live_opts, new_world, no_network, run_drain  # noqa: F401  pylint: disable=unused-import
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _advertise as A
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _pipeline as P
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as R
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import advertise as A
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import drain as E
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import drain_plan as PLAN
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import pipeline as P
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import report as R
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClientError
 
 ADDR = {'vm1': ['198.51.100.11', '2001:db8::11'], 'vm2': ['198.51.100.12']}
 
@@ -96,7 +97,7 @@ def test_the_migrate_module_path_verifies_after_the_guest_runs_on_the_destinatio
 
 
 def test_the_drain_runs_the_same_pipeline_per_vm(tmp_path, monkeypatch):
-    monkeypatch.setattr(E, 'check_domains', checks_pass('shared'))
+    monkeypatch.setattr(PLAN, 'check_domains', checks_pass('shared'))
     w = new_world(('vm1', 'vm2'))
     probe, calls = probe_of(w, silent=('198.51.100.12',))
     real_init = E.Evacuation.__init__
@@ -128,8 +129,8 @@ def test_without_addresses_the_report_has_no_answered_column():
 
 
 def test_one_headroom_per_drain_its_plan_and_every_moves_own_memory_check(tmp_path, monkeypatch):
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M
-    monkeypatch.setattr(E, 'check_domains', checks_pass('shared'))
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live as M
+    monkeypatch.setattr(PLAN, 'check_domains', checks_pass('shared'))
     reserved = []
     engine_check = checks_pass('shared')
 
@@ -151,7 +152,7 @@ def test_one_headroom_per_drain_its_plan_and_every_moves_own_memory_check(tmp_pa
 
 
 def test_the_drains_options_are_typed_as_the_modules_type_theirs():
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live as M
     typed, errors = M.typed_options(M.migration_argspec(), {'max_downtime_ms': '200', 'tuning': {'dead_link_s': '3'}})
     assert errors == [] and typed['max_downtime_ms'] == 200 and set(typed) == {'max_downtime_ms', 'tuning'}
     assert typed['tuning']['dead_link_s'] == 3.0 and typed['tuning']['stall_iterations'] == 2

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _planner as P
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import planner as P
 
 HOSTS = [{"name": "h2", "free_mib": 4096}, {"name": "h3", "free_mib": 2048}]
 
@@ -102,7 +102,7 @@ def test_the_drain_admits_moves_exactly_as_the_schedule_predicted():
     the schedule assumed, and every move starts when the prediction said."""
     import heapq
     import random
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import drain as E
     rnd = random.Random(7)
     for trial in range(50):
         limits = {"max_outbound": rnd.randint(1, 4), "max_inbound": rnd.randint(1, 3), "max_total": rnd.randint(1, 5)}

@@ -1,11 +1,11 @@
-"""Stop in place and start again (_power) on the fake libvirt: a real shutdown is asked for and waited for, nothing
+"""Stop in place and start again (power) on the fake libvirt: a real shutdown is asked for and waited for, nothing
 stops while a refusal stands, a guest that will not stop leaves the host as it was unless forced, and the start
 goes in order, waits for each VM, and names the one that did not come back without keeping the others down."""
 import pytest
 
 import fakevirt as F
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _power as P
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import FakeClock
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import power as P
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import FakeClock
 
 
 def world(names=('db', 'app'), state=F.RUNNING, persistent=True):

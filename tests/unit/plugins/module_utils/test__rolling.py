@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _report as REP
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling as R
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import report as REP
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import rolling as R
 
 
 def plan(moves=(), left=None, cold_only=(), predicted=4.0):

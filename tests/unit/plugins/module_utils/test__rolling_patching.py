@@ -4,8 +4,8 @@ predicted downtime, and said loudly; the records keep what stopped and what star
 each stopped VM's real downtime."""
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling as R
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _runrecord as RR
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import rolling as R
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import run_record as RR
 
 
 def plan(moves=(), left=None, predicted=4.0):

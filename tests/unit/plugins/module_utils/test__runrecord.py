@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _runrecord as R
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import run_record as R
 
 G = 'hv'
 
@@ -115,9 +115,9 @@ def test_records_are_written_whole_owner_only_and_bad_ones_refused_by_path(tmp_p
 
 
 def test_a_host_recorded_as_planned_has_not_started():
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _rolling
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import rolling as ROLLING
     records = {'h1': {'state': 'done'}, 'h2': {'state': 'planned'}, 'h3': {'state': 'gate'}, 'h4': {}}
-    assert _rolling.candidate_batches(['h1', 'h2', 'h3', 'h4'], records, 2) == [['h3'], ['h2', 'h4']]
+    assert ROLLING.candidate_batches(['h1', 'h2', 'h3', 'h4'], records, 2) == [['h3'], ['h2', 'h4']]
 
 
 def test_a_run_named_again_takes_on_the_hosts_it_has_no_record_of():

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _security as S
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import transport as S
 
 DAY = 86400.0
 
@@ -181,7 +181,7 @@ def test_listening_ports_reads_proc(tmp_path):
 
 
 def test_a_client_shows_its_uri_without_the_password():
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as C
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import connection as C
     if C.driver.libvirt is None:
         pytest.fail('libvirt-python is part of the test requirements')
     c = C.LibvirtClient('qemu+tcp://vmm:planted-secret@h2/system')

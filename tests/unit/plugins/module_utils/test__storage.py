@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as C
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _storage as S
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import connection as C
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import storage_proof as S
 
 NODE = ("<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>1</cores><threads>1</threads>"
         "<active>1</active><mhz>1000</mhz></cpu><memory>1048576</memory></node>")

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _strategy as S
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import strategy as S
 
 MIB = S.MIB
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")

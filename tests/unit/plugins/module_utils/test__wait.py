@@ -1,7 +1,7 @@
 """The one bounded wait: a deadline always, never a sleep past it, on an injectable clock."""
 import pytest
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import (
     FakeClock,
     WaitTimeout,
     check_timeout,

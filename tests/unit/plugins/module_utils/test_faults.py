@@ -1,6 +1,6 @@
 """The never-two, never-none invariants at every libvirt call of the live engine, the cold engine (a disk, and
 UEFI NVRAM with TPM state) and the drain (live moves, an approved plan, a cold move, the shutdown policy, and
-the return journey of rollback=true).
+the return journey of return_home=true).
 
 Each scenario runs once on the fake libvirt (fakevirt) to learn its call sites (a site is a place in our
 code, not a method name); then once per occurrence of every site with each fault kind that means something
@@ -27,12 +27,18 @@ import os
 import pytest
 
 import fakevirt as F
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _client as C
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _coldmove as CM
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _evacuation as E
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import FakeClock
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import connection as C
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import cold as CM
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import cold_commit as CM_COMMIT
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import cold_copy as CM_COPY
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import cold_move as CM_MOVE
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import drain as E
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import drain_files as FILES
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import drain_plan as PLAN
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live as M
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live_postcopy as LP
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClientError
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import FakeClock
 
 IMAGES = '/var/lib/libvirt/images'
 DISK = IMAGES + '/vm1.qcow2'
@@ -66,7 +72,7 @@ def checks_pass(storage_verdict):
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    monkeypatch.setattr(M, 'reachable', lambda address, timeout=3.0: True)
+    monkeypatch.setattr(LP, 'reachable', lambda address, timeout=3.0: True)
     # (the fake hosts are no TCP peers: a host that is down refuses new connections in the model itself)
     monkeypatch.setattr(C, 'reachable', lambda address, timeout=3.0: True)
     monkeypatch.setattr(M, 'check_domains', checks_pass('shared'))
@@ -130,7 +136,7 @@ def run_drain(w, tmp_path, plan=None, policy='skip', timeout_s=3600, names=None,
          'domains': list(names) if names else None, 'headroom_mib': 0, 'anti_affinity': {}, 'pinned': {},
          'rate_mibps': 1000, 'max_outbound': 2, 'max_inbound': 1, 'max_total': 4, 'non_live_policy': policy,
          'per_vm_timeout_s': 600, 'timeout_s': timeout_s, 'stop_on_failure': False, 'announce': False, 'journal': str(tmp_path / 'journal'),
-         'status_file': str(tmp_path / 'status'), 'source_name': 'h1', 'rollback': rollback,
+         'status_file': str(tmp_path / 'status'), 'source_name': 'h1', 'return_home': rollback,
          'return_uri': F.uri('h1') if rollback else None,
          'migrate_options': {'tuning': {'poll_interval_s': 0.001, 'dirty_rate_sample_s': 0}}, 'cold_options': cold or {},
          'plan': plan}
@@ -250,14 +256,14 @@ def cold_invariants(w, result, err, engine, single, label):
 
 
 def drain_invariants(w, result, err, ev, single, label, names=('vm1', 'vm2')):
-    journal = E.read_journal(ev.p['journal'])
-    back = bool(ev.p.get('rollback'))
-    ends = dict((e['vm'], e['result']) for e in journal if e.get('event') == 'end' and bool(e.get('rollback')) == back)
-    starts = [e['vm'] for e in journal if e.get('event') == 'start' and bool(e.get('rollback')) == back]
+    journal = FILES.read_journal(ev.p['journal'])
+    back = bool(ev.p.get('return_home'))
+    ends = dict((e['vm'], e['result']) for e in journal if e.get('event') == 'end' and bool(e.get('return_home')) == back)
+    starts = [e['vm'] for e in journal if e.get('event') == 'start' and bool(e.get('return_home')) == back]
     stopped = dict((e['vm'], e['result']) for e in journal if e.get('event') == 'shutdown')
     away = dict((e['vm'], e['result'].get('destination')) for e in journal if e.get('event') == 'end'
-                and not e.get('rollback'))
-    ended = [e for e in journal if e.get('event') == 'end' and bool(e.get('rollback')) == back]
+                and not e.get('return_home'))
+    ended = [e for e in journal if e.get('event') == 'end' and bool(e.get('return_home')) == back]
     # the drain never returns while a move runs: every move it started has ended in the journal
     assert sorted(starts) == sorted(e['vm'] for e in ended), '%s: started %s, ended %s' % (
         label, starts, [e['vm'] for e in ended])
@@ -287,7 +293,7 @@ def drain_invariants(w, result, err, ev, single, label, names=('vm1', 'vm2')):
                     and 'virsh start %s' % name in (end.get('error') or ''))
         if single and not stranded and not (end and (end['state'] == 'unknown' or crashed and end['state'] == 'destination_not_running')):
             assert len(running) == 1, '%s: %s runs on %s (%s)' % (label, name, running, end)
-        if back and end and end['state'] in E.OK_STATES and not end.get('error'):
+        if back and end and end['state'] in FILES.OK_STATES and not end.get('error'):
             assert running == ['h1'], '%s: %s came back, it said (%s), but runs on %s' % (label, name, end, running)
         if end and end['state'] == 'migrated' and not end.get('error'):
             assert running == [end['destination']], (label, name, end, where)
@@ -301,7 +307,7 @@ def drain_invariants(w, result, err, ev, single, label, names=('vm1', 'vm2')):
         assert told == set(names), (label, told)
     elif err is None and back:
         came = sorted(r['name'] for r in result['results'] if not r['error'])
-        assert result['state'] == ('rolled_back' if came else 'nothing_moved'), (label, result['state'])
+        assert result['state'] == ('returned_home' if came else 'nothing_moved'), (label, result['state'])
         assert all(w.running(n) == ['h1'] for n in came), (label, came)
     elif err is None:
         # (a paused QEMU still holds the guest on the host: the host is not drained)
@@ -392,7 +398,7 @@ def engine_methods(module):
     attribute that the binding's connection, domain, pool, volume or stream classes define), directly or
     through a function of the typed driver (whose own calls of the binding are read from its source)."""
     import libvirt
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as D
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import typed as D
     api = set()
     for cls in (libvirt.virConnect, libvirt.virDomain, libvirt.virStoragePool, libvirt.virStorageVol,
                 libvirt.virStream):
@@ -506,16 +512,19 @@ def test_cold_engine_at_every_failure_point(tmp_path):
                    lambda w: run_cold(w, tmp_path, force=True, shutdown_timeout_s=10), cold_invariants, tmp_path,
                    first_only=True, bound=400)
     _print_coverage('cold')
-    missing = engine_methods(CM) - sites - set(NOT_REACHED)
+    cold = engine_methods(CM) | engine_methods(CM_COPY) | engine_methods(CM_COMMIT) | engine_methods(CM_MOVE)
+    missing = cold - sites - set(NOT_REACHED)
     assert not missing, 'libvirt calls of the cold engine never made to fail: %s' % sorted(missing)
 
 
 def test_prechecks_at_every_failure_point(tmp_path, monkeypatch):
     """The checks a move makes before it changes anything (host facts, the guest's facts, the CPU comparison,
     the marker probe of its storage), unstubbed: a failure there changes nothing and says why."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _facts, _precheck, _storage
-    monkeypatch.setattr(M, 'check_domains', _precheck.check_domains)
-    monkeypatch.setattr(CM, 'check_domains', _precheck.check_domains)
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import facts as FACTS
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import check_run as CHECK_RUN
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import storage_proof as STORAGE
+    monkeypatch.setattr(M, 'check_domains', CHECK_RUN.check_domains)
+    monkeypatch.setattr(CM, 'check_domains', CHECK_RUN.check_domains)
     w = new_world()
     result, err, _engine = run_live(w)
     assert err is None and result['state'] == 'migrated' and result['storage']['shared'] == ['vda'], err
@@ -534,7 +543,7 @@ def test_prechecks_at_every_failure_point(tmp_path, monkeypatch):
     sites |= sweep('prechecks, cold (local disk)', local_world, lambda w: run_cold(w, tmp_path), cold_invariants,
                    tmp_path, first_only=True, bound=400)
     _print_coverage('prechecks')
-    called = engine_methods(_precheck) | engine_methods(_facts) | engine_methods(_storage)
+    called = engine_methods(CHECK_RUN) | engine_methods(FACTS) | engine_methods(STORAGE)
     missing = called - sites - set(NOT_REACHED)
     assert not missing, 'libvirt calls of the prechecks never made to fail: %s' % sorted(missing)
 
@@ -571,7 +580,7 @@ def test_cold_move_of_nvram_and_tpm_at_every_failure_point(tmp_path):
 
 
 def test_drain_at_every_failure_point(tmp_path, monkeypatch):
-    monkeypatch.setattr(E, 'check_domains', checks_pass('shared'))
+    monkeypatch.setattr(PLAN, 'check_domains', checks_pass('shared'))
     counter = {'n': 0}
 
     def run(w):
@@ -583,7 +592,7 @@ def test_drain_at_every_failure_point(tmp_path, monkeypatch):
                   first_only=True, bound=800)
     # the same drain running an approved plan (made on the unchanged hosts): revalidated, no checks again
     w = new_world(('vm1', 'vm2'))
-    plan = E.plan_evacuation(F.FakeCache(w), {'uri': F.uri('h1'), 'destinations': [
+    plan = PLAN.plan_evacuation(F.FakeCache(w), {'uri': F.uri('h1'), 'destinations': [
         {'name': 'h2', 'uri': F.uri('h2')}, {'name': 'h3', 'uri': F.uri('h3')}], 'domains': None, 'headroom_mib': 0,
         'anti_affinity': {}, 'pinned': {}, 'rate_mibps': 1000, 'max_outbound': 2, 'max_inbound': 1, 'max_total': 4})
     assert [m['storage'] for m in plan['moves']] == [{'vda': 'shared'}] * 2
@@ -617,7 +626,7 @@ def checks_one_cold(storage_verdict='shared'):
 def test_drain_cold_moves_and_shutdown_policy_at_every_failure_point(tmp_path, monkeypatch):
     """The drain's other moves: a VM only a cold move takes, moved cold (non_live_policy=cold) or shut down on
     the host (non_live_policy=shutdown), beside a live move."""
-    monkeypatch.setattr(E, 'check_domains', checks_one_cold())
+    monkeypatch.setattr(PLAN, 'check_domains', checks_one_cold())
     monkeypatch.setattr(CM, 'check_domains', checks_pass('shared'))
     counter = {'n': 0}
 
@@ -659,8 +668,8 @@ def test_drain_cold_moves_and_shutdown_policy_at_every_failure_point(tmp_path, m
 
 
 def test_the_return_journey_at_every_failure_point(tmp_path, monkeypatch):
-    """rollback=true: the VMs a drain moved come back from where its journal says they went."""
-    monkeypatch.setattr(E, 'check_domains', checks_pass('shared'))
+    """return_home=true: the VMs a drain moved come back from where its journal says they went."""
+    monkeypatch.setattr(PLAN, 'check_domains', checks_pass('shared'))
     counter = {'n': 0}
 
     def drained():
@@ -680,7 +689,7 @@ def test_the_return_journey_at_every_failure_point(tmp_path, monkeypatch):
     w = drained()
     away = dict((n, w.running(n)) for n in ('vm1', 'vm2'))
     result, err, _ev = back(w)
-    assert err is None and result['state'] == 'rolled_back' and sorted(away) == ['vm1', 'vm2']
+    assert err is None and result['state'] == 'returned_home' and sorted(away) == ['vm1', 'vm2']
     assert all(h != ['h1'] for h in away.values()) and all(w.running(n) == ['h1'] for n in away)
     sweep('drain, the return journey', drained, back, drain_invariants, tmp_path, first_only=True, bound=800)
     _print_coverage('drain, the return')
@@ -714,7 +723,7 @@ def test_the_dirty_rate_is_sampled_only_when_it_can_decide_something():
 
 # -- the host's own disk: a progress file or the journal that cannot be written ------------------------
 
-_REAL_RENAME, _REAL_APPEND = os.rename, E.journal_append
+_REAL_RENAME, _REAL_APPEND = os.rename, FILES.journal_append
 
 
 class DiskFull:
@@ -742,7 +751,7 @@ class DiskFull:
                 fail('journal %s' % entry.get('event'), path)
             return real_append(path, entry)
         monkeypatch.setattr(os, 'rename', rename)
-        monkeypatch.setattr(E, 'journal_append', append)
+        monkeypatch.setattr(FILES, 'journal_append', append)
 
 
 def test_a_full_disk_never_abandons_a_move(tmp_path, monkeypatch):
@@ -773,7 +782,7 @@ def test_a_full_disk_never_abandons_a_move(tmp_path, monkeypatch):
         assert err is None and result['state'] == 'migrated' and w.running('vm1') == ['h2'], (label, err)
         assert 'No space left on device' in result['status_file_error'], label
     # the drain: its journal and status files
-    monkeypatch.setattr(E, 'check_domains', checks_pass('shared'))
+    monkeypatch.setattr(PLAN, 'check_domains', checks_pass('shared'))
     d = fresh()
     clean = DiskFull(monkeypatch, tmp_path)
     result, err, ev = run_drain(new_world(('vm1', 'vm2')), d)
@@ -818,7 +827,7 @@ def test_the_drain_never_exits_while_a_move_runs(tmp_path, monkeypatch):
                                                     'reason': 'the CPU differs'}],
                              'memory_mib': 512, 'active': True, 'recommended': 'cold',
                              'storage': {'vda': {'verdict': 'local'}}} for n in names]}
-    monkeypatch.setattr(E, 'check_domains', cold_checks)
+    monkeypatch.setattr(PLAN, 'check_domains', cold_checks)
 
     class Roomy:
         f_bavail, f_frsize = 1 << 40, 4096
@@ -828,8 +837,8 @@ def test_the_drain_never_exits_while_a_move_runs(tmp_path, monkeypatch):
     w.stream_step_s = 500.0            # each 4 KiB of the copy takes 500 s of fake time: about 3,000 s
     result, err, ev = run_drain(w, tmp_path, policy='cold', timeout_s=10, names=('vm1',))
     assert err is None, err.msg
-    assert ev.wait_limit_s() < 6000, ev.wait_limit_s()
-    journal = E.read_journal(ev.p['journal'])
+    assert E.wait_limit_s(ev.p) < 6000, E.wait_limit_s(ev.p)
+    journal = FILES.read_journal(ev.p['journal'])
     assert [e['event'] for e in journal if e.get('vm') == 'vm1'] == ['start', 'end'], journal
     assert result.get('overran') == ['vm1'], (result['state'], result['results'][0]['error'], result['left'])
     assert result['results'][0]['state'] == 'migrated', result['results']
@@ -842,8 +851,8 @@ def test_an_approved_shared_disk_is_proven_again_before_a_move(tmp_path, monkeyp
     """A plan approved while the images directory was shared; since then the share is gone and a stale file
     sits at the same path on the destination. The move proves the storage again and refuses: the guest never
     runs from the stale file (libvirt, told the disk is shared, would open whatever is at that path)."""
-    monkeypatch.setattr(E, 'check_domains', checks_pass('shared'))
-    approved = E.plan_evacuation(F.FakeCache(new_world(('vm1', 'vm2'))), {
+    monkeypatch.setattr(PLAN, 'check_domains', checks_pass('shared'))
+    approved = PLAN.plan_evacuation(F.FakeCache(new_world(('vm1', 'vm2'))), {
         'uri': F.uri('h1'), 'destinations': [{'name': 'h2', 'uri': F.uri('h2')}, {'name': 'h3', 'uri': F.uri('h3')}],
         'domains': None, 'headroom_mib': 0, 'anti_affinity': {}, 'pinned': {}, 'rate_mibps': 1000, 'max_outbound': 2,
         'max_inbound': 1, 'max_total': 4})

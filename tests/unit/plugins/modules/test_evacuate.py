@@ -9,7 +9,7 @@ import pytest
 
 from ansible.module_utils import basic
 from ansible_collections.vmmigration.libvirt.plugins.modules import evacuate as EV
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _migration as M
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live as M
 
 from module_args import patch_module_args  # noqa: E402  pylint: disable=wrong-import-order
 
@@ -26,12 +26,12 @@ EVACUATED = {"state": "evacuated", "changed": True, "results": [SHUT_DOWN, NO_CL
 INCOMPLETE = {"state": "incomplete", "changed": True, "results": [ROLLED_BACK, NO_CLEANUP, line("d")],
               "left": [{"name": "e", "action": "skip", "reason": "can only move cold"}], "moved": ["d"],
               "failed_vms": ["c", "b"], "still_running_on_source": ["c", "e"], "verified": True}
-ROLLED = {"state": "rolled_back", "changed": True, "results": [line("d"), ROLLED_BACK], "left": [], "failed_vms": ["c"],
-          "still_running_on_source": ["d"], "verified": True}
+RETURNED = {"state": "returned_home", "changed": True, "results": [line("d"), ROLLED_BACK], "left": [], "failed_vms": ["c"],
+            "still_running_on_source": ["d"], "verified": True}
 
 
 def p(**kw):
-    return dict(dict(allow_incomplete=False, allow_failed_vms=False, rollback=False), **kw)
+    return dict(dict(allow_incomplete=False, allow_failed_vms=False, return_home=False), **kw)
 
 
 def test_an_evacuated_drain_with_failed_vms_fails_naming_each_and_its_error():
@@ -75,11 +75,11 @@ def test_an_incomplete_drain_names_each_failed_vm_once():
                     "source cleanup failed: cannot undefine b)"]
 
 
-def test_a_rollback_with_vms_that_failed_to_come_back_fails():
-    fail, warn = EV.end_messages(ROLLED, p(rollback=True))
-    assert warn == [] and fail == ["the rollback ended in state rolled_back, but 1 VM(s) failed - c (rolled_back: "
+def test_a_return_with_vms_that_failed_to_come_back_fails():
+    fail, warn = EV.end_messages(RETURNED, p(return_home=True))
+    assert warn == [] and fail == ["the return home ended in state returned_home, but 1 VM(s) failed - c (rolled_back: "
                                    "migration failed: link down)"]
-    assert EV.end_messages(ROLLED, p(rollback=True, allow_failed_vms=True))[0] == []
+    assert EV.end_messages(RETURNED, p(return_home=True, allow_failed_vms=True))[0] == []
 
 
 class _Client:

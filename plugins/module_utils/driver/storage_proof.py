@@ -26,8 +26,8 @@ import socket
 import uuid
 import xml.etree.ElementTree as ET
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import typed as driver
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClientError
 
 DEFAULT_PORTS = {'nbd': 10809, 'iscsi': 3260, 'rbd': 6789, 'gluster': 24007, 'sheepdog': 7000, 'http': 80,
                  'https': 443, 'ftp': 21, 'ssh': 22, 'vxhs': 9999, 'nfs': 2049}

@@ -5,7 +5,7 @@
 
 """Live-migration decisions as small pure functions (the OpenStack Nova migration.py idea).
 
-Numbers in, decision out; the polling loop that applies them lives in _migration.py. Units: bytes,
+Numbers in, decision out; the polling loop that applies them lives in engines/live.py. Units: bytes,
 bytes per second, seconds, milliseconds for downtime.
 
 Physics (pre-copy): with RAM V, transfer rate R and dirty rate D, lambda = D / R. Round k sends

@@ -55,8 +55,8 @@ def silent_message(result):
 
 def announce(dst, name):
     """QEMU's announce-self for NAME on the destination: True, or why it failed (never fatal: the VM moved)."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _advertise as A  # pylint: disable=import-outside-toplevel
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import advertise as A  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClientError  # pylint: disable=import-outside-toplevel
     try:
         dom = dst.lookup(name)
         if dom is None:
@@ -76,7 +76,7 @@ def verify(addresses, timeout_s, probe=None, moved_at=None, now=time.time):
     Returns {'addresses': {address: seconds from the start of the probe to its first reply, or None},
     'all_answered', 'since_move_s' (from MOVED_AT, the time the VM ran on the destination, to the last first
     reply), 'error' (why the probe could not run)}."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils import _advertise as A  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import advertise as A  # pylint: disable=import-outside-toplevel
     probe = probe or A.wait_reachable
     started = now()
     try:
@@ -107,8 +107,8 @@ def finish(dst, name, result, announce_self=False, addresses=None, verify_timeou
 def move_vm(src, dst, name, method, opts, check_mode=False, clock=time.monotonic, sleep=time.sleep,
             hosts_security=None, announce_self=False, addresses=None, verify_timeout_s=10.0, probe=None):
     """Move NAME from SRC to DST (METHOD 'live' or 'cold', OPTS the engine's options), then finish it."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._coldmove import ColdMigration  # pylint: disable=import-outside-toplevel
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._migration import LiveMigration  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.cold import ColdMigration  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.live import LiveMigration  # pylint: disable=import-outside-toplevel
     if method == 'cold':
         result = ColdMigration(src, dst, name, opts, clock=clock, sleep=sleep).run(check_mode=check_mode)
     else:

@@ -14,8 +14,8 @@ This module is private to vmmigration.libvirt (leading underscore): its interfac
 any release.
 """
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._driver import LibvirtClientError
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import typed as driver
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.typed import LibvirtClientError
 
 MIN_LIBVIRT = (8, 0, 0)
 

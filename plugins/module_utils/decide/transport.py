@@ -29,6 +29,8 @@ from urllib.parse import urlparse
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import redact_uri
+
 LIBVIRTD_CONF = '/etc/libvirt/libvirtd.conf'
 # modular daemons (virtqemud for QEMU, virtproxyd for remote connections - the RHEL 9 and Fedora default): the TLS
 # listener's settings are virtproxyd's; told apart by virtqemud's socket (its socket unit listens while enabled)
@@ -342,19 +344,6 @@ def connection_transport(uri):
     if transport in ('', 'tls'):
         return 'tls'
     return 'tcp'
-
-
-def redact_uri(uri):
-    """A URI without a password: user:secret@ and password=/passwd= query values become ***."""
-    if not uri or not isinstance(uri, str):
-        return uri
-    base, sep, query = uri.partition('?')
-    scheme, colons, rest = base.partition('://') if '://' in base else ('', '', base)
-    at = rest.rfind('@')        # the last @: a password may hold an unencoded @ or /
-    if at > 0 and ':' in rest[:at]:
-        rest = rest[:at].split(':', 1)[0] + ':***' + rest[at:]
-    uri = scheme + colons + rest + sep + query
-    return re.sub(r'((?:password|passwd|pass|secret|token)=)[^&;]*', r'\1***', uri, flags=re.I)
 
 
 def _section(state, part):

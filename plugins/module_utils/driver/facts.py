@@ -12,9 +12,9 @@ any release.
 import os
 import xml.etree.ElementTree as ET
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._domain import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import typed as driver
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClientError
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.domain_xml import (
     DOMAIN_STATES,
     parse_domain,
     parse_host_capabilities,

@@ -16,7 +16,7 @@ import socket
 import struct
 import time
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import wait_until
 
 BROADCAST = 'ff:ff:ff:ff:ff:ff'
 ETH_P_ARP = 0x0806
@@ -91,7 +91,7 @@ def announce_self_command(initial_ms=50, max_ms=550, rounds=5, step_ms=100):
 def announce_self(dom, **kw):
     """Have QEMU announce the domain's NICs again (QMP announce-self through libvirt's QEMU monitor API:
     works over a remote connection, needs no root). KW: announce_self_command's arguments."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import (  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import (  # pylint: disable=import-outside-toplevel
         LibvirtClientError, qemu_monitor_command)
     try:
         qemu_monitor_command(dom, announce_self_command(**kw), 0)
@@ -146,7 +146,7 @@ def plan_route_moves(addresses, dest_routes, source_routes, dev):
 def domain_nics(client, dom):
     """The running domain's NICs on this host: mac, bridge, tap device, from the live XML."""
     import xml.etree.ElementTree as ET  # pylint: disable=import-outside-toplevel
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._driver import definition  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.typed import definition  # pylint: disable=import-outside-toplevel
     root = ET.fromstring(definition(dom))
     nics = []
     for iface in root.findall('./devices/interface'):
@@ -337,7 +337,7 @@ def unconfirmed(nics, reported):
 
 def check_against_agent(dom, nics):
     """Refuse addresses the guest agent says the VM does not hold on that NIC; without an agent, say so."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._driver import (  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.typed import (  # pylint: disable=import-outside-toplevel
         LibvirtClientError, interface_addresses)
     try:
         reported = parse_libvirt_addresses(interface_addresses(dom, 'agent'))
@@ -451,7 +451,7 @@ ADDRESS_SOURCES = ('agent', 'lease', 'neighbours')
 def discover_addresses(client, dom, sources, run_command):
     """Addresses of the domain's NICs from each source asked for; a source that cannot answer (no
     guest agent, no libvirt network) is noted, not fatal. Returns (interfaces, notes)."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._driver import (  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.typed import (  # pylint: disable=import-outside-toplevel
         LibvirtClientError, interface_addresses)
     found, notes = [], []
     for source in sources:

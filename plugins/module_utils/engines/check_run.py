@@ -12,11 +12,11 @@ any release.
 
 import xml.etree.ElementTree as ET
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _checks as C
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._facts import domain_facts, gather
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import probe_disks
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import checks as C
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import typed as driver
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClientError
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.facts import domain_facts, gather
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.storage_proof import probe_disks
 
 
 def compare_cpu(dst_client, dom_facts, cpu_xml):

@@ -19,8 +19,8 @@ it was - and fails naming it).
 
 import time
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError, domain_state
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClientError, domain_state
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import wait_until
 
 PRESS_EVERY_S = 5.0
 

@@ -13,10 +13,10 @@ predicted times; and, as the run goes, turns the per-host records it keeps on th
 
 from html import escape
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._calibration import median
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._report import render_timeline
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _runrecord as RR
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._runrecord import downtimes
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide.calibration import median
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration.report import render_timeline
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import run_record as RR
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration.run_record import downtimes
 
 PHASES = ('drain', 'stop', 'maintenance', 'gate', 'start', 'return')
 # (the phases every host has a column for; stop and start only when a host of the run stopped VMs in place)
@@ -573,7 +573,7 @@ HOST_COLOURS = ('#2e86c1', '#e67e22', '#16a085', '#8e44ad', '#c0392b', '#2c3e50'
 
 
 def timeline_html(records, title, table_lines=(), width=960):
-    """A rolling run's timeline (_report.render_timeline, on the controller): one row per host (its phases) and per VM
+    """A rolling run's timeline (report.render_timeline, on the controller): one row per host (its phases) and per VM
     (its moves, coloured by the host it went to; its time stopped in place), from the run's first step; the table
     below."""
     t0s = [_num(p['start']) for r in records for a in attempts(r) for p in a['phases'].values()

@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 """One hypervisor's part of a cluster plan (the cluster_facts module): its facts read once, then its answers to
-the group's distinct questions (_cluster.questions), then its markers removed.
+the group's distinct questions (cluster.questions), then its markers removed.
 
 This module is private to vmmigration.libvirt (leading underscore): its interface may change in any release.
 """
@@ -13,13 +13,13 @@ import os
 import random
 import uuid
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _security as SEC
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._client import LibvirtClientError
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._cluster import READ_VERSION, cpu_question
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._facts import domain_facts, gather
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._precheck import migratable_cpu_xml
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._storage import (
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import typed as driver
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import transport as SEC
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClientError
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide.cluster import READ_VERSION, cpu_question
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.facts import domain_facts, gather
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.check_run import migratable_cpu_xml
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.storage_proof import (
     DEFAULT_PORTS,
     MARKER_PREFIX,
     _Dir,

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The libvirt connections of vmmigration.libvirt, over the typed driver (_driver).
+"""The libvirt connections of vmmigration.libvirt, over the typed driver (libvirt).
 
 This module is private to the collection (leading underscore): its interface may change in any
 release. It owns opening connections by URI (through the driver, the only code that knows the libvirt
@@ -14,6 +14,7 @@ task's session that turns the one error type (:class:`LibvirtClientError`) into 
 
 import contextlib
 import random
+import re
 import socket
 import time
 import traceback
@@ -22,8 +23,8 @@ import xml.etree.ElementTree as ET
 from ansible.module_utils.basic import missing_required_lib
 from urllib.parse import urlparse
 
-from ansible_collections.vmmigration.libvirt.plugins.module_utils import _driver as driver
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._driver import (  # noqa: F401 pylint: disable=unused-import
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import typed as driver
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.typed import (  # noqa: F401 pylint: disable=unused-import
     LIBVIRT_IMPORT_ERROR,
     Driven,
     LibvirtClientError,
@@ -33,7 +34,6 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils._driver import
     unwrap,
     wrap_error,
 )
-from ansible_collections.vmmigration.libvirt.plugins.module_utils._security import redact_uri
 
 INSTALL_HINT = (
     "the libvirt Python binding (libvirt-python) is not importable by the Python that runs this module "
@@ -50,6 +50,19 @@ RETRY_ARGSPEC = dict(
     connect_retry_delay_s=dict(type='float', default=0.5),
 )
 CONNECTION_ARGSPEC = dict(uri=dict(type='str', default='qemu:///system'), **RETRY_ARGSPEC)
+
+
+def redact_uri(uri):
+    """A URI without a password: user:secret@ and password=/passwd= query values become ***."""
+    if not uri or not isinstance(uri, str):
+        return uri
+    base, sep, query = uri.partition('?')
+    scheme, colons, rest = base.partition('://') if '://' in base else ('', '', base)
+    at = rest.rfind('@')        # the last @: a password may hold an unencoded @ or /
+    if at > 0 and ':' in rest[:at]:
+        rest = rest[:at].split(':', 1)[0] + ':***' + rest[at:]
+    uri = scheme + colons + rest + sep + query
+    return re.sub(r'((?:password|passwd|pass|secret|token)=)[^&;]*', r'\1***', uri, flags=re.I)
 
 
 def backoff_delays(retries, delay, jitter=0.25, rand=random.random):
@@ -181,7 +194,7 @@ def read_back(client, uuid, errors, clock=time.monotonic, sleep=time.sleep, seco
     at most (a new connection only once the host's libvirtd port answers, so that no attempt blocks for
     long). The state is 'gone' when the host answers that it has no such domain, 'unknown' when it never
     answered (ERRORS, a list, gets why)."""
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils._wait import wait_until  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import wait_until  # pylint: disable=import-outside-toplevel
     seen = {'dom': None, 'state': 'unknown'}
     address = libvirtd_address(getattr(client, '_uri', None))
 
