@@ -71,7 +71,7 @@ def reset_error():
     return lv_error('Cannot recv data: Connection reset by peer', libvirt.VIR_ERR_SYSTEM_ERROR)
 
 
-_OURS = os.path.dirname(C.__file__) + os.sep
+_OURS = os.path.dirname(os.path.dirname(C.__file__)) + os.sep   # module_utils/: every layer
 
 
 def call_site(depth=2):
