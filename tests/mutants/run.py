@@ -75,6 +75,15 @@ MUTANTS = {
         ("            if not wait_until(ended, MOVE_OVERRUN_LIMIT_S, 5.0, self.clock, self.sleep):",
          "            if True:")],
         'the drain returns at its own limit while a move still runs'),
+    'drain-ends-while-a-vm-is-verified': (MU + 'engines/drain.py', [
+        ("                if not self.running and (flags['stop'] or not pending):",
+         "                if not self.migrating() and (flags['stop'] or not pending):")],
+        'the drain ends once every VM reached its destination, while one is still announced and verified: its '
+        'result (and whether it answers) is lost', 'tests/unit/plugins/module_utils/test__pipeline.py'),
+    'verified-vm-keeps-its-slot': (MU + 'engines/drain.py', [
+        ("admit(pending, self.migrating(), limits)", "admit(pending, list(self.running.values()), limits)")],
+        'a VM being announced and verified holds its migration slot: the next move waits for a step that uses no '
+        'link', 'tests/unit/plugins/module_utils/test__pipeline.py'),
     'status-write-error-escapes': (MU + 'engines/live.py', [
         ("    except OSError as e:\n        return 'cannot write the status file",
          "    except ValueError as e:\n        return 'cannot write the status file")],
@@ -244,7 +253,7 @@ MUTANTS = {
         'a move that failed after it changed something (a copy left, a source paused, a post-copy) is tried again '
         'on an alternate: the guest could end up defined or running on two hosts'),
     'refused-move-rerouted-to-a-full-host': (MU + 'engines/drain.py', [
-        ("                if need > now['free_mib']:\n                    continue\n", "")],
+        ("        if need > now['free_mib']:\n            continue\n", "")],
         'a VM a destination refused during the drain goes to an alternate without the memory for it (beside the '
         'headroom and the moves still going there)', 'tests/unit/plugins/module_utils/test__cluster.py'),
     'batch-auto-unplanned': (MU + 'orchestration/batch.py', [

@@ -81,6 +81,7 @@ class Evacuation:
         self.lock = threading.Lock()
         self.results = []
         self.running = {}
+        self.finishing = set()  # VMs on their destination, being announced and verified: no slot, but the drain waits
         self.pending = []
         self.done = []          # the moves that ended well (where their anti-affinity groups went)
         self.rerouted = []      # moves its destination refused, with nothing changed, sent to an alternate
@@ -98,7 +99,7 @@ class Evacuation:
         name = move['name']
         started = self.clock() - self.t0
         cache = self.cache_factory()
-        result, error = None, None
+        result, error, arrived = None, None, {}
         try:
             src = cache.get(move.get('from_uri') or p['uri'])
             dst = cache.get(move['uri'])
@@ -122,7 +123,8 @@ class Evacuation:
             result = move_vm(src, dst, name, move['method'], opts, clock=self.clock, sleep=self.sleep,
                              hosts_security=self.move_security(move), announce_self=p.get('announce'),
                              addresses=(p.get('verify_addresses_by_vm') or {}).get(name),
-                             verify_timeout_s=p.get('verify_timeout_s') or 10.0, probe=self.probe)
+                             verify_timeout_s=p.get('verify_timeout_s') or 10.0, probe=self.probe,
+                             on_moved=lambda: self.moved(name, arrived))
         except Exception as e:  # pylint: disable=broad-except
             # One VM failing never stops the drain by itself. What happened to it is the engine's result
             # (rolled back, or moved with its source cleanup failed, or a post-copy left to finish); an
@@ -136,6 +138,7 @@ class Evacuation:
         line = summarize_result(name, move, result, error)
         line['start_s'] = round(started, 2)
         line['end_s'] = round(self.clock() - self.t0, 2)
+        line['moved_s'] = arrived.get('s')     # when it ran on the destination (its slot given back), or None
         line['decisions'] = (result or {}).get('decisions')
         if (result or {}).get('status_file_error'):
             with self.lock:
@@ -159,12 +162,23 @@ class Evacuation:
                 if not error:
                     self.done.append(move)
             self.running.pop(name, None)
+            self.finishing.discard(name)
         if again is not None:
             self.files.journal({'event': 'reroute', 'time': self.now(), 'vm': name, 'from': move['destination'],
                                 'to': again['destination'], 'why': error})
 
     def stopping(self):
         return self.stop_flags['stop']
+
+    def moved(self, name, arrived):
+        """NAME runs on its destination: its slot goes to the next move; its announce and verification go on."""
+        arrived['s'] = round(self.clock() - self.t0, 2)
+        with self.lock:
+            self.finishing.add(name)
+
+    def migrating(self):
+        """The running moves that hold a slot (under self.lock): those whose VM has not reached its destination."""
+        return [m for n, m in self.running.items() if n not in self.finishing]
 
     def reroute(self, move, error):
         """A move its destination refused or could not take, with nothing changed (untouched): the same move to
@@ -176,42 +190,14 @@ class Evacuation:
         alternates = [a for a in move.get('alternates') or [] if a['destination'] not in move.get('tried', ())]
         if not alternates or self.stopping():
             return None
-        p = self.p
-        uris = dict((d['name'], d['uri']) for d in p['destinations'])
         with self.lock:
             waiting = list(self.running.values()) + list(self.pending)
             going = waiting + list(self.done)
         cache = self.cache_factory()
         try:
-            try:
-                here = cache.get(p['uri']).host_uuid()
-            except LibvirtClientError:
-                return None
-            for alt in alternates:
-                d = alt['destination']
-                try:
-                    now = read_destination(cache, uris, d, here)
-                except LibvirtClientError as e:
-                    now = {'error': e.msg}
-                if now.get('error'):
-                    continue
-                if any(x[0] == move['name'] or (move.get('uuid') and x[1] == move['uuid']) for x in now['domains']):
-                    continue
-                # (a move that ended is in the free memory read now; one running or waiting may not be yet)
-                need = (p.get('headroom_mib') or 0) + (move.get('memory_mib') or 0) + sum(
-                    m.get('memory_mib') or 0 for m in waiting if m['destination'] == d and m['name'] != move['name'])
-                if need > now['free_mib']:
-                    continue
-                if move.get('group') and any(m['destination'] == d and m.get('group') == move['group']
-                                             and m['name'] != move['name'] for m in going):
-                    continue
-                return dict(move, destination=d, uri=uris[d], method=alt['method'], copies_disks=alt['copies_disks'],
-                            storage=alt.get('storage') or {}, instead_of=move.get('instead_of') or move['destination'],
-                            rerouted_because=error, tried=list(move.get('tried') or []) + [move['destination'], d],
-                            alternates=[a for a in alternates if a is not alt])
+            return alternate_that_holds(cache, self.p, move, alternates, waiting, going, error)
         finally:
             cache.close()
-        return None
 
     def source_security(self):
         """This host's TLS state when the module runs on it (a local URI), else None (not known here)."""
@@ -281,7 +267,7 @@ class Evacuation:
                 flags['stop'] = True
             while True:
                 with self.lock:
-                    move = None if flags['stop'] else admit(pending, list(self.running.values()), limits)
+                    move = None if flags['stop'] else admit(pending, self.migrating(), limits)
                     if move is None:
                         break
                     pending.remove(move)
@@ -363,6 +349,39 @@ class Evacuation:
         self.files.write_status(dict(self.progress('finished', [], left, plan), summary={
             'state': 'unverified', 'wall_s': out['wall_s'], 'still_running_on_source': None}))
         return self.files.said(out)
+
+
+def alternate_that_holds(cache, p, move, alternates, waiting, going, error):
+    """Evacuation.reroute's search: MOVE to the first of ALTERNATES that holds now (WAITING: the moves running or
+    queued, GOING: those and the ones done), else None."""
+    uris = dict((d['name'], d['uri']) for d in p['destinations'])
+    try:
+        here = cache.get(p['uri']).host_uuid()
+    except LibvirtClientError:
+        return None
+    for alt in alternates:
+        d = alt['destination']
+        try:
+            now = read_destination(cache, uris, d, here)
+        except LibvirtClientError as e:
+            now = {'error': e.msg}
+        if now.get('error'):
+            continue
+        if any(x[0] == move['name'] or (move.get('uuid') and x[1] == move['uuid']) for x in now['domains']):
+            continue
+        # (a move that ended is in the free memory read now; one running or waiting may not be yet)
+        need = (p.get('headroom_mib') or 0) + (move.get('memory_mib') or 0) + sum(
+            m.get('memory_mib') or 0 for m in waiting if m['destination'] == d and m['name'] != move['name'])
+        if need > now['free_mib']:
+            continue
+        if move.get('group') and any(m['destination'] == d and m.get('group') == move['group']
+                                     and m['name'] != move['name'] for m in going):
+            continue
+        return dict(move, destination=d, uri=uris[d], method=alt['method'], copies_disks=alt['copies_disks'],
+                    storage=alt.get('storage') or {}, instead_of=move.get('instead_of') or move['destination'],
+                    rerouted_because=error, tried=list(move.get('tried') or []) + [move['destination'], d],
+                    alternates=[a for a in alternates if a is not alt])
+    return None
 
 
 def wait_limit_s(p):

@@ -105,8 +105,11 @@ def finish(dst, name, result, announce_self=False, addresses=None, verify_timeou
 
 
 def move_vm(src, dst, name, method, opts, check_mode=False, clock=time.monotonic, sleep=time.sleep,
-            hosts_security=None, announce_self=False, addresses=None, verify_timeout_s=10.0, probe=None):
-    """Move NAME from SRC to DST (METHOD 'live' or 'cold', OPTS the engine's options), then finish it."""
+            hosts_security=None, announce_self=False, addresses=None, verify_timeout_s=10.0, probe=None,
+            on_moved=None):
+    """Move NAME from SRC to DST (METHOD 'live' or 'cold', OPTS the engine's options), then finish it.
+    ON_MOVED() is called once the VM runs on the destination, before the announce and the verification (which use
+    no migration link: a drain gives the move's slot to the next move then)."""
     from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.cold import ColdMigration  # pylint: disable=import-outside-toplevel
     from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.live import LiveMigration  # pylint: disable=import-outside-toplevel
     if method == 'cold':
@@ -116,5 +119,7 @@ def move_vm(src, dst, name, method, opts, check_mode=False, clock=time.monotonic
                                hosts_security=hosts_security).run(check_mode=check_mode)
     if check_mode:
         return result
+    if on_moved is not None and result.get('state') in MOVED:
+        on_moved()
     return finish(dst, name, result, announce_self=announce_self and method != 'cold', addresses=addresses,
                   verify_timeout_s=verify_timeout_s, probe=probe)

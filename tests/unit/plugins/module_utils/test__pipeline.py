@@ -123,6 +123,56 @@ def test_the_drain_runs_the_same_pipeline_per_vm(tmp_path, monkeypatch):
     assert any(line.startswith('vm2 ') and line.rstrip().endswith('silent') for line in table)
 
 
+def test_a_vm_being_verified_holds_no_migration_slot(tmp_path, monkeypatch):
+    """One move at a time (max_total=1): vm2's migration starts once vm1 runs on its destination, while vm1's
+    addresses are still being verified (no link used), and the drain ends only after that verification."""
+    import threading  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(PLAN, 'check_domains', checks_pass('shared'))
+    w = new_world(('vm1', 'vm2'))
+    seen, drain, polls = {}, {}, []
+    vm2_moved = threading.Event()
+
+    def until(what, limit_s=5.0):
+        """Wait (real time) up to LIMIT_S for WHAT() to hold; whether it did."""
+        deadline = time.monotonic() + limit_s
+        while not what() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return bool(what())
+
+    def probe(addresses, timeout_s):
+        if addresses == ADDR['vm1']:
+            seen['vm2 when vm1 is verified'] = w.running('vm2')
+            # verification takes a while: vm2 moves meanwhile, and once its move is over entirely, the drain
+            # still polls (waits for this verification) rather than ending
+            seen['vm2 moved meanwhile'] = vm2_moved.wait(5) and until(lambda: 'vm2' not in drain['ev'].running)
+            n = len(polls)
+            seen['the drain waits for it'] = until(lambda: len(polls) >= n + 3)
+        else:
+            vm2_moved.set()
+        return dict((a, 0.25) for a in addresses)
+    real_init = E.Evacuation.__init__
+
+    def init(self, *a, **kw):
+        kw['probe'] = probe
+        real_init(self, *a, **kw)
+        self.p.update(verify_addresses_by_vm=ADDR, verify_timeout_s=4, max_total=1, domains=['vm1', 'vm2'])
+        drain['ev'] = self
+        write = self.files.write_status
+        self.files.write_status = lambda status: polls.append(status.get('state')) or write(status)
+    monkeypatch.setattr(E.Evacuation, '__init__', init)
+    result, err, ev = run_drain(w, tmp_path)
+    assert err is None and result['state'] == 'evacuated', (err, result.get('state'))
+    by = dict((r['name'], r) for r in result['results'])
+    first, second = sorted(by, key=lambda n: by[n]['start_s'])
+    assert first == 'vm1', by
+    # vm1's verification began before vm2 moved (one migration at a time), and vm2 moved before it ended
+    assert seen == {'vm2 when vm1 is verified': ['h1'], 'vm2 moved meanwhile': True, 'the drain waits for it': True}
+    assert by['vm2']['start_s'] <= by['vm1']['end_s'], by
+    assert by['vm1']['answering']['all_answered'] and by['vm2']['answering']['all_answered']
+    assert not ev.running and not ev.finishing
+
+
 def test_without_addresses_the_report_has_no_answered_column():
     lines = R.table([{'name': 'vm1', 'destination': 'h2', 'method': 'live', 'state': 'migrated'}], [])
     assert 'ANSWERED' not in lines[0]
