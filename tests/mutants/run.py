@@ -84,6 +84,10 @@ MUTANTS = {
         ("admit(pending, self.migrating(), limits)", "admit(pending, list(self.running.values()), limits)")],
         'a VM being announced and verified holds its migration slot: the next move waits for a step that uses no '
         'link', 'tests/unit/plugins/module_utils/test__pipeline.py'),
+    'arrived-vm-tried-elsewhere': (MU + 'engines/drain.py', [
+        ("                 and not arrived else None)", "                 else None)")],
+        'a VM that already runs on its destination is sent to an alternate when a later step fails unexpectedly: '
+        'its source is gone, and the report says it failed', 'tests/unit/plugins/module_utils/test__cluster.py'),
     'status-write-error-escapes': (MU + 'engines/live.py', [
         ("    except OSError as e:\n        return 'cannot write the status file",
          "    except ValueError as e:\n        return 'cannot write the status file")],

@@ -149,8 +149,9 @@ class Evacuation:
         # the journal first: a move is over for the drain only once its end is recorded
         self.files.journal({'event': 'end', 'time': self.now(), 'vm': name, 'return_home': bool(p.get('return_home')),
                             'result': dict((k, v) for k, v in line.items() if k != 'decisions')})
+        # (a VM that reached its destination is never tried elsewhere, whatever failed after)
         again = (self.reroute(move, error) if untouched(result, error, move['method']) and not p.get('return_home')
-                 else None)
+                 and not arrived else None)
         with self.lock:
             if again is not None:
                 # (queued before this move leaves the running ones: the drain never sees neither)
@@ -316,7 +317,7 @@ class Evacuation:
                                     'the drain stopped waiting for this move %d s after its own limit: its engine '
                                     'did not end it within its own deadlines and may still be moving it - see the '
                                     'journal and both hosts before acting' % MOVE_OVERRUN_LIMIT_S)
-            line.update(start_s=round(m['started_s'], 2), end_s=None, decisions=None)
+            line.update(start_s=round(m['started_s'], 2), end_s=None, moved_s=None, decisions=None)
             self.results.append(line)
         not_started = [{'name': m['name'], 'action': 'not_started',
                         'reason': 'the drain stopped: %s' % ('a migration failed (stop_on_failure)'

@@ -392,11 +392,30 @@ def refusing_drain(monkeypatch, refuse, full=()):
         real = F.FakeConn.getFreeMemory
         monkeypatch.setattr(F.FakeConn, 'getFreeMemory', lambda self: 0 if self.h in full and refused else real(self))
     run = dict(p, plan=approved, per_vm_timeout_s=600, timeout_s=3600, stop_on_failure=False, announce=False,
-               journal=None, status_file=None, source_name='h1', rollback=False, return_uri=None, cold_options={},
+               journal=None, status_file=None, source_name='h1', return_home=False, return_uri=None, cold_options={},
                migrate_options={'tuning': {'poll_interval_s': 0.001, 'dirty_rate_sample_s': 0}})
     ev = E.Evacuation(F.FakeCache(w), run, lambda: F.FakeCache(w), clock=w.clock, sleep=w.clock.sleep)
     ev._source_security = None  # pylint: disable=protected-access
     return ev.run(), w, approved
+
+
+def test_a_vm_that_reached_its_destination_is_never_tried_elsewhere(monkeypatch):
+    """A failure after the VM runs on its destination (here: an unexpected error in its announce/verify step) is
+    reported as it is; the VM is not sent to an alternate, whatever the error looks like."""
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import pipeline as PIPE
+    real = PIPE.finish
+
+    def finish(dst, name, result, **kw):
+        if name == 'web':
+            raise RuntimeError('the verification step broke')
+        return real(dst, name, result, **kw)
+    monkeypatch.setattr(PIPE, 'finish', finish)
+    out, w, approved = refusing_drain(monkeypatch, refuse=[])
+    planned = dict((m['name'], m['destination']) for m in approved['moves'])
+    web = [r for r in out['results'] if r['name'] == 'web']
+    assert len(web) == 1 and 'unexpected error' in web[0]['error'] and web[0]['moved_s'] is not None, web
+    assert not out.get('rerouted'), out.get('rerouted')
+    assert w.running('web') == [planned['web']] and w.running('db') == [planned['db']]
 
 
 def test_a_destination_that_refuses_a_vm_during_the_drain_sends_it_to_the_next_alternate(monkeypatch):
