@@ -74,6 +74,68 @@ def virsh_move(name, src, dst, flags=(), timeout=None, tls=True):
     return {"wall_s": time.monotonic() - t0, "finished": finished, "error": None if finished else err.strip()}
 
 
+class SwitchRecorder:
+    """Where a switch-over's blackout goes, from libvirt's lifecycle events of NAME on SRC and DST (watched
+    from this process over the unix sockets, each stamped on arrival with CLOCK_MONOTONIC, the probe's clock)
+    and the client's replies (a vmmlab.Blackout with times=True):
+      - stop_to_resume_ms: the source paused the guest -> the destination resumed it (the pause as the two
+        libvirtds saw it: QEMU's switch-over plus libvirt's hand-over to the destination);
+      - resume_to_reply_ms: the destination resumed the guest -> the client's first reply after that (the
+        network learning the guest's new port, and the guest answering);
+      - before_stop_ms: the client's last reply before the pause -> the pause (at most one ping interval).
+    Their sum is the client's gap around the switch-over."""
+
+    def __init__(self, name, src, dst):
+        self.name, self.events = name, []
+        self.conns = []
+        for side, host in (("src", src), ("dst", dst)):
+            conn, self.lib = lifecycle_watch(host, name, lambda e, d, side=side: self.events.append(
+                (time.monotonic(), side, e, d)))
+            self.conns.append(conn)
+
+    def close(self):
+        for c in self.conns:
+            try:
+                c.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+    def split(self, reply_times):
+        lib = self.lib
+        stops = [t for t, side, e, _d in self.events if side == "src" and e == lib.VIR_DOMAIN_EVENT_SUSPENDED]
+        resumes = [t for t, side, e, _d in self.events if side == "dst" and e == lib.VIR_DOMAIN_EVENT_RESUMED]
+        if not stops or not resumes or not reply_times:
+            return {}
+        stop = stops[-1]
+        resume = min([t for t in resumes if t >= stop] or [resumes[-1]])
+        before = [r for r in reply_times if r <= stop]
+        after = [r for r in reply_times if r > resume]
+        out = {"stop_to_resume_ms": round(1000 * (resume - stop), 1)}
+        if after:
+            out["resume_to_reply_ms"] = round(1000 * (after[0] - resume), 1)
+        if before:
+            out["before_stop_ms"] = round(1000 * (stop - before[-1]), 1)
+        if before and after:
+            out["switch_gap_ms"] = round(1000 * (after[0] - before[-1]), 1)
+        return out
+
+
+def lifecycle_watch(host, name, on_event):
+    """Call ON_EVENT(event, detail) from libvirt's event thread for each lifecycle event of NAME on HOST (over
+    its unix socket, from this process). Returns the connection (close it to stop) and the libvirt module."""
+    sys.path.insert(0, L.collections_path())
+    import libvirt  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import start_event_loop  # pylint: disable=import-outside-toplevel
+    start_event_loop()
+    conn = libvirt.open(L.uri(host))
+
+    def callback(_conn, dom, event, detail, _opaque):
+        if dom.name() == name:
+            on_event(event, detail)
+    conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, callback, None)
+    return conn, libvirt
+
+
 def where(name, hosts):
     """{host: state} for every host that knows the domain."""
     out = {}

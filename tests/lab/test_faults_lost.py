@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmlab as L  # noqa: E402  pylint: disable=wrong-import-position
 from test_integration import TARGETS  # noqa: E402  pylint: disable=wrong-import-position
 from test_migrate import integrity  # noqa: E402  pylint: disable=wrong-import-position
+from moves import lifecycle_watch  # noqa: E402  pylint: disable=wrong-import-position
 
 # The module's keepalive on its libvirt connections is 5 s x (3 + 1) = 20 s (connection.LibvirtClient): a freeze
 # held longer than that loses the reply of any call in flight.
@@ -104,22 +105,6 @@ def watch_until_done(thread, name, hosts, seen, timeout=300):
         assert len(running(now)) <= 1, "the guest runs on two hosts at once: %s" % now
         thread.join(0.5)
     assert not thread.is_alive(), "the module did not return within %d s" % timeout
-
-
-def lifecycle_watch(host, name, on_event):
-    """Call ON_EVENT(event, detail) from libvirt's event thread for each lifecycle event of NAME on HOST (over
-    its unix socket, from this process). Returns the connection (close it to stop)."""
-    sys.path.insert(0, L.collections_path())
-    import libvirt  # pylint: disable=import-outside-toplevel
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import start_event_loop  # pylint: disable=import-outside-toplevel
-    start_event_loop()
-    conn = libvirt.open(L.uri(host))
-
-    def callback(_conn, dom, event, detail, _opaque):
-        if dom.name() == name:
-            on_event(event, detail)
-    conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, callback, None)
-    return conn, libvirt
 
 
 def test_reply_lost_after_the_destination_resumed_the_guest(lab, figures):
