@@ -104,6 +104,20 @@ options:
     description:
       - Link speed in MiB/s used to predict convergence when no O(bandwidth_mibps) cap is set.
         Without either, the plan is decided on progress alone.
+      - With a O(bandwidth_mibps) cap below it, also the bandwidth the switch-over counts on (see
+        O(switchover_bandwidth_mibps)) where libvirt and QEMU can be told; the plan says whether it was.
+    type: int
+  switchover_bandwidth_mibps:
+    description:
+      - The bandwidth in MiB/s QEMU may count on for the switch-over (libvirt's C(bandwidth.avail.switchover)).
+        QEMU sends the last pass without the O(bandwidth_mibps) cap, but decides when to pause the guest from
+        the rate it measured under the cap, so with a cap well below the link it waits for a remainder that
+        fits the cap's rate and a busy guest needs more passes (and more throttling) than the link requires.
+      - The guest pauses for about what is left divided by this rate; a figure above what the link really
+        carries makes that pause longer than O(max_downtime_ms).
+      - Needs libvirt 11.1 or later on both hosts and QEMU 8.2 or later on the source; refused before anything
+        moves on an older one. Default - O(expected_bandwidth_mibps) when it is above the cap and the hosts
+        can be told, else QEMU's own measure.
     type: int
   max_downtime_ms:
     description: Largest pause of the guest allowed at switch-over; the allowed downtime ramps up to it.
@@ -300,6 +314,8 @@ plan:
   description:
     - The chosen strategy, final action, flags, reason, prediction, measured dirty rate, deadline.
     - V(auto_converge) - with auto-converge, the first vCPU throttle and its step, in percent.
+    - V(switchover_bandwidth_mibps) - what QEMU counts on for the switch-over (null - its own measure), and
+      V(switchover_bandwidth_why).
   returned: when the domain was not already there
   type: dict
   sample:

@@ -265,6 +265,11 @@ MUTANTS = {
         'batch auto takes out as many hosts as the memory outside them holds, without planning their drains: a step '
         'whose drains overrun a destination\'s inbound slots, split anti-affinity or leave VMs behind is chosen',
         'tests/unit/plugins/module_utils/test__cluster.py'),
+    'old-qemu-gets-switchover-bandwidth': (MU + 'decide/features.py', [
+        ("    if have >= need:\n        return None\n    return '%s needs QEMU",
+         "    if True:\n        return None\n    return '%s needs QEMU")],
+        'a switch-over bandwidth is asked of a QEMU older than 8.2 instead of refused before anything moves',
+        'tests/unit/plugins/module_utils/test__compat.py'),
 }
 
 

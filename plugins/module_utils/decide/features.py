@@ -34,6 +34,13 @@ FEATURES = {
                          ('param:compression_zlib_level',)),
     'compression_zstd': ((9, 4, 0), 'compression=zstd (compressed parallel migration)',
                          ('param:compression_zstd_level',)),
+    'switchover_bandwidth': ((11, 1, 0), 'a switch-over bandwidth (switchover_bandwidth_mibps)',
+                             ('param:bandwidth_avail_switchover',)),
+}
+# Features that also need a QEMU of at least this version (the hypervisor's, on the source: QEMU there
+# decides when to switch over): name -> (major, minor, micro).
+QEMU_FEATURES = {
+    'switchover_bandwidth': (8, 2, 0),      # QEMU's avail-switchover-bandwidth
 }
 
 
@@ -61,6 +68,17 @@ def feature_problem(name, libvirt_version, host='this host'):
     if have >= need:
         return None
     return '%s needs libvirt >= %s (%s has %s)' % (what, version_text(need), host, version_text(have))
+
+
+def qemu_problem(name, hypervisor_version, host='this host'):
+    """Why HOST's QEMU (HYPERVISOR_VERSION, any form version_tuple reads) cannot do feature NAME, or None."""
+    need = QEMU_FEATURES.get(name)
+    if need is None or hypervisor_version is None:
+        return None
+    have = version_tuple(hypervisor_version)
+    if have >= need:
+        return None
+    return '%s needs QEMU >= %s (%s has %s)' % (FEATURES[name][1], version_text(need), host, version_text(have))
 
 
 def binding_problem(name, module):
@@ -96,6 +114,8 @@ def migration_features(opts):
         wanted.append('postcopy_bandwidth')
     if opts.get('parallel_connections'):
         wanted.append('parallel_connections')
+    if opts.get('switchover_bandwidth_mibps'):
+        wanted.append('switchover_bandwidth')
     method = (opts.get('compression') or '').strip().lower()
     if 'compression_%s' % method in FEATURES:
         wanted.append('compression_%s' % method)

@@ -360,6 +360,7 @@ MIGRATE_PARAMS = {
     'parallel_connections': 'VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS', 'compression': 'VIR_MIGRATE_PARAM_COMPRESSION',
     'compression_zlib_level': 'VIR_MIGRATE_PARAM_COMPRESSION_ZLIB_LEVEL',
     'compression_zstd_level': 'VIR_MIGRATE_PARAM_COMPRESSION_ZSTD_LEVEL',
+    'bandwidth_avail_switchover': 'VIR_MIGRATE_PARAM_BANDWIDTH_AVAIL_SWITCHOVER',
 }
 # The binding's names behind the driver's calls that need a newer binding.
 _CALL_SYMBOLS = {'abort_postcopy': 'VIR_DOMAIN_ABORT_JOB_POSTCOPY'}

@@ -37,9 +37,9 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.live_p
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.live_shared import MigrationError, host_facts
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.live_watch import MigrationMonitor
 
-POSITIVE = ('bandwidth_mibps', 'postcopy_bandwidth_mibps', 'expected_bandwidth_mibps', 'max_downtime_ms',
-            'downtime_steps', 'parallel_connections', 'timeout_per_gib_s', 'min_timeout_s', 'hard_timeout_s',
-            'stall_iterations', 'dead_link_s', 'poll_interval_s')
+POSITIVE = ('bandwidth_mibps', 'postcopy_bandwidth_mibps', 'expected_bandwidth_mibps', 'switchover_bandwidth_mibps',
+            'max_downtime_ms', 'downtime_steps', 'parallel_connections', 'timeout_per_gib_s', 'min_timeout_s',
+            'hard_timeout_s', 'stall_iterations', 'dead_link_s', 'poll_interval_s')
 NOT_NEGATIVE = ('downtime_step_delay_s', 'downtime_step_delay_s_per_gib', 'dirty_rate_sample_s', 'headroom_mib',
                 'postcopy_recovery_attempts')
 
@@ -47,9 +47,9 @@ NOT_NEGATIVE = ('downtime_step_delay_s', 'downtime_step_delay_s_per_gib', 'dirty
 # The options the migrate_vm role passes through from migrate_vm_options (its argument spec's sub-options
 # are generated from these by docs/make_role_options.py; a unit test checks its tasks pass the same).
 ROLE_MIGRATE_VM_OPTIONS = ('migration_uri', 'bandwidth_mibps', 'postcopy_bandwidth_mibps', 'expected_bandwidth_mibps',
-                           'max_downtime_ms', 'parallel_connections', 'compression', 'tls', 'allow_plaintext',
-                           'copy_storage', 'completion', 'allow_postcopy', 'final_action', 'hard_timeout_s',
-                           'tuning', 'headroom_mib', 'status_file')
+                           'switchover_bandwidth_mibps', 'max_downtime_ms', 'parallel_connections', 'compression',
+                           'tls', 'allow_plaintext', 'copy_storage', 'completion', 'allow_postcopy', 'final_action',
+                           'hard_timeout_s', 'tuning', 'headroom_mib', 'status_file')
 # What a drain sets itself in each live move (from per_vm_timeout_s, its status_file and its own headroom_mib - one
 # headroom per drain, for its plan and every move's own check): not in migrate_options.
 SET_BY_THE_DRAIN = ('hard_timeout_s', 'status_file', 'headroom_mib')
@@ -117,6 +117,7 @@ def migration_argspec():
         bandwidth_mibps=dict(type='int'),
         postcopy_bandwidth_mibps=dict(type='int'),
         expected_bandwidth_mibps=dict(type='int'),
+        switchover_bandwidth_mibps=dict(type='int'),
         max_downtime_ms=dict(type='int', default=300),
         parallel_connections=dict(type='int'),
         compression=dict(type='str'),
@@ -307,26 +308,41 @@ class LiveMigration:
         self.settle = CommitRollback(self)          # commit, or roll back
         self.postcopy = PostcopyRecovery(self)      # a failed post-copy resumed, never rolled back
 
-    def _libvirt_version(self, side, client):
-        """SIDE's libvirt version, read once (later checks run while a link may be dead); None when it cannot
-        be read - then libvirt itself refuses what it cannot do."""
-        if side not in self._versions:
+    def _version(self, side, client, call='getLibVersion'):
+        """SIDE's libvirt version (CALL getVersion: its hypervisor's), read once (later checks run while a link
+        may be dead); None when it cannot be read - then libvirt itself refuses what it cannot do."""
+        key = (side, call)
+        if key not in self._versions:
             try:
                 conn = getattr(client, 'conn', None)
-                self._versions[side] = conn.getLibVersion() if conn is not None else None
+                self._versions[key] = getattr(conn, call)() if conn is not None else None
             except LibvirtClientError:
-                self._versions[side] = None
-        return self._versions[side]
+                self._versions[key] = None
+        return self._versions[key]
 
     def feature_problems(self, names):
-        """Why the features NAMES (features.FEATURES) cannot be used here: the binding, or either libvirt."""
+        """Why the features NAMES (features.FEATURES) cannot be used here: the binding, either libvirt, or the
+        source's QEMU (features.QEMU_FEATURES)."""
         problems = [p for p in (compat.binding_problem(n, driver.libvirt) for n in names) if p]
         for side, client in (('the source', self.src), ('the destination', self.dst)):
-            version = self._libvirt_version(side, client)
+            version = self._version(side, client)
             if version is not None:
                 host = '%s %s' % (side, getattr(client, 'uri', ''))
                 problems += [p for p in (compat.feature_problem(n, version, host) for n in names) if p]
+        if any(n in compat.QEMU_FEATURES for n in names):
+            host = 'the source %s' % getattr(self.src, 'uri', '')
+            qemu = self._version('the source', self.src, 'getVersion')
+            problems += [p for p in (compat.qemu_problem(n, qemu, host) for n in names) if p]
         return problems
+
+    def switchover_bandwidth(self):
+        """(MiB/s QEMU may count on for the switch-over, or None; why): strategy.switchover_bandwidth, the hosts
+        asked only when the link speed above a cap would be used by default."""
+        o = self.o
+        cap, link = o.get('bandwidth_mibps'), o.get('expected_bandwidth_mibps')
+        derived = not o.get('switchover_bandwidth_mibps') and cap and link and link > cap
+        return S.switchover_bandwidth(o.get('switchover_bandwidth_mibps'), cap, link,
+                                      self.feature_problems(['switchover_bandwidth']) if derived else [])
 
     def require_features(self, names):
         """Refuse, before anything moves, a requested feature either side cannot do (never drop a flag)."""
@@ -434,6 +450,8 @@ class LiveMigration:
             params['migrate_disks'] = storage['copied']
         if o['bandwidth_mibps']:
             params['bandwidth'] = int(o['bandwidth_mibps'])
+        if plan.get('switchover_bandwidth_mibps'):
+            params['bandwidth_avail_switchover'] = int(plan['switchover_bandwidth_mibps'])
         params.update(self.postcopy.resume_params())
         if o['parallel_connections']:
             flags.add('parallel')
@@ -528,7 +546,9 @@ class LiveMigration:
         mark = self.phase('checks_s', mark)
         dirty = read_dirty_rate(src, dom, o['dirty_rate_sample_s'], self.clock, self.sleep) if sampling else None
         mark = self.phase('dirty_rate_wait_s', mark)
-        prediction = S.predict_precopy(ram, rate, dirty, o['max_downtime_ms'])
+        switchover, switchover_why = self.switchover_bandwidth()
+        prediction = S.predict_precopy(ram, rate, dirty, o['max_downtime_ms'],
+                                       switchover_rate=switchover * S.MIB if switchover else None)
         deadline = S.completion_deadline(ram, o['timeout_per_gib_s'], o['min_timeout_s'])
         try:
             plan = S.choose_plan(prediction, o['completion'], o['allow_postcopy'], o['final_action'], deadline)
@@ -541,6 +561,8 @@ class LiveMigration:
         plan['ram_mib'] = ram // S.MIB
         plan['deadline_s'] = round(deadline, 1)
         plan['max_downtime_ms'] = o['max_downtime_ms']
+        plan['switchover_bandwidth_mibps'] = switchover
+        plan['switchover_bandwidth_why'] = switchover_why
         if prediction.get('converges') and prediction.get('total_s') is not None:
             plan['predicted_total_s'] = prediction['total_s']
             plan['predicted_downtime_ms'] = prediction['downtime_ms']

@@ -31,7 +31,7 @@ class MigrationMonitor:
         ramp = S.downtime_steps(o['max_downtime_ms'], o['downtime_steps'],
                                 o['downtime_step_delay_s'] if o['downtime_step_delay_s'] is not None
                                 else max(0.5, o['downtime_step_delay_s_per_gib'] * float(ram) / S.GIB),
-                                start_ms=min(o['max_downtime_ms'], 50))
+                                start_ms=min(o['max_downtime_ms'], S.DOWNTIME_START_MS))
         cfg = {'plan': plan, 'ramp': ramp, 'deadline_s': deadline, 'hard_timeout_s': o['hard_timeout_s'],
                'stall_iterations': o['stall_iterations'], 'stall_window_s': o['dead_link_s'],
                'start_grace_s': self.engine.hang_s()}

@@ -67,7 +67,8 @@ def test_features_a_migration_asks_for():
 
 def test_features_newer_than_the_supported_minimum_are_the_gated_ones():
     newer = sorted(n for n, f in compat.FEATURES.items() if f[0] > compat.MIN_LIBVIRT)
-    assert newer == ["compression_zlib", "compression_zstd", "postcopy_interrupt", "postcopy_resume"]
+    assert newer == ["compression_zlib", "compression_zstd", "postcopy_interrupt", "postcopy_resume",
+                     "switchover_bandwidth"]
 
 
 # -- the live migration uses the table ---------------------------------------------------------------
@@ -93,11 +94,14 @@ class FakeDom:
 
 
 class FakeConn:
-    def __init__(self, version):
-        self.version = version
+    def __init__(self, version, qemu=10000002):
+        self.version, self.qemu = version, qemu
 
     def getLibVersion(self):  # noqa: N802
         return self.version
+
+    def getVersion(self):  # noqa: N802
+        return self.qemu
 
     def getHostname(self):  # noqa: N802
         return "h"
@@ -204,3 +208,51 @@ def test_versions_are_read_once():
     assert m.feature_problems(["postcopy_resume"]) == []
     m.dst.conn = None
     assert m.feature_problems(["postcopy_interrupt"]) == []
+
+
+# -- the switch-over bandwidth (libvirt 11.1, QEMU 8.2) ------------------------------------------------
+
+NO_FLAGS = {"copied": [], "unsafe_override_for": []}
+
+
+def _params(m, plan):
+    return m.flags_and_params(dict({"flags": {"postcopy": False, "auto_converge": False}}, **plan), NO_FLAGS)[1]
+
+
+def test_an_explicit_switchover_bandwidth_reaches_libvirt_in_mib_per_second():
+    m = live(11003000, 11003000, FakeDom(), bandwidth_mibps=32, switchover_bandwidth_mibps=400)
+    assert m.feature_problems(compat.migration_features(m.o)) == []
+    assert m.switchover_bandwidth() == (400, "switchover_bandwidth_mibps")
+    typed = migrate.driver.migrate_params(_params(m, {"switchover_bandwidth_mibps": 400}))
+    assert typed["bandwidth.avail.switchover"] == 400 and typed[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] == 32
+    assert "bandwidth_avail_switchover" not in _params(m, {"switchover_bandwidth_mibps": None})
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+@pytest.mark.parametrize("src,dst,qemu,why", [
+    (11000000, 11003000, 10000002, "needs libvirt >= 11.1 (the source qemu:///system has 11.0)"),
+    (11003000, 10010000, 10000002, "needs libvirt >= 11.1 (the destination qemu+tcp://h2/system has 10.10)"),
+    (11003000, 11003000, 8001000, "needs QEMU >= 8.2 (the source qemu:///system has 8.1)")])
+def test_an_explicit_switchover_bandwidth_is_refused_before_anything_where_it_cannot_work(
+        check_mode, src, dst, qemu, why):
+    dom = FakeDom()
+    m = live(src, dst, dom, switchover_bandwidth_mibps=400)
+    m.src.conn.qemu = qemu
+    with pytest.raises(migrate.MigrationError) as e:
+        m.run(check_mode=check_mode)
+    assert e.value.msg == "cannot migrate g: a switch-over bandwidth (switchover_bandwidth_mibps) " + why
+    assert dom.calls == []
+
+
+def test_the_link_speed_above_a_cap_is_what_the_switchover_counts_on_where_the_hosts_can_be_told():
+    m = live(11003000, 11003000, FakeDom(), bandwidth_mibps=32, expected_bandwidth_mibps=1000)
+    value, why = m.switchover_bandwidth()
+    assert value == 1000 and "not on the 32 MiB/s cap" in why
+    # no cap, or a cap at the link speed: QEMU's own measure is right
+    assert live(11003000, 11003000, FakeDom(), expected_bandwidth_mibps=1000).switchover_bandwidth()[0] is None
+    assert live(11003000, 11003000, FakeDom(), bandwidth_mibps=100,
+                expected_bandwidth_mibps=100).switchover_bandwidth()[0] is None
+    # an older host: not used, and the plan says why (the option itself was not asked for: nothing refused)
+    value, why = live(11003000, 11000000, FakeDom(), bandwidth_mibps=32,
+                      expected_bandwidth_mibps=1000).switchover_bandwidth()
+    assert value is None and "needs libvirt >= 11.1 (the destination qemu+tcp://h2/system has 11.0)" in why
