@@ -23,10 +23,12 @@ description:
     second; the allowed downtime is raised in steps up to O(max_downtime_ms); when the migration
     stalls at the largest downtime or passes its deadline (O(tuning.timeout_per_gib_s) per GiB of RAM),
     O(final_action) is taken - switch to post-copy, throttle (auto-converge), pause the guest to
-    finish, or abort. Auto-converge starts with the vCPU throttle at which the measured dirty rate fits
-    in half the link (at least QEMU's own 20 %, at most 95 %) and steps by 20 %, instead of QEMU's
-    20 % + 10 % a pass, which on a busy guest lets the deadline pass and ends in a long pause
-    (returned in RV(plan), key V(auto_converge))."
+    finish, or abort. The allowed downtime starts at 10 ms. Auto-converge starts with the vCPU throttle
+    at which the measured dirty rate fits in an eighth of the link (at least QEMU's own 20 %, at most
+    95 %) and steps finely near the top (1 % from 90 %, 5 % from 70 %), instead of QEMU's 20 % + 10 %
+    a pass, which on a busy guest lets the deadline pass, or reaches 99 %, where the guest stops for a
+    second at a time (returned in RV(plan), key V(auto_converge)). A guest paused to finish is allowed
+    the downtime to send what is left at once."
   - "B(Never lose a VM): any failure before the switch-over leaves the guest running on the source
     exactly as it was and removes what was left on the destination. Post-copy is used only when
     O(allow_postcopy=true) - if the network fails during post-copy the guest is lost - and is never

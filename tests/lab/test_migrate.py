@@ -140,16 +140,19 @@ def test_busy_guest_under_cap_without_postcopy(lab, figures):
 
 
 def test_busy_guest_under_cap_auto_converge(lab, figures):
-    """The default without post-copy: auto-converge, throttling from the start where the measured dirty
-    rate fits half the link, finishes with no pause and the guest intact."""
+    """The default without post-copy: auto-converge, its first throttle where the measured dirty rate fits an
+    eighth of the link and fine steps near the top (never straight to QEMU's 99 %, where the vCPU sleeps
+    990 ms at a time), finishes with no pause and the guest intact."""
     g = L.define_guest("mig_busy_conv", "h1", disk="nbd", mem_workload_mib=64, mem_rate=0)
     L.wait_guest(g["ip"])
     time.sleep(1)
     result, _probe = migrate_with_probe(lab, figures, "busy_capped_converge", "mig_busy_conv", "h2",
                                         mig_bandwidth=32, mig_expect_strategy="converge", mig_expect_postcopy=False)
     throttle = result["plan"]["auto_converge"]
-    assert result["plan"]["flags"]["auto_converge"] is True and throttle["increment"] == 20
-    assert throttle["initial"] > 20, throttle     # the guest dirties faster than half the capped link
+    assert result["plan"]["flags"]["auto_converge"] is True
+    assert throttle["initial"] > 20, throttle     # the guest dirties faster than an eighth of the capped link
+    assert throttle["increment"] == (1 if throttle["initial"] >= 90 else 5 if throttle["initial"] >= 70 else 10), \
+        throttle
     assert "pause" not in [d["action"] for d in result["decisions"]] and not result.get("paused")
     figures["busy_capped_converge"]["throttle"] = throttle
     L.virsh("h2", "destroy", "mig_busy_conv")

@@ -139,6 +139,7 @@ class MigrationMonitor:
                 state['final_taken'] = 'pause'
                 dom.suspend()
                 state['paused'] = True
+                self.finish_paused(dom, state)
             elif action == 'abort':
                 state['final_taken'] = 'abort'
                 state['abort_reason'] = reason
@@ -155,6 +156,17 @@ class MigrationMonitor:
         except LibvirtClientError as e:
             # a switch racing the end of the migration is harmless; anything else is reported
             self.engine.note(action, '%s (libvirt: %s)' % (reason, e.detail), arg)
+
+    def finish_paused(self, dom, state):
+        """The guest is paused and dirties nothing: allow a downtime that holds what is left, so that QEMU sends
+        it at once in its switch-over (uncapped), not pass after pass at the bandwidth cap while the guest waits.
+        A failure here leaves the pause in place (the migration still ends, at the cap's pace)."""
+        try:
+            driver.set_max_downtime(dom, S.PAUSED_DOWNTIME_MS)
+            state['downtime_ms'] = S.PAUSED_DOWNTIME_MS
+        except LibvirtClientError as e:
+            self.engine.note('set_downtime', 'could not allow the paused guest a longer downtime (libvirt: %s)'
+                             % e.detail, S.PAUSED_DOWNTIME_MS)
 
     @staticmethod
     def _flag_names(flags):

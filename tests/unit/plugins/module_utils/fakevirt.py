@@ -573,6 +573,7 @@ class FakeDomain(libvirt.virDomain):
 
     def migrateSetMaxDowntime(self, ms, flags=0):  # pylint: disable=invalid-name,unused-argument
         self._d('migrateSetMaxDowntime')
+        self.w.__dict__.setdefault('downtimes', []).append(ms)     # (what the engine allowed, for the tests)
         return 0
 
     def migrateStartPostCopy(self, flags=0):  # pylint: disable=invalid-name,unused-argument
@@ -599,6 +600,7 @@ class FakeDomain(libvirt.virDomain):
         return 0
 
     def migrateToURI3(self, duri, params, flags):  # pylint: disable=invalid-name
+        self.w.migrate_params = dict(params)        # (what the engine asked for, for the tests)
         return self._migrate(urlparse(duri).hostname, flags, 'migrateToURI3')
 
     def migrate3(self, dconn, params, flags):

@@ -38,6 +38,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live as M
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live_postcopy as LP
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClientError
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import strategy as S
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import FakeClock
 
 IMAGES = '/var/lib/libvirt/images'
@@ -729,6 +730,32 @@ def test_the_dirty_rate_is_sampled_only_when_it_can_decide_something():
     result, err, _engine = run_live(w)
     assert err is None and result['plan']['dirty_rate_mibps'] == 4.0 and result['dirty_rate_mibps'] == 4.0
     assert [method(site) for _h, site, _n in w.log].count('startDirtyRateCalc') == 1
+
+
+def test_the_downtime_starts_at_10_ms_and_a_link_above_the_cap_counts_for_the_switchover():
+    """The allowed downtime ramps up from 10 ms; with a cap below the link's known speed, libvirt is told the
+    link's speed for the switch-over (it sends the last pass uncapped); without a known link, nothing."""
+    w = new_world()
+    result, err, _engine = run_live(w, bandwidth_mibps=32, expected_bandwidth_mibps=1000)
+    assert err is None and result['state'] == 'migrated'
+    assert w.downtimes[0] == 10 and w.downtimes == sorted(w.downtimes)
+    assert w.migrate_params['bandwidth.avail.switchover'] == 1000 and w.migrate_params['bandwidth'] == 32
+    assert result['plan']['switchover_bandwidth_mibps'] == 1000
+    w = new_world()
+    result, err, _engine = run_live(w, bandwidth_mibps=32, expected_bandwidth_mibps=None)
+    assert err is None and 'bandwidth.avail.switchover' not in w.migrate_params
+    assert result['plan']['switchover_bandwidth_mibps'] is None
+
+
+def test_a_guest_paused_to_finish_is_allowed_the_downtime_to_finish_at_once():
+    """Once the engine pauses the guest (pre-copy cannot converge), QEMU may send what is left in one switch-over
+    (uncapped) instead of more passes at the cap while the guest waits."""
+    w = new_world()
+    w.polls_to_finish = None        # never converges: the engine must pause it to finish
+    w.job_step_s = 20.0
+    result, err, _engine = run_live(w, final_action='pause', completion='precopy')
+    assert err is None and result['paused'] is True and result['state'] == 'migrated'
+    assert w.downtimes[-1] == S.PAUSED_DOWNTIME_MS and max(w.downtimes[:-1]) <= 300
 
 
 # -- the host's own disk: a progress file or the journal that cannot be written ------------------------
