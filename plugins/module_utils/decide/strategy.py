@@ -147,8 +147,8 @@ def switchover_bandwidth(explicit, cap, link, problems):
 DOWNTIME_START_MS = 10
 # The downtime allowed once the engine paused the guest to finish (final_action pause, or auto-converge past its
 # deadline): the guest is stopped already, so QEMU may as well send what is left in its switch-over, which is not
-# held to the bandwidth cap. In the lab a guest paused with about 100 MiB left under a 32 MiB/s cap stayed paused
-# 3.9 s while QEMU sent it pass after pass at the cap.
+# held to the bandwidth cap. In the lab a guest rewriting 128 MiB, paused past its completion deadline under a
+# 32 MiB/s cap, stayed paused 3.9 s while QEMU sent what was left pass after pass at the cap.
 PAUSED_DOWNTIME_MS = 10000
 
 
