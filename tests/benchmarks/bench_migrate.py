@@ -113,17 +113,20 @@ class Bench:
         return r
 
 
+def completed_job(host, name):
+    """`virsh domjobinfo --completed` of NAME on HOST: {field: [value, unit]}."""
+    job = L.virsh(host, "domjobinfo", "--completed", name, check=False).stdout
+    return dict((key.strip(), value.split()) for key, _sep, value in (l.partition(":") for l in job.splitlines())
+                if value.split())
+
+
 def job_downtimes(host, name):
     """libvirt's own figures of the completed job on the destination, the same for every arm: its downtime
     (from the source pausing the guest to the destination running it, by libvirt's clocks) and that
     downtime without the time its messages spent between the hosts."""
-    job = L.virsh(host, "domjobinfo", "--completed", name, check=False).stdout
-    out = {}
-    for line in job.splitlines():
-        key, _sep, value = line.partition(":")
-        if key.strip() in ("Total downtime", "Downtime w/o network") and value.split():
-            out["downtime_ms" if key.strip() == "Total downtime" else "downtime_net_ms"] = int(value.split()[0])
-    return out
+    job = completed_job(host, name)
+    fields = (("Total downtime", "downtime_ms"), ("Downtime w/o network", "downtime_net_ms"))
+    return dict((key, int(job[field][0])) for field, key in fields if field in job)
 
 
 def spread(values, fmt="%.2f"):
@@ -204,11 +207,9 @@ def measure_link():
         rates = []
         for src, dst in (("h1", "h2"), ("h2", "h1"), ("h1", "h2")):
             r = moves.virsh_move("bench_link", src, dst)
-            job = L.virsh(dst, "domjobinfo", "--completed", "bench_link", check=False).stdout
-            for line in job.splitlines():
-                if r["finished"] and line.startswith("Memory bandwidth:"):
-                    value, unit = line.split()[2:4]
-                    rates.append(float(value) * {"KiB/s": 1 / 1024.0, "MiB/s": 1.0, "GiB/s": 1024.0}[unit])
+            value_unit = completed_job(dst, "bench_link").get("Memory bandwidth") if r["finished"] else None
+            if value_unit:
+                rates.append(float(value_unit[0]) * {"KiB/s": 1 / 1024.0, "MiB/s": 1.0, "GiB/s": 1024.0}[value_unit[1]])
         return int(statistics.median(rates)) if rates else None
     finally:
         L.remove_guest("bench_link")

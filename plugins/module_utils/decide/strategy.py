@@ -123,16 +123,18 @@ def auto_converge_throttle(rate, dirty):
     return {'initial': initial, 'increment': step[0] if step else AUTO_CONVERGE_STEP}
 
 
-def switchover_bandwidth(explicit, cap, link, problems):
+def switchover_bandwidth(explicit, cap, link, problems=lambda: []):
     """(MiB/s QEMU may count on for the switch-over, or None; why). QEMU sends the last pass without the
     bandwidth cap, yet decides when to pause the guest from the rate it measured under the cap: with a CAP
     below the link's known speed (LINK) it waits for a remainder that fits the cap's rate, passes longer
-    than needed - so the switch-over counts on the link, unless PROBLEMS say the hosts cannot be told
-    (libvirt 11.1, QEMU 8.2). An EXPLICIT value (switchover_bandwidth_mibps) was checked with the features."""
+    than needed - so the switch-over counts on the link, unless PROBLEMS() (asked only then) say the hosts
+    cannot be told (libvirt 11.1, QEMU 8.2). An EXPLICIT value (switchover_bandwidth_mibps) was checked with
+    the features."""
     if explicit:
         return int(explicit), 'switchover_bandwidth_mibps'
     if not cap or not link or link <= cap:
         return None, 'no bandwidth cap below the link speed: QEMU measures the rate itself'
+    problems = problems()
     if problems:
         return None, 'the link speed is not given to QEMU for the switch-over: %s' % '; '.join(problems)
     return int(link), ('the switch-over is sent uncapped: QEMU counts on the link speed (expected_bandwidth_mibps), '

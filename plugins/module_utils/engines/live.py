@@ -339,10 +339,9 @@ class LiveMigration:
         """(MiB/s QEMU may count on for the switch-over, or None; why): strategy.switchover_bandwidth, the hosts
         asked only when the link speed above a cap would be used by default."""
         o = self.o
-        cap, link = o.get('bandwidth_mibps'), o.get('expected_bandwidth_mibps')
-        derived = not o.get('switchover_bandwidth_mibps') and cap and link and link > cap
-        return S.switchover_bandwidth(o.get('switchover_bandwidth_mibps'), cap, link,
-                                      self.feature_problems(['switchover_bandwidth']) if derived else [])
+        return S.switchover_bandwidth(o.get('switchover_bandwidth_mibps'), o.get('bandwidth_mibps'),
+                                      o.get('expected_bandwidth_mibps'),
+                                      lambda: self.feature_problems(['switchover_bandwidth']))
 
     def require_features(self, names):
         """Refuse, before anything moves, a requested feature either side cannot do (never drop a flag)."""

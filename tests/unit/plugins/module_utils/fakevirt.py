@@ -162,6 +162,8 @@ class World:
         self.jobs = {}            # domain name -> running job
         self.polls_to_finish = 2  # jobStats polls before a migration completes (None: never, until paused)
         self.job_step_s = 1.0     # fake seconds a job runs between two polls
+        self.downtimes = []       # every downtime the engine allowed (migrateSetMaxDowntime), for the tests
+        self.migrate_params = {}  # the typed parameters of the last migrateToURI3, for the tests
         self.stream_step_s = 0.0  # fake seconds a stream takes per chunk
         self.ignore_shutdown = False  # a guest that does not react to ACPI
         self.ignore_shutdown_of = set()  # the names of the guests that do not (one guest, among others that do)
@@ -573,7 +575,7 @@ class FakeDomain(libvirt.virDomain):
 
     def migrateSetMaxDowntime(self, ms, flags=0):  # pylint: disable=invalid-name,unused-argument
         self._d('migrateSetMaxDowntime')
-        self.w.__dict__.setdefault('downtimes', []).append(ms)     # (what the engine allowed, for the tests)
+        self.w.downtimes.append(ms)
         return 0
 
     def migrateStartPostCopy(self, flags=0):  # pylint: disable=invalid-name,unused-argument
@@ -600,7 +602,7 @@ class FakeDomain(libvirt.virDomain):
         return 0
 
     def migrateToURI3(self, duri, params, flags):  # pylint: disable=invalid-name
-        self.w.migrate_params = dict(params)        # (what the engine asked for, for the tests)
+        self.w.migrate_params = dict(params)
         return self._migrate(urlparse(duri).hostname, flags, 'migrateToURI3')
 
     def migrate3(self, dconn, params, flags):

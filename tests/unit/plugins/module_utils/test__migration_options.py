@@ -37,6 +37,12 @@ def test_postcopy_bandwidth_must_be_positive():
     assert "postcopy_bandwidth_mibps must be greater than 0 (got 0)" in migrate.validate(params(postcopy_bandwidth_mibps=0))
 
 
+def test_switchover_bandwidth_must_be_positive():
+    assert migrate.validate(params(switchover_bandwidth_mibps=-1)) == [
+        "switchover_bandwidth_mibps must be greater than 0 (got -1)"]
+    assert migrate.validate(params(switchover_bandwidth_mibps=400)) == []
+
+
 class FakeDom:
     """The source side of a failed post-copy: resume attempts fail until the link is back."""
 
