@@ -16,6 +16,9 @@ description:
     facts (memory, CPU, disks, interfaces, what keeps it from live-migrating), the CPU definition each one would ask a
     destination for (by id, each distinct definition once), and a marker volume of a random size written in each
     directory that holds a disk, for the other hosts to look for.
+  - With O(state_dir), O(phase=read) also returns the host's records of rolling maintenance runs and what its drains
+    measured (as M(vmmigration.libvirt.rolling_record) reads them), so a run is read from each host in one module run.
+    A record that cannot be read fails the read before anything is written.
   - O(phase=answer) - after every host of the group was read - this host's answers to the group's distinct questions
     (the P(vmmigration.libvirt.cluster_plan#filter) input C(questions)) - whether it can run each CPU definition
     (libvirt's hypervisor CPU comparison), which markers it sees in each directory (same path, same storage?), and
@@ -59,6 +62,12 @@ options:
     type: list
     elements: str
     default: []
+  state_dir:
+    description:
+      - With O(phase=read) - the directory on the host that keeps its run records (the
+        M(vmmigration.libvirt.rolling_record) O(vmmigration.libvirt.rolling_record#module:state_dir)); RV(records) and
+        RV(calibration) are read from it. Not given - neither is returned.
+    type: path
   cert_warn_days:
     description:
       - RV(transport_security) warns about a certificate that expires within this many days.
@@ -141,6 +150,17 @@ kept:
   returned: success
   type: list
   elements: str
+records:
+  description: With O(phase=read) and O(state_dir) - this host's records of the runs, oldest first.
+  returned: success and O(state_dir) given
+  type: list
+  elements: dict
+calibration:
+  description:
+    - With O(phase=read) and O(state_dir) - what this host's drains measured (V({}) when nothing yet, or when it does
+      not read - then said as a warning).
+  returned: success and O(state_dir) given
+  type: dict
 elapsed_s:
   description: Seconds the phase took.
   returned: always
@@ -158,6 +178,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connect
     start_event_loop,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration.cluster_read import answer, clean, read
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import run_record as R
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide.transport import (
     connection_transport,
     host_security,
@@ -171,12 +192,23 @@ def main():
         markers=dict(type='dict', default={}),
         peer_addresses=dict(type='list', elements='str', default=[]),
         cert_warn_days=dict(type='int', default=30),
+        state_dir=dict(type='path'),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     require_libvirt(module)
     started = time.monotonic()
+    kept = {}
+    if p['phase'] == 'read' and p['state_dir']:
+        # (first: a record that does not read fails the read before any marker is written)
+        try:
+            kept['records'] = R.load_all(p['state_dir'])
+        except R.RecordError as e:
+            module.fail_json(msg=str(e))
+        kept['calibration'], warning = R.load_calibration(p['state_dir'])
+        if warning:
+            module.warn(warning)
     start_event_loop()   # keepalive: a libvirtd that stops answering ends the call, not the module
     with libvirt_session(module) as cache:
         client = cache.get(p['uri'])
@@ -187,6 +219,7 @@ def main():
                                                       peer_addresses=p['peer_addresses']) if local else None
             for warning in (out['transport_security'] or {}).get('warnings', []):
                 module.warn(warning)
+            out.update(kept)
         elif p['phase'] == 'answer':
             out = answer(client, p['questions'])
         else:
