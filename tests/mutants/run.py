@@ -84,10 +84,29 @@ MUTANTS = {
         ("admit(pending, self.migrating(), limits)", "admit(pending, list(self.running.values()), limits)")],
         'a VM being announced and verified holds its migration slot: the next move waits for a step that uses no '
         'link', 'tests/unit/plugins/module_utils/test__pipeline.py'),
+    # (two guards: the arrival, and the engine's result kept on a later error - each covers the other, so this one
+    # drops both in the drain; engine-result-dropped-after-the-move drops the second alone where it is made)
     'arrived-vm-tried-elsewhere': (MU + 'engines/drain.py', [
-        ("                 and not arrived else None)", "                 else None)")],
+        ("                 and not arrived else None)", "                 else None)"),
+        ("            result = getattr(e, 'result', None)\n",
+         "            result = getattr(e, 'result', None) if isinstance(e, LibvirtClientError) else None\n")],
         'a VM that already runs on its destination is sent to an alternate when a later step fails unexpectedly: '
         'its source is gone, and the report says it failed', 'tests/unit/plugins/module_utils/test__cluster.py'),
+    'engine-result-dropped-after-the-move': (MU + 'engines/pipeline.py', [
+        ("        if getattr(e, 'result', None) is None:\n            e.result = result\n        raise",
+         "        raise")],
+        'a failure after the engine moved the VM, before the drain heard it arrived, loses what the engine did: the '
+        'VM is taken for untouched and sent to an alternate', 'tests/unit/plugins/module_utils/test__cluster.py'),
+    'in-flight-reroute-after-the-switch-over': (MU + 'engines/live_commit.py', [
+        ("not state['paused'] and resumed_after_a_failed_migration(dom) is False:",
+         "not state['paused'] and resumed_after_a_failed_migration(dom) is not None:")],
+        'a move whose destination went at the switch-over (libvirt resumed the source it had stopped) is taken for '
+        'one that sent nothing complete, and the VM is tried elsewhere while the destination may run it',
+        'tests/unit/plugins/module_utils/test__cluster.py'),
+    'in-flight-never-rerouted': (MU + 'engines/live_commit.py', [
+        ("        if (not state['postcopy'] and not state['paused']", "        if (False and not state['postcopy']")],
+        'a VM in flight when its destination\'s link goes before the switch-over stays on its source, the drain '
+        'incomplete, though an alternate could take it', 'tests/unit/plugins/module_utils/test__cluster.py'),
     'status-write-error-escapes': (MU + 'engines/live.py', [
         ("    except OSError as e:\n        return 'cannot write the status file",
          "    except ValueError as e:\n        return 'cannot write the status file")],

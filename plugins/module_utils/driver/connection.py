@@ -165,6 +165,16 @@ def domain_state(dom):
     return driver.state_name(state)
 
 
+def resumed_after_a_failed_migration(dom):
+    """True when DOM runs because its libvirt resumed it after a failed migration that had stopped it for the
+    switch-over, False when it runs (or stands) for any other reason, None when it cannot be asked."""
+    try:
+        state, reason = dom.state()[:2]
+    except LibvirtClientError:
+        return None
+    return driver.resumed_after_failed_migration(state, reason)
+
+
 LIBVIRT_PORTS = {'tcp': 16509, 'tls': 16514, 'ssh': 22, 'libssh': 22, 'libssh2': 22}
 
 

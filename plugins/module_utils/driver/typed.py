@@ -265,6 +265,12 @@ def state_name(code):
     return _STATES.get(code, str(code))
 
 
+def resumed_after_failed_migration(state, reason):
+    """Whether a domain's (state, reason) is a guest libvirt resumed after a migration that had stopped it failed
+    (its running reason 'migration canceled': libvirt gives it only to a guest it had paused for the switch-over)."""
+    return state == 1 and reason == _const('VIR_DOMAIN_RUNNING_MIGRATION_CANCELED', 6)
+
+
 def postcopy_failed(state, reason):
     """Whether a domain's (state, reason) is the source side of a post-copy that failed and waits to resume."""
     return state == 3 and reason == _const('VIR_DOMAIN_PAUSED_POSTCOPY_FAILED', 13)

@@ -127,11 +127,12 @@ class Evacuation:
                              on_moved=lambda: self.moved(name, arrived))
         except Exception as e:  # pylint: disable=broad-except
             # One VM failing never stops the drain by itself. What happened to it is the engine's result
-            # (rolled back, or moved with its source cleanup failed, or a post-copy left to finish); an
-            # error without one (a connection that failed before the engine started) changed nothing.
+            # (rolled back, or moved with its source cleanup failed, or a post-copy left to finish - also when
+            # something failed after the engine: move_vm keeps its result on the error); an error without one (a
+            # connection that failed before the engine started) changed nothing.
             result = getattr(e, 'result', None)
             error = getattr(e, 'msg', None) or '%s: %s' % (type(e).__name__, e)
-            if result is None and not isinstance(e, LibvirtClientError):
+            if not isinstance(e, LibvirtClientError):
                 error = 'unexpected error (a defect of vmmigration.libvirt; please report it): %s' % error
         finally:
             cache.close()

@@ -20,6 +20,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connect
     LibvirtClientError,
     domain_state,
     read_back,
+    resumed_after_a_failed_migration,
 )
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import wait_until
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.live_shared import MigrationError
@@ -185,8 +186,7 @@ class CommitRollback:
             src_state = domain_state(dom)
         cleaned = None
         if dst_state == 'unknown':
-            cleaned = ('could not check the destination for a half-migrated copy (%s): libvirt removes an incoming '
-                       'guest whose migration failed; check with virsh list --all there' % dst_errors[-1])
+            cleaned = self._unchecked_destination(dom, state, dst_errors[-1])
             self.engine.note('cleanup', cleaned)
         if there is not None and src_state == 'running':
             try:
@@ -204,6 +204,25 @@ class CommitRollback:
                  if src_state == 'unknown' else 'the guest is %s on the source' % src_state)
         raise MigrationError('live migration of %s failed: %s; %s%s' % (
             self.engine.name, error, where, '' if not cleaned else '; ' + cleaned), self.engine.result)
+
+    def _unchecked_destination(self, dom, state, why):
+        """What is known of the destination's copy when the destination cannot be read (the source runs the guest).
+        A pre-copy whose source never stopped the guest sent the destination no final state: what is there cannot
+        run, and libvirt removes it once its connection from the source is gone. libvirt marks a guest it resumes
+        after a failed migration that had stopped it (running reason 'migration canceled'), and the mark stays until
+        the guest is paused again: a guest without it now was not stopped by this move (one that carries it from an
+        earlier move is judged as stopped). Anything else may have finished there (its reply lost): said as a copy
+        that could not be checked."""
+        if not state['postcopy'] and not state['paused'] and resumed_after_a_failed_migration(dom) is False:
+            return ('the destination could not be checked (%s), but the source never stopped the guest in this move: '
+                    'a copy there never had its final state and cannot run (libvirt removes an incoming guest once '
+                    'its connection from the source is gone)' % why)
+        if resumed_after_a_failed_migration(dom):
+            return ('could not check the destination for a copy (%s): the source had stopped the guest for the '
+                    'switch-over and libvirt resumed it - if the destination finished and its reply was lost, it runs '
+                    'the guest too: check with virsh list --all there before anything else' % why)
+        return ('could not check the destination for a half-migrated copy (%s): libvirt removes an incoming '
+                'guest whose migration failed; check with virsh list --all there' % why)
 
     def _read_back(self, client, uuid, errors):
         return read_back(client, uuid, errors, self.engine.clock, self.engine.sleep)

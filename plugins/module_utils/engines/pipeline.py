@@ -119,7 +119,14 @@ def move_vm(src, dst, name, method, opts, check_mode=False, clock=time.monotonic
                                hosts_security=hosts_security).run(check_mode=check_mode)
     if check_mode:
         return result
-    if on_moved is not None and result.get('state') in MOVED:
-        on_moved()
-    return finish(dst, name, result, announce_self=announce_self and method != 'cold', addresses=addresses,
-                  verify_timeout_s=verify_timeout_s, probe=probe)
+    try:
+        if on_moved is not None and result.get('state') in MOVED:
+            on_moved()
+        return finish(dst, name, result, announce_self=announce_self and method != 'cold', addresses=addresses,
+                      verify_timeout_s=verify_timeout_s, probe=probe)
+    except Exception as e:
+        # whatever fails after the engine returned, what the engine did stays known: a caller must never take a VM
+        # that moved for one that did not (a drain would try it elsewhere)
+        if getattr(e, 'result', None) is None:
+            e.result = result
+        raise

@@ -41,6 +41,8 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import 
 
 RUNNING, PAUSED, SHUTOFF = libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_SHUTOFF
 POSTCOPY_FAILED = getattr(libvirt, 'VIR_DOMAIN_PAUSED_POSTCOPY_FAILED', 13)
+PAUSED_MIGRATION = getattr(libvirt, 'VIR_DOMAIN_PAUSED_MIGRATION', 2)
+MIGRATION_CANCELED = getattr(libvirt, 'VIR_DOMAIN_RUNNING_MIGRATION_CANCELED', 6)
 CRASHED = getattr(libvirt, 'VIR_DOMAIN_SHUTOFF_CRASHED', 3)
 MIB = 1024 * 1024
 FLAP_S = 20.0
@@ -647,6 +649,10 @@ class FakeDomain(libvirt.virDomain):
             if job.get('aborted'):
                 raise lv_error('operation aborted: migration out job: canceled by client',
                                libvirt.VIR_ERR_OPERATION_ABORTED)
+            if not job.get('postcopy'):
+                # the stream to the destination may break before the switch-over: the source never stopped the
+                # guest, and libvirt there removes the incoming guest once its connection from the source is gone
+                w.hit(dest, 'stream')
             if job.get('postcopy'):
                 # past the switch-over the destination runs the guest: a failure now splits it
                 try:
@@ -658,12 +664,21 @@ class FakeDomain(libvirt.virDomain):
                         w.event('postcopy_failed', dest, self._name)
                     raise
             # the destination's side: the incoming guest exists (paused) before the job finishes there; a
-            # failure of that last step leaves it for the source side to clean up
+            # failure of that last step leaves it for the source side to clean up. The source stopped the guest
+            # for the switch-over: libvirt resumes it there after a failure, saying so in its running reason.
             with w.lock:
                 if not job.get('postcopy'):
                     target.doms[self._name] = Dom(self._name, d.uuid, d.xml, state=PAUSED,
                                                   persistent=bool(flags & libvirt.VIR_MIGRATE_PERSIST_DEST))
-            w.hit(dest, 'incoming')
+                    if d.state == RUNNING:
+                        d.state, d.reason = PAUSED, PAUSED_MIGRATION
+            try:
+                w.hit(dest, 'incoming')
+            except libvirt.libvirtError:
+                with w.lock:
+                    if not job.get('paused') and d.state == PAUSED and d.reason == PAUSED_MIGRATION:
+                        d.state, d.reason = RUNNING, MIGRATION_CANCELED
+                raise
             if w.take('crash', dest):
                 self._arrive(d, target, dest, flags, job)
                 with w.lock:

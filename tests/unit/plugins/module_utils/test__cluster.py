@@ -418,6 +418,21 @@ def test_a_vm_that_reached_its_destination_is_never_tried_elsewhere(monkeypatch)
     assert w.running('web') == [planned['web']] and w.running('db') == [planned['db']]
 
 
+def test_a_vm_the_engine_moved_is_never_tried_elsewhere_whatever_fails_before_the_drain_hears_of_it(monkeypatch):
+    """The drain's second guard: a failure right after the engine moved the VM, before the drain was told it arrived
+    (here: the drain's own arrival bookkeeping breaks). The engine's result (migrated) stays on the error, so the move
+    counts as one that changed something: reported as it is, never sent to an alternate."""
+    def broken(self, name, arrived):  # pylint: disable=unused-argument
+        raise KeyError('bookkeeping broke')
+    monkeypatch.setattr(E.Evacuation, 'moved', broken)
+    out, w, approved = refusing_drain(monkeypatch, refuse=[])
+    planned = dict((m['name'], m['destination']) for m in approved['moves'])
+    assert not out.get('rerouted'), out.get('rerouted')
+    for r in out['results']:
+        assert r['state'] == 'migrated' and 'unexpected error' in r['error'] and r['moved_s'] is None, r
+    assert w.running('web') == [planned['web']] and w.running('db') == [planned['db']]
+
+
 def test_a_destination_that_refuses_a_vm_during_the_drain_sends_it_to_the_next_alternate(monkeypatch):
     """Issue 23: a destination that refuses during the drain (not only one lost before it) - the VM, still running
     on the source alone with nothing left on the refusing host, goes to the next alternate that holds now."""
@@ -435,6 +450,82 @@ def test_a_destination_that_refuses_a_vm_during_the_drain_sends_it_to_the_next_a
     for name in ('web', 'db'):
         assert w.running(name) == ['h2' if name == to_h3[0] else planned[name]]
         assert 'h3' not in w.where(name) or name != to_h3[0]
+
+
+def link_lost_drain(monkeypatch, site, reason_before=None):
+    """h1's drain of web and db over h2 and h3 (refusing_drain's), while h3's link goes for good in the middle of the
+    first move to it, at libvirt's step SITE: 'stream' (before the switch-over: the source never stopped the guest)
+    or 'incoming' (at the switch-over: the source had stopped it, libvirt resumes it); REASON_BEFORE, libvirt's
+    running reason of that VM before the drain. (result, world, approved plan, the VM that was on its way)"""
+    from test_faults import Clock
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import connection as C
+    w = fake_world()
+    w.clock = Clock(1000.0)
+    # (the fake hosts are no TCP peers: a host whose link is gone does not answer in the model itself)
+    monkeypatch.setattr(C, 'reachable', lambda address, timeout=3.0: address[0] not in w.dropped)
+    dests = [{'name': h, 'uri': F.uri(h)} for h in ('h2', 'h3')]
+    p = dict(PLAN_P, uri=F.uri('h1'), domains=None, exclude_domains=[], destinations=dests, non_live_policy='skip')
+    approved = PLAN.plan_evacuation(F.FakeCache(w), p)
+    vm = [m['name'] for m in approved['moves'] if m['destination'] == 'h3'][0]
+    if reason_before is not None:
+        w.hosts['h1'].doms[vm].reason = reason_before
+    hit, cut = w.hit, []
+
+    def losing(obj, method):
+        if obj == 'h3' and method == site and not cut:
+            cut.append(True)
+            w.drop('h3', F.FOREVER)
+            raise F.lv_error('internal error: connection closed due to keepalive timeout',
+                             F.libvirt.VIR_ERR_INTERNAL_ERROR)
+        return hit(obj, method)
+    w.hit = losing
+    run = dict(p, plan=approved, per_vm_timeout_s=600, timeout_s=3600, stop_on_failure=False, announce=False,
+               journal=None, status_file=None, source_name='h1', return_home=False, return_uri=None, cold_options={},
+               migrate_options={'tuning': {'poll_interval_s': 0.001, 'dirty_rate_sample_s': 0}})
+    ev = E.Evacuation(F.FakeCache(w), run, lambda: F.FakeCache(w), clock=w.clock, sleep=w.clock.sleep)
+    ev._source_security = None  # pylint: disable=protected-access
+    out = ev.run()
+    assert cut, 'the link was never cut'
+    return out, w, approved, vm
+
+
+def test_a_vm_in_flight_when_its_destinations_link_goes_before_the_switch_over_goes_to_its_alternate(monkeypatch):
+    """Issue 23: the link to h3 goes while a VM is on its way there, before the switch-over. h3 cannot be read, but
+    the source never stopped the guest (its libvirt's running reason says so, before and after): whatever h3
+    received never had the guest's final state and cannot run. The VM goes to its alternate; the drain ends
+    evacuated, every VM running once."""
+    out, w, approved, vm = link_lost_drain(monkeypatch, 'stream')
+    planned = dict((m['name'], m['destination']) for m in approved['moves'])
+    assert planned[vm] == 'h3'
+    assert out['state'] == 'evacuated' and out['failed_vms'] == [], (out['state'], out['results'])
+    assert [(r['name'], r['from'], r['to']) for r in out['rerouted']] == [(vm, 'h3', 'h2')]
+    by = dict((r['name'], r) for r in out['results'])
+    assert by[vm]['destination'] == 'h2' and by[vm]['instead_of'] == 'h3' and by[vm]['state'] == 'migrated'
+    for name in ('web', 'db'):
+        assert w.running(name) == ['h2' if name == vm else planned[name]], (name, w.where(name))
+    assert vm not in w.hosts['h3'].doms
+
+
+def test_a_vm_whose_link_goes_at_the_switch_over_is_never_sent_elsewhere(monkeypatch):
+    """The same cut at the switch-over: the source had stopped the guest and libvirt resumed it ('migration
+    canceled'), so h3 may have finished and run it, its reply lost. It is never tried elsewhere: the drain ends
+    incomplete with the VM on its source, and says to check h3 before anything else."""
+    out, w, approved, vm = link_lost_drain(monkeypatch, 'incoming')
+    planned = dict((m['name'], m['destination']) for m in approved['moves'])
+    assert planned[vm] == 'h3'
+    assert out['state'] == 'incomplete' and not out.get('rerouted'), (out['state'], out.get('rerouted'))
+    line = [r for r in out['results'] if r['name'] == vm][0]
+    assert line['state'] == 'rolled_back' and 'before anything else' in line['error'], line
+    assert w.running(vm) == ['h1']
+
+
+def test_a_vm_libvirt_had_resumed_after_an_earlier_failed_move_is_not_sent_elsewhere_when_the_link_goes(monkeypatch):
+    """The mark libvirt leaves on a guest resumed after a failed migration stays until it is paused again: a guest
+    that carries it from an earlier move cannot show whether this move stopped it - judged as stopped, not tried
+    elsewhere."""
+    out, w, _approved, vm = link_lost_drain(monkeypatch, 'stream', reason_before=F.MIGRATION_CANCELED)
+    assert out['state'] == 'incomplete' and not out.get('rerouted'), (out['state'], out.get('rerouted'))
+    assert w.running(vm) == ['h1']
 
 
 def test_a_refused_vm_with_no_alternate_that_holds_ends_failed_on_its_source(monkeypatch):
