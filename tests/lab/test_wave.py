@@ -70,6 +70,26 @@ def test_the_wave_moves_each_vm_once(lab, figures):
             assert probes[n].result["max_gap_ms"] < 3000, (n, probes[n].result)
         figures["wave_3_hosts"] = {"run_wall_s": round(wall, 1), "moves": moved,
                                    "client_max_gap_ms": dict((n, probes[n].result["max_gap_ms"]) for n in names)}
+
+        # two hosts out at once with return stay: each drain plans for itself (no approved plan), so each takes its
+        # share of every destination's inbound limit (2): one migration each into the host outside the step
+        t0 = time.monotonic()
+        p = L.playbook(playbook, extra_vars=dict(common, rolling_maintenance_batch=2))
+        wall2 = time.monotonic() - t0
+        assert p.returncode == 0, p.stdout[-8000:]
+        said = " ".join(p.stdout.split())
+        shared = re.findall(r"(h\d) drains beside 1 other drain\(s\) into the same hosts: at most 1 migration\(s\) "
+                            r"into each destination at once \(its share of evacuate_host_max_inbound 2\)", said)
+        assert len(shared) == 2 and len(set(shared)) == 2, (shared, said[-6000:])
+        run2 = re.search(r"rolling maintenance of \S+: a new run: (\S+?)\W*\n", p.stdout).group(1)
+        with open(os.path.join(reports, run2, "report.json")) as f:
+            rep2 = json.load(f)
+        assert rep2["state"] == "done", rep2["table"]
+        for n in names:
+            there = [h for h, st in where(lab, n).items() if st == "running"]
+            assert len(there) == 1 and len(where(lab, n)) == 1, (n, where(lab, n))
+            integrity(before[n], L.wait_guest(ips[n], timeout=30), n)
+        figures["wave_3_hosts"].update(batch2_run_wall_s=round(wall2, 1), batch2_shared_by=sorted(shared))
     finally:
         for n in names:
             L.remove_guest(n)
