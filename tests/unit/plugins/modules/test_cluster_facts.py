@@ -6,11 +6,10 @@ import os
 
 import pytest
 
-from ansible.module_utils import basic
 from ansible_collections.vmmigration.libvirt.plugins.modules import cluster_facts as CF
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import run_record as R
 
-from module_args import patch_module_args  # noqa: E402  pylint: disable=wrong-import-order
+from module_args import run_main  # noqa: E402  pylint: disable=wrong-import-order
 
 
 @pytest.fixture
@@ -36,28 +35,8 @@ def host(monkeypatch):
 
 
 def call(**args):
-    """Run the module; its JSON result (exit or fail)."""
-    out = {}
-
-    def done(self, **kw):  # pylint: disable=unused-argument
-        out.update(kw)
-        raise SystemExit(0)
-
-    def failed(self, msg, **kw):  # pylint: disable=unused-argument
-        out.update(kw, failed=True, msg=msg)
-        raise SystemExit(1)
-
-    def warn(self, msg):  # pylint: disable=unused-argument
-        out.setdefault("warned", []).append(msg)
-    orig = (basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json, basic.AnsibleModule.warn)
-    basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json, basic.AnsibleModule.warn = done, failed, warn
-    try:
-        with patch_module_args(dict(args, uri="qemu:///system")):
-            with pytest.raises(SystemExit):
-                CF.main()
-    finally:
-        basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json, basic.AnsibleModule.warn = orig
-    return out
+    """Run the module; its JSON result (exit or fail), and what it warned."""
+    return run_main(CF.main, dict(args, uri="qemu:///system"))
 
 
 def test_the_read_brings_the_hosts_records_and_calibration(host, tmp_path):

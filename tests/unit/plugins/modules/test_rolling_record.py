@@ -2,34 +2,14 @@
 order and writes the record owner-only, check mode writes nothing, abandon closes a run, bad input fails cleanly."""
 import os
 
-import pytest
-
-from ansible.module_utils import basic
 from ansible_collections.vmmigration.libvirt.plugins.modules import rolling_record as RR
 
-from module_args import patch_module_args  # noqa: E402  pylint: disable=wrong-import-order
+from module_args import run_main  # noqa: E402  pylint: disable=wrong-import-order
 
 
 def call(**args):
     """Run the module; its JSON result (exit or fail)."""
-    out = {}
-
-    def done(self, **kw):  # pylint: disable=unused-argument
-        out.update(kw)
-        raise SystemExit(0)
-
-    def failed(self, msg, **kw):  # pylint: disable=unused-argument
-        out.update(kw, failed=True, msg=msg)
-        raise SystemExit(1)
-    orig = (basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json)
-    basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json = done, failed
-    try:
-        with patch_module_args(args):
-            with pytest.raises(SystemExit):
-                RR.main()
-    finally:
-        basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json = orig
-    return out
+    return run_main(RR.main, args)
 
 
 def test_a_run_recorded_updated_and_read_back(tmp_path):
