@@ -104,7 +104,7 @@ MUTANTS = {
         'one that sent nothing complete, and the VM is tried elsewhere while the destination may run it',
         'tests/unit/plugins/module_utils/test__cluster.py'),
     'in-flight-never-rerouted': (MU + 'engines/live_commit.py', [
-        ("        if (not state['postcopy'] and not state['paused']", "        if (False and not state['postcopy']")],
+        ("        if not state['postcopy'] and not state['paused'] and", "        if False and not state['paused'] and")],
         'a VM in flight when its destination\'s link goes before the switch-over stays on its source, the drain '
         'incomplete, though an alternate could take it', 'tests/unit/plugins/module_utils/test__cluster.py'),
     'status-write-error-escapes': (MU + 'engines/live.py', [
