@@ -199,14 +199,14 @@ def main():
     p = module.params
     require_libvirt(module)
     started = time.monotonic()
-    kept = {}
+    runs = {}
     if p['phase'] == 'read' and p['state_dir']:
         # (first: a record that does not read fails the read before any marker is written)
         try:
-            kept['records'] = R.load_all(p['state_dir'])
+            runs['records'] = R.load_all(p['state_dir'])
         except R.RecordError as e:
             module.fail_json(msg=str(e))
-        kept['calibration'], warning = R.load_calibration(p['state_dir'])
+        runs['calibration'], warning = R.load_calibration(p['state_dir'])
         if warning:
             module.warn(warning)
     start_event_loop()   # keepalive: a libvirtd that stops answering ends the call, not the module
@@ -219,7 +219,7 @@ def main():
                                                       peer_addresses=p['peer_addresses']) if local else None
             for warning in (out['transport_security'] or {}).get('warnings', []):
                 module.warn(warning)
-            out.update(kept)
+            out.update(runs)
         elif p['phase'] == 'answer':
             out = answer(client, p['questions'])
         else:
