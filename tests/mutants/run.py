@@ -98,8 +98,7 @@ MUTANTS = {
         'a failure after the engine moved the VM, before the drain heard it arrived, loses what the engine did: the '
         'VM is taken for untouched and sent to an alternate', 'tests/unit/plugins/module_utils/test__cluster.py'),
     'in-flight-reroute-after-the-switch-over': (MU + 'engines/live_commit.py', [
-        ("not state['paused'] and resumed_after_a_failed_migration(dom) is False:",
-         "not state['paused'] and resumed_after_a_failed_migration(dom) is not None:")],
+        ("not state['paused'] and marked is False:", "not state['paused'] and marked is not None:")],
         'a move whose destination went at the switch-over (libvirt resumed the source it had stopped) is taken for '
         'one that sent nothing complete, and the VM is tried elsewhere while the destination may run it',
         'tests/unit/plugins/module_utils/test__cluster.py'),

@@ -213,11 +213,12 @@ class CommitRollback:
         the guest is paused again: a guest without it now was not stopped by this move (one that carries it from an
         earlier move is judged as stopped). Anything else may have finished there (its reply lost): said as a copy
         that could not be checked."""
-        if not state['postcopy'] and not state['paused'] and resumed_after_a_failed_migration(dom) is False:
+        marked = resumed_after_a_failed_migration(dom)
+        if not state['postcopy'] and not state['paused'] and marked is False:
             return ('the destination could not be checked (%s), but the source never stopped the guest in this move: '
                     'a copy there never had its final state and cannot run (libvirt removes an incoming guest once '
                     'its connection from the source is gone)' % why)
-        if resumed_after_a_failed_migration(dom):
+        if marked:
             return ('could not check the destination for a copy (%s): the source had stopped the guest for the '
                     'switch-over and libvirt resumed it - if the destination finished and its reply was lost, it runs '
                     'the guest too: check with virsh list --all there before anything else' % why)
