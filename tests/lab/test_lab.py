@@ -86,9 +86,11 @@ def test_hosts_are_distinct_hypervisors_reached_over_ssh(lab):
         p = L.run(L.ns_exec("ctl", ["ssh", "-i", L.state_path("ssh", "id_lab"), "-o", "BatchMode=yes",
                                     "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                                     "-o", "LogLevel=ERROR", "root@%s" % L.host_ip(h),
-                                    "hostname; virsh -c qemu:///system capabilities | grep -c '<uuid>%s</uuid>'"
-                                    % L.host_uuid(h)]))
-        assert p.stdout.split() == [h, "1"]
+                                    "hostname; virsh -c qemu:///system capabilities | grep -c '<uuid>%s</uuid>'; "
+                                    "cat ~/.bashrc 2>/dev/null || echo none" % L.host_uuid(h)]))
+        # (root's shell start-up file is the host's own: the lab machine's would run in every Ansible task here)
+        assert p.stdout.split()[:2] == [h, "1"]
+        assert " ".join(p.stdout.split()[2:]) in ("# vmmlab host %s: root's ~/.bashrc (empty)" % h, "none")
     assert len(uuids) == len(lab["hosts"])
 
 
