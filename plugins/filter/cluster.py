@@ -53,6 +53,7 @@ def cluster_plan(reads, answers, steps, options=None, destinations=None, exclude
                  wave=False):
     """Every drain of a run, planned on the controller in the run's order (see CLUSTER.plan_run)."""
     reads, answers = _reads(reads, 'cluster_plan'), _reads(answers or {}, 'cluster_plan (answers)')
+    answers = CLUSTER.answers_of(reads, answers)
     steps = [[s] if isinstance(s, str) else s for s in ROLLING.plain(steps) or []]
     if not all(isinstance(s, list) for s in steps):
         raise AnsibleFilterError('cluster_plan: steps is a list of lists of host names (got %r)' % (steps,))
@@ -88,6 +89,7 @@ def cluster_batch(reads, answers, hosts, options=None, records=None, destination
     """rolling_maintenance_batch auto: the most hosts out at once whose every step the cluster absorbs (see
     BATCH.auto_batch); a read or answer the plan cannot use is refused as cluster_plan refuses it."""
     reads, answers = _reads(reads, 'cluster_batch'), _reads(answers or {}, 'cluster_batch (answers)')
+    answers = CLUSTER.answers_of(reads, answers)
     hosts = list(ROLLING.plain(hosts) or [])
     dests = list(destinations) if destinations else sorted(reads)
     drained = hosts if drained is None else list(ROLLING.plain(drained) or [])

@@ -115,6 +115,12 @@ cpu_questions:
   description: With O(phase=read) - id to the CPU definition (C(arch), C(machine), C(domain_type), C(xml)).
   returned: success
   type: dict
+cpu_answers:
+  description:
+    - With O(phase=read) - id of each CPU definition in RV(cpu_questions) to this host's answer, C(null) when it runs
+      it, else libvirt's reason; those are not asked of this host again in O(phase=answer).
+  returned: success
+  type: dict
 markers:
   description:
     - With O(phase=read) - directory to the marker written there (C(name), C(size) in bytes), or C(error) when none

@@ -106,6 +106,16 @@ MUTANTS = {
         ("        if not state['postcopy'] and not state['paused'] and", "        if False and not state['paused'] and")],
         'a VM in flight when its destination\'s link goes before the switch-over stays on its source, the drain '
         'incomplete, though an alternate could take it', 'tests/unit/plugins/module_utils/test__cluster.py'),
+    'missing-answer-taken-as-nothing': (MU + 'decide/cluster.py', [
+        ("            if any(left_for(asked, r).values()):\n                continue\n",
+         "            if False:\n                continue\n")],
+        'a host that was left a question (a CPU definition, a disk directory, a storage server) and did not answer is '
+        'planned as if it had answered nothing, instead of refused', 'tests/unit/plugins/module_utils/test__cluster.py'),
+    'cpu-answered-in-the-read-dropped': (MU + 'decide/cluster.py', [
+        ("        out[h] = dict(a, cpus=dict(r.get('cpu_answers') or {}, **(a.get('cpus') or {})))",
+         "        out[h] = a")],
+        'the CPU definitions a host answered in its read (and was not asked again) are lost: its "no" is not '
+        'heard, or every destination looks unasked', 'tests/unit/plugins/module_utils/test__cluster.py'),
     'status-write-error-escapes': (MU + 'engines/live.py', [
         ("    except OSError as e:\n        return 'cannot write the status file",
          "    except ValueError as e:\n        return 'cannot write the status file")],

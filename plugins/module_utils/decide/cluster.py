@@ -75,6 +75,36 @@ def read_problems(reads, names):
     return out
 
 
+def unasked():
+    """What a host answers when asked nothing (cluster_read.answer with no question)."""
+    return {'version': READ_VERSION, 'cpus': {}, 'dirs': {}, 'servers': {}}
+
+
+def left_for(asked, read):
+    """Of the group's questions ASKED (questions()), those left for the host of READ after its fact read: the CPU
+    definitions of its own VMs it answered there (cpu_answers) are not asked again."""
+    answered = (read or {}).get('cpu_answers') or {}
+    return {'cpus': dict((q, c) for q, c in ((asked or {}).get('cpus') or {}).items() if q not in answered),
+            'dirs': list((asked or {}).get('dirs') or []), 'servers': dict((asked or {}).get('servers') or {})}
+
+
+def answers_of(reads, answers):
+    """Each host's answers to plan from: what it answered when asked (ANSWERS), or - when it was left no question
+    (left_for), so not asked - nothing; with the CPU definitions it answered in its fact read. A host that was left
+    a question and has no answer keeps what it has, which the plan refuses."""
+    usable = dict((h, r) for h, r in reads.items() if isinstance(r, dict))
+    asked = questions(usable)
+    out = dict(answers)
+    for h, r in usable.items():
+        a = answers.get(h)
+        if not (isinstance(a, dict) and a.get('version') == READ_VERSION):
+            if any(left_for(asked, r).values()):
+                continue
+            a = unasked()
+        out[h] = dict(a, cpus=dict(r.get('cpu_answers') or {}, **(a.get('cpus') or {})))
+    return out
+
+
 def questions(reads):
     """What every host is asked after the reads: {'cpus': {id: {arch, machine, domain_type, xml}}, 'dirs':
     [directory], 'servers': {key: {protocol, hosts}}} - each distinct once."""

@@ -16,7 +16,7 @@ import uuid
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import typed as driver
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import transport as SEC
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClientError
-from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide.cluster import READ_VERSION, cpu_question
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide.cluster import READ_VERSION, cpu_question, unasked
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.facts import domain_facts, gather
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.check_run import migratable_cpu_xml
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.storage_proof import (
@@ -40,7 +40,9 @@ def server_key(disk):
 
 
 def read(client, rand=random.randint):
-    """The host's facts, every domain's, the distinct CPU questions, and a marker in each disk directory."""
+    """The host's facts, every domain's, the distinct CPU questions - each answered here too, for this host (so a
+    group whose hosts run VMs of the same CPU definitions asks them nothing more) -, and a marker in each disk
+    directory."""
     facts = gather(client, include_domains=False)
     host = facts['host']
     host['uri'] = SEC.redact_uri(host.get('uri'))
@@ -72,7 +74,8 @@ def read(client, rand=random.randint):
     markers = {}
     for path in sorted(dirs):
         markers[path] = write_marker(client, path, rand)
-    return {'version': READ_VERSION, 'host': host, 'domains': domains, 'cpu_questions': cpus, 'markers': markers}
+    return {'version': READ_VERSION, 'host': host, 'domains': domains, 'cpu_questions': cpus,
+            'cpu_answers': dict((q, cpu_answer(client, cpu)) for q, cpu in sorted(cpus.items())), 'markers': markers}
 
 
 def write_marker(client, path, rand=random.randint):
@@ -95,16 +98,21 @@ def write_marker(client, path, rand=random.randint):
         where.close()
 
 
+def cpu_answer(client, cpu):
+    """None when this host runs the CPU definition CPU ({arch, machine, domain_type, xml}), else libvirt's reason."""
+    try:
+        driver.compare_cpu(client.conn, cpu.get('arch'), cpu.get('machine'), cpu.get('domain_type'), cpu['xml'])
+        return None
+    except LibvirtClientError as e:
+        return e.detail or e.msg
+
+
 def answer(client, questions):
     """This host's answers: per CPU id None (it runs it) or libvirt's reason; per directory the markers seen there
     ({'seen': {name: size}}) or {'error'}; per storage server {} or {'error'}."""
-    out = {'version': READ_VERSION, 'cpus': {}, 'dirs': {}, 'servers': {}}
+    out = unasked()
     for q, cpu in sorted((questions.get('cpus') or {}).items()):
-        try:
-            driver.compare_cpu(client.conn, cpu.get('arch'), cpu.get('machine'), cpu.get('domain_type'), cpu['xml'])
-            out['cpus'][q] = None
-        except LibvirtClientError as e:
-            out['cpus'][q] = e.detail or e.msg
+        out['cpus'][q] = cpu_answer(client, cpu)
     for path in sorted(questions.get('dirs') or []):
         where = _Dir(client, path)
         try:

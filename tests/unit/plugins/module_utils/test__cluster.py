@@ -613,6 +613,55 @@ def test_one_spare_destination_is_enough_but_a_step_with_none_outside_it_is_refu
     assert 'h2: its answers are missing' in ' '.join(FILTER.cluster_plan(reads, answers, [['h1']])['problems'])
 
 
+SKIPPED = {'changed': False, 'skipped': True, 'skip_reason': 'Conditional result was False'}
+
+
+def test_a_group_that_raises_no_question_is_planned_without_the_answer_round_and_one_question_needs_every_answer():
+    """No custom CPU, no disk directory, no storage server: the role asks nothing (no second module run per host)
+    and the plan takes each host to answer nothing; one question and a host that did not answer is refused."""
+    reads, answers = four_hosts()
+    for r in reads.values():
+        r['cpu_questions'], r['markers'] = {}, {}
+        for v in r['domains']:
+            v['disks'], v['cpu_question'] = [], None
+    assert CL.questions(reads) == {'cpus': {}, 'dirs': [], 'servers': {}}
+    skipped = dict((h, SKIPPED) for h in reads)
+    unasked = dict((h, CR.answer(None, CL.questions(reads))) for h in reads)
+    out = FILTER.cluster_plan(reads, skipped, [['h1'], ['h2']])
+    assert out['problems'] == [] and out == FILTER.cluster_plan(reads, unasked, [['h1'], ['h2']])
+    assert len(out['plans']['h1']['moves']) == 2
+    assert FILTER.cluster_batch(reads, skipped, ['h1', 'h2'], PLAN_P)['problems'] == []
+    # one VM with a disk in a directory: the directory is asked of every host, which must all answer
+    reads['h3']['markers'] = {SHARED: {'name': 'vmm-probe-h3.marker', 'size': 512}}
+    for f in (lambda a: FILTER.cluster_plan(reads, a, [['h1']])['problems'],
+              lambda a: FILTER.cluster_batch(reads, a, ['h1'], PLAN_P)['problems']):
+        problems = ' '.join(f(skipped))
+        assert all('h%d: its answers are of format None' % i in problems for i in (1, 2, 3, 4)), problems
+
+
+def test_the_cpu_definitions_a_hosts_own_vms_run_are_answered_in_its_read_and_only_the_rest_asked():
+    """Every host runs VMs of q1 and answered it in its read: nobody is asked q1 again, and a host's 'no' there
+    keeps VMs off it; the host that runs none (h3) is left q1, and is refused when it did not answer."""
+    reads, _answers = cluster({'h1': [vm('a', 1024, cpu='q1', dirs=())], 'h2': [vm('b', 512, cpu='q1', dirs=())],
+                               'h3': [], 'h4': [vm('d', 512, cpu='q1', dirs=())]})
+    for h, r in reads.items():
+        r['markers'] = {}
+        r['cpu_questions'] = {'q1': {'xml': '<cpu/>'}} if r['domains'] else {}
+        r['cpu_answers'] = dict((q, None) for q in r['cpu_questions'])
+    reads['h2']['cpu_answers']['q1'] = 'the host CPU does not provide: avx512'
+    asked = CL.questions(reads)
+    assert [sorted(CL.left_for(asked, reads[h])['cpus']) for h in ('h1', 'h2', 'h3', 'h4')] == [[], [], ['q1'], []]
+    answers = dict((h, SKIPPED) for h in reads)
+    assert FILTER.cluster_plan(reads, answers, [['h1']])['problems'] == [
+        'h3: its answers are of format None; this controller reads format %d' % CL.READ_VERSION]
+    answers['h3'] = {'version': CL.READ_VERSION, 'cpus': {'q1': 'the host CPU does not provide: sha-ni'},
+                     'dirs': {}, 'servers': {}}
+    plan = FILTER.cluster_plan(reads, answers, [['h1']])['plans']['h1']
+    # (h2 said no in its read, h3 when asked: only h4 runs q1)
+    assert [m['destination'] for m in plan['moves']] == ['h4']
+    assert 'avx512' in ' '.join(plan['refused']['a']['h2']) and 'sha-ni' in ' '.join(plan['refused']['a']['h3'])
+
+
 def test_a_vm_that_cannot_move_keeps_its_own_reason_in_the_waves_first_step():
     reads, answers = cluster({'h1': [vm('pin', 512, cpu='q2')], 'h2': [], 'h3': []},
                              cpu_no={'h2': ['q2'], 'h3': ['q2']})
