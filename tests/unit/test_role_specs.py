@@ -73,4 +73,4 @@ def test_roles_refuse_invalid_input_before_they_start(tmp_path):
     assert recap and recap.group(1) == "0", done.stdout[-4000:]
     cases = len(re.findall(r"^    - name: Case - ", open(os.path.join(TOP, "tests", "unit", "roles",
                                                                       "tests_invalid_inputs.yml")).read(), re.M))
-    assert cases == 7 and int(recap.group(2)) == cases, done.stdout[-4000:]
+    assert cases == 8 and int(recap.group(2)) == cases, done.stdout[-4000:]
