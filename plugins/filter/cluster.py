@@ -28,9 +28,12 @@ def _unusable(reads, answers, hosts):
     problems += CLUSTER.read_problems(reads, sorted(set(hosts) & set(reads)))
     for h in sorted(hosts):
         a = answers.get(h)
-        if not isinstance(a, dict) or a.get('version') != CLUSTER.READ_VERSION:
-            problems.append('%s: its answers are %s; this controller reads format %d' % (
-                h, 'of format %s' % a.get('version') if isinstance(a, dict) else 'missing', CLUSTER.READ_VERSION))
+        if not isinstance(a, dict) or a.get('version') is None:
+            problems.append('%s: its answers are missing (it was left a question: a CPU definition its own VMs do not '
+                            'run, a disk directory or a storage server)' % h)
+        elif a.get('version') != CLUSTER.READ_VERSION:
+            problems.append('%s: its answers are of format %s; this controller reads format %d' % (
+                h, a.get('version'), CLUSTER.READ_VERSION))
     return problems
 
 

@@ -71,11 +71,13 @@ def read(client, rand=random.randint):
             elif d.get('type') == 'network':
                 d['server'] = server_key(d)
         domains.append(vm)
+    # (answered before any marker is written: a read that fails leaves none behind)
+    cpu_answers = dict((q, cpu_answer(client, cpu)) for q, cpu in sorted(cpus.items()))
     markers = {}
     for path in sorted(dirs):
         markers[path] = write_marker(client, path, rand)
     return {'version': READ_VERSION, 'host': host, 'domains': domains, 'cpu_questions': cpus,
-            'cpu_answers': dict((q, cpu_answer(client, cpu)) for q, cpu in sorted(cpus.items())), 'markers': markers}
+            'cpu_answers': cpu_answers, 'markers': markers}
 
 
 def write_marker(client, path, rand=random.randint):

@@ -636,7 +636,7 @@ def test_a_group_that_raises_no_question_is_planned_without_the_answer_round_and
     for f in (lambda a: FILTER.cluster_plan(reads, a, [['h1']])['problems'],
               lambda a: FILTER.cluster_batch(reads, a, ['h1'], PLAN_P)['problems']):
         problems = ' '.join(f(skipped))
-        assert all('h%d: its answers are of format None' % i in problems for i in (1, 2, 3, 4)), problems
+        assert all('h%d: its answers are missing' % i in problems for i in (1, 2, 3, 4)), problems
 
 
 def test_the_cpu_definitions_a_hosts_own_vms_run_are_answered_in_its_read_and_only_the_rest_asked():
@@ -653,7 +653,11 @@ def test_the_cpu_definitions_a_hosts_own_vms_run_are_answered_in_its_read_and_on
     assert [sorted(CL.left_for(asked, reads[h])['cpus']) for h in ('h1', 'h2', 'h3', 'h4')] == [[], [], ['q1'], []]
     answers = dict((h, SKIPPED) for h in reads)
     assert FILTER.cluster_plan(reads, answers, [['h1']])['problems'] == [
-        'h3: its answers are of format None; this controller reads format %d' % CL.READ_VERSION]
+        'h3: its answers are missing (it was left a question: a CPU definition its own VMs do not run, a disk '
+        'directory or a storage server)']
+    answers['h3'] = dict(CL.unasked(), version=2)
+    assert FILTER.cluster_plan(reads, answers, [['h1']])['problems'] == [
+        'h3: its answers are of format 2; this controller reads format %d' % CL.READ_VERSION]
     answers['h3'] = {'version': CL.READ_VERSION, 'cpus': {'q1': 'the host CPU does not provide: sha-ni'},
                      'dirs': {}, 'servers': {}}
     plan = FILTER.cluster_plan(reads, answers, [['h1']])['plans']['h1']
