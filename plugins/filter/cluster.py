@@ -43,6 +43,16 @@ def cluster_questions(reads):
     return CLUSTER.questions(dict((h, r) for h, r in reads.items() if isinstance(r, dict)))
 
 
+def cluster_questions_left(asked, read):
+    """Of the group's questions ASKED (cluster_questions), those left for the host whose fact read is READ: the CPU
+    definitions its own VMs run were answered there. Nothing left: the host need not be asked."""
+    asked, read = ROLLING.plain(asked), ROLLING.plain(read)
+    if not isinstance(asked, dict):
+        raise AnsibleFilterError('cluster_questions_left expects the cluster_questions result (got %s)'
+                                 % type(asked).__name__)
+    return CLUSTER.left_for(asked, read if isinstance(read, dict) else {})
+
+
 def cluster_wave_order(reads, names):
     """NAMES in the wave's order: the host with the least memory of running VMs first, the order given among equals;
     a host without a usable read keeps its place after them."""
@@ -117,5 +127,6 @@ class FilterModule:  # pylint: disable=too-few-public-methods
     """The cluster plan's filters."""
 
     def filters(self):
-        return {'cluster_questions': cluster_questions, 'cluster_plan': cluster_plan,
+        return {'cluster_questions': cluster_questions, 'cluster_questions_left': cluster_questions_left,
+                'cluster_plan': cluster_plan,
                 'cluster_wave_order': cluster_wave_order, 'cluster_batch': cluster_batch}

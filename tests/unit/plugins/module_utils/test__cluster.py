@@ -5,6 +5,7 @@ share the destinations' memory, the wave moves each VM once, and bad reads are r
 import os
 
 import pytest
+from ansible.errors import AnsibleFilterError
 
 import fakevirt as F
 from ansible_collections.vmmigration.libvirt.plugins.filter import cluster as FILTER
@@ -650,7 +651,12 @@ def test_the_cpu_definitions_a_hosts_own_vms_run_are_answered_in_its_read_and_on
         r['cpu_answers'] = dict((q, None) for q in r['cpu_questions'])
     reads['h2']['cpu_answers']['q1'] = 'the host CPU does not provide: avx512'
     asked = CL.questions(reads)
-    assert [sorted(CL.left_for(asked, reads[h])['cpus']) for h in ('h1', 'h2', 'h3', 'h4')] == [[], [], ['q1'], []]
+    left = dict((h, FILTER.cluster_questions_left(asked, reads[h])) for h in reads)
+    assert [sorted(left[h]['cpus']) for h in ('h1', 'h2', 'h3', 'h4')] == [[], [], ['q1'], []]
+    # (what the role asks of each host - h3 alone - and whether it asks at all)
+    assert [h for h in sorted(left) if any(left[h].values())] == ['h3']
+    with pytest.raises(AnsibleFilterError, match='expects the cluster_questions result'):
+        FILTER.cluster_questions_left('q1', reads['h1'])
     answers = dict((h, SKIPPED) for h in reads)
     assert FILTER.cluster_plan(reads, answers, [['h1']])['problems'] == [
         'h3: its answers are missing (it was left a question: a CPU definition its own VMs do not run, a disk '
