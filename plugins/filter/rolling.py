@@ -14,7 +14,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration 
 
 def rolling_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original', role_overhead_s=0.0,
                  cpu=None, batch=1, anti_affinity=None, unplaceable='refuse', stop_vms=None, not_needed='skip',
-                 stop_start_s=60.0):
+                 stop_start_s=60.0, role_overheads=None):
     """The cluster plan from each host's drain plan."""
     if unplaceable not in ('refuse', 'skip', 'stop_in_place'):
         raise AnsibleFilterError('rolling_plan: unplaceable is refuse, skip or stop_in_place (got %r)' % (unplaceable,))
@@ -27,7 +27,22 @@ def rolling_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
                                 role_overhead_s=float(role_overhead_s or 0.0), cpu=ROLLING.plain(cpu) or None,
                                 batch=_int(batch, 'batch'), anti_affinity=ROLLING.plain(anti_affinity) or None,
                                 unplaceable=unplaceable, stop_vms=list(stop_vms or []), not_needed=not_needed,
-                                stop_start_s=float(stop_start_s))
+                                stop_start_s=float(stop_start_s), role_overheads=_overheads(role_overheads))
+
+
+def _overheads(value):
+    """ROLE_OVERHEADS checked: {drain, return: {alone, alongside: seconds (0 or more) or None}}, or nothing."""
+    value = ROLLING.plain(value) or {}
+    ok = isinstance(value, dict) and all(
+        ph in ('drain', 'return') and isinstance(kinds, dict) and all(
+            kd in ('alone', 'alongside') and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                            and v >= 0))
+            for kd, v in kinds.items())
+        for ph, kinds in value.items())
+    if not ok:
+        raise AnsibleFilterError('rolling_plan: role_overheads is {drain, return: {alone, alongside: seconds or null}} '
+                                 '(calibrated_plan returns it; got %r)' % (value,))
+    return value or None
 
 
 def rolling_batches(records, names, batch=1):

@@ -124,8 +124,9 @@ options:
       - Add what a drain measured to this host's calibration (O(state_dir)/calibration.json) - C(report) (the
         evacuate module's result), C(role_wall_s) (the wall of the role that ran it), C(default_rate),
         C(drains_alongside) (the other drains that ran at the same time - each sample keeps it, and the moves of its
-        drain that ran alongside it). The next plan, from any controller, reads it back (O(op=read)) and predicts from
-        the samples of the concurrency it will run at.
+        drain that ran alongside it), C(phase) (the rolling phase it was - V(drain) or V(return)). The next plan, from
+        any controller, reads it back (O(op=read)) and predicts from the samples of the concurrency it will run at,
+        each phase from its own.
     type: dict
 '''
 
@@ -260,7 +261,8 @@ def main():
             c = p['calibrate']
             cal = CAL.update(R.load_calibration(p['state_dir'])[0], c.get('report') or {},
                              role_wall_s=c.get('role_wall_s'), default_rate=int(c.get('default_rate') or 1000),
-                             now=p['at'] or time.time(), drains_alongside=c.get('drains_alongside'))
+                             now=p['at'] or time.time(), drains_alongside=c.get('drains_alongside'),
+                             phase=c.get('phase') if c.get('phase') in CAL.PHASES else None)
             changed = True
             if not module.check_mode:
                 R.save_json(R.calibration_path(p['state_dir']), cal)

@@ -116,6 +116,16 @@ MUTANTS = {
          "        out[h] = a")],
         'the CPU definitions a host answered in its read (and was not asked again) are lost: its "no" is not '
         'heard, or every destination looks unasked', 'tests/unit/plugins/module_utils/test__cluster.py'),
+    'step-drains-predicted-as-alone': (MU + 'orchestration/rolling.py', [
+        ("unplaceable, stop_start_s, learned_by[n], role_overheads, alongside=True)",
+         "unplaceable, stop_start_s, learned_by[n], role_overheads, alongside=False)")],
+        'the drains of a step of several hosts are predicted with the role cost measured alone (the lab measured '
+        '5 s beside another drain, 3 s alone)', 'tests/unit/plugins/module_utils/test__rolling.py'),
+    'one-role-overhead-for-every-phase': (MU + 'decide/calibration.py', [
+        ("        return (ph is None or x.get('phase') in (None, ph)) and",
+         "        return (ph is None or True) and")],
+        'a return is predicted with the role cost of the drains (and a drain with the returns\')',
+        'tests/unit/plugins/module_utils/test__calibration.py'),
     'status-write-error-escapes': (MU + 'engines/live.py', [
         ("    except OSError as e:\n        return 'cannot write the status file",
          "    except ValueError as e:\n        return 'cannot write the status file")],

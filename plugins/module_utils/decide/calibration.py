@@ -7,10 +7,10 @@
 
 A plan predicts a move of M MiB to take overhead_s + M / rate_mibps seconds (a VM measured before: the median of
 its own last moves), a drain its moves' schedule plus fixed_s, and a role's drain that plus role_overhead_s
-(planning, reports). Out of the box those are guesses (the
-configured link rate, 2 s a move, nothing else). After each drain the roles keep its per-move facts (memory,
-time, bytes) and its own times in a small calibration file on the controller; the next plan for those hosts uses
-what was measured.
+(planning, reports; a rolling run's drain or return, alone or beside other drains: role_overheads). Out of the box
+those are guesses (the configured link rate, 2 s a move, nothing else). After each drain the roles keep its
+per-move facts (memory, time, bytes) and its own times in a small calibration file (evacuate_host: on the
+controller; rolling_maintenance: on each hypervisor); the next plan for those hosts uses what was measured.
 """
 
 VERSION = 1
@@ -52,10 +52,10 @@ def move_samples(report, drains_alongside=None):
     return out
 
 
-def drain_sample(report, role_wall_s=None, drains_alongside=None):
+def drain_sample(report, role_wall_s=None, drains_alongside=None, phase=None):
     """A drain's own times: its wall, the span of its moves, what it cost beyond them (fixed_s), and the wall of
-    the role that ran it (role_wall_s, when given), with the drains that ran alongside. None for a drain that moved
-    nothing."""
+    the role that ran it (role_wall_s, when given), with the drains that ran alongside and the rolling phase it was
+    (PHASE: drain, or return - the VMs coming home; None when not known). None for a drain that moved nothing."""
     res = [r for r in report.get('results') or [] if r.get('start_s') is not None and r.get('end_s') is not None]
     if not res or report.get('wall_s') is None:
         return None
@@ -63,7 +63,7 @@ def drain_sample(report, role_wall_s=None, drains_alongside=None):
     wall = float(report['wall_s'])
     return {'wall_s': wall, 'moves_span_s': round(span, 3), 'fixed_s': round(max(0.0, wall - span), 3),
             'role_wall_s': None if role_wall_s is None else round(float(role_wall_s), 3), 'moves': len(res),
-            'drains_alongside': drains_alongside}
+            'drains_alongside': drains_alongside, 'phase': phase}
 
 
 def fit(moves, default_rate=1000):
@@ -85,14 +85,15 @@ def fit(moves, default_rate=1000):
     return round(max(0.0, median([y - x / rate for x, y in zip(xs, ys)])), 3), int(rate)
 
 
-def update(calibration, report, role_wall_s=None, default_rate=1000, now=None, drains_alongside=None):
+def update(calibration, report, role_wall_s=None, default_rate=1000, now=None, drains_alongside=None, phase=None):
     """The calibration after one more drain (REPORT: the evacuate module's result; ROLE_WALL_S: the wall of the
-    role that ran it; DRAINS_ALONGSIDE: the other drains running at the same time, when known). Keeps the last
-    KEEP_MOVES moves and KEEP drains; returns a new dict."""
+    role that ran it; DRAINS_ALONGSIDE: the other drains running at the same time, when known; PHASE: the rolling
+    phase it was, drain or return, when known). Keeps the last KEEP_MOVES moves and KEEP drains; returns a new
+    dict."""
     cal = dict(calibration or {})
     moves = list(cal.get('moves') or []) + move_samples(report, drains_alongside)
     drains = list(cal.get('drains') or [])
-    d = drain_sample(report, role_wall_s, drains_alongside)
+    d = drain_sample(report, role_wall_s, drains_alongside, phase)
     if d:
         drains.append(d)
     moves, drains = moves[-KEEP_MOVES:], drains[-KEEP:]
@@ -131,13 +132,43 @@ def of_kind(samples, drains_alongside):
     return same or list(samples or [])
 
 
+PHASES = ('drain', 'return')
+KINDS = ('alone', 'alongside')
+
+
+def role_overhead(drains, phase=None, kind=None):
+    """The median of what the role cost beyond its drain (role_wall_s - wall_s) over the DRAINS of PHASE (drain or
+    return) run KIND (alone, or alongside other drains); when none was measured so, those of the phase of any
+    kind, then those of the kind of any phase, then all (a sample whose phase or concurrency is not known counts
+    as any). None when no drain kept its role's wall."""
+    def fits(x, ph, kd):
+        n = x.get('drains_alongside')
+        return (ph is None or x.get('phase') in (None, ph)) and \
+            (kd is None or n is None or (int(n) > 0) == (kd == 'alongside'))
+    measured = [x for x in drains or [] if x.get('role_wall_s') is not None and x.get('wall_s') is not None]
+    for ph, kd in ((phase, kind), (phase, None), (None, kind), (None, None)):
+        got = [float(x['role_wall_s']) - float(x['wall_s']) for x in measured if fits(x, ph, kd)]
+        if got:
+            return round(max(0.0, median(got)), 3)
+    return None
+
+
+def role_overheads(drains):
+    """{phase: {kind: seconds or None}} for each rolling phase that moves VMs (drain, return) and each concurrency
+    (alone, alongside): role_overhead of each. The role's own cost differs by both: a step's drains run their
+    tasks in lockstep on the controller, and a return plans its moves where a drain follows an approved plan."""
+    return dict((ph, dict((kd, role_overhead(drains, ph, kd)) for kd in KINDS)) for ph in PHASES)
+
+
 def plan_options(calibration, rate_mibps=1000, overhead_s=2.0, fixed_s=0.0, drains_alongside=None):
     """What a plan uses: the calibrated rate, overhead and fixed cost where measured, else the values given, and
     each measured VM's own move time - from the samples of the kind of the drain to predict (DRAINS_ALONGSIDE: 0, a
     drain alone; more, a drain beside others; None: every sample) when there are any. Returns {'rate_mibps',
-    'overhead_s', 'fixed_s', 'role_overhead_s', 'move_times' {vm: s}, 'calibrated' (bool), 'kind' (alone, alongside
-    or any: the samples used)}."""
+    'overhead_s', 'fixed_s', 'role_overhead_s', 'role_overheads' (role_overheads over every drain: each phase's and
+    concurrency's own), 'move_times' {vm: s}, 'calibrated' (bool), 'kind' (alone, alongside or any: the samples
+    used)}."""
     cal = calibration or {}
+    overheads = role_overheads(cal.get('drains'))
     if drains_alongside is not None and (cal.get('moves') or cal.get('drains')):
         moves, drains = of_kind(cal.get('moves'), drains_alongside), of_kind(cal.get('drains'), drains_alongside)
         cal = dict(update({'moves': moves, 'drains': drains}, {}, default_rate=rate_mibps), updated_at=cal.get('updated_at'))
@@ -145,7 +176,7 @@ def plan_options(calibration, rate_mibps=1000, overhead_s=2.0, fixed_s=0.0, drai
     return {'rate_mibps': int(cal['rate_mibps']) if ok and cal.get('rate_mibps') else int(rate_mibps),
             'overhead_s': float(cal['overhead_s']) if ok and cal.get('overhead_s') is not None else float(overhead_s),
             'fixed_s': float(cal['fixed_s']) if cal.get('fixed_s') is not None else float(fixed_s),
-            'role_overhead_s': float(cal.get('role_overhead_s') or 0.0),
+            'role_overhead_s': float(cal.get('role_overhead_s') or 0.0), 'role_overheads': overheads,
             'move_times': move_times(cal.get('moves')) if ok else {}, 'calibrated': ok,
             'kind': 'any' if drains_alongside is None else ('alongside' if int(drains_alongside) > 0 else 'alone')}
 

@@ -174,8 +174,16 @@ def learned_phases(records, last=LEARN_LAST):
     return out
 
 
+def _overhead(role_overhead_s, role_overheads, phase, alongside):
+    """What the role costs beyond a PHASE's (drain, return) moves: its own measure at this concurrency (ALONGSIDE:
+    the host is out with others) when there is one, else ROLE_OVERHEAD_S."""
+    got = ((role_overheads or {}).get(phase) or {}).get('alongside' if alongside else 'alone')
+    return float(role_overhead_s or 0.0) if got is None else float(got)
+
+
 def _host_entry(name, state, plan, non_live_policy, expected_s, return_vms, role_overhead_s, cpu, calibrated=False,
-                stop_vms=(), unplaceable='refuse', stop_start_s=60.0, learned=None):
+                stop_vms=(), unplaceable='refuse', stop_start_s=60.0, learned=None, role_overheads=None,
+                alongside=False):
     entry = {'name': name, 'moves': [dict((k, m.get(k)) for k in ('name', 'destination', 'method', 'memory_mib'))
                                      for m in (plan or {}).get('moves') or []],
              'unplaceable': {}, 'stop': {}, 'record_state': state, 'batch': [name], 'plan_kind': 'single',
@@ -190,9 +198,13 @@ def _host_entry(name, state, plan, non_live_policy, expected_s, return_vms, role
             entry['stop'][vm] = 'cannot move: %s' % why
         else:
             entry['unplaceable'][vm] = why
-    # the drain role's own cost (planning, reports) beyond the drain, as measured: the calibration
-    drain = _num((plan or {}).get('predicted_total_s')) + float(role_overhead_s or 0.0)
-    back = drain if return_vms == 'original' else 0.0
+    # the drain role's own cost (planning, reports) beyond the drain, as measured: the calibration - each phase's and
+    # concurrency's own where measured (a step's drains run in lockstep; a return plans where a drain follows a plan)
+    moves_s = _num((plan or {}).get('predicted_total_s'))
+    drain = moves_s + _overhead(role_overhead_s, role_overheads, 'drain', alongside)
+    back = 0.0
+    if return_vms == 'original':
+        back = moves_s + _overhead(role_overhead_s, role_overheads, 'return', alongside)
     stops = float(stop_start_s) if entry['stop'] else 0.0
     # (this host's own maintenance and gate, as its earlier runs measured them; the configured guess until then)
     learned = learned or {}
@@ -217,7 +229,7 @@ def running_vms(plan):
 
 def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, return_vms='original', role_overhead_s=0.0,
                  cpu=None, batch=1, anti_affinity=None, unplaceable='refuse', stop_vms=(), not_needed='skip',
-                 stop_start_s=60.0):
+                 stop_start_s=60.0, role_overheads=None):
     """The cluster plan from each host's drain plan.
 
     HOST_PLANS: [{'name', 'record' (what an earlier run of this id recorded, {} when none), 'calibrated' (its
@@ -237,8 +249,10 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
     'downtime_vms' (the same as 'VM on HOST' words),
     'batch_notes', 'predicted_total_s', 'lines'}.
     ROLE_OVERHEAD_S: what the drain role costs beyond the drain (the calibration's measure), added to each drain and
-    return. CPU: the cpu_baseline module's result over the group (None: not checked); a running VM whose CPU only
-    its own host can run cannot be moved by that host's drain. UNPLACEABLE: what the run does with the VMs a drain
+    return; ROLE_OVERHEADS ({drain, return: {alone, alongside: seconds or None}}, calibration.role_overheads): each
+    phase's own at the concurrency the host runs at (out alone, or in a step with others), where measured.
+    CPU: the cpu_baseline module's result over the group (None: not checked); a running VM whose CPU only its own
+    host can run cannot be moved by that host's drain. UNPLACEABLE: what the run does with the VMs a drain
     cannot move - refuse or skip (the host is unplaceable: the role refuses the run or leaves the host out), or
     stop_in_place (stopped on their host before its maintenance, started after its gate). STOP_VMS: VMs the operator
     lists to stop in place whatever they could do (their drains leave them: exclude_domains). NOT_NEEDED: a host whose
@@ -255,7 +269,7 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
         need = (h.get('need') or {}).get('need') or 'drain'
         learned = learned_by[name] = learned_phases(h.get('history'))
         entry = _host_entry(name, state, h.get('plan') or {}, non_live_policy, expected_s, return_vms, role_overhead_s,
-                            cpu, h.get('calibrated'), stop_vms, unplaceable, stop_start_s, learned)
+                            cpu, h.get('calibrated'), stop_vms, unplaceable, stop_start_s, learned, role_overheads)
         entry['why'] = (h.get('need') or {}).get('why') or ''
         if state == DONE:
             entry.update(status='done', decision='done', unplaceable={}, stop={},
@@ -312,7 +326,7 @@ def cluster_plan(host_plans, names, non_live_policy='skip', expected_s=300, retu
             for n in cand:
                 e = _host_entry(n, by_entry[n]['record_state'], by_name[n]['batch_plan'], non_live_policy,
                                 expected_s, return_vms, role_overhead_s, cpu, by_name[n].get('calibrated'), stop_vms,
-                                unplaceable, stop_start_s, learned_by[n])
+                                unplaceable, stop_start_s, learned_by[n], role_overheads, alongside=True)
                 e.update(status=by_entry[n]['status'], batch=list(cand), plan_kind='batch', why=by_entry[n]['why'])
                 by_entry[n].update(e)
     order = [n for b in batches for n in b]

@@ -21,6 +21,12 @@ def test_rolling_filters_pass_their_inputs_through_and_refuse_what_is_not_theirs
     assert rolling_plan(hp, ['h1', 'h2'], batch='2', anti_affinity={})['serial'] == [1]
     with pytest.raises(AnsibleFilterError, match='batch must be a whole number of hosts, at least 1'):
         rolling_plan(hp, ['h1', 'h2'], batch=0)
+    # the role's cost per phase and concurrency, as calibrated_plan returns it (null: not measured yet)
+    both = {'drain': {'alone': 1.5, 'alongside': None}, 'return': {'alone': 2, 'alongside': 4.0}}
+    assert rolling_plan(hp, ['h1', 'h2'], expected_s=5, role_overheads=both)['hosts'][0]['predicted']['total_s'] == 14.5
+    for bad in ({'drain': 3.0}, {'stay': {'alone': 1.0}}, {'drain': {'alone': -1.0}}, {'return': {'alone': 'x'}}, [1]):
+        with pytest.raises(AnsibleFilterError, match=r'role_overheads is \{drain, return'):
+            rolling_plan(hp, ['h1', 'h2'], role_overheads=bad)
     with pytest.raises(AnsibleFilterError, match='rolling_batches expects'):
         rolling_batches([], ['h1'])
     with pytest.raises(AnsibleFilterError, match='rolling_plan expects a list'):

@@ -173,6 +173,27 @@ def test_hosts_whose_plans_fit_together_are_taken_at_once_the_step_as_long_as_it
     assert cp1['batches'] == [['h1'], ['h2'], ['h3']] and cp1['hosts'][0]['moves'][0]['destination'] == 'h2'
 
 
+def test_each_host_is_predicted_with_the_role_cost_of_its_own_phase_and_step():
+    """h1 and h2 out together, h3 alone: the drains of the step take the role's cost measured beside other drains,
+    h3 the cost measured alone; each return takes the returns' own; a figure not measured falls back to
+    role_overhead_s."""
+    hp = [{'name': 'h1', 'record': {}, 'plan': plan([('a', 'h2')], predicted=3.0),
+           'batch_plan': bplan([('a', 'h3')], {'h3': 1000}, predicted=3.0)},
+          {'name': 'h2', 'record': {}, 'plan': plan([('b', 'h1')], predicted=3.0),
+           'batch_plan': bplan([('b', 'h3')], {'h3': 1000}, predicted=3.0)},
+          {'name': 'h3', 'record': {}, 'plan': plan([('c', 'h1')], predicted=3.0), 'batch_plan': None}]
+    overheads = {'drain': {'alone': 2.9, 'alongside': 5.1}, 'return': {'alone': None, 'alongside': 3.1}}
+    cp = R.cluster_plan(hp, ['h1', 'h2', 'h3'], expected_s=10, batch=2, role_overhead_s=3.5, role_overheads=overheads)
+    assert cp['batches'] == [['h1', 'h2'], ['h3']]
+    by = dict((h['name'], h['predicted']) for h in cp['hosts'])
+    assert (by['h1']['drain_s'], by['h1']['return_s']) == (8.1, 6.1) == (by['h2']['drain_s'], by['h2']['return_s'])
+    assert (by['h3']['drain_s'], by['h3']['return_s']) == (5.9, 6.5)     # 3 + 2.9; 3 + 3.5 (return alone: not measured)
+    # without them, every drain and return as before: role_overhead_s
+    plain = R.cluster_plan(hp, ['h1', 'h2', 'h3'], expected_s=10, batch=2, role_overhead_s=3.5)
+    by = dict((h['name'], h['predicted']) for h in plain['hosts'])
+    assert set((p['drain_s'], p['return_s']) for p in by.values()) == {(6.5, 6.5)}
+
+
 @pytest.mark.parametrize('case, why', [
     ('memory', 'h3 would keep 44 MiB free with the VMs of h1 + h2, below the headroom of 128 MiB'),
     ('anti_affinity', 'a (h1), b (h2) of anti-affinity group web would all go to h3'),

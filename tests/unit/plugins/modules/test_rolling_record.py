@@ -35,6 +35,15 @@ def test_a_run_recorded_updated_and_read_back(tmp_path):
     assert failed["record"]["state"] == "failed" and failed["record"]["failed_phase"] == "maintenance"
     read = call(state_dir=d)
     assert [r["state"] for r in read["records"]] == ["failed"] and read["calibration"]["version"] == 1
+    # a drain's and a return's samples keep their phase (one not known - say a newer name - is kept as none)
+    moved = {"plan": {"moves": [{"name": "vm1", "memory_mib": 96}]}, "wall_s": 3.0,
+             "results": [{"name": "vm1", "state": "migrated", "method": "live", "start_s": 0.1, "end_s": 2.9,
+                          "total_time_s": 2.8}]}
+    for phase in ("return", "resume"):
+        call(op="update", at=140.0, calibrate={"report": moved, "role_wall_s": 6.5, "drains_alongside": 1,
+                                               "phase": phase}, **base)
+    drains = call(state_dir=d)["calibration"]["drains"]
+    assert [(x["phase"], x["drains_alongside"], x["role_wall_s"]) for x in drains] == [("return", 1, 6.5), (None, 1, 6.5)]
 
 
 def test_check_mode_writes_nothing_and_abandon_closes_the_run(tmp_path):
