@@ -296,6 +296,12 @@ def test_rolling_maintenance(lab, figures):
         figures["rolling_maintenance_3_hosts"].update(
             phase_predicted_vs_actual_job2=rep["phase_errors"], median_phase_error_pct_job2=rep["median_phase_error_pct"],
             phase_predicted_vs_actual_job4=rep4["phase_errors"], median_phase_error_pct_job4=rep4["median_phase_error_pct"])
+        # (figures, not asserted: the lab's maintenance itself - how long each libvirtd took to stop and to answer)
+        figures["rolling_maintenance_3_hosts"]["libvirtd_restarts_s"] = [
+            [ident, h, float(stop), float(ans)] for ident, j in (("job1", job1), ("job2", job), ("job4", job4))
+            for h, stop, ans in re.findall(r"(h\d): libvirtd \d+ -> \d+ \(stopped in ([\d.]+) s, answered ([\d.]+) s later\)",
+                                           j["stdout"])]
+        assert figures["rolling_maintenance_3_hosts"]["libvirtd_restarts_s"], job4["stdout"][-3000:]
 
         # a record on a host that does not read (a disk full mid-write, a hand edit): refused by path before
         # anything moves, on every host

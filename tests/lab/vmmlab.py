@@ -61,7 +61,7 @@ BIND_DIRS = ["/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/cache/lib
 BIND_FILES = ["/etc/hosts", "/etc/resolv.conf"]
 SWTPM_LOCALCA, SWTPM_LOG = "/var/lib/swtpm-localca", "/var/log/swtpm"
 ROOT_BASHRC = "/root/.bashrc"
-REQUIRED_TOOLS = ["ip", "nsenter", "unshare", "libvirtd", "virsh", "qemu-system-x86_64", "qemu-img",
+REQUIRED_TOOLS = ["ip", "nsenter", "unshare", "taskset", "libvirtd", "virsh", "qemu-system-x86_64", "qemu-img",
                   "qemu-nbd", "/usr/sbin/sshd", "ssh", "ssh-keygen", "bridge"]
 
 
@@ -523,12 +523,22 @@ def make_host_namespace(name):
          "--propagation", "private", "sh", "-c", "\n".join(script)])
 
 
+def libvirtd_cpu(name):
+    """The CPU a host's libvirtd runs on. libvirt checks its cached QEMU capabilities against the CPUID that KVM
+    reports (KVM_GET_SUPPORTED_CPUID) on every lookup, and this machine's KVM reports leaf 0x1f with the x2APIC id of
+    the CPU that asks: a libvirtd free to move between CPUs found its cache 'changed' after some restarts and probed
+    every QEMU binary again (8 s of a gate or a maintenance, at random). A hypervisor's CPUID does not change with the
+    thread that reads it; pinned, the lab's does not either. (libvirt gives each guest's QEMU every online CPU,
+    whatever its own affinity.)"""
+    return (int(name[1:]) - 1) % (os.cpu_count() or 1) if name[1:].isdigit() else 0
+
+
 def start_libvirtd(name):
     d = state_path("hosts", name)
     # The config path names the lab root so that a stray libvirtd is recognisable as the lab's.
-    run(host_enter(name) + ["libvirtd", "--daemon", "--listen", "--config",
-                            os.path.join(d, "etc-libvirt", "libvirtd.conf"),
-                            "--pid-file", "/run/libvirt/vmmlab-libvirtd.pid"])
+    run(["taskset", "-c", str(libvirtd_cpu(name))] + host_enter(name) + [
+        "libvirtd", "--daemon", "--listen", "--config", os.path.join(d, "etc-libvirt", "libvirtd.conf"),
+        "--pid-file", "/run/libvirt/vmmlab-libvirtd.pid"])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         pid = _read_pid(os.path.join(d, "run-libvirt", "vmmlab-libvirtd.pid"))
