@@ -8,6 +8,8 @@
   - the lower bound: the bytes the drain moved / the measured link rate (with a cap: / 2 x the cap)
   - twice: with no cap, and with every migration capped at 16 MiB/s, where the link would sit idle
     under one move at a time: there parallel moves must win
+  - with a cap, where the drain's wall went: before the first move, each move's checks, its bytes at the cap (the
+    bound), the rest of each migration call, the slot time after it, idle slots, and after the last move
 Runs are interleaved (drain, virsh, drain, virsh ...); every guest's integrity is read after every
 move, and any damage fails the benchmark (exit 1).
 Run as root: .venv/bin/python tests/benchmarks/bench_evacuate.py  (brings its own lab up and down)
@@ -129,6 +131,45 @@ def drain(guests, rate, cap, label):
     return report, playbook_s
 
 
+SPLIT = (("before_first_move_s", "before the first move (the drain's own checks)"),
+         ("setup_s", "each move's checks and plan, in its slot"),
+         ("transfer_s", "the bytes at the cap (the bound)"),
+         ("migration_beyond_s", "each migration beyond its bytes at the cap"),
+         ("in_slot_other_s", "in its slot besides (connecting, commit)"),
+         ("slots_idle_s", "a slot idle (no move to start)"),
+         ("after_last_s", "after the last slot was given back"))
+
+
+def split(report, cap, slots=2):
+    """Where the drain's wall went. Each move holds one of SLOTS outbound slots from its start until it runs on its
+    destination (moved_s; its announce and verification go on outside the slot): its checks and plan, the migration
+    call (its bytes at CAP, and the rest: the destination's QEMU starting, passes beyond one copy, the switch-over),
+    and the rest of its slot time (its connections opened, the commit; all of it for a move that failed before its
+    engine ran). Slot-seconds are divided by SLOTS, so the parts add up to the wall: before the first move + (the
+    moves' slot time + the slots' idle time) / SLOTS + after the last slot is given back."""
+    res = [r for r in report["results"] if r.get("start_s") is not None and r.get("end_s") is not None]
+    if not res or not cap:
+        return None
+    held = [((r.get("moved_s") if r.get("moved_s") is not None else r["end_s"]) - r["start_s"]) for r in res]
+    first = min(r["start_s"] for r in res)
+    release = max(r["start_s"] + h for r, h in zip(res, held))
+    out = dict((k, 0.0) for k, _label in SPLIT)
+    for r, h in zip(res, held):
+        ph = r.get("phases") or {}
+        pre = sum(float(ph.get(k) or 0) for k in ("checks_s", "dirty_rate_wait_s", "planning_s"))
+        call = float(ph.get("migration_s") or 0)
+        # (the bytes of a live migration call; a cold move's copy has no such call)
+        ideal = (r.get("bytes_transferred") or 0) / 1048576.0 / cap if call else 0.0
+        out["setup_s"] += pre / slots
+        out["transfer_s"] += ideal / slots
+        out["migration_beyond_s"] += (call - ideal) / slots
+        out["in_slot_other_s"] += (h - pre - call) / slots
+    out["before_first_move_s"] = first
+    out["slots_idle_s"] = (slots * (release - first) - sum(held)) / slots
+    out["after_last_s"] = float(report["wall_s"]) - release
+    return dict((k, round(v, 2)) for k, v in out.items())
+
+
 def spread(values):
     return "%.1f (%.1f-%.1f)" % (statistics.median(values), min(values), max(values))
 
@@ -136,7 +177,7 @@ def spread(values):
 def scenario(guests, rate, cap, runs):
     """RUNS interleaved rounds: the drain, then (after moving every guest home, untimed) the same moves
     with a serial virsh loop given the same cap, then home again."""
-    rows = {"drain": [], "playbook": [], "virsh": [], "bound": [], "predicted": [], "predictions": []}
+    rows = {"drain": [], "playbook": [], "virsh": [], "bound": [], "predicted": [], "predictions": [], "split": []}
     for _i in range(runs):
         report, playbook_s = drain(guests, rate, cap, "cap%s" % cap)
         placements = [(r["name"], r["destination"]) for r in report["results"]]
@@ -145,6 +186,7 @@ def scenario(guests, rate, cap, runs):
         # at the cap times the drain's outbound concurrency (2)
         rows["bound"].append(moved / (min(rate, 2 * cap) if cap else rate))
         rows["drain"].append(report["wall_s"])
+        rows["split"].append(split(report, cap))
         rows["playbook"].append(playbook_s)
         rows["predicted"].append(report["plan"]["predicted_total_s"] or 0)
         before = report["calibration_before"]
@@ -212,6 +254,16 @@ def main(argv=None):
             if cal_err:
                 print("  median error once calibrated: drain %.0f %%" % (100 * statistics.median(cal_err)))
             rows.pop("predictions")
+            splits = [x for x in rows.pop("split") if x]
+            if splits:
+                # (the run of the median wall, split: its parts add up to its wall - medians of parts would not)
+                mid = sorted(splits, key=lambda x: sum(x.values()))[len(splits) // 2]
+                print("where the drain's wall went (the run of the median wall, %.1f s; slot-seconds / 2 slots, so the "
+                      "parts add up to the wall; each part's median over the runs in brackets):" % sum(mid.values()))
+                for key, label in SPLIT:
+                    v = statistics.median(x[key] for x in splits)
+                    print("  %-58s %6.1f s  %5.2f x bound  (%.1f)" % (label, mid[key], mid[key] / bound, v))
+                out["split_cap%s" % cap] = dict((k, round(statistics.median(x[k] for x in splits), 2)) for k, _l in SPLIT)
             ratio = statistics.median(rows["drain"]) / statistics.median(rows["virsh"])
             pb = statistics.median(rows["playbook"]) / statistics.median(rows["virsh"])
             print("drain / serial virsh: %.2f (%s); playbook / serial virsh: %.2f (%s)" % (

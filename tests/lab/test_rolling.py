@@ -299,7 +299,7 @@ def test_rolling_maintenance(lab, figures):
         # (figures, not asserted: the lab's maintenance itself - how long each libvirtd took to stop and to answer)
         figures["rolling_maintenance_3_hosts"]["libvirtd_restarts_s"] = [
             [ident, h, float(stop), float(ans)] for ident, j in (("job1", job1), ("job2", job), ("job4", job4))
-            for h, stop, ans in re.findall(r"(h\d): libvirtd \d+ -> \d+ \(stopped in ([\d.]+) s, answered ([\d.]+) s later\)",
+            for h, stop, ans in re.findall(r"(h\d): .*?libvirtd \d+ -> \d+ \(stopped in ([\d.]+) s, answered ([\d.]+) s later\)",
                                            j["stdout"])]
         assert figures["rolling_maintenance_3_hosts"]["libvirtd_restarts_s"], job4["stdout"][-3000:]
 

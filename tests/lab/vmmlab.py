@@ -530,7 +530,8 @@ def libvirtd_cpu(name):
     every QEMU binary again (8 s of a gate or a maintenance, at random). A hypervisor's CPUID does not change with the
     thread that reads it; pinned, the lab's does not either. (libvirt gives each guest's QEMU every online CPU,
     whatever its own affinity.)"""
-    return (int(name[1:]) - 1) % (os.cpu_count() or 1) if name[1:].isdigit() else 0
+    cpus = sorted(os.sched_getaffinity(0))    # (those this process may use: a container's cpuset, not the machine's)
+    return cpus[(int(name[1:]) - 1) % len(cpus)] if name[1:].isdigit() else cpus[0]
 
 
 def start_libvirtd(name):

@@ -122,7 +122,7 @@ MUTANTS = {
         'the drains of a step of several hosts are predicted with the role cost measured alone (the lab measured '
         '5 s beside another drain, 3 s alone)', 'tests/unit/plugins/module_utils/test__rolling.py'),
     'one-role-overhead-for-every-phase': (MU + 'decide/calibration.py', [
-        ("        return (ph is None or x.get('phase') in (None, ph)) and",
+        ("        return (ph is None or x.get('phase') == ph or (not strict and x.get('phase') is None)) and",
          "        return (ph is None or True) and")],
         'a return is predicted with the role cost of the drains (and a drain with the returns\')',
         'tests/unit/plugins/module_utils/test__calibration.py'),

@@ -139,24 +139,27 @@ KINDS = ('alone', 'alongside')
 def role_overhead(drains, phase=None, kind=None):
     """The median of what the role cost beyond its drain (role_wall_s - wall_s) over the DRAINS of PHASE (drain or
     return) run KIND (alone, or alongside other drains); when none was measured so, those of the phase of any
-    kind, then those of the kind of any phase, then all (a sample whose phase or concurrency is not known counts
-    as any). None when no drain kept its role's wall."""
-    def fits(x, ph, kd):
+    kind, then those of the kind of any phase, then all. A sample whose phase is not known (kept before samples
+    kept it) stands in for a phase only where none of that phase was measured; one whose concurrency is not known
+    counts as either. None when no drain kept its role's wall."""
+    def fits(x, ph, kd, strict):
         n = x.get('drains_alongside')
-        return (ph is None or x.get('phase') in (None, ph)) and \
+        return (ph is None or x.get('phase') == ph or (not strict and x.get('phase') is None)) and \
             (kd is None or n is None or (int(n) > 0) == (kd == 'alongside'))
     measured = [x for x in drains or [] if x.get('role_wall_s') is not None and x.get('wall_s') is not None]
     for ph, kd in ((phase, kind), (phase, None), (None, kind), (None, None)):
-        got = [float(x['role_wall_s']) - float(x['wall_s']) for x in measured if fits(x, ph, kd)]
-        if got:
-            return round(max(0.0, median(got)), 3)
+        for strict in (True, False):
+            got = [float(x['role_wall_s']) - float(x['wall_s']) for x in measured if fits(x, ph, kd, strict)]
+            if got:
+                return round(max(0.0, median(got)), 3)
     return None
 
 
 def role_overheads(drains):
     """{phase: {kind: seconds or None}} for each rolling phase that moves VMs (drain, return) and each concurrency
     (alone, alongside): role_overhead of each. The role's own cost differs by both: a step's drains run their
-    tasks in lockstep on the controller, and a return plans its moves where a drain follows an approved plan."""
+    tasks in lockstep on the controller, and a return plans its moves where a drain of return original follows an
+    approved plan (a drain of return stay, or of a resumed run, plans again: the drain figure mixes both)."""
     return dict((ph, dict((kd, role_overhead(drains, ph, kd)) for kd in KINDS)) for ph in PHASES)
 
 

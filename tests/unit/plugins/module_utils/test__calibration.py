@@ -54,9 +54,12 @@ def test_each_phase_and_concurrency_has_its_own_role_overhead_and_the_nearest_me
     assert got == {'drain': {'alongside': 5.115, 'alone': 2.87},      # (4.74 + 5.49) / 2; (2.86 + 2.88) / 2
                    'return': {'alongside': 3.06, 'alone': 3.06}}     # (2.60 + 3.52) / 2: the returns', any concurrency
     assert C.role_overhead(cal['drains']) == cal['role_overhead_s'] == 3.2     # all six: what the plan used before
-    # a sample of an earlier release (no phase kept) counts for either phase; none with a role wall: None
+    # a sample kept before samples kept their phase stands in for a phase none of that phase was measured for, and
+    # never outvotes one of the phase (after an upgrade the old ones are most of a host's last 60)
     old = [{'wall_s': 2.0, 'role_wall_s': 6.0, 'drains_alongside': 0}]
     assert C.role_overheads(old) == {'drain': {'alone': 4.0, 'alongside': 4.0}, 'return': {'alone': 4.0, 'alongside': 4.0}}
+    mixed = old * 5 + [{'wall_s': 2.0, 'role_wall_s': 4.5, 'drains_alongside': 0, 'phase': 'return'}]
+    assert C.role_overheads(mixed) == {'drain': {'alone': 4.0, 'alongside': 4.0}, 'return': {'alone': 2.5, 'alongside': 2.5}}
     assert C.role_overhead([{'wall_s': 2.0, 'role_wall_s': None}], 'drain', 'alone') is None
     # the merged calibration of several hosts keeps each sample's phase
     assert C.merge([cal, {}])['drains'][2]['phase'] == 'return'
