@@ -296,11 +296,16 @@ def test_rolling_maintenance(lab, figures):
         figures["rolling_maintenance_3_hosts"].update(
             phase_predicted_vs_actual_job2=rep["phase_errors"], median_phase_error_pct_job2=rep["median_phase_error_pct"],
             phase_predicted_vs_actual_job4=rep4["phase_errors"], median_phase_error_pct_job4=rep4["median_phase_error_pct"])
-        # (figures, not asserted: the lab's maintenance itself - how long each libvirtd took to stop and to answer)
+        # (figures, not asserted: the lab's maintenance itself - how long each libvirtd took to stop and to answer,
+        # and what a libvirtd that did not stop on SIGTERM was waiting in; the job's output wraps long lines)
+        said = dict((ident, " ".join(j["stdout"].split())) for ident, j in (("job1", job1), ("job2", job), ("job4", job4)))
         figures["rolling_maintenance_3_hosts"]["libvirtd_restarts_s"] = [
-            [ident, h, float(stop), float(ans)] for ident, j in (("job1", job1), ("job2", job), ("job4", job4))
-            for h, stop, ans in re.findall(r"(h\d): .*?libvirtd \d+ -> \d+ \(stopped in ([\d.]+) s, answered ([\d.]+) s later\)",
-                                           j["stdout"])]
+            [ident, h, float(stop), float(ans)] for ident, text in sorted(said.items())
+            for h, stop, ans in re.findall(r"(h\d): [^']*?libvirtd \d+ -> \d+ \(stopped in ([\d.]+) s, answered ([\d.]+) s "
+                                           r"later\)", text)]
+        figures["rolling_maintenance_3_hosts"]["libvirtd_not_stopped_on_sigterm"] = [
+            [ident, m] for ident, text in sorted(said.items())
+            for m in re.findall(r"libvirtd \d+ still running 15 s after SIGTERM \(threads waiting: [^)]*\)", text)]
         assert figures["rolling_maintenance_3_hosts"]["libvirtd_restarts_s"], job4["stdout"][-3000:]
 
         # a record on a host that does not read (a disk full mid-write, a hand edit): refused by path before
