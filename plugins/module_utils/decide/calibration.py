@@ -98,14 +98,14 @@ def update(calibration, report, role_wall_s=None, default_rate=1000, now=None, d
         drains.append(d)
     moves, drains = moves[-KEEP_MOVES:], drains[-KEEP:]
     fitted = fit(moves, default_rate)
-    role = [x['role_wall_s'] - x['wall_s'] for x in drains if x.get('role_wall_s') is not None]
+    role = role_overhead(drains)
     out = {'version': VERSION, 'updated_at': now, 'moves': moves, 'drains': drains, 'samples': len(moves)}
     if fitted:
         out['overhead_s'], out['rate_mibps'] = fitted
     if drains:
         out['fixed_s'] = round(median([x['fixed_s'] for x in drains]), 3)
-    if role:
-        out['role_overhead_s'] = round(max(0.0, median(role)), 3)
+    if role is not None:
+        out['role_overhead_s'] = role
     return out
 
 
