@@ -35,6 +35,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import 
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import cluster as CL  # noqa: E402
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import batch as BATCH  # noqa: E402
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import planner as P  # noqa: E402
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.orchestration import rolling as ROLLING  # noqa: E402
 
 GIB = 1024 * 1024 * 1024
 SIZES_MIB = [(1024, 20), (2048, 25), (4096, 25), (8192, 15), (16384, 10), (32768, 5)]   # (size, weight %)
@@ -172,14 +173,20 @@ def drained(h, plan, busy, rng, p):
     return report, wall + TRUE_ROLE_S * rng.lognormvariate(0.0, NOISE)
 
 
-def predicted(h, plan, opts, p):
-    """The role's prediction of host H's drain from the plan options OPTS (calibration.plan_options)."""
-    moves = [{"name": m["name"], "source": h, "dest": m["destination"], "memory_mib": m["memory_mib"]}
-             for m in plan["moves"]]
-    _t, span = P.schedule(moves, opts["rate_mibps"], p["max_outbound"], p["max_inbound"], p["max_total"],
-                          overhead_s=opts["overhead_s"], durations=opts["move_times"])
-    role = (opts.get("role_overheads") or {}).get("drain", {}).get("alone")
-    return span + opts["fixed_s"] + (opts["role_overhead_s"] if role is None else role)
+def predicted(out, names, opts):
+    """{host: its drain's seconds} as the rolling role predicts them: the cluster plan's entries (rolling.cluster_plan,
+    the role's rolling_plan filter) over the drains OUT (cluster.plan_run, planned with the options OPTS gives -
+    calibration.plan_options: rate, a move's cost, each VM's own pace, the drain's fixed cost) and the role's cost
+    beyond the moves from OPTS."""
+    cp = ROLLING.cluster_plan([{"name": h, "record": {}, "plan": out["plans"][h]} for h in names], names,
+                              expected_s=0, return_vms="stay", role_overhead_s=opts["role_overhead_s"],
+                              role_overheads=opts["role_overheads"])
+    return dict((e["name"], e["predicted"]["drain_s"]) for e in cp["hosts"])
+
+
+def with_options(p, opts):
+    """The planning options P with what the calibration OPTS measured."""
+    return dict(p, **dict((k, opts[k]) for k in ("rate_mibps", "overhead_s", "fixed_s", "move_times")))
 
 
 def calibration_error(reads, answers, names, p, seed=7):
@@ -189,21 +196,25 @@ def calibration_error(reads, answers, names, p, seed=7):
     rng = random.Random(seed)
     vms = sorted(d["name"] for r in reads.values() for d in r["domains"])
     busy = set(rng.sample(vms, int(BUSY_SHARE * len(vms))))
-    out = CL.plan_run(reads, answers, [[h] for h in names], p, return_vms="original")
-    plans = dict((h, out["plans"][h]) for h in names if out["plans"][h]["moves"])
     guess = CAL.plan_options({}, p["rate_mibps"], p["overhead_s"], drains_alongside=0)
+    out = CL.plan_run(reads, answers, [[h] for h in names], with_options(p, guess), return_vms="original")
+    plans = dict((h, out["plans"][h]) for h in names if out["plans"][h]["moves"])
+    want = predicted(out, names, guess)
     own, errors = {}, [[], []]
     for h, plan in sorted(plans.items()):
         report, role_wall = drained(h, plan, busy, rng, p)
-        errors[0].append(abs(predicted(h, plan, guess, p) - role_wall) / role_wall)
+        errors[0].append(abs(want[h] - role_wall) / role_wall)
         own[h] = CAL.update({}, report, role_wall_s=role_wall, drains_alongside=0, phase="drain")
     t0 = time.perf_counter()
     merged = CAL.merge(list(own.values()), default_rate=p["rate_mibps"])
     opts = CAL.plan_options(merged, p["rate_mibps"], p["overhead_s"], drains_alongside=0)
     took = time.perf_counter() - t0
+    # (next month's plan, from what this one measured: the same cluster, so the same VMs go the same ways)
+    want = predicted(CL.plan_run(reads, answers, [[h] for h in names], with_options(p, opts), return_vms="original"),
+                     names, opts)
     for h, plan in sorted(plans.items()):
         _report, role_wall = drained(h, plan, busy, rng, p)
-        errors[1].append(abs(predicted(h, plan, opts, p) - role_wall) / role_wall)
+        errors[1].append(abs(want[h] - role_wall) / role_wall)
     return {"guessed_pct": 100 * statistics.median(errors[0]), "calibrated_pct": 100 * statistics.median(errors[1]),
             "p90_calibrated_pct": 100 * sorted(errors[1])[int(0.9 * (len(errors[1]) - 1))],
             "samples_kept": len(merged["moves"]), "vms_known": len(opts["move_times"]), "merge_s": took}
