@@ -97,7 +97,11 @@ options:
     type: dict
     default: {}
   max_outbound:
-    description: Migrations out of the source at once.
+    description:
+      - Migrations out of the source at once.
+      - As many live moves more are checked and planned (their dirty rate sampled) while those migrate, each
+        waiting for a slot before anything changes; the drain's stop keeps such a move from starting, and it is
+        reported not started.
     type: int
     default: 2
   max_inbound:

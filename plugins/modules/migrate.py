@@ -336,8 +336,9 @@ total_time_s: {description: Wall time of the migration job., type: float, return
 phases:
   description:
     - Where the module's time went, in seconds - C(checks_s) (the checks and the storage proof, while QEMU measures
-      the dirty rate), C(dirty_rate_wait_s) (what was left of that measurement), C(planning_s), C(migration_s)
-      (the job) and C(commit_s) (the destination confirmed running).
+      the dirty rate), C(dirty_rate_wait_s) (what was left of that measurement), C(planning_s), C(slot_wait_s)
+      (in a drain, a move checked and planned ahead of its migration slot waiting for it), C(migration_s) (the
+      job) and C(commit_s) (the destination confirmed running).
   type: dict
   returned: when a migration was planned or ran
   sample: {checks_s: 0.41, dirty_rate_wait_s: 0.62, planning_s: 0.0, migration_s: 2.1, commit_s: 0.05}

@@ -131,8 +131,8 @@ def drain(guests, rate, cap, label):
     return report, playbook_s
 
 
-SPLIT = (("before_first_move_s", "before the first move (the drain's own checks)"),
-         ("setup_s", "each move's checks and plan, in its slot"),
+SPLIT = (("before_first_move_s", "before the first slot was taken (the drain's own checks)"),
+         ("setup_s", "each move's checks and plan, in its slot (a move prepared ahead: the part after its slot came)"),
          ("transfer_s", "the bytes at the cap (the bound)"),
          ("migration_beyond_s", "each migration beyond its bytes at the cap"),
          ("in_slot_other_s", "in its slot besides (connecting, commit)"),
@@ -141,8 +141,9 @@ SPLIT = (("before_first_move_s", "before the first move (the drain's own checks)
 
 
 def split(report, cap, slots=2):
-    """Where the drain's wall went. Each move holds one of SLOTS outbound slots from its start until it runs on its
-    destination (moved_s; its announce and verification go on outside the slot): its checks and plan, the migration
+    """Where the drain's wall went. Each move holds one of SLOTS outbound slots from slot_s (its start, or later for a
+    move checked and planned ahead while others migrated) until it runs on its destination (moved_s; its announce
+    and verification go on outside the slot): what of its checks and plan came after slot_s, the migration
     call (its bytes at CAP, and the rest: the destination's QEMU starting, passes beyond one copy, the switch-over),
     and the rest of its slot time (its connections opened, the commit; all of it for a move that failed before its
     engine ran). Slot-seconds are divided by SLOTS, so the parts add up to the wall: before the first move + (the
@@ -150,13 +151,16 @@ def split(report, cap, slots=2):
     res = [r for r in report["results"] if r.get("start_s") is not None and r.get("end_s") is not None]
     if not res or not cap:
         return None
-    held = [((r.get("moved_s") if r.get("moved_s") is not None else r["end_s"]) - r["start_s"]) for r in res]
-    first = min(r["start_s"] for r in res)
-    release = max(r["start_s"] + h for r, h in zip(res, held))
+    slot = dict((r["name"], r["slot_s"] if r.get("slot_s") is not None else r["start_s"]) for r in res)
+    held = [((r.get("moved_s") if r.get("moved_s") is not None else r["end_s"]) - slot[r["name"]]) for r in res]
+    first = min(slot.values())
+    release = max(slot[r["name"]] + h for r, h in zip(res, held))
     out = dict((k, 0.0) for k, _label in SPLIT)
     for r, h in zip(res, held):
         ph = r.get("phases") or {}
-        pre = sum(float(ph.get(k) or 0) for k in ("checks_s", "dirty_rate_wait_s", "planning_s"))
+        # (prepared ahead: only what of the checks and plan came after the slot was given counts in it)
+        pre = max(0.0, sum(float(ph.get(k) or 0) for k in ("checks_s", "dirty_rate_wait_s", "planning_s"))
+                  - (slot[r["name"]] - r["start_s"]))
         call = float(ph.get("migration_s") or 0)
         # (the bytes of a live migration call; a cold move's copy has no such call)
         ideal = (r.get("bytes_transferred") or 0) / 1048576.0 / cap if call else 0.0

@@ -77,11 +77,22 @@ MUTANTS = {
         'the drain returns at its own limit while a move still runs'),
     'drain-ends-while-a-vm-is-verified': (MU + 'engines/drain.py', [
         ("                if not self.running and (flags['stop'] or not pending):",
-         "                if not self.migrating() and (flags['stop'] or not pending):")],
+         "                if not self.slots.holding() and (flags['stop'] or not pending):")],
         'the drain ends once every VM reached its destination, while one is still announced and verified: its '
         'result (and whether it answers) is lost', 'tests/unit/plugins/module_utils/test__pipeline.py'),
+    'prepared-move-migrates-without-a-slot': (MU + 'engines/drain.py', [
+        ("            if move.get('slot') == 'ahead':\n                move['slot'] = 'ready'\n",
+         "            if move.get('slot') == 'ahead':\n                move['slot'] = 'held'\n")],
+        'a move checked and planned ahead of its slot migrates at once: more migrations than the limits allow',
+        'tests/unit/plugins/module_utils/test__evacuation.py'),
+    'stopped-drain-starts-a-prepared-move': (MU + 'engines/drain.py', [
+        ("                    move['slot'] = 'refused'\n                    return 'refused'\n",
+         "                    return True\n")],
+        'a move prepared ahead migrates although the drain stopped (stop_on_failure, its deadline) before its slot',
+        'tests/unit/plugins/module_utils/test__evacuation.py'),
     'verified-vm-keeps-its-slot': (MU + 'engines/drain.py', [
-        ("admit(pending, self.migrating(), limits)", "admit(pending, list(self.running.values()), limits)")],
+        ("return [m for n, m in d.running.items() if n not in d.finishing and m.get('slot') in (None, 'held')]",
+         "return [m for n, m in d.running.items() if m.get('slot') in (None, 'held')]")],
         'a VM being announced and verified holds its migration slot: the next move waits for a step that uses no '
         'link', 'tests/unit/plugins/module_utils/test__pipeline.py'),
     # (two guards: the arrival, and the engine's result kept on a later error - each covers the other, so this one

@@ -28,12 +28,19 @@ def median(values):
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
 
 
+def _since(r):
+    """When move R began to use the link: its slot (slot_s; a move checked and planned ahead got it later than it
+    started), else its start."""
+    return r['slot_s'] if r.get('slot_s') is not None else r.get('start_s')
+
+
 def moves_alongside(results, r):
-    """How many other moves of the drain ran during some of the move R (their start/end from the drain's start)."""
-    if r.get('start_s') is None or r.get('end_s') is None:
+    """How many other moves of the drain ran during some of the move R (from its slot to its end, from the drain's
+    start): the concurrency its pace was measured at - a move only being checked and planned uses no link."""
+    if _since(r) is None or r.get('end_s') is None:
         return None
-    return sum(1 for x in results if x is not r and x.get('start_s') is not None and x.get('end_s') is not None
-               and x['start_s'] < r['end_s'] and r['start_s'] < x['end_s'])
+    return sum(1 for x in results if x is not r and _since(x) is not None and x.get('end_s') is not None
+               and _since(x) < r['end_s'] and _since(r) < x['end_s'])
 
 
 def move_samples(report, drains_alongside=None):

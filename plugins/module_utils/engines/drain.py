@@ -70,6 +70,61 @@ def summarize_result(name, move, result, error=None):
             'answering': r.get('answering'), 'phases': r.get('phases'), 'transport': (r.get('transport') or {}).get('transport'), 'error': error}
 
 
+class MoveSlots:
+    """Which of a drain's running moves hold a migration slot (outbound, inbound, total), all under the drain's lock.
+    A move started in a slot holds it until its VM runs on its destination (its announce and verification use no
+    link). A live move may also start ahead of a slot - its checks, dirty-rate sample and plan run while the moves
+    in the slots migrate - and waits in ready() before anything changes (move['slot']: 'held', or 'ahead' then
+    'ready' until given one, or 'refused' when the drain stops first)."""
+
+    def __init__(self, drain):
+        self.drain = drain
+
+    def holding(self):
+        """The running moves that hold a slot: those whose VM has not reached its destination, except a move
+        prepared ahead that has not been given one."""
+        d = self.drain
+        return [m for n, m in d.running.items() if n not in d.finishing and m.get('slot') in (None, 'held')]
+
+    def ready(self, move):
+        """MOVE's engine has checked and planned (nothing changed yet): True once it holds a slot - at once for a
+        move started in one, else when grant() gives it one; False when the drain stops first (the move then ends
+        with nothing changed)."""
+        d = self.drain
+        with d.lock:
+            if move.get('slot') == 'ahead':
+                move['slot'] = 'ready'
+
+        def given():
+            with d.lock:
+                if move.get('slot') in (None, 'held'):
+                    return True
+                if d.stopping():
+                    move['slot'] = 'refused'
+                    return 'refused'
+            return False
+        return wait_until(given, wait_limit_s(d.p), 0.1, d.clock, d.sleep) is True
+
+    def grant(self, limits):
+        """Give the slots LIMITS admit to moves prepared ahead, in the order they started: a ready one migrates at
+        once, one still preparing holds its slot from now on, as a move started in a slot."""
+        d = self.drain
+        while True:
+            ahead = [m for m in d.running.values() if m.get('slot') in ('ahead', 'ready')]
+            move = admit(ahead, self.holding(), limits) if ahead else None
+            if move is None:
+                return
+            move['slot'], move['slot_s'] = 'held', round(d.clock() - d.t0, 2)
+
+    def ahead(self, pending):
+        """The pending live move to start ahead of a slot: the first in plan order while fewer than one per outbound
+        slot are ahead; None otherwise."""
+        ahead = [m for m in self.drain.running.values() if m.get('slot') in ('ahead', 'ready')]
+        if len(ahead) >= self.drain.p['max_outbound']:
+            return None
+        return next((m for m in pending if m['method'] == 'live'), None)
+
+
 class Evacuation:
     """Drain one hypervisor: plan (drain_plan), run the moves under the limits, verify, report. What it writes on
     this host - its journal, progress files and locks - is its DrainFiles'."""
@@ -88,6 +143,7 @@ class Evacuation:
         self.stop_flags = {'stop': False}
         self.t0 = None
         self.files = DrainFiles(p, self.lock, clock)  # its journal, progress files and locks
+        self.slots = MoveSlots(self)                  # which running moves hold a migration slot
 
     # -- one move, in its own thread with its own connections ---------------------------------------
     def _move(self, move):
@@ -124,7 +180,7 @@ class Evacuation:
                              hosts_security=self.move_security(move), announce_self=p.get('announce'),
                              addresses=(p.get('verify_addresses_by_vm') or {}).get(name),
                              verify_timeout_s=p.get('verify_timeout_s') or 10.0, probe=self.probe,
-                             on_moved=lambda: self.moved(name, arrived))
+                             on_moved=lambda: self.moved(name, arrived), on_ready=lambda: self.slots.ready(move))
         except Exception as e:  # pylint: disable=broad-except
             # One VM failing never stops the drain by itself. What happened to it is the engine's result
             # (rolled back, or moved with its source cleanup failed, or a post-copy left to finish - also when
@@ -139,6 +195,7 @@ class Evacuation:
         line = summarize_result(name, move, result, error)
         line['start_s'] = round(started, 2)
         line['end_s'] = round(self.clock() - self.t0, 2)
+        line['slot_s'] = move.get('slot_s')    # when it got its migration slot (a move prepared ahead waits), or None
         line['moved_s'] = arrived.get('s')     # when it ran on the destination (its slot given back), or None
         line['decisions'] = (result or {}).get('decisions')
         if (result or {}).get('status_file_error'):
@@ -147,6 +204,10 @@ class Evacuation:
                     self.files.status_errors.append(result['status_file_error'])
         if move.get('instead_of'):
             line.update(instead_of=move['instead_of'], rerouted_because=move.get('rerouted_because'))
+        # (a move prepared ahead that the drain's stop kept from its slot changed nothing: it was not started)
+        refused = move.get('slot') == 'refused' and untouched(result, error, move['method'])
+        if refused:
+            line['state'] = 'not_started'
         # the journal first: a move is over for the drain only once its end is recorded
         self.files.journal({'event': 'end', 'time': self.now(), 'vm': name, 'return_home': bool(p.get('return_home')),
                             'result': dict((k, v) for k, v in line.items() if k != 'decisions')})
@@ -154,7 +215,10 @@ class Evacuation:
         again = (self.reroute(move, error) if untouched(result, error, move['method']) and not p.get('return_home')
                  and not arrived else None)
         with self.lock:
-            if again is not None:
+            if refused:
+                # (listed with the moves the stop kept from starting)
+                self.pending.append(move)
+            elif again is not None:
                 # (queued before this move leaves the running ones: the drain never sees neither)
                 self.rerouted.append({'name': name, 'from': move['destination'], 'to': again['destination'],
                                       'why': error, 'at_s': line['end_s']})
@@ -177,10 +241,6 @@ class Evacuation:
         arrived['s'] = round(self.clock() - self.t0, 2)
         with self.lock:
             self.finishing.add(name)
-
-    def migrating(self):
-        """The running moves that hold a slot (under self.lock): those whose VM has not reached its destination."""
-        return [m for n, m in self.running.items() if n not in self.finishing]
 
     def reroute(self, move, error):
         """A move its destination refused or could not take, with nothing changed (untouched): the same move to
@@ -269,9 +329,17 @@ class Evacuation:
                 flags['stop'] = True
             while True:
                 with self.lock:
-                    move = None if flags['stop'] else admit(pending, self.migrating(), limits)
-                    if move is None:
+                    if flags['stop']:
                         break
+                    self.slots.grant(limits)
+                    move = admit(pending, self.slots.holding(), limits)
+                    if move is not None:
+                        move['slot'], move['slot_s'] = 'held', round(self.clock() - self.t0, 2)
+                    else:
+                        move = self.slots.ahead(pending)
+                        if move is None:
+                            break
+                        move['slot'] = 'ahead'
                     pending.remove(move)
                     move['started_s'] = self.clock() - self.t0
                     self.running[move['name']] = move
@@ -320,10 +388,12 @@ class Evacuation:
                                     'journal and both hosts before acting' % MOVE_OVERRUN_LIMIT_S)
             line.update(start_s=round(m['started_s'], 2), end_s=None, moved_s=None, decisions=None)
             self.results.append(line)
+        # (in plan order: a move prepared ahead that the stop kept from its slot is back among them)
+        order = dict((m['name'], i) for i, m in enumerate(to_run))
         not_started = [{'name': m['name'], 'action': 'not_started',
                         'reason': 'the drain stopped: %s' % ('a migration failed (stop_on_failure)'
                                                              if self.clock() <= deadline else 'timeout_s reached')}
-                       for m in pending]
+                       for m in sorted(pending, key=lambda m: order.get(m['name'], len(order)))]
         left = left + not_started
         if overran:
             out['overran'] = overran

@@ -258,6 +258,19 @@ def read_dirty_rate(client, dom, seconds, clock=time.monotonic, sleep=time.sleep
     return found['rate'] if found else None
 
 
+def await_slot(engine, since):
+    """A drain's gate (ENGINE.on_ready), once the checks, the dirty-rate sample and the plan are done and before
+    anything changes: it returns True when the move has its migration slot (waited for since SINCE: the phase
+    slot_wait_s), False when the move is not to start - then nothing was changed, and the move says so."""
+    if engine.on_ready is None:
+        return
+    if not engine.on_ready():
+        engine.result['changed'] = False
+        raise MigrationError('will not migrate %s (nothing was changed): the drain stopped before a migration slot was '
+                             'free for it' % engine.name, engine.result)
+    engine.phase('slot_wait_s', since)
+
+
 def write_status(path, data):
     """Write JSON atomically (a reader never sees half a file); nothing when PATH is empty. A progress file
     is never worth a move: an OS error (a full disk, a directory removed) is returned as text, never raised
@@ -289,8 +302,10 @@ def _postcopy_failed(dom):
 class LiveMigration:
     """One live migration of one domain; construct, then call run(check_mode)."""
 
-    def __init__(self, src, dst, name, opts, clock=time.monotonic, sleep=time.sleep, hosts_security=None):
+    def __init__(self, src, dst, name, opts, clock=time.monotonic, sleep=time.sleep, hosts_security=None,
+                 on_ready=None):
         self.src, self.dst, self.name, self.o = src, dst, name, flat_options(opts)
+        self.on_ready = on_ready        # a drain's gate (await_slot)
         # {'source': .., 'dest': ..}: each host's transport.host_security() state, None when unknown; the
         # source's is read here when its connection is local (the module runs on the source)
         self.hosts_security = dict(hosts_security or {})
@@ -575,7 +590,7 @@ class LiveMigration:
         if check_mode:
             self.result['state'] = 'planned'
             return self.result
-        self.phase('planning_s', mark)
+        await_slot(self, self.phase('planning_s', mark))
         return self.monitor.watch_migration(dom, plan, storage, ram, deadline)
 
     def _facts_disks(self, dom):

@@ -106,17 +106,19 @@ def finish(dst, name, result, announce_self=False, addresses=None, verify_timeou
 
 def move_vm(src, dst, name, method, opts, check_mode=False, clock=time.monotonic, sleep=time.sleep,
             hosts_security=None, announce_self=False, addresses=None, verify_timeout_s=10.0, probe=None,
-            on_moved=None):
+            on_moved=None, on_ready=None):
     """Move NAME from SRC to DST (METHOD 'live' or 'cold', OPTS the engine's options), then finish it.
     ON_MOVED() is called once the VM runs on the destination, before the announce and the verification (which use
-    no migration link: a drain gives the move's slot to the next move then)."""
+    no migration link: a drain gives the move's slot to the next move then). ON_READY() (live moves) is called once
+    the checks, the dirty-rate sample and the plan are done, before anything changes: a drain lets a move prepare
+    before a slot is free, and ON_READY waits for it (False: not to start)."""
     from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.cold import ColdMigration  # pylint: disable=import-outside-toplevel
     from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines.live import LiveMigration  # pylint: disable=import-outside-toplevel
     if method == 'cold':
         result = ColdMigration(src, dst, name, opts, clock=clock, sleep=sleep).run(check_mode=check_mode)
     else:
-        result = LiveMigration(src, dst, name, opts, clock=clock, sleep=sleep,
-                               hosts_security=hosts_security).run(check_mode=check_mode)
+        result = LiveMigration(src, dst, name, opts, clock=clock, sleep=sleep, hosts_security=hosts_security,
+                               on_ready=on_ready).run(check_mode=check_mode)
     if check_mode:
         return result
     try:

@@ -114,6 +114,12 @@ def test_samples_keep_their_concurrency_and_a_prediction_uses_those_of_its_own_k
                    drains_alongside=2)
     by = dict(((m['name'], m['drains_alongside']), m) for m in cal['moves'])
     assert by[('a', 0)]['moves_alongside'] == 1 and by[('c', 0)]['moves_alongside'] == 0
+    # a move checked and planned ahead of its slot ran alongside the others only from its slot on
+    ahead = [{'name': 'a', 'start_s': 0.0, 'slot_s': 0.0, 'end_s': 6.0}, {'name': 'c', 'start_s': 1.0, 'slot_s': 6.0,
+                                                                          'end_s': 12.0}]
+    assert [C.moves_alongside(ahead, r) for r in ahead] == [0, 0]
+    started = [dict(r, slot_s=None) for r in ahead]     # (counted from their starts: alongside each other)
+    assert [C.moves_alongside(started, r) for r in started] == [1, 1]
     assert [d['drains_alongside'] for d in cal['drains']] == [0, 2]
     lone, step, every = (C.plan_options(cal, 512, drains_alongside=0), C.plan_options(cal, 512, drains_alongside=1),
                          C.plan_options(cal, 512))

@@ -202,18 +202,31 @@ def drain(names, p, fail=(), duration=0.05, clock=None, hang=(), plan_extra=None
     doms = dict((n, FakeDom(n)) for n in names)
     kw = {"clock": clock, "sleep": clock.sleep} if clock else {}
     ev = E.Evacuation(FakeCache(FakeSource(doms)), p, cache_factory=None, **kw)
-    seen = {"most": 0, "most_in": 0, "in_by": {}}
+    seen = {"most": 0, "most_in": 0, "in_by": {}, "ahead": 0, "refused": []}
     release = threading.Event()
+    migrating = {}
 
     def move(self, m):
+        # the engine's checks and plan, then its gate (a move prepared ahead of its slot waits there)
         with self.lock:
-            running = list(self.running.values())
+            seen["ahead"] = max(seen["ahead"], len([r for r in self.running.values() if r.get("slot") != "held"]))
+        if not self.slots.ready(m):
+            with self.lock:
+                seen["refused"].append(m["name"])
+                self.pending.append(m)
+                self.running.pop(m["name"], None)
+            return
+        with self.lock:
+            migrating[m["name"]] = m
+            running = list(migrating.values())
             seen["most"] = max(seen["most"], len(running))
             per = [r["destination"] for r in running]
             seen["most_in"] = max([per.count(d) for d in per] + [0])
             for d in per:
                 seen["in_by"][d] = max(seen["in_by"].get(d, 0), per.count(d))
         time.sleep(duration)
+        with self.lock:
+            migrating.pop(m["name"], None)
         if m["name"] in hang:
             release.wait(30)      # a move whose engine never returns (until the test ends)
             return
@@ -243,7 +256,8 @@ BASE = {"uri": "qemu:///system", "max_outbound": 2, "max_inbound": 1, "max_total
 
 def test_drain_honours_the_limits_and_verifies_the_source():
     out, seen = drain(["a", "b", "c", "d", "e"], BASE)
-    assert seen["most"] <= 2 and seen["most_in"] <= 1
+    # moves are checked and planned ahead of their slot (one per outbound slot), and migrate only in one
+    assert seen["most"] <= 2 and seen["most_in"] <= 1 and 1 <= seen["ahead"] <= 2
     assert out["state"] == "evacuated" and out["verified"] and out["still_running_on_source"] == []
     assert sorted(r["name"] for r in out["results"]) == ["a", "b", "c", "d", "e"]
 
@@ -264,10 +278,12 @@ def test_one_failure_does_not_stop_the_others_unless_asked(tmp_path):
     assert out["failed_vms"] == ["a"] and len(out["results"]) == 4
     assert out["still_running_on_source"] == ["a"] and out["verified"] and out["state"] == "incomplete"
     journal = str(tmp_path / "j")
-    out, _seen = drain(["a", "b", "c", "d"], dict(BASE, max_outbound=1, stop_on_failure=True, journal=journal,
-                                                  status_file=str(tmp_path / "s")), fail={"a"})
+    out, seen = drain(["a", "b", "c", "d"], dict(BASE, max_outbound=1, stop_on_failure=True, journal=journal,
+                                                 status_file=str(tmp_path / "s")), fail={"a"})
     assert [r["name"] for r in out["results"]] == ["a"]
     assert [x["name"] for x in out["left"]] == ["b", "c", "d"]
+    # b was checked and planned ahead while a migrated: the stop kept it from its slot, and it is not started
+    assert seen["refused"] == ["b"]
     assert all(x["action"] == "not_started" and "stop_on_failure" in x["reason"] for x in out["left"])
     assert out["verified"]    # what runs on the source is exactly what failed or never started
     events = [e["event"] for e in FILES.read_journal(journal)]

@@ -135,10 +135,11 @@ def run_cold(w, tmp_path, **kw):
         return getattr(e, 'result', None) or {}, e, engine
 
 
-def run_drain(w, tmp_path, plan=None, policy='skip', timeout_s=3600, names=None, rollback=False, cold=None):
+def run_drain(w, tmp_path, plan=None, policy='skip', timeout_s=3600, names=None, rollback=False, cold=None,
+              max_outbound=2):
     p = {'uri': F.uri('h1'), 'destinations': [{'name': 'h2', 'uri': F.uri('h2')}, {'name': 'h3', 'uri': F.uri('h3')}],
          'domains': list(names) if names else None, 'headroom_mib': 0, 'anti_affinity': {}, 'pinned': {},
-         'rate_mibps': 1000, 'max_outbound': 2, 'max_inbound': 1, 'max_total': 4, 'non_live_policy': policy,
+         'rate_mibps': 1000, 'max_outbound': max_outbound, 'max_inbound': 1, 'max_total': 4, 'non_live_policy': policy,
          'per_vm_timeout_s': 600, 'timeout_s': timeout_s, 'stop_on_failure': False, 'announce': False, 'journal': str(tmp_path / 'journal'),
          'status_file': str(tmp_path / 'status'), 'source_name': 'h1', 'return_home': rollback,
          'return_uri': F.uri('h1') if rollback else None,
@@ -591,7 +592,8 @@ def test_drain_at_every_failure_point(tmp_path, monkeypatch):
         counter['n'] += 1
         d = tmp_path / str(counter['n'])
         d.mkdir()
-        return run_drain(w, d)
+        # (one outbound slot: vm2 is checked and planned ahead while vm1 migrates, and waits for the slot)
+        return run_drain(w, d, max_outbound=1)
     sites = sweep('drain of two VMs', lambda: new_world(('vm1', 'vm2')), run, drain_invariants, tmp_path,
                   first_only=True, bound=800)
     # the same drain running an approved plan (made on the unchanged hosts): revalidated, no checks again
@@ -736,6 +738,47 @@ def test_the_dirty_rate_is_sampled_only_when_it_can_decide_something():
     result, err, _engine = run_live(w)
     assert err is None and result['plan']['dirty_rate_mibps'] == 4.0 and result['dirty_rate_mibps'] == 4.0
     assert [method(site) for _h, site, _n in w.log].count('startDirtyRateCalc') == 1
+
+
+def test_a_move_prepared_ahead_changes_nothing_before_its_slot():
+    """A drain lets a live move check, sample and plan before a migration slot is free: the engine's gate
+    (on_ready) comes after all of that and before anything changes; refused, the guest runs on the source as it
+    did, nothing is on the destination, and the move says nothing was changed."""
+    seen = []
+
+    def gate(w, answer):
+        def on_ready():
+            seen.append([method(site) for _h, site, _n in w.log])
+            return answer
+        return on_ready
+    w = new_world()
+    engine = M.LiveMigration(F.FakeClient(w, F.uri('h1')), F.FakeClient(w, F.uri('h2')), 'vm1', live_opts(),
+                             clock=w.clock, sleep=w.clock.sleep, on_ready=gate(w, False))
+    with pytest.raises(LibvirtClientError) as e:
+        engine.run()
+    assert 'nothing was changed' in e.value.msg and e.value.result['changed'] is False
+    assert w.where('vm1') == {'h1': F.RUNNING} and not w.violations
+    calls = [method(site) for _h, site, _n in w.log]
+    assert len(seen) == 1 and calls == seen[0]          # nothing asked of libvirt after a refused gate
+    assert 'startDirtyRateCalc' in calls and not any(c.startswith('migrate') for c in calls), calls
+    w = new_world()
+    seen[:] = []
+    engine = M.LiveMigration(F.FakeClient(w, F.uri('h1')), F.FakeClient(w, F.uri('h2')), 'vm1', live_opts(),
+                             clock=w.clock, sleep=w.clock.sleep, on_ready=gate(w, True))
+    result = engine.run()
+    assert result['state'] == 'migrated' and w.running('vm1') == ['h2'] and 'slot_wait_s' in result['phases']
+    assert len(seen) == 1 and not any(c.startswith('migrate') for c in seen[0])
+
+
+def test_a_drain_with_one_slot_prepares_the_next_move_while_one_migrates(tmp_path):
+    """max_outbound 1: vm2 starts (its checks and plan) while vm1 migrates, and gets the slot only once vm1 runs on
+    its destination (stopped first, it is not started: test__evacuation)."""
+    w = new_world(('vm1', 'vm2'))
+    result, err, _ev = run_drain(w, tmp_path, max_outbound=1)
+    assert err is None and result['state'] == 'evacuated', err
+    first, second = sorted(result['results'], key=lambda r: r['slot_s'])
+    assert second['start_s'] < first['moved_s'] <= second['slot_s'], result['results']
+    assert sorted(w.running('vm1') + w.running('vm2')) == ['h2', 'h3']
 
 
 def test_the_downtime_starts_at_10_ms_and_a_link_above_the_cap_counts_for_the_switchover():
