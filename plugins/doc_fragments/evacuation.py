@@ -99,9 +99,9 @@ options:
   max_outbound:
     description:
       - Migrations out of the source at once.
-      - As many live moves more are checked and planned (their dirty rate sampled) while those migrate, each
-        waiting for a slot before anything changes; the drain's stop keeps such a move from starting, and it is
-        reported not started.
+      - As many live moves more are checked and planned (their dirty rate sampled, when the link's speed is known)
+        while those migrate, each waiting for a slot before anything changes; when the drain stops, those still
+        waiting are not started and are reported so (one already given its slot goes on, as any started move).
     type: int
     default: 2
   max_inbound:

@@ -269,7 +269,8 @@ results:
     - One entry per VM moved or tried - name, destination, method, state, strategy, total_time_s,
       downtime_ms, bytes_transferred, postcopy, paused, announced (true, or why QEMU's announce-self
       failed; with O(announce)), error, start_s and end_s (from the drain's start), slot_s (when it got its
-      migration slot - after start_s for a move checked and planned ahead while others migrated), moved_s (when it
+      migration slot - after start_s for a move checked and planned ahead while others migrated; null for one that
+      ended before it got one), moved_s (when it
       ran on its destination and gave its migration slot to the next move - its announce and verification go on to
       end_s; null when it did not move), and the engine's decisions.
     - A VM that went to an alternate (RV(rerouted)) also has instead_of (the destination the plan had) and

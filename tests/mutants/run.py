@@ -90,6 +90,15 @@ MUTANTS = {
          "                    return True\n")],
         'a move prepared ahead migrates although the drain stopped (stop_on_failure, its deadline) before its slot',
         'tests/unit/plugins/module_utils/test__evacuation.py'),
+    'refused-move-reported-failed': (MU + 'engines/drain.py', [
+        ("        if refused:\n            line['state'] = 'not_started'\n", "")],
+        'a move prepared ahead that the drain\'s stop kept from its slot is reported as a failed move, not as not started',
+        SWEEP + '::test_a_drain_stopped_at_its_deadline_starts_no_move_prepared_ahead'),
+    'refused-move-dropped': (MU + 'engines/drain.py', [
+        ("                # (listed with the moves the stop kept from starting)\n                self.pending.append(move)\n",
+         "                pass\n")],
+        'a move prepared ahead that the drain\'s stop kept from its slot is in neither the results nor the moves left',
+        SWEEP + '::test_a_drain_stopped_at_its_deadline_starts_no_move_prepared_ahead'),
     'verified-vm-keeps-its-slot': (MU + 'engines/drain.py', [
         ("return [m for n, m in d.running.items() if n not in d.finishing and m.get('slot') in (None, 'held')]",
          "return [m for n, m in d.running.items() if m.get('slot') in (None, 'held')]")],

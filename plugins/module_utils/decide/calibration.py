@@ -30,8 +30,8 @@ def median(values):
 
 def _since(r):
     """When move R began to use the link: its slot (slot_s; a move checked and planned ahead got it later than it
-    started), else its start."""
-    return r['slot_s'] if r.get('slot_s') is not None else r.get('start_s')
+    started; None - never - for one that ended before it got one), or its start in a result without slot_s."""
+    return r['slot_s'] if 'slot_s' in r else r.get('start_s')
 
 
 def moves_alongside(results, r):

@@ -322,13 +322,14 @@ class Evacuation:
 
         def step():
             """Start what the limits admit; True once nothing runs and nothing more will start."""
-            failed = any(r['error'] or r['state'] not in ('migrated', 'migrated_after_recovery', 'already_there',
-                                                          'cold_migrated', 'moved')
-                         for r in self.results)
-            if (p['stop_on_failure'] and failed) or self.clock() > deadline:
-                flags['stop'] = True
             while True:
                 with self.lock:
+                    # (read with the slots it gives: a failure recorded just now stops the drain before a slot does)
+                    failed = any(r['error'] or r['state'] not in ('migrated', 'migrated_after_recovery', 'already_there',
+                                                                  'cold_migrated', 'moved')
+                                 for r in self.results)
+                    if (p['stop_on_failure'] and failed) or self.clock() > deadline:
+                        flags['stop'] = True
                     if flags['stop']:
                         break
                     self.slots.grant(limits)
@@ -339,7 +340,8 @@ class Evacuation:
                         move = self.slots.ahead(pending)
                         if move is None:
                             break
-                        move['slot'] = 'ahead'
+                        # (a move tried again elsewhere starts afresh: no slot of its earlier try)
+                        move['slot'], move['slot_s'] = 'ahead', None
                     pending.remove(move)
                     move['started_s'] = self.clock() - self.t0
                     self.running[move['name']] = move

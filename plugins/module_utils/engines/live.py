@@ -528,6 +528,9 @@ class LiveMigration:
                                  'with vmmigration.libvirt.cold_migrate)' % self.name, self.result)
         if _postcopy_failed(dom):
             self.decide_transport(paused=True)
+            if not check_mode:
+                # (resuming a failed post-copy streams the rest of its memory: it waits for a slot too)
+                await_slot(self, self.clock())
             return self.postcopy.resume(dom, check_mode)
         self.decide_transport()
         self.require_features(compat.migration_features(o))

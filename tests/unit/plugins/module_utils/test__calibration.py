@@ -118,8 +118,10 @@ def test_samples_keep_their_concurrency_and_a_prediction_uses_those_of_its_own_k
     ahead = [{'name': 'a', 'start_s': 0.0, 'slot_s': 0.0, 'end_s': 6.0}, {'name': 'c', 'start_s': 1.0, 'slot_s': 6.0,
                                                                           'end_s': 12.0}]
     assert [C.moves_alongside(ahead, r) for r in ahead] == [0, 0]
-    started = [dict(r, slot_s=None) for r in ahead]     # (counted from their starts: alongside each other)
-    assert [C.moves_alongside(started, r) for r in started] == [1, 1]
+    started = [dict((k, v) for k, v in r.items() if k != 'slot_s') for r in ahead]
+    assert [C.moves_alongside(started, r) for r in started] == [1, 1]   # (no slot_s: counted from their starts)
+    # one that failed before it got a slot (slot_s None) never used the link
+    assert C.moves_alongside(ahead + [{'name': 'x', 'start_s': 0.5, 'slot_s': None, 'end_s': 5.0}], ahead[0]) == 0
     assert [d['drains_alongside'] for d in cal['drains']] == [0, 2]
     lone, step, every = (C.plan_options(cal, 512, drains_alongside=0), C.plan_options(cal, 512, drains_alongside=1),
                          C.plan_options(cal, 512))

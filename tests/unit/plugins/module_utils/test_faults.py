@@ -136,11 +136,11 @@ def run_cold(w, tmp_path, **kw):
 
 
 def run_drain(w, tmp_path, plan=None, policy='skip', timeout_s=3600, names=None, rollback=False, cold=None,
-              max_outbound=2):
+              max_outbound=2, stop_on_failure=False):
     p = {'uri': F.uri('h1'), 'destinations': [{'name': 'h2', 'uri': F.uri('h2')}, {'name': 'h3', 'uri': F.uri('h3')}],
          'domains': list(names) if names else None, 'headroom_mib': 0, 'anti_affinity': {}, 'pinned': {},
          'rate_mibps': 1000, 'max_outbound': max_outbound, 'max_inbound': 1, 'max_total': 4, 'non_live_policy': policy,
-         'per_vm_timeout_s': 600, 'timeout_s': timeout_s, 'stop_on_failure': False, 'announce': False, 'journal': str(tmp_path / 'journal'),
+         'per_vm_timeout_s': 600, 'timeout_s': timeout_s, 'stop_on_failure': stop_on_failure, 'announce': False, 'journal': str(tmp_path / 'journal'),
          'status_file': str(tmp_path / 'status'), 'source_name': 'h1', 'return_home': rollback,
          'return_uri': F.uri('h1') if rollback else None,
          'migrate_options': {'tuning': {'poll_interval_s': 0.001, 'dirty_rate_sample_s': 0}}, 'cold_options': cold or {},
@@ -768,6 +768,22 @@ def test_a_move_prepared_ahead_changes_nothing_before_its_slot():
     result = engine.run()
     assert result['state'] == 'migrated' and w.running('vm1') == ['h2'] and 'slot_wait_s' in result['phases']
     assert len(seen) == 1 and not any(c.startswith('migrate') for c in seen[0])
+    # a guest split by a failed post-copy: resuming it streams the rest of its memory - it waits for its slot too
+    for answer in (False, True):
+        w = new_world()
+        src = w.hosts['h1'].doms['vm1']
+        src.state, src.reason = F.PAUSED, F.POSTCOPY_FAILED
+        w.hosts['h2'].doms['vm1'] = F.Dom('vm1', src.uuid, src.xml, state=F.PAUSED, reason=F.POSTCOPY_FAILED)
+        seen[:] = []
+        engine = M.LiveMigration(F.FakeClient(w, F.uri('h1')), F.FakeClient(w, F.uri('h2')), 'vm1', live_opts(),
+                                 clock=w.clock, sleep=w.clock.sleep, on_ready=gate(w, answer))
+        try:
+            engine.run()
+        except LibvirtClientError as e:
+            assert not answer and 'nothing was changed' in e.msg, e.msg
+        calls = [method(site) for _h, site, _n in w.log]
+        assert len(seen) == 1 and (calls == seen[0]) is not answer, calls
+        assert answer or w.where('vm1') == {'h1': F.PAUSED, 'h2': F.PAUSED}
 
 
 def test_a_drain_with_one_slot_prepares_the_next_move_while_one_migrates(tmp_path):
@@ -779,6 +795,25 @@ def test_a_drain_with_one_slot_prepares_the_next_move_while_one_migrates(tmp_pat
     first, second = sorted(result['results'], key=lambda r: r['slot_s'])
     assert second['start_s'] < first['moved_s'] <= second['slot_s'], result['results']
     assert sorted(w.running('vm1') + w.running('vm2')) == ['h2', 'h3']
+
+
+def test_a_drain_stopped_at_its_deadline_starts_no_move_prepared_ahead(tmp_path):
+    """max_outbound 1: the drain's timeout_s passes while the first move migrates and the second waits ahead of the
+    slot, checked and planned - the first is never abandoned, the second is not started: listed not started, not
+    among the results, its journal entry ended 'not_started' (no return journey brings it back), and it runs on the
+    source alone."""
+    w = new_world(('vm1', 'vm2'))
+    result, err, ev = run_drain(w, tmp_path, max_outbound=1, timeout_s=2)
+    assert err is None and result['state'] == 'incomplete', (err, result.get('state'))
+    [moved] = result['results']
+    assert moved['state'] == 'migrated' and not moved['error']
+    other = ({'vm1', 'vm2'} - {moved['name']}).pop()
+    assert [(x['name'], x['action'], x['reason']) for x in result['left']] == [
+        (other, 'not_started', 'the drain stopped: timeout_s reached')], result['left']
+    journal = FILES.read_journal(ev.p['journal'])
+    assert [e['result']['state'] for e in journal if e.get('event') == 'end' and e['vm'] == other] == ['not_started']
+    assert [m['name'] for m in FILES.return_moves(journal, 'h1')] == [moved['name']]
+    assert w.running(other) == ['h1'] and w.running(moved['name']) != ['h1'] and not w.violations
 
 
 def test_the_downtime_starts_at_10_ms_and_a_link_above_the_cap_counts_for_the_switchover():
