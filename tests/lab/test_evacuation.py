@@ -38,13 +38,15 @@ def fresh(*dirs):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def overlaps(results, key=None, until="moved_s"):
-    """Most migrations running at one time (per KEY value, if given), from their start to UNTIL: moved_s, when the
-    VM ran on its destination and gave its slot back (its announce and verification use none), or end_s."""
+def overlaps(results, key=None, until="moved_s", since="slot_s"):
+    """Most migrations running at one time (per KEY value, if given), from SINCE - slot_s, when the move got its
+    migration slot (a move checked and planned ahead gets it after its start), or start_s - to UNTIL: moved_s, when
+    the VM ran on its destination and gave its slot back (its announce and verification use none), or end_s."""
     events = []
     for r in results:
         end = r[until] if r.get(until) is not None else r["end_s"]
-        events += [(r["start_s"], 1, r[key] if key else None), (end, -1, r[key] if key else None)]
+        start = r[since] if r.get(since) is not None else r["start_s"]
+        events += [(start, 1, r[key] if key else None), (end, -1, r[key] if key else None)]
     most, now = 0, {}
     for _t, d, k in sorted(events, key=lambda e: (e[0], e[1])):
         now[k] = now.get(k, 0) + d
@@ -151,8 +153,14 @@ def test_evacuate_host(lab, figures):
         assert overlaps(report["results"], "destination") <= 1
         assert overlaps(report["results"]) == 2, "the drain never ran two migrations at once"
         # a VM being verified holds no slot: counted to its end, more than two overlap (a cold one boots first)
-        assert all(r["moved_s"] is not None and r["start_s"] <= r["moved_s"] <= r["end_s"] for r in report["results"])
+        assert all(r["moved_s"] is not None and max(r["start_s"], r["slot_s"]) <= r["moved_s"] <= r["end_s"]
+                   for r in report["results"])
         figures["evacuation_5_guests_overlap_to_end"] = overlaps(report["results"], until="end_s")
+        # a live move is checked and planned while two migrate, and gets its slot later: counted from its start,
+        # more than two overlap
+        ahead = [r["name"] for r in report["results"] if r["slot_s"] > r["start_s"] + 0.5]
+        assert ahead and overlaps(report["results"], since="start_s") > 2, report["results"]
+        figures["evacuation_5_guests_prepared_ahead"] = len(ahead)
         time.sleep(1)
         for (name, _kw, method), pr in zip(EVAC_GUESTS, probes):
             after = L.wait_guest(ips[name], timeout=30)

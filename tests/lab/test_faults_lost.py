@@ -354,8 +354,11 @@ def test_drain_limit_runs_out_while_a_cold_move_copies(lab, figures):
         assert other in report["still_running_on_source"] and name not in report["still_running_on_source"]
         with open(os.path.join(reports, "h1", "journal.jsonl")) as f:
             events = [json.loads(line) for line in f]
-        assert [e["vm"] for e in events if e["event"] == "start"] == [name]
-        assert [e["vm"] for e in events if e["event"] == "end"] == [name]
+        # (the live one may have been checked and planned ahead of the slot: then its journal ends it not started)
+        assert [e["vm"] for e in events if e["event"] == "start"] in ([name], [name, other])
+        ends = [(e["vm"], e["result"]["state"]) for e in events if e["event"] == "end"]
+        assert ends in ([(name, "migrated")], [(name, "migrated"), (other, "not_started")],
+                        [(other, "not_started"), (name, "migrated")]), ends
         # one guest, on the destination only; the other never left home
         deadline = time.monotonic() + 60
         while running(states(name, ["h1", "h2", "h3"])) != ["h2"] and time.monotonic() < deadline:

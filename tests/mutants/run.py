@@ -99,6 +99,11 @@ MUTANTS = {
          "                pass\n")],
         'a move prepared ahead that the drain\'s stop kept from its slot is in neither the results nor the moves left',
         SWEEP + '::test_a_drain_stopped_at_its_deadline_starts_no_move_prepared_ahead'),
+    'proofs-share-a-transient-pool': (MU + 'driver/storage_proof.py', [
+        ("    with _PROOF:\n        return _probe_directory(", "    if True:\n        return _probe_directory(")],
+        'two proofs of one shared directory at once (a drain checks moves ahead of their slots) share a transient pool '
+        'one of them destroys: the other says the disk is not shared',
+        SWEEP + '::test_shared_storage_proven_by_several_moves_at_once'),
     'verified-vm-keeps-its-slot': (MU + 'engines/drain.py', [
         ("return [m for n, m in d.running.items() if n not in d.finishing and m.get('slot') in (None, 'held')]",
          "return [m for n, m in d.running.items() if m.get('slot') in (None, 'held')]")],

@@ -23,6 +23,7 @@ any release.
 import os
 import random
 import socket
+import threading
 import uuid
 import xml.etree.ElementTree as ET
 
@@ -32,6 +33,10 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connect
 DEFAULT_PORTS = {'nbd': 10809, 'iscsi': 3260, 'rbd': 6789, 'gluster': 24007, 'sheepdog': 7000, 'http': 80,
                  'https': 443, 'ftp': 21, 'ssh': 22, 'vxhs': 9999, 'nfs': 2049}
 MARKER_PREFIX = 'vmm-probe-'
+# One proof at a time in this process: a drain checks several moves at once, and two proofs of one directory without
+# a pool of its own would share the transient pool the first made (libvirt allows one pool per directory), which it
+# destroys under the second.
+_PROOF = threading.Lock()
 
 
 def finding(target, disk, state, method, reason):
@@ -92,7 +97,12 @@ class _Dir:
 
 
 def probe_directory(src_client, dst_client, path, rand=random.randint):
-    """Prove whether SRC and DST see the same directory PATH: (verdict, reason)."""
+    """Prove whether SRC and DST see the same directory PATH: (verdict, reason). One proof at a time (_PROOF)."""
+    with _PROOF:
+        return _probe_directory(src_client, dst_client, path, rand)
+
+
+def _probe_directory(src_client, dst_client, path, rand):
     src, dst = _Dir(src_client, path), _Dir(dst_client, path)
     marker = None
     try:

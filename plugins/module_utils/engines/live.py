@@ -259,9 +259,10 @@ def read_dirty_rate(client, dom, seconds, clock=time.monotonic, sleep=time.sleep
 
 
 def await_slot(engine, since):
-    """A drain's gate (ENGINE.on_ready), once the checks, the dirty-rate sample and the plan are done and before
-    anything changes: it returns True when the move has its migration slot (waited for since SINCE: the phase
-    slot_wait_s), False when the move is not to start - then nothing was changed, and the move says so."""
+    """A drain's gate, once the checks, the dirty-rate sample and the plan are done and before anything changes:
+    ENGINE.on_ready() returns True once the move has its migration slot (the wait since SINCE is the phase
+    slot_wait_s), False when the move is not to start - then MigrationError says nothing was changed. Nothing to
+    wait for outside a drain (no on_ready)."""
     if engine.on_ready is None:
         return
     if not engine.on_ready():

@@ -816,6 +816,33 @@ def test_a_drain_stopped_at_its_deadline_starts_no_move_prepared_ahead(tmp_path)
     assert w.running(other) == ['h1'] and w.running(moved['name']) != ['h1'] and not w.violations
 
 
+def test_shared_storage_proven_by_several_moves_at_once(monkeypatch):
+    """A drain checks moves at the same time (one migrating, others checked ahead of their slots): their proofs of
+    one shared directory without a pool of its own must not share a transient pool that one of them destroys under
+    the other (libvirt allows one pool per directory) - each proof says shared."""
+    from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import storage_proof as SP
+    w = new_world()
+    for h in w.hosts.values():
+        h.pools.clear()
+    slow = F.FakePool.storageVolLookupByName
+
+    def looked_up_slowly(self, name):
+        time.sleep(0.02)         # (the window in which another proof would destroy the pool)
+        return slow(self, name)
+    monkeypatch.setattr(F.FakePool, 'storageVolLookupByName', looked_up_slowly)
+    verdicts = []
+
+    def prove():
+        verdicts.append(SP.probe_directory(F.FakeClient(w, F.uri('h1')), F.FakeClient(w, F.uri('h2')), IMAGES)[0])
+    threads = [threading.Thread(target=prove) for _i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert verdicts == ['shared'] * 6, verdicts
+    assert not any(p.startswith(SP.MARKER_PREFIX) for h in w.hosts.values() for p in h.pools)
+
+
 def test_the_downtime_starts_at_10_ms_and_a_link_above_the_cap_counts_for_the_switchover():
     """The allowed downtime ramps up from 10 ms; with a cap below the link's known speed, libvirt is told the
     link's speed for the switch-over (it sends the last pass uncapped); without a known link, nothing."""
