@@ -104,6 +104,10 @@ MUTANTS = {
         'two proofs of one shared directory at once (a drain checks moves ahead of their slots) share a transient pool '
         'one of them destroys: the other says the disk is not shared',
         SWEEP + '::test_shared_storage_proven_by_several_moves_at_once'),
+    'migration-starts-before-its-slot': (MU + 'engines/live.py', [
+        ("        await_slot(self, self.phase('planning_s', mark))\n", "        self.phase('planning_s', mark)\n")],
+        'a live move checked ahead migrates without waiting for its slot (the engine never asks the drain)',
+        SWEEP + '::test_a_move_prepared_ahead_changes_nothing_before_its_slot'),
     'verified-vm-keeps-its-slot': (MU + 'engines/drain.py', [
         ("return [m for n, m in d.running.items() if n not in d.finishing and m.get('slot') in (None, 'held')]",
          "return [m for n, m in d.running.items() if m.get('slot') in (None, 'held')]")],

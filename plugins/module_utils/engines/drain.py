@@ -105,22 +105,28 @@ class MoveSlots:
             return False
         return wait_until(given, wait_limit_s(d.p), 0.1, d.clock, d.sleep) is True
 
+    def give(self, move):
+        """MOVE holds a slot from now on."""
+        move['slot'], move['slot_s'] = 'held', round(self.drain.clock() - self.drain.t0, 2)
+
+    def waiting(self):
+        """The running moves started ahead that have no slot yet (preparing, or ready), in the order they started."""
+        return [m for m in self.drain.running.values() if m.get('slot') in ('ahead', 'ready')]
+
     def grant(self, limits):
         """Give the slots LIMITS admit to moves prepared ahead, in the order they started: a ready one migrates at
         once, one still preparing holds its slot from now on, as a move started in a slot."""
-        d = self.drain
         while True:
-            ahead = [m for m in d.running.values() if m.get('slot') in ('ahead', 'ready')]
+            ahead = self.waiting()
             move = admit(ahead, self.holding(), limits) if ahead else None
             if move is None:
                 return
-            move['slot'], move['slot_s'] = 'held', round(d.clock() - d.t0, 2)
+            self.give(move)
 
     def ahead(self, pending):
         """The pending live move to start ahead of a slot: the first in plan order while fewer than one per outbound
         slot are ahead; None otherwise."""
-        ahead = [m for m in self.drain.running.values() if m.get('slot') in ('ahead', 'ready')]
-        if len(ahead) >= self.drain.p['max_outbound']:
+        if len(self.waiting()) >= self.drain.p['max_outbound']:
             return None
         return next((m for m in pending if m['method'] == 'live'), None)
 
@@ -335,7 +341,7 @@ class Evacuation:
                     self.slots.grant(limits)
                     move = admit(pending, self.slots.holding(), limits)
                     if move is not None:
-                        move['slot'], move['slot_s'] = 'held', round(self.clock() - self.t0, 2)
+                        self.slots.give(move)
                     else:
                         move = self.slots.ahead(pending)
                         if move is None:
