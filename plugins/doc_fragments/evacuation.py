@@ -62,7 +62,10 @@ options:
     choices: [skip, shutdown, cold]
     default: skip
   headroom_mib:
-    description: Memory in MiB to keep free on every destination beyond the guests it receives.
+    description:
+      - Memory in MiB to keep free on every destination beyond the guests it receives.
+      - A move checked on its own (a return journey, or a drain without an approved O(plan)) also counts the memory
+        of the drain's moves still arriving at its destination, which that host's free memory does not show yet.
     type: int
     default: 1024
   anti_affinity:

@@ -129,6 +129,9 @@ options:
     description:
       - Instead of draining, bring back every VM that O(journal) says a drain moved away and no return has
         brought back yet, each from where it went (the URI the drain used), under the same limits.
+      - There is no plan for the way back - each move checks this host as it starts, counting the memory of the VMs
+        still on their way here (from the drain's journal); one that does not fit stays where it is, with nothing
+        changed, and a later return brings it back.
       - Needs O(journal) and O(return_uri).
     type: bool
     default: false

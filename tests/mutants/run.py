@@ -104,6 +104,16 @@ MUTANTS = {
         'two proofs of one shared directory at once (a drain checks moves ahead of their slots) share a transient pool '
         'one of them destroys: the other says the disk is not shared',
         SWEEP + '::test_shared_storage_proven_by_several_moves_at_once'),
+    'return-ignores-moves-arriving': (MU + 'engines/drain.py', [
+        ("                where['arriving_mib'] = self.slots.arriving_mib(move)\n", "                where['arriving_mib'] = 0\n")],
+        'a move checked while another is still arriving at its destination does not count it: two VMs come home into '
+        'room for one',
+        SWEEP + '::test_a_return_counts_the_moves_still_arriving_home'),
+    'return-forgets-the-memory-it-moves': (MU + 'engines/drain_files.py', [
+        ("'memory_mib': start.get('memory_mib') or 0}", "'memory_mib': 0}")],
+        'the return journey does not know the memory of the VMs it brings back (the drain\'s journal kept none): its '
+        'moves count nothing for each other',
+        SWEEP + '::test_a_return_counts_the_moves_still_arriving_home'),
     'migration-starts-before-its-slot': (MU + 'engines/live.py', [
         ("        await_slot(self, self.phase('planning_s', mark))\n", "        self.phase('planning_s', mark)\n")],
         'a live move checked ahead migrates without waiting for its slot (the engine never asks the drain)',

@@ -85,7 +85,7 @@ class ColdMigration:
                           'storage': dict((t, {'verdict': v}) for t, v in (self.o['approved'].get('storage') or {}).items())}
         else:
             report = check_domains(src, dst, [self.name], reserve_mib=self.o['headroom_mib'],
-                                   allow_storage_copy=True, probe_storage=True)
+                                   planned_mib=self.o.get('arriving_mib') or 0, allow_storage_copy=True, probe_storage=True)
             dom_report = report['domains'][0]
         self.result['checks'] = dom_report['checks']
         hard = [c for c in dom_report['checks'] if c['status'] == FAIL and c['blocks'] == ALL

@@ -123,6 +123,17 @@ class MoveSlots:
                 return
             self.give(move)
 
+    def arriving_mib(self, move):
+        """The memory of the moves started before MOVE into its destination and not there yet: its destination's
+        free memory, read by its own check, does not count them yet (a move that has arrived it does, or more - on
+        the safe side: some of an arriving VM's memory is there before it is)."""
+        d = self.drain
+        with d.lock:
+            before = list(d.running.values())
+            before = before[:next((i for i, m in enumerate(before) if m is move), len(before))]
+            return sum(m.get('memory_mib') or 0 for m in before
+                       if m['destination'] == move['destination'] and m['name'] not in d.finishing)
+
     def ahead(self, pending):
         """The pending live move to start ahead of a slot: the first in plan order while fewer than one per outbound
         slot are ahead; None otherwise."""
@@ -170,6 +181,9 @@ class Evacuation:
             if p.get('plan') and not p.get('return_home') and 'storage' in move:
                 # checked when the plan was made, revalidated at the drain's start: not checked again
                 where['approved'] = {'storage': move['storage']}
+            else:
+                # the move's own memory check counts the moves still arriving there
+                where['arriving_mib'] = self.slots.arriving_mib(move)
             if move['method'] == 'cold':
                 opts = option_defaults(COLD_ARGSPEC)
                 opts.update(p.get('cold_options') or {})
@@ -351,9 +365,7 @@ class Evacuation:
                     pending.remove(move)
                     move['started_s'] = self.clock() - self.t0
                     self.running[move['name']] = move
-                self.files.journal({'event': 'start', 'time': self.now(), 'vm': move['name'],
-                                    'destination': move['destination'], 'method': move['method'],
-                                    'uri': SEC.redact_uri(move['uri']), 'return_home': bool(p.get('return_home'))})
+                self.files.started(move, self.now(), SEC.redact_uri(move['uri']))
                 t = threading.Thread(target=self._move, args=(move,))
                 t.daemon = True
                 t.start()

@@ -144,7 +144,7 @@ def return_moves(entries, here):
             start = away.get('_starts', {}).get(e['vm']) or {}
             away[e['vm']] = {'name': e['vm'], 'destination': here, 'method': e['result'].get('method') or 'live',
                              'from_uri': start.get('uri'), 'from': e['result'].get('destination'),
-                             'memory_mib': 0}
+                             'memory_mib': start.get('memory_mib') or 0}
     away.pop('_starts', None)
     return [m for _n, m in sorted(away.items()) if m['from_uri']]
 
@@ -192,6 +192,13 @@ class DrainFiles:
             with self.lock:
                 self.journal_errors.append('cannot write the journal %s (%s of %s): %s' % (
                     self.p.get('journal'), entry.get('event'), entry.get('vm', 'the drain'), e.strerror or e))
+
+    def started(self, move, now, uri):
+        """The journal's entry for MOVE starting at NOW (time.time), to URI (redacted): where it goes and its memory -
+        what a return journey reads."""
+        self.journal({'event': 'start', 'time': now, 'vm': move['name'], 'destination': move['destination'],
+                      'method': move['method'], 'uri': uri, 'memory_mib': move.get('memory_mib'),
+                      'return_home': bool(self.p.get('return_home'))})
 
     def said(self, out):
         """OUT with what could not be written on this host: journal_errors (the module fails on them: a later

@@ -413,7 +413,7 @@ class LiveMigration:
     def precheck(self, dom):
         o = self.o
         report = check_domains(self.src, self.dst, [self.name], reserve_mib=o['headroom_mib'],
-                               allow_storage_copy=o['copy_storage'] != 'none', probe_storage=True)
+                               planned_mib=o.get('arriving_mib') or 0, allow_storage_copy=o['copy_storage'] != 'none', probe_storage=True)
         self.result['checks'] = report['domains'][0]['checks']
         dom_report = report['domains'][0]
         bad = [c for c in dom_report['checks'] if c['status'] == FAIL]

@@ -39,6 +39,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import drain_plan as PLAN
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live as M
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live_postcopy as LP
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import check_run as CHECK_RUN
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClientError
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import strategy as S
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import FakeClock
@@ -526,7 +527,6 @@ def test_prechecks_at_every_failure_point(tmp_path, monkeypatch):
     """The checks a move makes before it changes anything (host facts, the guest's facts, the CPU comparison,
     the marker probe of its storage), unstubbed: a failure there changes nothing and says why."""
     from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import facts as FACTS
-    from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import check_run as CHECK_RUN
     from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver import storage_proof as STORAGE
     monkeypatch.setattr(M, 'check_domains', CHECK_RUN.check_domains)
     monkeypatch.setattr(CM, 'check_domains', CHECK_RUN.check_domains)
@@ -814,6 +814,37 @@ def test_a_drain_stopped_at_its_deadline_starts_no_move_prepared_ahead(tmp_path)
     assert [e['result']['state'] for e in journal if e.get('event') == 'end' and e['vm'] == other] == ['not_started']
     assert [m['name'] for m in FILES.return_moves(journal, 'h1')] == [moved['name']]
     assert w.running(other) == ['h1'] and w.running(moved['name']) != ['h1'] and not w.violations
+
+
+def test_a_return_counts_the_moves_still_arriving_home(tmp_path, monkeypatch):
+    """A return journey has no plan: each move's own memory check is the only one. Home (h1) has room for one of
+    the two VMs: the second, checked while the first is still arriving (max_inbound 1: it is prepared ahead of its
+    slot), counts the first and is refused with nothing changed - it still runs where it went; once there is room, a
+    second return brings it home. (Without the count both came home into room for one.)"""
+    monkeypatch.setattr(PLAN, 'check_domains', checks_pass('shared'))
+    w = new_world(('vm1', 'vm2'))
+    result, err, ev = run_drain(w, tmp_path)
+    assert err is None and result['state'] == 'evacuated', err
+    starts = [e for e in FILES.read_journal(ev.p['journal']) if e.get('event') == 'start']
+    assert sorted(e['memory_mib'] for e in starts) == [512, 512], starts
+    away = dict((n, w.running(n)) for n in ('vm1', 'vm2'))
+    # (the moves' own checks, as they are: the return's are the only ones)
+    monkeypatch.setattr(M, 'check_domains', CHECK_RUN.check_domains)
+    real = F.FakeConn.getFreeMemory
+    room = {'mib': 800}
+    monkeypatch.setattr(F.FakeConn, 'getFreeMemory', lambda self: room['mib'] * F.MIB if self.h == 'h1' else real(self))
+    result, err, ev = run_drain(w, tmp_path, rollback=True)
+    home = [n for n in away if w.running(n) == ['h1']]
+    assert len(home) == 1, (away, [(n, w.running(n)) for n in away], result.get('results'))
+    [other] = [n for n in away if n not in home]
+    assert w.running(other) == away[other] and not w.violations
+    [failed] = [r for r in result['results'] if r['name'] == other]
+    assert 'not enough memory' in failed['error'] and '512 MiB already planned' in failed['error'], failed
+    assert [m['name'] for m in FILES.return_moves(FILES.read_journal(ev.p['journal']), 'h1')] == [other]
+    room['mib'] = 8192
+    result, err, ev = run_drain(w, tmp_path, rollback=True)
+    assert err is None and result['state'] == 'returned_home', (err, result.get('state'))
+    assert all(w.running(n) == ['h1'] for n in away) and not w.violations
 
 
 def test_shared_storage_proven_by_several_moves_at_once(monkeypatch):
