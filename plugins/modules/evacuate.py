@@ -333,6 +333,8 @@ overran:
 failed_vms:
   description:
     - VMs whose move failed - each with its state in RV(results) (V(rolled_back) - it runs on the source;
+      V(rolled_back_unconfirmed) - it runs on the source again, but its destination could not be read after the
+      switch-over had begun and may run it too (it is never tried elsewhere; check that host first);
       V(migrated) with an error - it moved but its source cleanup failed; V(postcopy_failed) or
       V(postcopy_running) - split between both hosts, never destroyed; V(stopped_on_source) - a cold move that failed
       and left the guest shut down on the source; V(unknown) - the move failed and where the guest runs could not be

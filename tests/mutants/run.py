@@ -136,6 +136,11 @@ MUTANTS = {
          "        raise")],
         'a failure after the engine moved the VM, before the drain heard it arrived, loses what the engine did: the '
         'VM is taken for untouched and sent to an alternate', 'tests/unit/plugins/module_utils/test__cluster.py'),
+    'unconfirmed-rollback-said-rolled-back': (MU + 'engines/live_commit.py', [
+        ("'rolled_back_unconfirmed' if may_run_there else 'rolled_back')", "'rolled_back')")],
+        'a guest resumed on its source after the switch-over had begun, its destination unread, is reported rolled back '
+        '(as if the destination held nothing of it), though that host may run it too',
+        'tests/unit/plugins/module_utils/test__cluster.py::test_a_vm_whose_link_goes_at_the_switch_over_is_never_sent_elsewhere'),
     'in-flight-reroute-after-the-switch-over': (MU + 'engines/live_commit.py', [
         ("not state['paused'] and marked is False:", "not state['paused'] and marked is not None:")],
         'a move whose destination went at the switch-over (libvirt resumed the source it had stopped) is taken for '

@@ -184,9 +184,9 @@ class CommitRollback:
             self.engine.note('resume', 'source guest resumed after the failed migration (the destination does not '
                              'run it: %s)' % dst_state if ok else 'could not resume the source guest: %s' % errors[-1])
             src_state = domain_state(dom)
-        cleaned = None
+        cleaned, may_run_there = None, False
         if dst_state == 'unknown':
-            cleaned = self._unchecked_destination(dom, state, dst_errors[-1])
+            cleaned, may_run_there = self._unchecked_destination(dom, state, dst_errors[-1])
             self.engine.note('cleanup', cleaned)
         if there is not None and src_state == 'running':
             try:
@@ -198,8 +198,10 @@ class CommitRollback:
             except LibvirtClientError as e:
                 cleaned = 'could not remove the half-migrated copy from the destination: %s' % e.detail
             self.engine.note('cleanup', cleaned)
-        self.engine.result['state'] = 'rolled_back' if src_state == 'running' else 'source_%s' % src_state
-        self.engine.result['changed'] = src_state != 'running'
+        # (a guest running on the source again whose destination may run it too is not said to be rolled back)
+        self.engine.result['state'] = ('source_%s' % src_state if src_state != 'running' else
+                                       'rolled_back_unconfirmed' if may_run_there else 'rolled_back')
+        self.engine.result['changed'] = src_state != 'running' or may_run_there
         where = ('its state on the source cannot be read (the connection to the source is lost): check it there'
                  if src_state == 'unknown' else 'the guest is %s on the source' % src_state)
         raise MigrationError('live migration of %s failed: %s; %s%s' % (
@@ -212,18 +214,18 @@ class CommitRollback:
         after a failed migration that had stopped it (running reason 'migration canceled'), and the mark stays until
         the guest is paused again: a guest without it now was not stopped by this move (one that carries it from an
         earlier move is judged as stopped). Anything else may have finished there (its reply lost): said as a copy
-        that could not be checked."""
+        that could not be checked. Returns (what is said, whether the destination may run the guest)."""
         marked = resumed_after_a_failed_migration(dom)
         if not state['postcopy'] and not state['paused'] and marked is False:
             return ('the destination could not be checked (%s), but the source never stopped the guest in this move: '
                     'a copy there never had its final state and cannot run (libvirt removes an incoming guest once '
-                    'its connection from the source is gone)' % why)
+                    'its connection from the source is gone)' % why), False
         if marked:
             return ('could not check the destination for a copy (%s): the source had stopped the guest for the '
                     'switch-over and libvirt resumed it - if the destination finished and its reply was lost, it runs '
-                    'the guest too: check with virsh list --all there before anything else' % why)
+                    'the guest too: check with virsh list --all there before anything else' % why), True
         return ('could not check the destination for a half-migrated copy (%s): libvirt removes an incoming '
-                'guest whose migration failed; check with virsh list --all there' % why)
+                'guest whose migration failed; check with virsh list --all there before anything else' % why), True
 
     def _read_back(self, client, uuid, errors):
         return read_back(client, uuid, errors, self.engine.clock, self.engine.sleep)

@@ -211,6 +211,9 @@ def live_invariants(w, result, err, engine, single, label):
         assert running == ['h2'], (label, where)
     if state == 'rolled_back':
         assert running == ['h1'], (label, where)
+    if state == 'rolled_back_unconfirmed':
+        # the source runs the guest again; the destination could not be read and may run it too: said
+        assert 'h1' in running and 'before anything else' in err.msg and result['changed'], (label, where, err.msg)
     if state and state.startswith('source_') or state == 'destination_not_running':
         # a failure that says the guest is not on the destination: it is not running there
         assert 'h2' not in running, '%s: %s, but it runs on h2' % (label, state)
