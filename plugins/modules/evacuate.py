@@ -333,8 +333,10 @@ overran:
 failed_vms:
   description:
     - VMs whose move failed - each with its state in RV(results) (V(rolled_back) - it runs on the source;
-      V(rolled_back_unconfirmed) - it runs on the source again, but its destination could not be read after the
-      switch-over had begun and may run it too (it is never tried elsewhere; check that host first);
+      V(rolled_back_unconfirmed) - it runs on the source again, but its destination could not be read and may run it
+      too (it is never tried elsewhere; check that host first); V(destination_unknown) or V(destination_not_running) -
+      libvirt ended the job but the destination's guest is not confirmed running, the source definition kept;
+      C(source_) and its state there - not running on the source, not on the destination either;
       V(migrated) with an error - it moved but its source cleanup failed; V(postcopy_failed) or
       V(postcopy_running) - split between both hosts, never destroyed; V(stopped_on_source) - a cold move that failed
       and left the guest shut down on the source; V(unknown) - the move failed and where the guest runs could not be

@@ -303,15 +303,20 @@ state:
   description:
     - V(migrated), V(migrated_after_recovery) (a post-copy failed and was resumed; see RV(recovered_from)),
       V(already_there) or V(planned) (check mode).
-    - When the module fails - V(rolled_back) (the guest runs on the source as before, and the destination holds
-      nothing of it), V(rolled_back_unconfirmed) (the guest runs on the source again, but the destination could not
-      be read after the source had stopped the guest for the switch-over - if the destination finished and its reply
-      was lost, it runs the guest too; check it there with C(virsh list --all) before anything else),
-      V(postcopy_failed) (the guest is paused, split between the hosts, until a resume succeeds),
+    - When the module fails - V(rolled_back) (the guest runs on the source as before; the error says so when a
+      half-migrated copy could not be removed from the destination), V(rolled_back_unconfirmed) (the guest runs on
+      the source again, but the destination could not be read and may run it too - the source had stopped the guest
+      for the switch-over, or whether it had cannot be told; if the destination finished and its reply was lost, it
+      runs the guest - check it there with C(virsh list --all) before anything else), V(postcopy_failed) (the guest
+      is paused, split between the hosts, until a resume succeeds), V(postcopy_running) (a post-copy still running
+      past every bound - never aborted; libvirt finishes it), V(destination_unknown) (the source ended the job but
+      the destination cannot be reached to confirm it runs there; the source definition is kept),
       V(destination_not_running), C(source_) and the guest's state on the source (for example V(source_paused))
       when a failed move left it not running there and the destination does not run it, or V(unknown) (where the
       guest runs could not be read back on one side - nothing was resumed or removed; check both hosts before
       starting it).
+    - V(migrated) with the module failed - the guest runs on the destination, but the source cleanup failed; the
+      error says what the source keeps.
   returned: always
   type: str
   sample: migrated

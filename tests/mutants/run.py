@@ -141,6 +141,12 @@ MUTANTS = {
         'a guest resumed on its source after the switch-over had begun, its destination unread, is reported rolled back '
         '(as if the destination held nothing of it), though that host may run it too',
         'tests/unit/plugins/module_utils/test__cluster.py::test_a_vm_whose_link_goes_at_the_switch_over_is_never_sent_elsewhere'),
+    'unreadable-mark-said-rolled-back': (MU + 'engines/live_commit.py', [
+        ("failed; check with virsh list --all there before anything else' % why), True\n",
+         "failed; check with virsh list --all there before anything else' % why), False\n")],
+        'a guest paused by the move to finish, or whose mark cannot be read, its destination unread, is reported rolled '
+        'back, though the switch-over may have happened there',
+        SWEEP + '::test_an_unreadable_destination_is_said_to_maybe_run_the_guest_unless_the_source_never_stopped_it'),
     'in-flight-reroute-after-the-switch-over': (MU + 'engines/live_commit.py', [
         ("not state['paused'] and marked is False:", "not state['paused'] and marked is not None:")],
         'a move whose destination went at the switch-over (libvirt resumed the source it had stopped) is taken for '

@@ -40,6 +40,7 @@ from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live as M
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live_postcopy as LP
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import check_run as CHECK_RUN
+from ansible_collections.vmmigration.libvirt.plugins.module_utils.engines import live_commit as LC
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.connection import LibvirtClientError
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.decide import strategy as S
 from ansible_collections.vmmigration.libvirt.plugins.module_utils.driver.wait import FakeClock
@@ -848,6 +849,34 @@ def test_a_return_counts_the_moves_still_arriving_home(tmp_path, monkeypatch):
     result, err, ev = run_drain(w, tmp_path, rollback=True)
     assert err is None and result['state'] == 'returned_home', (err, result.get('state'))
     assert all(w.running(n) == ['h1'] for n in away) and not w.violations
+
+
+class _Standing:
+    """A source guest whose running reason is REASON (None: its state cannot be read)."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+    def state(self):
+        if self.reason is None:
+            raise LibvirtClientError('cannot read the state of vm1: connection reset')
+        return [1, self.reason]
+
+
+@pytest.mark.parametrize('reason, paused, may_run', [
+    (1, False, False),      # booted, never stopped by this move: a copy there cannot run
+    (6, False, True),       # 'migration canceled': the source had stopped it for the switch-over
+    (1, True, True),        # paused by this move to finish (resumed since): the switch-over may have happened
+    (None, False, True),    # the mark cannot be read: whether it had stopped cannot be told
+])
+def test_an_unreadable_destination_is_said_to_maybe_run_the_guest_unless_the_source_never_stopped_it(
+        reason, paused, may_run):
+    """A rollback whose destination cannot be read: only a guest the source never stopped in this move is surely not
+    running there (rolled_back); every other case may run there too (rolled_back_unconfirmed, check that host)."""
+    said, maybe = LC.CommitRollback(None)._unchecked_destination(  # pylint: disable=protected-access
+        _Standing(reason), {'postcopy': False, 'paused': paused}, 'no route to host')
+    assert maybe is may_run, said
+    assert ('before anything else' in said) is may_run, said
 
 
 def test_shared_storage_proven_by_several_moves_at_once(monkeypatch):
